@@ -1,0 +1,671 @@
+//! The typed journal records: one struct per kind of change, postcard-encoded.
+//!
+//! | kind | record            | version |
+//! |-----:|-------------------|--------:|
+//! | 16   | `MediumAdded`     | 1       |
+//! | 17   | `MediumUpdated`   | 1       |
+//! | 18   | `MediumRemoved`   | 1       |
+//! | 32   | `SessionStarted`  | 1       |
+//! | 33   | `SessionPart`     | 1       |
+//! | 34   | `ObjectStored`    | 1       |
+//! | 35   | `SessionFinished` | 1       |
+//! | 36   | `SessionPruned`   | 1       |
+//! | 48   | `JobSaved`        | 1       |
+//! | 49   | `JobStateChanged` | 1       |
+//! | 50   | `JobDeleted`      | 1       |
+//! | 64   | `LogEntry`        | 1       |
+//! | 80   | `IdsReserved`     | 1       |
+//!
+//! Kinds are grouped by subsystem, with room in each group. A kind number is never reused;
+//! changing a struct (or an enum it holds) bumps its version, and [`Record::decode`] keeps an
+//! arm that reads the old version and upgrades it.
+
+use serde::{Deserialize, Serialize};
+
+use super::CatalogError;
+use crate::format::MAX_PATH_LEN;
+use crate::format::records::{
+    MAX_BARCODE_LEN, MAX_BLOCK_SIZE, MAX_NAME_LEN, MIN_BLOCK_SIZE, ObjectKind, SessionStatus,
+};
+
+/// Smallest kind a catalog record may use; kinds below it are the journal's own records.
+pub const FIRST_KIND: u16 = 16;
+/// Largest job definition (the job file's text), in bytes.
+pub const MAX_DEFINITION_LEN: usize = 64 << 10;
+/// Largest log or job state message, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+/// Largest encoded payload of any record: the journal may size its frames by it.
+pub const MAX_PAYLOAD_LEN: usize = MAX_DEFINITION_LEN + 1024;
+
+// The largest records (a job definition with its name, an object with its path, a medium with
+// its location) fit with room for their integer fields (at most 10 bytes each as varints).
+const _: () = assert!(MAX_DEFINITION_LEN + MAX_NAME_LEN + 64 <= MAX_PAYLOAD_LEN);
+const _: () = assert!(MAX_PATH_LEN + 2 * MAX_NAME_LEN + 256 <= MAX_PAYLOAD_LEN);
+const _: () = assert!(MAX_MESSAGE_LEN + 64 <= MAX_PAYLOAD_LEN);
+
+/// A record struct: its stable kind, its current version and the rules a valid one obeys.
+pub trait RecordBody: Serialize + for<'de> Deserialize<'de> + Into<Record> {
+    /// Journal record kind, at least [`FIRST_KIND`], never reused.
+    const KIND: u16;
+    /// Version of the struct as this build writes it.
+    const VERSION: u8;
+    /// Checks the rules of a valid record (before writing and after reading).
+    fn validate(&self) -> Result<(), &'static str>;
+}
+
+/// What a medium is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MediumKind {
+    /// A disk volume file or raw block device.
+    Disk,
+    /// A tape cartridge.
+    Tape,
+    /// A persistent-memory region or file.
+    Nvram,
+}
+
+/// Whether a medium takes more data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MediumState {
+    /// Takes more sessions.
+    Writable,
+    /// Reached its end; readable.
+    Full,
+    /// Protected by a person or the write-protect tab; readable.
+    ReadOnly,
+    /// Taken out of service; its sessions may still be read.
+    Retired,
+    /// Failed; reads may fail too.
+    Error,
+}
+
+/// How a session reads its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionMode {
+    /// A file tree, file by file.
+    Files,
+    /// A raw volume, block by block.
+    Volume,
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    /// Waiting for its time and a device.
+    Ready,
+    /// Held by a person: does not run until released.
+    Hold,
+    /// Running.
+    Active,
+    /// Ran to completion.
+    Done,
+    /// Ran and failed.
+    Failed,
+    /// Cancelled by a person.
+    Cancelled,
+}
+
+/// How much an activity log entry matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LogLevel {
+    /// Something failed.
+    Error,
+    /// Something needs attention.
+    Warning,
+    /// Something worth knowing happened.
+    Note,
+    /// Detail for diagnosis.
+    Debug,
+}
+
+/// A medium was labelled or imported into the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediumAdded {
+    /// Medium UUID, as in its volume label.
+    pub medium: [u8; 16],
+    /// Cartridge barcode, or the name of a disk volume or NVRAM region.
+    pub barcode: String,
+    /// Media pool.
+    pub pool: String,
+    /// What the medium is.
+    pub kind: MediumKind,
+    /// Block size it is written with.
+    pub block_size: u32,
+    /// Capacity in bytes, as known when added (tape: native capacity).
+    pub capacity: u64,
+    /// When it was labelled, seconds since the Unix epoch.
+    pub created: u64,
+    /// Target it lives on, such as `disk:/var/lib/coffer/vol1` or `library:virtual`.
+    pub location: String,
+}
+
+/// A medium's fill level or state changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediumUpdated {
+    /// Medium UUID.
+    pub medium: [u8; 16],
+    /// Bytes written to it.
+    pub used: u64,
+    /// Its state now.
+    pub state: MediumState,
+}
+
+/// A medium left the catalog (exported, erased or relabelled).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediumRemoved {
+    /// Medium UUID.
+    pub medium: [u8; 16],
+}
+
+/// A backup session started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStarted {
+    /// Session id: the catalog's next free one.
+    pub session: u64,
+    /// Job that runs it.
+    pub job: u64,
+    /// Host name of the appliance.
+    pub host: String,
+    /// What is backed up, for people.
+    pub source: String,
+    /// Start time, seconds since the Unix epoch.
+    pub started: u64,
+    /// Number of streams (one per device).
+    pub streams: u16,
+    /// How the source is read.
+    pub mode: SessionMode,
+}
+
+/// A session part was opened on a medium: where a stream's bytes went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPart {
+    /// Session id.
+    pub session: u64,
+    /// Stream the part belongs to.
+    pub stream: u16,
+    /// Part number on that stream, from 0.
+    pub part: u32,
+    /// Medium it is written on.
+    pub medium: [u8; 16],
+    /// Where the part starts: byte offset on disk and NVRAM, block number on tape.
+    pub position: u64,
+    /// Tape file number of the part (0 on other media).
+    pub file_number: u32,
+}
+
+/// Where one object, or one segment of a large one, lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// Object id within the session.
+    pub id: u64,
+    /// Path relative to the source root (volumes: the device path), as raw bytes.
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    /// What it is.
+    pub kind: ObjectKind,
+    /// Size of the whole object.
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Offset of this piece within the object (non-zero for later segments).
+    pub segment_offset: u64,
+    /// Bytes of the object in this piece.
+    pub length: u64,
+    /// Stream the piece was written to.
+    pub stream: u16,
+    /// Part it starts in.
+    pub part: u32,
+    /// Byte position of the piece's first record from the start of that part.
+    pub position: u64,
+    /// BLAKE3 of the piece's bytes.
+    pub digest: [u8; 32],
+}
+
+/// An object, or one segment of it, was stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectStored {
+    /// Session id.
+    pub session: u64,
+    /// The object and where it lives.
+    pub object: StoredObject,
+}
+
+/// A session ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFinished {
+    /// Session id.
+    pub session: u64,
+    /// End time, seconds since the Unix epoch.
+    pub ended: u64,
+    /// How it ended.
+    pub status: SessionStatus,
+    /// Objects written.
+    pub objects: u64,
+    /// Object bytes before compression.
+    pub raw_bytes: u64,
+    /// Bytes as stored.
+    pub stored_bytes: u64,
+}
+
+/// A session left the catalog (expired or deleted); its media may be reused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPruned {
+    /// Session id.
+    pub session: u64,
+}
+
+/// A job was saved, or its definition replaced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSaved {
+    /// Job id: the catalog's next free one for a new job.
+    pub job: u64,
+    /// Name people know it by.
+    pub name: String,
+    /// Text of the job file.
+    pub definition: String,
+}
+
+/// A job changed state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStateChanged {
+    /// Job id.
+    pub job: u64,
+    /// Its state now.
+    pub state: JobState,
+    /// When, seconds since the Unix epoch.
+    pub at: u64,
+    /// Why, for people (may be empty).
+    pub message: String,
+}
+
+/// A job was deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDeleted {
+    /// Job id.
+    pub job: u64,
+}
+
+/// An entry of the activity log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When, seconds since the Unix epoch.
+    pub at: u64,
+    /// How much it matters.
+    pub level: LogLevel,
+    /// Job it concerns, if any (the job may since have been deleted).
+    pub job: Option<u64>,
+    /// What happened.
+    pub message: String,
+}
+
+/// The next free session and job ids, when they are above what the catalog's sessions and jobs
+/// imply (after pruning and deletion): snapshots carry them so ids are never reused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdsReserved {
+    /// Next free session id.
+    pub next_session: u64,
+    /// Next free job id.
+    pub next_job: u64,
+}
+
+impl RecordBody for MediumAdded {
+    const KIND: u16 = 16;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.medium == [0; 16] {
+            return Err("medium UUID is nil");
+        }
+        if self.barcode.is_empty()
+            || self.barcode.len() > MAX_BARCODE_LEN
+            || !self.barcode.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err("barcode must be 1 to 32 printable ASCII characters without spaces");
+        }
+        if !text_ok(&self.pool, 1, MAX_NAME_LEN) {
+            return Err("pool name empty, over 256 bytes or holding a NUL");
+        }
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size)
+            || !self.block_size.is_power_of_two()
+        {
+            return Err("block size must be a power of two from 512 B to 8 MiB");
+        }
+        if !text_ok(&self.location, 1, MAX_PATH_LEN) {
+            return Err("location empty, over 4096 bytes or holding a NUL");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for MediumUpdated {
+    const KIND: u16 = 17;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for MediumRemoved {
+    const KIND: u16 = 18;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for SessionStarted {
+    const KIND: u16 = 32;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        check_id(self.session, "session id must be from 1 to 2^64 - 2")?;
+        if !text_ok(&self.host, 0, MAX_NAME_LEN) {
+            return Err("host name over 256 bytes or holding a NUL");
+        }
+        if !text_ok(&self.source, 0, MAX_PATH_LEN) {
+            return Err("source description over 4096 bytes or holding a NUL");
+        }
+        if self.streams == 0 {
+            return Err("a session has at least one stream");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for SessionPart {
+    const KIND: u16 = 33;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for ObjectStored {
+    const KIND: u16 = 34;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        let o = &self.object;
+        if o.path.is_empty() || o.path.len() > MAX_PATH_LEN || o.path.contains(&0) {
+            return Err("path empty, over 4096 bytes or holding a NUL");
+        }
+        if !o.kind.has_data() && (o.size != 0 || o.length != 0 || o.segment_offset != 0) {
+            return Err("object without data claims a size or a piece of data");
+        }
+        if o.segment_offset.checked_add(o.length).is_none() {
+            return Err("piece ends past the largest offset");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for SessionFinished {
+    const KIND: u16 = 35;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for SessionPruned {
+    const KIND: u16 = 36;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for JobSaved {
+    const KIND: u16 = 48;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        check_id(self.job, "job id must be from 1 to 2^64 - 2")?;
+        if !text_ok(&self.name, 1, MAX_NAME_LEN) {
+            return Err("job name empty, over 256 bytes or holding a NUL");
+        }
+        if !text_ok(&self.definition, 0, MAX_DEFINITION_LEN) {
+            return Err("job definition over 64 KiB or holding a NUL");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for JobStateChanged {
+    const KIND: u16 = 49;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if !text_ok(&self.message, 0, MAX_MESSAGE_LEN) {
+            return Err("job state message over 4096 bytes or holding a NUL");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for JobDeleted {
+    const KIND: u16 = 50;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for LogEntry {
+    const KIND: u16 = 64;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if !text_ok(&self.message, 0, MAX_MESSAGE_LEN) {
+            return Err("log message over 4096 bytes or holding a NUL");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for IdsReserved {
+    const KIND: u16 = 80;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.next_session == 0 || self.next_job == 0 {
+            return Err("ids start at 1");
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` has `min..=max` bytes and no NUL.
+fn text_ok(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.len()) && !s.contains('\0')
+}
+
+/// Ids start at 1 (0 means none) and stop short of `u64::MAX` so the next one exists.
+fn check_id(id: u64, what: &'static str) -> Result<(), &'static str> {
+    if id == 0 || id == u64::MAX {
+        return Err(what);
+    }
+    Ok(())
+}
+
+/// Defines [`Record`] over the record structs, with the per-variant dispatch.
+macro_rules! records {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// A typed journal record: one change to the catalog.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum Record {
+            $($(#[$doc])* $name($name),)*
+        }
+
+        $(impl From<$name> for Record {
+            fn from(body: $name) -> Record {
+                Record::$name(body)
+            }
+        })*
+
+        /// Every kind this build knows: kind, current version, name.
+        pub(super) const KNOWN: &[(u16, u8, &str)] =
+            &[$((<$name as RecordBody>::KIND, <$name as RecordBody>::VERSION, stringify!($name)),)*];
+
+        impl Record {
+            /// Journal record kind.
+            pub fn kind(&self) -> u16 {
+                match self {
+                    $(Record::$name(_) => <$name as RecordBody>::KIND,)*
+                }
+            }
+
+            /// Version of the record's struct as this build writes it.
+            pub fn version(&self) -> u8 {
+                match self {
+                    $(Record::$name(_) => <$name as RecordBody>::VERSION,)*
+                }
+            }
+
+            /// Name of the record, for messages.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Record::$name(_) => stringify!($name),)*
+                }
+            }
+
+            /// Checks the record's own rules; callers check before handing a record to the
+            /// journal, and decoding checks again.
+            pub fn validate(&self) -> Result<(), CatalogError> {
+                let checked = match self {
+                    $(Record::$name(body) => body.validate(),)*
+                };
+                checked.map_err(|what| CatalogError::Invalid { record: self.name(), what })
+            }
+
+            fn write_payload(&self, out: &mut Vec<u8>) -> postcard::Result<()> {
+                match self {
+                    $(Record::$name(body) => postcard::to_io(body, out).map(drop),)*
+                }
+            }
+        }
+    };
+}
+
+records! {
+    /// Kind 16.
+    MediumAdded,
+    /// Kind 17.
+    MediumUpdated,
+    /// Kind 18.
+    MediumRemoved,
+    /// Kind 32.
+    SessionStarted,
+    /// Kind 33.
+    SessionPart,
+    /// Kind 34.
+    ObjectStored,
+    /// Kind 35.
+    SessionFinished,
+    /// Kind 36.
+    SessionPruned,
+    /// Kind 48.
+    JobSaved,
+    /// Kind 49.
+    JobStateChanged,
+    /// Kind 50.
+    JobDeleted,
+    /// Kind 64.
+    LogEntry,
+    /// Kind 80.
+    IdsReserved,
+}
+
+// Kinds are unique, outside the journal's reserved range, and versions start at 1.
+const _: () = {
+    let mut i = 0;
+    while i < KNOWN.len() {
+        assert!(KNOWN[i].0 >= FIRST_KIND && KNOWN[i].1 >= 1);
+        let mut j = i + 1;
+        while j < KNOWN.len() {
+            assert!(KNOWN[i].0 != KNOWN[j].0);
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
+impl Record {
+    /// Appends the record's postcard payload to `out`.
+    ///
+    /// # Panics
+    /// If the record breaks its rules: a record that cannot be decoded must never reach the
+    /// journal, so callers [`validate`](Self::validate) input first.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        if let Err(e) = self.validate() {
+            panic!("encoding an invalid journal record (validate before encoding): {e}");
+        }
+        let start = out.len();
+        // Serializing plain structs into a Vec has no failure mode.
+        self.write_payload(out)
+            .expect("postcard serialization into a Vec failed");
+        assert!(out.len() - start <= MAX_PAYLOAD_LEN);
+    }
+
+    /// Decodes a payload of the given kind and version, upgrading older versions into the
+    /// current structs, and validates the result.
+    pub fn decode(kind: u16, version: u8, payload: &[u8]) -> Result<Record, CatalogError> {
+        let fail = |reason: String| CatalogError::Decode {
+            kind,
+            version,
+            reason,
+        };
+        if kind < FIRST_KIND {
+            return Err(fail(
+                "the kind is reserved for the journal's own records".into(),
+            ));
+        }
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(fail(format!(
+                "payload of {} bytes is over the limit of {MAX_PAYLOAD_LEN}",
+                payload.len()
+            )));
+        }
+        // One arm per (kind, version) ever written. When a struct changes, its old version keeps
+        // an arm that decodes the old struct and upgrades it:
+        // `(SessionPart::KIND, 1) => body::<v1::SessionPart>(..)?.upgrade().into(),`
+        let record: Record = match (kind, version) {
+            (MediumAdded::KIND, 1) => body::<MediumAdded>(payload).map_err(fail)?.into(),
+            (MediumUpdated::KIND, 1) => body::<MediumUpdated>(payload).map_err(fail)?.into(),
+            (MediumRemoved::KIND, 1) => body::<MediumRemoved>(payload).map_err(fail)?.into(),
+            (SessionStarted::KIND, 1) => body::<SessionStarted>(payload).map_err(fail)?.into(),
+            (SessionPart::KIND, 1) => body::<SessionPart>(payload).map_err(fail)?.into(),
+            (ObjectStored::KIND, 1) => body::<ObjectStored>(payload).map_err(fail)?.into(),
+            (SessionFinished::KIND, 1) => body::<SessionFinished>(payload).map_err(fail)?.into(),
+            (SessionPruned::KIND, 1) => body::<SessionPruned>(payload).map_err(fail)?.into(),
+            (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
+            (JobStateChanged::KIND, 1) => body::<JobStateChanged>(payload).map_err(fail)?.into(),
+            (JobDeleted::KIND, 1) => body::<JobDeleted>(payload).map_err(fail)?.into(),
+            (LogEntry::KIND, 1) => body::<LogEntry>(payload).map_err(fail)?.into(),
+            (IdsReserved::KIND, 1) => body::<IdsReserved>(payload).map_err(fail)?.into(),
+            _ => return Err(unknown(kind, version)),
+        };
+        record.validate()?;
+        Ok(record)
+    }
+}
+
+/// Decodes one struct, refusing trailing bytes.
+fn body<T: RecordBody>(payload: &[u8]) -> Result<T, String> {
+    let (v, rest) = postcard::take_from_bytes::<T>(payload).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the payload", rest.len()));
+    }
+    Ok(v)
+}
+
+/// The error for a (kind, version) pair no arm decodes.
+fn unknown(kind: u16, version: u8) -> CatalogError {
+    match KNOWN.iter().find(|k| k.0 == kind) {
+        None => CatalogError::UnknownKind { kind },
+        Some(&(_, known, name)) if version > known => CatalogError::UnknownVersion {
+            kind,
+            name,
+            version,
+            known,
+        },
+        Some(_) => CatalogError::Decode {
+            kind,
+            version,
+            reason: "no coffer ever wrote this version".into(),
+        },
+    }
+}

@@ -1,0 +1,574 @@
+//! The in-memory catalog and how each record changes it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::iter;
+
+use uuid::Uuid;
+
+use super::CatalogError;
+use super::record::{
+    IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, MediumAdded,
+    MediumRemoved, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionPart,
+    SessionPruned, SessionStarted, StoredObject,
+};
+
+/// Activity log entries kept; older ones are dropped.
+pub const LOG_KEEP: usize = 10_000;
+/// State changes kept per job; older ones are dropped (the current state is always kept).
+pub const JOB_HISTORY_KEEP: usize = 64;
+
+const _: () = assert!(LOG_KEEP >= 1 && JOB_HISTORY_KEEP >= 1);
+
+/// First session and job id.
+const FIRST_ID: u64 = 1;
+
+/// A medium in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Medium {
+    info: MediumAdded,
+    used: u64,
+    state: MediumState,
+}
+
+impl Medium {
+    /// Its UUID.
+    pub fn id(&self) -> [u8; 16] {
+        self.info.medium
+    }
+
+    /// Its barcode.
+    pub fn barcode(&self) -> &str {
+        &self.info.barcode
+    }
+
+    /// What it was added with: pool, kind, block size, capacity, location.
+    pub fn info(&self) -> &MediumAdded {
+        &self.info
+    }
+
+    /// Bytes written to it.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Whether it takes more data.
+    pub fn state(&self) -> MediumState {
+        self.state
+    }
+
+    fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let changed = self.used != 0 || self.state != MediumState::Writable;
+        let update = changed.then(|| {
+            Record::MediumUpdated(MediumUpdated {
+                medium: self.id(),
+                used: self.used,
+                state: self.state,
+            })
+        });
+        iter::once(Record::MediumAdded(self.info.clone())).chain(update)
+    }
+}
+
+/// A session in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    start: SessionStarted,
+    /// By (stream, part); each stream's parts are numbered from 0 without gaps.
+    parts: BTreeMap<(u16, u32), SessionPart>,
+    objects: Vec<StoredObject>,
+    finish: Option<SessionFinished>,
+}
+
+impl Session {
+    /// Its id.
+    pub fn id(&self) -> u64 {
+        self.start.session
+    }
+
+    /// How it started: job, host, source, time, streams, mode.
+    pub fn start(&self) -> &SessionStarted {
+        &self.start
+    }
+
+    /// Its parts, by stream then part number.
+    pub fn parts(&self) -> impl DoubleEndedIterator<Item = &SessionPart> + '_ {
+        self.parts.values()
+    }
+
+    /// One part of one stream.
+    pub fn part(&self, stream: u16, part: u32) -> Option<&SessionPart> {
+        self.parts.get(&(stream, part))
+    }
+
+    /// Where each object (or segment) lives, in the order they were stored.
+    pub fn objects(&self) -> &[StoredObject] {
+        &self.objects
+    }
+
+    /// How it ended, once it has.
+    pub fn finish(&self) -> Option<&SessionFinished> {
+        self.finish.as_ref()
+    }
+
+    /// Whether it has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Whether any of its parts lies on `medium`.
+    pub fn uses_medium(&self, medium: [u8; 16]) -> bool {
+        self.parts.values().any(|p| p.medium == medium)
+    }
+
+    /// The part number that must come next on `stream`.
+    fn next_part(&self, stream: u16) -> u32 {
+        let last = self
+            .parts
+            .range((stream, 0)..=(stream, u32::MAX))
+            .next_back();
+        last.map_or(0, |(&(_, p), _)| p.saturating_add(1))
+    }
+
+    fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let session = self.id();
+        let parts = self.parts.values().cloned().map(Record::SessionPart);
+        let objects = self.objects.iter().map(move |o| {
+            Record::ObjectStored(ObjectStored {
+                session,
+                object: o.clone(),
+            })
+        });
+        let finish = self.finish.clone().map(Record::SessionFinished);
+        iter::once(Record::SessionStarted(self.start.clone()))
+            .chain(parts)
+            .chain(objects)
+            .chain(finish)
+    }
+}
+
+/// A job in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    saved: JobSaved,
+    /// The last [`JOB_HISTORY_KEEP`] state changes, oldest first.
+    history: VecDeque<JobStateChanged>,
+}
+
+impl Job {
+    /// Its id.
+    pub fn id(&self) -> u64 {
+        self.saved.job
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.saved.name
+    }
+
+    /// The text of its job file.
+    pub fn definition(&self) -> &str {
+        &self.saved.definition
+    }
+
+    /// Its current state: `Ready` until it first changes.
+    pub fn state(&self) -> JobState {
+        self.history.back().map_or(JobState::Ready, |c| c.state)
+    }
+
+    /// Its last state changes, oldest first.
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &JobStateChanged> + '_ {
+        self.history.iter()
+    }
+
+    fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let changes = self.history.iter().cloned().map(Record::JobStateChanged);
+        iter::once(Record::JobSaved(self.saved.clone())).chain(changes)
+    }
+}
+
+/// The state journal replay rebuilds: media, sessions, jobs, the activity log and the next ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Catalog {
+    media: BTreeMap<[u8; 16], Medium>,
+    /// Barcode of every medium in `media`, to its UUID.
+    barcodes: BTreeMap<String, [u8; 16]>,
+    sessions: BTreeMap<u64, Session>,
+    jobs: BTreeMap<u64, Job>,
+    /// The last [`LOG_KEEP`] entries, oldest first.
+    log: VecDeque<LogEntry>,
+    /// Above every session id ever used.
+    next_session: u64,
+    /// Above every job id ever used.
+    next_job: u64,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Catalog {
+    /// An empty catalog: what replay starts from.
+    pub fn new() -> Catalog {
+        Catalog {
+            media: BTreeMap::new(),
+            barcodes: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            log: VecDeque::new(),
+            next_session: FIRST_ID,
+            next_job: FIRST_ID,
+        }
+    }
+
+    /// Applies one record. Checks it against its rules and the state first: on error nothing
+    /// has changed.
+    pub fn apply(&mut self, r: &Record) -> Result<(), CatalogError> {
+        r.validate()?;
+        match r {
+            Record::MediumAdded(b) => self.medium_added(b),
+            Record::MediumUpdated(b) => self.medium_updated(b),
+            Record::MediumRemoved(b) => self.medium_removed(b),
+            Record::SessionStarted(b) => self.session_started(b),
+            Record::SessionPart(b) => self.session_part(b),
+            Record::ObjectStored(b) => self.object_stored(b),
+            Record::SessionFinished(b) => self.session_finished(b),
+            Record::SessionPruned(b) => self.session_pruned(b),
+            Record::JobSaved(b) => self.job_saved(b),
+            Record::JobStateChanged(b) => self.job_state_changed(b),
+            Record::JobDeleted(b) => self.job_deleted(b),
+            Record::LogEntry(b) => {
+                self.log_entry(b);
+                Ok(())
+            }
+            Record::IdsReserved(b) => self.ids_reserved(b),
+        }
+    }
+
+    /// The fewest records that, applied in order to an empty catalog, build one equal to this:
+    /// media, then sessions (start, parts, objects, end), then jobs, the log, and the next ids
+    /// when pruning or deletion left them above what the rest implies.
+    pub fn snapshot_records(&self) -> impl Iterator<Item = Record> + '_ {
+        let media = self.media.values().flat_map(Medium::records);
+        let sessions = self.sessions.values().flat_map(Session::records);
+        let jobs = self.jobs.values().flat_map(Job::records);
+        let log = self.log.iter().cloned().map(Record::LogEntry);
+        media
+            .chain(sessions)
+            .chain(jobs)
+            .chain(log)
+            .chain(self.ids_record())
+    }
+
+    /// Sessions, oldest (lowest id) first.
+    pub fn sessions(&self) -> impl DoubleEndedIterator<Item = &Session> + '_ {
+        self.sessions.values()
+    }
+
+    /// One session.
+    pub fn session(&self, id: u64) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    /// The newest session (highest id), finished or not.
+    pub fn latest_session(&self) -> Option<&Session> {
+        self.sessions.values().next_back()
+    }
+
+    /// Where each object of a session lives; `None` for an unknown session.
+    pub fn objects(&self, session: u64) -> Option<&[StoredObject]> {
+        self.sessions.get(&session).map(Session::objects)
+    }
+
+    /// Sessions with a part on `medium`.
+    pub fn sessions_on(&self, medium: [u8; 16]) -> impl Iterator<Item = &Session> + '_ {
+        self.sessions
+            .values()
+            .filter(move |s| s.uses_medium(medium))
+    }
+
+    /// One medium, by UUID.
+    pub fn medium(&self, id: [u8; 16]) -> Option<&Medium> {
+        self.media.get(&id)
+    }
+
+    /// One medium, by barcode.
+    pub fn medium_by_barcode(&self, barcode: &str) -> Option<&Medium> {
+        let id = self.barcodes.get(barcode)?;
+        let m = self.media.get(id);
+        assert!(
+            m.is_some(),
+            "barcode index names a medium not in the catalog"
+        );
+        m
+    }
+
+    /// Media, by UUID.
+    pub fn media(&self) -> impl Iterator<Item = &Medium> + '_ {
+        self.media.values()
+    }
+
+    /// Jobs, by id.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> + '_ {
+        self.jobs.values()
+    }
+
+    /// One job.
+    pub fn job(&self, id: u64) -> Option<&Job> {
+        self.jobs.get(&id)
+    }
+
+    /// The activity log's last [`LOG_KEEP`] entries, oldest first.
+    pub fn log(&self) -> impl DoubleEndedIterator<Item = &LogEntry> + ExactSizeIterator + '_ {
+        self.log.iter()
+    }
+
+    /// The id the next session must take.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session
+    }
+
+    /// The id the next new job must take.
+    pub fn next_job_id(&self) -> u64 {
+        self.next_job
+    }
+
+    fn medium_added(&mut self, b: &MediumAdded) -> Result<(), CatalogError> {
+        if self.media.contains_key(&b.medium) {
+            return Err(CatalogError::MediumExists {
+                medium: Uuid::from_bytes(b.medium),
+            });
+        }
+        if let Some(&other) = self.barcodes.get(&b.barcode) {
+            return Err(CatalogError::BarcodeInUse {
+                barcode: b.barcode.clone(),
+                medium: Uuid::from_bytes(other),
+            });
+        }
+        self.barcodes.insert(b.barcode.clone(), b.medium);
+        let medium = Medium {
+            info: b.clone(),
+            used: 0,
+            state: MediumState::Writable,
+        };
+        self.media.insert(b.medium, medium);
+        Ok(())
+    }
+
+    fn medium_updated(&mut self, b: &MediumUpdated) -> Result<(), CatalogError> {
+        let m = self
+            .media
+            .get_mut(&b.medium)
+            .ok_or_else(|| unknown_medium(b.medium))?;
+        m.used = b.used;
+        m.state = b.state;
+        Ok(())
+    }
+
+    fn medium_removed(&mut self, b: &MediumRemoved) -> Result<(), CatalogError> {
+        if !self.media.contains_key(&b.medium) {
+            return Err(unknown_medium(b.medium));
+        }
+        if let Some(s) = self.sessions_on(b.medium).next() {
+            return Err(CatalogError::MediumInUse {
+                medium: Uuid::from_bytes(b.medium),
+                session: s.id(),
+            });
+        }
+        let m = self.media.remove(&b.medium).expect("medium checked above");
+        let indexed = self.barcodes.remove(&m.info.barcode);
+        assert_eq!(indexed, Some(b.medium), "barcode index out of step");
+        Ok(())
+    }
+
+    fn session_started(&mut self, b: &SessionStarted) -> Result<(), CatalogError> {
+        if self.sessions.contains_key(&b.session) {
+            return Err(CatalogError::SessionExists { session: b.session });
+        }
+        if b.session < self.next_session {
+            return Err(CatalogError::StaleId {
+                what: "session",
+                id: b.session,
+                next: self.next_session,
+            });
+        }
+        let session = Session {
+            start: b.clone(),
+            parts: BTreeMap::new(),
+            objects: Vec::new(),
+            finish: None,
+        };
+        self.sessions.insert(b.session, session);
+        // Validation keeps ids below u64::MAX.
+        self.next_session = b.session + 1;
+        Ok(())
+    }
+
+    fn session_part(&mut self, b: &SessionPart) -> Result<(), CatalogError> {
+        if !self.media.contains_key(&b.medium) {
+            return Err(unknown_medium(b.medium));
+        }
+        let s = open_session(&mut self.sessions, b.session)?;
+        if b.stream >= s.start.streams {
+            return Err(CatalogError::UnknownStream {
+                session: b.session,
+                stream: b.stream,
+                streams: s.start.streams,
+            });
+        }
+        let expected = s.next_part(b.stream);
+        if b.part != expected || s.parts.contains_key(&(b.stream, b.part)) {
+            return Err(CatalogError::PartOutOfOrder {
+                session: b.session,
+                stream: b.stream,
+                part: b.part,
+                expected,
+            });
+        }
+        s.parts.insert((b.stream, b.part), b.clone());
+        Ok(())
+    }
+
+    fn object_stored(&mut self, b: &ObjectStored) -> Result<(), CatalogError> {
+        let s = open_session(&mut self.sessions, b.session)?;
+        let o = &b.object;
+        if !s.parts.contains_key(&(o.stream, o.part)) {
+            return Err(CatalogError::UnknownPart {
+                session: b.session,
+                object: o.id,
+                stream: o.stream,
+                part: o.part,
+            });
+        }
+        s.objects.push(o.clone());
+        Ok(())
+    }
+
+    fn session_finished(&mut self, b: &SessionFinished) -> Result<(), CatalogError> {
+        let s = open_session(&mut self.sessions, b.session)?;
+        s.finish = Some(b.clone());
+        Ok(())
+    }
+
+    fn session_pruned(&mut self, b: &SessionPruned) -> Result<(), CatalogError> {
+        let s = self
+            .sessions
+            .get(&b.session)
+            .ok_or(CatalogError::UnknownSession { session: b.session })?;
+        if !s.is_finished() {
+            return Err(CatalogError::SessionRunning { session: b.session });
+        }
+        self.sessions.remove(&b.session);
+        Ok(())
+    }
+
+    fn job_saved(&mut self, b: &JobSaved) -> Result<(), CatalogError> {
+        if let Some(job) = self.jobs.get_mut(&b.job) {
+            job.saved = b.clone();
+            return Ok(());
+        }
+        if b.job < self.next_job {
+            return Err(CatalogError::StaleId {
+                what: "job",
+                id: b.job,
+                next: self.next_job,
+            });
+        }
+        let job = Job {
+            saved: b.clone(),
+            history: VecDeque::new(),
+        };
+        self.jobs.insert(b.job, job);
+        // Validation keeps ids below u64::MAX.
+        self.next_job = b.job + 1;
+        Ok(())
+    }
+
+    fn job_state_changed(&mut self, b: &JobStateChanged) -> Result<(), CatalogError> {
+        let job = self
+            .jobs
+            .get_mut(&b.job)
+            .ok_or(CatalogError::UnknownJob { job: b.job })?;
+        if job.history.len() == JOB_HISTORY_KEEP {
+            job.history.pop_front();
+        }
+        job.history.push_back(b.clone());
+        assert!(job.history.len() <= JOB_HISTORY_KEEP);
+        Ok(())
+    }
+
+    fn job_deleted(&mut self, b: &JobDeleted) -> Result<(), CatalogError> {
+        let job = self
+            .jobs
+            .get(&b.job)
+            .ok_or(CatalogError::UnknownJob { job: b.job })?;
+        if job.state() == JobState::Active {
+            return Err(CatalogError::JobActive { job: b.job });
+        }
+        self.jobs.remove(&b.job);
+        Ok(())
+    }
+
+    fn log_entry(&mut self, b: &LogEntry) {
+        if self.log.len() == LOG_KEEP {
+            self.log.pop_front();
+        }
+        self.log.push_back(b.clone());
+        assert!(self.log.len() <= LOG_KEEP);
+    }
+
+    fn ids_reserved(&mut self, b: &IdsReserved) -> Result<(), CatalogError> {
+        if b.next_session < self.next_session {
+            return Err(CatalogError::StaleId {
+                what: "session",
+                id: b.next_session,
+                next: self.next_session,
+            });
+        }
+        if b.next_job < self.next_job {
+            return Err(CatalogError::StaleId {
+                what: "job",
+                id: b.next_job,
+                next: self.next_job,
+            });
+        }
+        self.next_session = b.next_session;
+        self.next_job = b.next_job;
+        Ok(())
+    }
+
+    /// The `IdsReserved` record a snapshot needs, if replaying the rest would leave the next
+    /// ids lower than they are.
+    fn ids_record(&self) -> Option<Record> {
+        let implied = |last: Option<u64>| last.map_or(FIRST_ID, |id| id + 1);
+        let session = implied(self.sessions.keys().next_back().copied());
+        let job = implied(self.jobs.keys().next_back().copied());
+        assert!(session <= self.next_session && job <= self.next_job);
+        let needed = session != self.next_session || job != self.next_job;
+        needed.then_some(Record::IdsReserved(IdsReserved {
+            next_session: self.next_session,
+            next_job: self.next_job,
+        }))
+    }
+}
+
+fn unknown_medium(medium: [u8; 16]) -> CatalogError {
+    CatalogError::UnknownMedium {
+        medium: Uuid::from_bytes(medium),
+    }
+}
+
+/// A session that takes more parts, objects or its end.
+fn open_session(
+    sessions: &mut BTreeMap<u64, Session>,
+    id: u64,
+) -> Result<&mut Session, CatalogError> {
+    let s = sessions
+        .get_mut(&id)
+        .ok_or(CatalogError::UnknownSession { session: id })?;
+    if s.is_finished() {
+        return Err(CatalogError::SessionFinished { session: id });
+    }
+    Ok(s)
+}

@@ -1,0 +1,548 @@
+//! Catalog consistency rules, bounds, queries and snapshots.
+
+use proptest::prelude::*;
+
+use super::tests::encoded;
+use super::*;
+use crate::format::records::{ObjectKind, SessionStatus};
+
+const TAPE: [u8; 16] = [7; 16];
+const DISK: [u8; 16] = [9; 16];
+
+fn medium(id: [u8; 16], barcode: &str) -> Record {
+    Record::MediumAdded(MediumAdded {
+        medium: id,
+        barcode: barcode.into(),
+        pool: "default".into(),
+        kind: MediumKind::Tape,
+        block_size: 256 << 10,
+        capacity: 18 << 40,
+        created: 1_790_000_000,
+        location: "library:virtual".into(),
+    })
+}
+
+fn start(session: u64, streams: u16) -> Record {
+    Record::SessionStarted(SessionStarted {
+        session,
+        job: 1,
+        host: "coffer-1".into(),
+        source: "/srv/data".into(),
+        started: 1_790_000_100,
+        streams,
+        mode: SessionMode::Files,
+    })
+}
+
+fn part(session: u64, stream: u16, part: u32, medium: [u8; 16]) -> Record {
+    Record::SessionPart(SessionPart {
+        session,
+        stream,
+        part,
+        medium,
+        position: u64::from(part) * 1000,
+        file_number: part,
+    })
+}
+
+fn object(session: u64, id: u64, stream: u16, part: u32) -> Record {
+    Record::ObjectStored(ObjectStored {
+        session,
+        object: StoredObject {
+            id,
+            path: format!("dir/file{id}").into_bytes(),
+            kind: ObjectKind::File,
+            size: 4096,
+            mtime: 1_700_000_000,
+            segment_offset: 0,
+            length: 4096,
+            stream,
+            part,
+            position: id * 8192,
+            digest: [id as u8; 32],
+        },
+    })
+}
+
+fn finish(session: u64) -> Record {
+    Record::SessionFinished(SessionFinished {
+        session,
+        ended: 1_790_000_200,
+        status: SessionStatus::Complete,
+        objects: 1,
+        raw_bytes: 4096,
+        stored_bytes: 2048,
+    })
+}
+
+fn prune(session: u64) -> Record {
+    Record::SessionPruned(SessionPruned { session })
+}
+
+fn job(job: u64, name: &str) -> Record {
+    Record::JobSaved(JobSaved {
+        job,
+        name: name.into(),
+        definition: "source = \"/srv/data\"\n".into(),
+    })
+}
+
+fn job_state(job: u64, state: JobState, at: u64) -> Record {
+    Record::JobStateChanged(JobStateChanged {
+        job,
+        state,
+        at,
+        message: String::new(),
+    })
+}
+
+fn log(at: u64) -> Record {
+    Record::LogEntry(LogEntry {
+        at,
+        level: LogLevel::Note,
+        job: None,
+        message: format!("entry {at}"),
+    })
+}
+
+/// A catalog with two media, session 1 (two streams, part 0 of each, one object) running,
+/// and job 1 saved.
+fn catalog() -> Catalog {
+    let mut c = Catalog::new();
+    let records = [
+        medium(TAPE, "A00001L9"),
+        medium(DISK, "vol1"),
+        job(1, "nightly"),
+        start(1, 2),
+        part(1, 0, 0, TAPE),
+        part(1, 1, 0, DISK),
+        object(1, 1, 0, 0),
+    ];
+    for r in &records {
+        c.apply(r).unwrap();
+    }
+    c
+}
+
+/// Applies a record the catalog must refuse; checks the state did not change.
+fn refused(c: &mut Catalog, r: Record) -> CatalogError {
+    let before = c.clone();
+    let err = c.apply(&r).expect_err("record should be refused");
+    assert_eq!(*c, before, "a refused {} changed the catalog", r.name());
+    err
+}
+
+#[test]
+fn media_rules() {
+    let mut c = catalog();
+    let err = refused(&mut c, medium(TAPE, "OTHER1"));
+    assert!(matches!(err, CatalogError::MediumExists { .. }));
+    let err = refused(&mut c, medium([3; 16], "A00001L9"));
+    assert!(matches!(err, CatalogError::BarcodeInUse { ref barcode, .. } if barcode == "A00001L9"));
+    let update = Record::MediumUpdated(MediumUpdated {
+        medium: [3; 16],
+        used: 1,
+        state: MediumState::Full,
+    });
+    assert!(matches!(
+        refused(&mut c, update),
+        CatalogError::UnknownMedium { .. }
+    ));
+    let remove = Record::MediumRemoved(MediumRemoved { medium: TAPE });
+    let err = refused(&mut c, remove.clone());
+    assert!(
+        matches!(err, CatalogError::MediumInUse { session: 1, .. }),
+        "{err}"
+    );
+    // Once the session is gone, the medium can go, and its barcode is free again.
+    c.apply(&finish(1)).unwrap();
+    c.apply(&prune(1)).unwrap();
+    c.apply(&remove).unwrap();
+    assert!(c.medium(TAPE).is_none() && c.medium_by_barcode("A00001L9").is_none());
+    c.apply(&medium([3; 16], "A00001L9")).unwrap();
+    assert_eq!(c.medium_by_barcode("A00001L9").unwrap().id(), [3; 16]);
+    assert!(matches!(
+        refused(&mut c, remove),
+        CatalogError::UnknownMedium { .. }
+    ));
+}
+
+#[test]
+fn session_start_rules() {
+    let mut c = catalog();
+    assert!(matches!(
+        refused(&mut c, start(1, 1)),
+        CatalogError::SessionExists { session: 1 }
+    ));
+    c.apply(&start(5, 1)).unwrap();
+    assert_eq!(c.next_session_id(), 6);
+    // Ids below the next one are never reused, even if no session holds them.
+    let err = refused(&mut c, start(3, 1));
+    assert_eq!(
+        err,
+        CatalogError::StaleId {
+            what: "session",
+            id: 3,
+            next: 6
+        }
+    );
+    let err = refused(&mut c, start(0, 1));
+    assert!(matches!(
+        err,
+        CatalogError::Invalid {
+            record: "SessionStarted",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn part_rules() {
+    let mut c = catalog();
+    let err = refused(&mut c, part(1, 0, 1, [3; 16]));
+    assert!(matches!(err, CatalogError::UnknownMedium { .. }));
+    let err = refused(&mut c, part(2, 0, 0, TAPE));
+    assert_eq!(err, CatalogError::UnknownSession { session: 2 });
+    let err = refused(&mut c, part(1, 2, 0, TAPE));
+    assert!(matches!(
+        err,
+        CatalogError::UnknownStream {
+            stream: 2,
+            streams: 2,
+            ..
+        }
+    ));
+    let err = refused(&mut c, part(1, 0, 0, DISK));
+    assert!(matches!(
+        err,
+        CatalogError::PartOutOfOrder {
+            part: 0,
+            expected: 1,
+            ..
+        }
+    ));
+    let err = refused(&mut c, part(1, 0, 2, DISK));
+    assert!(matches!(
+        err,
+        CatalogError::PartOutOfOrder {
+            part: 2,
+            expected: 1,
+            ..
+        }
+    ));
+    c.apply(&part(1, 0, 1, DISK)).unwrap();
+    let parts: Vec<_> = c
+        .session(1)
+        .unwrap()
+        .parts()
+        .map(|p| (p.stream, p.part))
+        .collect();
+    assert_eq!(parts, [(0, 0), (0, 1), (1, 0)]);
+}
+
+#[test]
+fn object_rules() {
+    let mut c = catalog();
+    let err = refused(&mut c, object(2, 2, 0, 0));
+    assert_eq!(err, CatalogError::UnknownSession { session: 2 });
+    let err = refused(&mut c, object(1, 2, 0, 1));
+    assert!(matches!(
+        err,
+        CatalogError::UnknownPart {
+            object: 2,
+            stream: 0,
+            part: 1,
+            ..
+        }
+    ));
+    c.apply(&object(1, 2, 1, 0)).unwrap();
+    assert_eq!(c.objects(1).unwrap().len(), 2);
+    c.apply(&finish(1)).unwrap();
+    let err = refused(&mut c, object(1, 3, 0, 0));
+    assert_eq!(err, CatalogError::SessionFinished { session: 1 });
+    let err = refused(&mut c, part(1, 0, 1, TAPE));
+    assert_eq!(err, CatalogError::SessionFinished { session: 1 });
+}
+
+#[test]
+fn finish_and_prune_rules() {
+    let mut c = catalog();
+    let err = refused(&mut c, finish(2));
+    assert_eq!(err, CatalogError::UnknownSession { session: 2 });
+    let err = refused(&mut c, prune(1));
+    assert_eq!(err, CatalogError::SessionRunning { session: 1 });
+    c.apply(&finish(1)).unwrap();
+    assert!(c.session(1).unwrap().is_finished());
+    let err = refused(&mut c, finish(1));
+    assert_eq!(err, CatalogError::SessionFinished { session: 1 });
+    c.apply(&prune(1)).unwrap();
+    assert!(c.session(1).is_none() && c.objects(1).is_none());
+    let err = refused(&mut c, prune(1));
+    assert_eq!(err, CatalogError::UnknownSession { session: 1 });
+    assert_eq!(c.next_session_id(), 2);
+}
+
+#[test]
+fn job_rules() {
+    let mut c = catalog();
+    let err = refused(&mut c, job_state(2, JobState::Hold, 1));
+    assert_eq!(err, CatalogError::UnknownJob { job: 2 });
+    c.apply(&job_state(1, JobState::Active, 1)).unwrap();
+    let err = refused(&mut c, Record::JobDeleted(JobDeleted { job: 1 }));
+    assert_eq!(err, CatalogError::JobActive { job: 1 });
+    c.apply(&job_state(1, JobState::Done, 2)).unwrap();
+    // Saving again replaces the definition and keeps the history.
+    c.apply(&job(1, "nightly-full")).unwrap();
+    let j = c.job(1).unwrap();
+    assert_eq!(
+        (j.name(), j.state(), j.history().count()),
+        ("nightly-full", JobState::Done, 2)
+    );
+    c.apply(&Record::JobDeleted(JobDeleted { job: 1 })).unwrap();
+    assert!(c.job(1).is_none());
+    let err = refused(&mut c, job(1, "again"));
+    assert_eq!(
+        err,
+        CatalogError::StaleId {
+            what: "job",
+            id: 1,
+            next: 2
+        }
+    );
+    let err = refused(&mut c, Record::JobDeleted(JobDeleted { job: 1 }));
+    assert_eq!(err, CatalogError::UnknownJob { job: 1 });
+    c.apply(&job(c.next_job_id(), "weekly")).unwrap();
+    assert_eq!(c.job(2).unwrap().state(), JobState::Ready);
+}
+
+#[test]
+fn ids_never_go_back() {
+    let mut c = catalog();
+    let back = Record::IdsReserved(IdsReserved {
+        next_session: 1,
+        next_job: 9,
+    });
+    let err = refused(&mut c, back);
+    assert_eq!(
+        err,
+        CatalogError::StaleId {
+            what: "session",
+            id: 1,
+            next: 2
+        }
+    );
+    let ids = Record::IdsReserved(IdsReserved {
+        next_session: 10,
+        next_job: 20,
+    });
+    c.apply(&ids).unwrap();
+    assert_eq!((c.next_session_id(), c.next_job_id()), (10, 20));
+}
+
+#[test]
+fn log_keeps_the_last_entries() {
+    let mut c = Catalog::new();
+    for at in 0..LOG_KEEP as u64 + 5 {
+        c.apply(&log(at)).unwrap();
+    }
+    assert_eq!(c.log().len(), LOG_KEEP);
+    assert_eq!(c.log().next().unwrap().at, 5);
+    assert_eq!(c.log().next_back().unwrap().at, LOG_KEEP as u64 + 4);
+}
+
+#[test]
+fn job_history_keeps_the_last_changes() {
+    let mut c = catalog();
+    for at in 0..JOB_HISTORY_KEEP as u64 + 3 {
+        let state = if at % 2 == 0 {
+            JobState::Hold
+        } else {
+            JobState::Ready
+        };
+        c.apply(&job_state(1, state, at)).unwrap();
+    }
+    let j = c.job(1).unwrap();
+    assert_eq!(j.history().count(), JOB_HISTORY_KEEP);
+    assert_eq!(j.history().next().unwrap().at, 3);
+    assert_eq!(j.state(), JobState::Hold);
+}
+
+#[test]
+fn queries_find_what_was_applied() {
+    let mut c = catalog();
+    c.apply(&start(2, 1)).unwrap();
+    let update = Record::MediumUpdated(MediumUpdated {
+        medium: TAPE,
+        used: 1 << 30,
+        state: MediumState::Full,
+    });
+    c.apply(&update).unwrap();
+    assert_eq!(c.latest_session().unwrap().id(), 2);
+    assert_eq!(c.sessions().map(Session::id).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(c.objects(1).unwrap()[0].path, b"dir/file1");
+    assert_eq!(c.objects(2).unwrap(), &[]);
+    assert_eq!(c.session(1).unwrap().part(1, 0).unwrap().medium, DISK);
+    let tape = c.medium_by_barcode("A00001L9").unwrap();
+    assert_eq!((tape.used(), tape.state()), (1 << 30, MediumState::Full));
+    assert_eq!(c.media().count(), 2);
+    assert_eq!(
+        c.sessions_on(DISK).map(Session::id).collect::<Vec<_>>(),
+        [1]
+    );
+    assert_eq!(c.jobs().map(Job::id).collect::<Vec<_>>(), [1]);
+    assert_eq!((c.next_session_id(), c.next_job_id()), (3, 2));
+}
+
+/// Rebuilds a catalog from its snapshot, through the encoder and decoder.
+fn rebuilt(c: &Catalog) -> (Catalog, usize) {
+    let mut fresh = Catalog::new();
+    let mut n = 0;
+    for r in c.snapshot_records() {
+        let back = Record::decode(r.kind(), r.version(), &encoded(&r)).unwrap();
+        fresh.apply(&back).unwrap();
+        n += 1;
+    }
+    (fresh, n)
+}
+
+#[test]
+fn snapshot_keeps_ids_after_pruning_and_deletion() {
+    let mut c = catalog();
+    c.apply(&finish(1)).unwrap();
+    c.apply(&prune(1)).unwrap();
+    c.apply(&Record::JobDeleted(JobDeleted { job: 1 })).unwrap();
+    let (fresh, n) = rebuilt(&c);
+    assert_eq!(fresh, c);
+    assert_eq!((fresh.next_session_id(), fresh.next_job_id()), (2, 2));
+    assert_eq!(n, 3, "two media and the ids");
+    assert_eq!(rebuilt(&Catalog::new()).1, 0);
+}
+
+/// One random step: a selector, two small choices and a value, turned into a record against
+/// the current catalog so that most steps apply and some break a rule.
+type Step = (u8, u8, u8, u64);
+
+/// An existing id chosen by `a`, or now and then `other` (new, stale or unknown).
+fn pick(ids: Vec<u64>, a: u8, other: u64) -> u64 {
+    if ids.is_empty() || a % 8 == 0 {
+        other
+    } else {
+        ids[usize::from(a) % ids.len()]
+    }
+}
+
+fn session_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
+    // Mostly sessions still running, so that parts and objects find one.
+    let running = c.sessions().filter(|s| !s.is_finished() || b % 4 == 0);
+    let session = pick(running.map(Session::id).collect(), a, u64::from(b % 4));
+    let media = c.media().map(|m| u64::from(m.id()[0])).collect::<Vec<_>>();
+    let medium = [pick(media, b, u64::from(a % 4 + 1)) as u8; 16];
+    let stream = u16::from(b % 3);
+    let s = c.session(session);
+    match sel % 8 {
+        0 => start(
+            if b % 6 == 0 {
+                u64::from(a)
+            } else {
+                c.next_session_id()
+            },
+            1 + stream,
+        ),
+        1 => {
+            let next = s.map_or(0, |s| {
+                s.parts().filter(|p| p.stream == stream).count() as u32
+            });
+            part(
+                session,
+                stream,
+                if x % 5 == 0 { a.into() } else { next },
+                medium,
+            )
+        }
+        2..=5 => {
+            let parts = s.map(|s| s.parts().map(|p| (p.stream, p.part)).collect::<Vec<_>>());
+            let (stream, part) = match parts {
+                Some(p) if !p.is_empty() && x % 7 != 0 => p[usize::from(b) % p.len()],
+                _ => (stream, u32::from(a % 2)),
+            };
+            object(session, x % 100, stream, part)
+        }
+        6 => finish(session),
+        _ => prune(session),
+    }
+}
+
+fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
+    let jobs = c.jobs().map(Job::id).collect::<Vec<_>>();
+    let job_id = pick(
+        jobs,
+        a,
+        if b % 3 == 0 {
+            u64::from(b)
+        } else {
+            c.next_job_id()
+        },
+    );
+    let medium_id = [a % 4 + 1; 16];
+    match sel % 8 {
+        0 => medium(medium_id, &format!("B{}", b % 5)),
+        1 => Record::MediumUpdated(MediumUpdated {
+            medium: medium_id,
+            used: if b % 2 == 0 { 0 } else { x },
+            state: [MediumState::Writable, MediumState::Full, MediumState::Error]
+                [usize::from(b % 3)],
+        }),
+        2 => Record::MediumRemoved(MediumRemoved { medium: medium_id }),
+        3 => job(job_id, &format!("job{b}")),
+        4 => {
+            let states = [
+                JobState::Ready,
+                JobState::Hold,
+                JobState::Active,
+                JobState::Done,
+            ];
+            job_state(job_id, states[usize::from(b % 4)], x)
+        }
+        5 => Record::JobDeleted(JobDeleted { job: job_id }),
+        6 => Record::LogEntry(LogEntry {
+            at: x,
+            level: LogLevel::Warning,
+            job: (b % 2 == 0).then_some(job_id),
+            message: format!("step {x}"),
+        }),
+        _ => Record::IdsReserved(IdsReserved {
+            next_session: c.next_session_id() + u64::from(b % 3) - 1,
+            next_job: c.next_job_id() + u64::from(a % 2),
+        }),
+    }
+}
+
+fn step_record(c: &Catalog, step: Step) -> Record {
+    if step.0 % 2 == 0 {
+        session_step(c, (step.0 / 2, step.1, step.2, step.3))
+    } else {
+        other_step(c, (step.0 / 2, step.1, step.2, step.3))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn snapshot_rebuilds_an_equal_catalog(steps in proptest::collection::vec(any::<Step>(), 0..300)) {
+        let mut c = Catalog::new();
+        let mut applied = 0;
+        for step in steps {
+            let r = step_record(&c, step);
+            let before = c.clone();
+            match c.apply(&r) {
+                Ok(()) => applied += 1,
+                Err(_) => prop_assert_eq!(&c, &before, "a refused {:?} changed the catalog", r),
+            }
+        }
+        let (fresh, n) = rebuilt(&c);
+        prop_assert_eq!(&fresh, &c);
+        prop_assert!(n <= applied + 1, "snapshot of {} records after {} applied", n, applied);
+        prop_assert!(fresh.snapshot_records().eq(c.snapshot_records()));
+    }
+}

@@ -1,0 +1,494 @@
+//! Record round trips and decoder robustness; catalog consistency and snapshots.
+
+use proptest::prelude::*;
+use proptest::sample::select;
+
+use super::record::KNOWN;
+use super::*;
+use crate::format::records::{ObjectKind, SessionStatus};
+
+// ---- strategies -------------------------------------------------------------------------------
+
+const OBJECT_KINDS: [ObjectKind; 9] = [
+    ObjectKind::File,
+    ObjectKind::Dir,
+    ObjectKind::Symlink,
+    ObjectKind::Hardlink,
+    ObjectKind::Fifo,
+    ObjectKind::CharDevice,
+    ObjectKind::BlockDevice,
+    ObjectKind::Socket,
+    ObjectKind::Volume,
+];
+const MEDIUM_KINDS: [MediumKind; 3] = [MediumKind::Disk, MediumKind::Tape, MediumKind::Nvram];
+const MEDIUM_STATES: [MediumState; 5] = [
+    MediumState::Writable,
+    MediumState::Full,
+    MediumState::ReadOnly,
+    MediumState::Retired,
+    MediumState::Error,
+];
+const JOB_STATES: [JobState; 6] = [
+    JobState::Ready,
+    JobState::Hold,
+    JobState::Active,
+    JobState::Done,
+    JobState::Failed,
+    JobState::Cancelled,
+];
+const LEVELS: [LogLevel; 4] = [
+    LogLevel::Error,
+    LogLevel::Warning,
+    LogLevel::Note,
+    LogLevel::Debug,
+];
+const STATUSES: [SessionStatus; 3] = [
+    SessionStatus::Complete,
+    SessionStatus::Cancelled,
+    SessionStatus::Failed,
+];
+
+/// Text without NULs (any other character, multi-byte ones included).
+fn text(max: usize) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!("[^\\x00]{{0,{max}}}")).expect("valid regex")
+}
+
+fn uuid() -> impl Strategy<Value = [u8; 16]> {
+    any::<[u8; 16]>().prop_map(|mut u| {
+        u[15] |= 1;
+        u
+    })
+}
+
+fn id() -> impl Strategy<Value = u64> {
+    1..u64::MAX
+}
+
+fn medium_added() -> impl Strategy<Value = Record> {
+    let fields = (
+        uuid(),
+        "[!-~]{1,32}",
+        text(40),
+        select(&MEDIUM_KINDS[..]),
+        9u32..=23,
+    );
+    (
+        fields,
+        any::<(u64, u64)>(),
+        text(60).prop_map(|s| format!("disk:{s}")),
+    )
+        .prop_map(
+            |((medium, barcode, pool, kind, shift), (capacity, created), location)| {
+                Record::MediumAdded(MediumAdded {
+                    medium,
+                    barcode,
+                    pool: format!("p{pool}"),
+                    kind,
+                    block_size: 1 << shift,
+                    capacity,
+                    created,
+                    location,
+                })
+            },
+        )
+}
+
+fn session_started() -> impl Strategy<Value = Record> {
+    let fields = (id(), any::<u64>(), text(30), text(80), any::<u64>(), 1u16..);
+    (
+        fields,
+        select(&[SessionMode::Files, SessionMode::Volume][..]),
+    )
+        .prop_map(|((session, job, host, source, started, streams), mode)| {
+            Record::SessionStarted(SessionStarted {
+                session,
+                job,
+                host,
+                source,
+                started,
+                streams,
+                mode,
+            })
+        })
+}
+
+fn stored_object() -> impl Strategy<Value = StoredObject> {
+    let path = proptest::collection::vec(1u8..=255, 1..200);
+    let place = (any::<u16>(), any::<u32>(), any::<u64>(), any::<[u8; 32]>());
+    let sizes = (any::<u64>(), any::<u64>(), any::<u64>(), any::<i64>());
+    (any::<u64>(), path, select(&OBJECT_KINDS[..]), sizes, place).prop_map(
+        |(id, path, kind, (size, off, len, mtime), (stream, part, position, digest))| {
+            let data = kind.has_data();
+            let segment_offset = if data { off / 2 } else { 0 };
+            StoredObject {
+                id,
+                path,
+                kind,
+                size: if data { size } else { 0 },
+                mtime,
+                segment_offset,
+                length: if data { len / 2 } else { 0 },
+                stream,
+                part,
+                position,
+                digest,
+            }
+        },
+    )
+}
+
+fn session_records() -> impl Strategy<Value = Record> {
+    prop_oneof![
+        session_started(),
+        (any::<(u64, u16, u32, u64, u32)>(), uuid()).prop_map(
+            |((session, stream, part, position, file_number), medium)| {
+                Record::SessionPart(SessionPart {
+                    session,
+                    stream,
+                    part,
+                    medium,
+                    position,
+                    file_number,
+                })
+            }
+        ),
+        (any::<u64>(), stored_object())
+            .prop_map(|(session, object)| Record::ObjectStored(ObjectStored { session, object })),
+        (any::<[u64; 5]>(), select(&STATUSES[..])).prop_map(|(n, status)| {
+            Record::SessionFinished(SessionFinished {
+                session: n[0],
+                ended: n[1],
+                status,
+                objects: n[2],
+                raw_bytes: n[3],
+                stored_bytes: n[4],
+            })
+        }),
+        any::<u64>().prop_map(|session| Record::SessionPruned(SessionPruned { session })),
+    ]
+}
+
+fn other_records() -> impl Strategy<Value = Record> {
+    prop_oneof![
+        medium_added(),
+        (uuid(), any::<u64>(), select(&MEDIUM_STATES[..])).prop_map(|(medium, used, state)| {
+            Record::MediumUpdated(MediumUpdated {
+                medium,
+                used,
+                state,
+            })
+        }),
+        any::<[u8; 16]>().prop_map(|medium| Record::MediumRemoved(MediumRemoved { medium })),
+        (id(), "[a-z0-9-]{1,20}", text(300)).prop_map(|(job, name, definition)| {
+            Record::JobSaved(JobSaved {
+                job,
+                name,
+                definition,
+            })
+        }),
+        (any::<(u64, u64)>(), select(&JOB_STATES[..]), text(60)).prop_map(
+            |((job, at), state, message)| Record::JobStateChanged(JobStateChanged {
+                job,
+                state,
+                at,
+                message,
+            })
+        ),
+        any::<u64>().prop_map(|job| Record::JobDeleted(JobDeleted { job })),
+        (any::<(u64, Option<u64>)>(), select(&LEVELS[..]), text(60)).prop_map(
+            |((at, job), level, message)| Record::LogEntry(LogEntry {
+                at,
+                level,
+                job,
+                message,
+            })
+        ),
+        (1..u64::MAX, 1..u64::MAX).prop_map(|(next_session, next_job)| {
+            Record::IdsReserved(IdsReserved {
+                next_session,
+                next_job,
+            })
+        }),
+    ]
+}
+
+/// A valid record of any kind.
+fn record() -> impl Strategy<Value = Record> {
+    prop_oneof![session_records(), other_records()]
+}
+
+pub(super) fn encoded(r: &Record) -> Vec<u8> {
+    let mut out = Vec::new();
+    r.encode(&mut out);
+    out
+}
+
+// ---- records ----------------------------------------------------------------------------------
+
+/// The largest record of every kind: every limit at once.
+fn largest_records() -> Vec<Record> {
+    let big = u64::MAX - 1;
+    let object = StoredObject {
+        id: big,
+        path: vec![0xff; crate::format::MAX_PATH_LEN],
+        kind: ObjectKind::File,
+        size: big,
+        mtime: i64::MIN,
+        segment_offset: big / 2,
+        length: big / 2,
+        stream: u16::MAX,
+        part: u32::MAX,
+        position: big,
+        digest: [0xff; 32],
+    };
+    let message = "m".repeat(MAX_MESSAGE_LEN);
+    vec![
+        Record::MediumAdded(MediumAdded {
+            medium: [0xff; 16],
+            barcode: "B".repeat(32),
+            pool: "p".repeat(256),
+            kind: MediumKind::Nvram,
+            block_size: 8 << 20,
+            capacity: big,
+            created: big,
+            location: "l".repeat(crate::format::MAX_PATH_LEN),
+        }),
+        Record::SessionStarted(SessionStarted {
+            session: big,
+            job: big,
+            host: "h".repeat(256),
+            source: "s".repeat(crate::format::MAX_PATH_LEN),
+            started: big,
+            streams: u16::MAX,
+            mode: SessionMode::Volume,
+        }),
+        Record::ObjectStored(ObjectStored {
+            session: big,
+            object,
+        }),
+        Record::JobSaved(JobSaved {
+            job: big,
+            name: "n".repeat(256),
+            definition: "d".repeat(MAX_DEFINITION_LEN),
+        }),
+        Record::JobStateChanged(JobStateChanged {
+            job: big,
+            state: JobState::Cancelled,
+            at: big,
+            message: message.clone(),
+        }),
+        Record::LogEntry(LogEntry {
+            at: big,
+            level: LogLevel::Debug,
+            job: Some(big),
+            message,
+        }),
+    ]
+}
+
+#[test]
+fn kinds_and_versions_are_stable() {
+    let expect: &[(u16, u8, &str)] = &[
+        (16, 1, "MediumAdded"),
+        (17, 1, "MediumUpdated"),
+        (18, 1, "MediumRemoved"),
+        (32, 1, "SessionStarted"),
+        (33, 1, "SessionPart"),
+        (34, 1, "ObjectStored"),
+        (35, 1, "SessionFinished"),
+        (36, 1, "SessionPruned"),
+        (48, 1, "JobSaved"),
+        (49, 1, "JobStateChanged"),
+        (50, 1, "JobDeleted"),
+        (64, 1, "LogEntry"),
+        (80, 1, "IdsReserved"),
+    ];
+    assert_eq!(KNOWN, expect);
+    for r in largest_records() {
+        assert!(KNOWN.contains(&(r.kind(), r.version(), r.name())));
+    }
+}
+
+#[test]
+fn largest_records_fit_the_payload_limit() {
+    for r in largest_records() {
+        let bytes = encoded(&r);
+        assert!(
+            bytes.len() <= MAX_PAYLOAD_LEN,
+            "{} takes {}",
+            r.name(),
+            bytes.len()
+        );
+        assert_eq!(Record::decode(r.kind(), r.version(), &bytes), Ok(r));
+    }
+}
+
+#[test]
+fn limits_are_enforced() {
+    let base = |f: fn(&mut MediumAdded)| {
+        let mut m = MediumAdded {
+            medium: [1; 16],
+            barcode: "A00001L9".into(),
+            pool: "default".into(),
+            kind: MediumKind::Tape,
+            block_size: 256 << 10,
+            capacity: 18 << 40,
+            created: 1_790_000_000,
+            location: "library:virtual".into(),
+        };
+        f(&mut m);
+        Record::MediumAdded(m).validate()
+    };
+    assert_eq!(base(|_| {}), Ok(()));
+    assert!(base(|m| m.barcode = "B".repeat(33)).is_err());
+    assert!(base(|m| m.barcode = "A 1".into()).is_err());
+    assert!(base(|m| m.barcode = String::new()).is_err());
+    assert!(base(|m| m.pool = "p".repeat(257)).is_err());
+    assert!(base(|m| m.pool = "de\0fault".into()).is_err());
+    assert!(base(|m| m.block_size = 1000).is_err());
+    assert!(base(|m| m.medium = [0; 16]).is_err());
+    assert!(base(|m| m.location = "l".repeat(4097)).is_err());
+    let job = |name: String, definition: String| {
+        Record::JobSaved(JobSaved {
+            job: 1,
+            name,
+            definition,
+        })
+        .validate()
+    };
+    assert!(job("n".repeat(256), "d".repeat(MAX_DEFINITION_LEN)).is_ok());
+    assert!(job("n".repeat(257), String::new()).is_err());
+    assert!(job("n".into(), "d".repeat(MAX_DEFINITION_LEN + 1)).is_err());
+    assert!(job("n".into(), "a\0b".into()).is_err());
+    let mut object = match &largest_records()[2] {
+        Record::ObjectStored(o) => o.clone(),
+        _ => unreachable!(),
+    };
+    object.object.path.push(b'x');
+    let err = Record::ObjectStored(object).validate();
+    assert!(matches!(
+        err,
+        Err(CatalogError::Invalid {
+            record: "ObjectStored",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn unknown_kinds_and_versions_name_a_newer_writer() {
+    let r = Record::MediumRemoved(MediumRemoved { medium: [1; 16] });
+    let bytes = encoded(&r);
+    let err = Record::decode(999, 1, &bytes).unwrap_err();
+    assert_eq!(err, CatalogError::UnknownKind { kind: 999 });
+    assert!(err.is_newer_writer() && err.to_string().contains("newer coffer"));
+    let err = Record::decode(18, 2, &bytes).unwrap_err();
+    assert!(matches!(
+        err,
+        CatalogError::UnknownVersion {
+            kind: 18,
+            version: 2,
+            known: 1,
+            ..
+        }
+    ));
+    assert!(err.is_newer_writer() && err.to_string().contains("newer coffer"));
+    // Version 0 was never written: damage, not a newer writer.
+    let err = Record::decode(18, 0, &bytes).unwrap_err();
+    assert!(err.is_decode() && !err.is_newer_writer());
+    // Kinds below FIRST_KIND belong to the journal.
+    assert!(matches!(
+        Record::decode(3, 1, &bytes),
+        Err(CatalogError::Decode { kind: 3, .. })
+    ));
+}
+
+#[test]
+fn trailing_and_oversized_payloads_are_refused() {
+    let r = Record::SessionPruned(SessionPruned { session: 7 });
+    let mut bytes = encoded(&r);
+    bytes.push(0);
+    let err = Record::decode(36, 1, &bytes).unwrap_err();
+    assert!(matches!(&err, CatalogError::Decode { reason, .. } if reason.contains("after")));
+    let huge = vec![0; MAX_PAYLOAD_LEN + 1];
+    assert!(matches!(
+        Record::decode(48, 1, &huge),
+        Err(CatalogError::Decode { .. })
+    ));
+}
+
+#[test]
+fn invalid_records_are_refused_on_decode() {
+    // Encoded directly: `Record::encode` refuses to write it.
+    let bad = JobSaved {
+        job: 4,
+        name: String::new(),
+        definition: String::new(),
+    };
+    let bytes = postcard::to_allocvec(&bad).unwrap();
+    let err = Record::decode(48, 1, &bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CatalogError::Invalid {
+                record: "JobSaved",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+#[should_panic(expected = "invalid journal record")]
+fn encoding_an_invalid_record_panics() {
+    let bad = Record::LogEntry(LogEntry {
+        at: 0,
+        level: LogLevel::Note,
+        job: None,
+        message: "nul\0".into(),
+    });
+    encoded(&bad);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn records_round_trip(r in record()) {
+        prop_assert_eq!(r.validate(), Ok(()));
+        let bytes = encoded(&r);
+        prop_assert_eq!(Record::decode(r.kind(), r.version(), &bytes), Ok(r.clone()));
+        // Every cut of a valid payload is refused: each field needs all its bytes.
+        for cut in 0..bytes.len() {
+            prop_assert!(Record::decode(r.kind(), r.version(), &bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn arbitrary_payloads_never_panic(
+        kind in prop_oneof![select(KNOWN.iter().map(|k| k.0).collect::<Vec<_>>()), any::<u16>()],
+        version in 0u8..4,
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        if let Ok(r) = Record::decode(kind, version, &bytes) {
+            prop_assert_eq!(r.validate(), Ok(()));
+            prop_assert_eq!(Record::decode(kind, version, &encoded(&r)), Ok(r));
+        }
+    }
+
+    #[test]
+    fn damaged_payloads_never_panic(
+        r in record(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut bytes = encoded(&r);
+        for (at, x) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        if let Ok(d) = Record::decode(r.kind(), r.version(), &bytes) {
+            prop_assert_eq!(d.validate(), Ok(()));
+        }
+    }
+}

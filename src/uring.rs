@@ -1,0 +1,149 @@
+//! A small synchronous io_uring: one operation (or one linked chain) submitted and waited for
+//! at a time. This is the only module that hands buffers to the kernel; it keeps every buffer
+//! borrowed until its completion has been reaped, so the API is safe.
+//!
+//! Fault model: the kernel may refuse io_uring (old kernel, `kernel.io_uring_disabled`,
+//! seccomp); [`Ring::new`] probes for the opcodes coffer needs and fails with the fix.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use io_uring::{IoUring, Probe, opcode, squeue, types};
+
+/// Submission queue depth of a synchronous ring.
+const RING_ENTRIES: u32 = 8;
+
+/// Opcodes coffer cannot work without, probed at start.
+const REQUIRED_OPS: [(u8, &str); 3] = [
+    (opcode::Read::CODE, "READ"),
+    (opcode::Write::CODE, "WRITE"),
+    (opcode::Fsync::CODE, "FSYNC"),
+];
+
+/// A ring for synchronous use from one thread.
+pub struct Ring {
+    ring: IoUring,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring").finish_non_exhaustive()
+    }
+}
+
+impl Ring {
+    /// Sets up a ring and checks that the kernel supports what coffer needs.
+    pub fn new() -> io::Result<Ring> {
+        let ring = IoUring::new(RING_ENTRIES).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "the kernel refused io_uring ({e}): coffer needs Linux 5.6 or later with \
+                     io_uring enabled (sysctl kernel.io_uring_disabled=0, no seccomp filter \
+                     blocking io_uring_setup)"
+                ),
+            )
+        })?;
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        for (code, name) in REQUIRED_OPS {
+            if !probe.is_supported(code) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "the kernel's io_uring lacks the {name} operation: upgrade to Linux 5.6+"
+                    ),
+                ));
+            }
+        }
+        Ok(Ring { ring })
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many.
+    pub fn read_at(&mut self, fd: &impl AsRawFd, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len().min(u32::MAX as usize) as u32;
+        let op = opcode::Read::new(types::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), len)
+            .offset(offset)
+            .build();
+        // SAFETY: `buf` is exclusively borrowed for this call and `run` returns only after the
+        // kernel has completed the operation, so the kernel never touches it afterwards.
+        unsafe { self.run(&[op]) }.map(|r| r[0] as usize)
+    }
+
+    /// Writes all of `buf` at `offset` (short writes are continued).
+    pub fn write_at(
+        &mut self,
+        fd: &impl AsRawFd,
+        mut offset: u64,
+        mut buf: &[u8],
+    ) -> io::Result<()> {
+        while !buf.is_empty() {
+            let len = buf.len().min(1 << 30) as u32;
+            let op = opcode::Write::new(types::Fd(fd.as_raw_fd()), buf.as_ptr(), len)
+                .offset(offset)
+                .build();
+            // SAFETY: `buf` is borrowed for this call and `run` waits for the completion.
+            let n = unsafe { self.run(&[op]) }?[0] as usize;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            offset += n as u64;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// `fdatasync`: makes the file's data (and the size needed to read it) durable.
+    pub fn fdatasync(&mut self, fd: &impl AsRawFd) -> io::Result<()> {
+        let op = opcode::Fsync::new(types::Fd(fd.as_raw_fd()))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build();
+        // SAFETY: fsync references no memory.
+        unsafe { self.run(&[op]) }.map(|_| ())
+    }
+
+    /// Submits `ops` as one linked chain and waits for all of their completions; returns
+    /// their results in order, or the first error.
+    ///
+    /// # Safety
+    /// Every buffer an operation points to must stay valid and unaliased until this returns.
+    unsafe fn run(&mut self, ops: &[squeue::Entry]) -> io::Result<Vec<i32>> {
+        assert!(!ops.is_empty() && ops.len() <= RING_ENTRIES as usize);
+        assert!(
+            self.ring.completion().is_empty(),
+            "completions left from an earlier call"
+        );
+        {
+            let mut sq = self.ring.submission();
+            for (i, op) in ops.iter().enumerate() {
+                let mut e = op.clone().user_data(i as u64);
+                if i + 1 < ops.len() {
+                    e = e.flags(squeue::Flags::IO_LINK);
+                }
+                // SAFETY: the caller keeps the buffers valid until we return, and we return only
+                // after reaping every completion below.
+                unsafe { sq.push(&e) }.expect("queue sized for the chain");
+            }
+        }
+        let mut results = vec![0i32; ops.len()];
+        let mut reaped = 0;
+        while reaped < ops.len() {
+            match self.ring.submit_and_wait(ops.len() - reaped) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+                // Any other failure leaves entries in flight that reference the caller's buffers:
+                // returning would let them be freed under the kernel. Abort instead.
+                Err(e) => panic!("io_uring_enter failed with operations in flight: {e}"),
+            }
+            for cqe in self.ring.completion() {
+                results[cqe.user_data() as usize] = cqe.result();
+                reaped += 1;
+            }
+        }
+        match results.iter().find(|&&r| r < 0) {
+            Some(&r) => Err(io::Error::from_raw_os_error(-r)),
+            None => Ok(results),
+        }
+    }
+}
