@@ -4,4 +4,5 @@
 pub mod catalog;
 pub mod format;
 pub mod journal;
+pub mod store;
 pub mod uring;

@@ -669,3 +669,15 @@ fn unknown(kind: u16, version: u8) -> CatalogError {
         },
     }
 }
+
+impl crate::journal::Entry for Record {
+    fn kind(&self) -> u16 {
+        Record::kind(self)
+    }
+    fn version(&self) -> u8 {
+        Record::version(self)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        Record::encode(self, out)
+    }
+}

@@ -24,6 +24,18 @@ pub trait Entry {
     fn encode(&self, out: &mut Vec<u8>);
 }
 
+impl<T: Entry + ?Sized> Entry for &T {
+    fn kind(&self) -> u16 {
+        (**self).kind()
+    }
+    fn version(&self) -> u8 {
+        (**self).version()
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        (**self).encode(out)
+    }
+}
+
 /// An open journal.
 #[derive(Debug)]
 pub struct Journal<D: Dir> {
@@ -216,9 +228,9 @@ impl<D: Dir> Journal<D> {
     /// Replaces the journal's history with `state`: the records that rebuild the current
     /// state. Written to a new base segment; once it is durable the head moves to it and the
     /// old segments are removed. Appended records not yet committed are refused.
-    pub fn snapshot<'e, E: Entry + 'e>(
+    pub fn snapshot<E: Entry>(
         &mut self,
-        state: impl IntoIterator<Item = &'e E>,
+        state: impl IntoIterator<Item = E>,
     ) -> Result<(), JournalError> {
         self.check_writable()?;
         assert!(
