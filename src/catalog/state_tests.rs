@@ -424,7 +424,7 @@ type Step = (u8, u8, u8, u64);
 
 /// An existing id chosen by `a`, or now and then `other` (new, stale or unknown).
 fn pick(ids: Vec<u64>, a: u8, other: u64) -> u64 {
-    if ids.is_empty() || a % 8 == 0 {
+    if ids.is_empty() || a.is_multiple_of(8) {
         other
     } else {
         ids[usize::from(a) % ids.len()]
@@ -518,7 +518,7 @@ fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
 }
 
 fn step_record(c: &Catalog, step: Step) -> Record {
-    if step.0 % 2 == 0 {
+    if step.0.is_multiple_of(2) {
         session_step(c, (step.0 / 2, step.1, step.2, step.3))
     } else {
         other_step(c, (step.0 / 2, step.1, step.2, step.3))
