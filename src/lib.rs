@@ -2,6 +2,8 @@
 //! how each part works.
 
 pub mod catalog;
+pub mod clock;
+pub mod device;
 pub mod format;
 pub mod journal;
 pub mod store;

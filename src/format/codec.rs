@@ -4,7 +4,9 @@ use super::records::{
     Continuation, Index, ObjectEnd, ObjectMeta, PackedEntry, Payload, SegmentHeader, SessionHeader,
     Trailer, VolumeLabel,
 };
-use super::{Flags, FormatError, HEADER_LEN, Header, Kind, MAX_UNIT_LEN, compress_scratch_len};
+use super::{
+    Flags, FormatError, HEADER_LEN, Header, Kind, MAX_INDEX_LEN, MAX_UNIT_LEN, compress_scratch_len,
+};
 
 /// A decoded record: its header and what it carries.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +128,23 @@ pub fn encode_pack(
     )
 }
 
+/// Encodes an index record, LZ4-compressed when that shrinks it. `out` must hold
+/// [`compress_scratch_len`]`(`[`MAX_INDEX_LEN`]`)` bytes.
+pub fn encode_index(seq: u64, index: &Index, out: &mut [u8]) -> Result<usize, FormatError> {
+    index
+        .validate()
+        .map_err(|what| FormatError::Refused { what })?;
+    let plain = postcard::to_stdvec(index).map_err(|_| FormatError::Refused {
+        what: "index does not serialize",
+    })?;
+    if plain.len() > MAX_INDEX_LEN {
+        return Err(FormatError::Refused {
+            what: "index record over its limit: split it",
+        });
+    }
+    encode_bytes(Kind::Index, Flags::default(), 0, seq, 0, &plain, out).map(|(n, _)| n)
+}
+
 fn encode_bytes(
     kind: Kind,
     flags: Flags,
@@ -135,7 +154,7 @@ fn encode_bytes(
     raw: &[u8],
     out: &mut [u8],
 ) -> Result<(usize, DataEncoding), FormatError> {
-    if raw.is_empty() || raw.len() > MAX_UNIT_LEN {
+    if raw.is_empty() || raw.len() > kind.max_raw_len() {
         return Err(FormatError::Refused {
             what: "data unit empty or over the unit limit",
         });
@@ -211,7 +230,11 @@ pub fn decode_record(buf: &[u8], at: u64) -> Result<(Record<'_>, usize), FormatE
         Kind::Data => Body::Data(payload),
         Kind::ObjectEnd => Body::ObjectEnd(decode_payload(&header, payload, at)?),
         Kind::Pack => Body::Pack(payload),
-        Kind::Index => Body::Index(decode_payload(&header, payload, at)?),
+        Kind::Index => {
+            let mut raw = vec![0u8; header.raw_len as usize];
+            let plain = unpack(&header, payload, &mut raw, at)?;
+            Body::Index(decode_payload(&header, plain, at)?)
+        }
         Kind::Trailer => Body::Trailer(decode_payload(&header, payload, at)?),
         Kind::Continuation => Body::Continuation(decode_payload(&header, payload, at)?),
     };
@@ -241,7 +264,7 @@ pub fn unpack<'a>(
     out: &'a mut [u8],
     at: u64,
 ) -> Result<&'a [u8], FormatError> {
-    assert!(header.kind.carries_data());
+    assert!(header.kind.compressible());
     if header.flags.contains(Flags::RAW) {
         return Ok(payload);
     }

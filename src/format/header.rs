@@ -54,9 +54,23 @@ impl Kind {
         })
     }
 
-    /// Whether the payload is object bytes (possibly compressed) rather than a postcard struct.
+    /// Whether the payload is object bytes rather than a postcard struct.
     pub fn carries_data(self) -> bool {
         matches!(self, Kind::Data | Kind::Pack)
+    }
+
+    /// Whether the payload is stored LZ4-compressed or raw (flagged), rather than plain.
+    pub fn compressible(self) -> bool {
+        matches!(self, Kind::Data | Kind::Pack | Kind::Index)
+    }
+
+    /// Whether the record belongs to an object (and so takes the next sequence number), as
+    /// opposed to the medium or the session.
+    pub fn is_object_record(self) -> bool {
+        matches!(
+            self,
+            Kind::ObjectMeta | Kind::Segment | Kind::Data | Kind::ObjectEnd | Kind::Pack
+        )
     }
 
     /// Largest raw payload allowed for this kind.
@@ -130,7 +144,7 @@ impl Header {
         }
         let lz4 = self.flags.contains(Flags::LZ4);
         let raw = self.flags.contains(Flags::RAW);
-        if self.kind.carries_data() {
+        if self.kind.compressible() {
             match (lz4, raw) {
                 (true, false) if self.stored_len < self.raw_len => {}
                 (false, true) if self.stored_len == self.raw_len => {}
@@ -138,8 +152,8 @@ impl Header {
                 (false, true) => return bad("raw payload length differs from its stored length"),
                 _ => return bad("data record must be flagged either LZ4 or RAW"),
             }
-            if self.kind == Kind::Pack && self.raw_len == 0 {
-                return bad("empty pack");
+            if self.kind != Kind::Data && self.raw_len == 0 {
+                return bad("empty pack or index");
             }
         } else {
             if self.flags.0 != 0 {

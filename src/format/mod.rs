@@ -33,7 +33,8 @@
 //! | 6      | 1    | `flags`      | [`Flags`]: bit 0 LZ4, bit 1 RAW, bit 2 LAST; others zero     |
 //! | 7      | 1    | `header_len` | 48                                                           |
 //! | 8      | 8    | `object_id`  | object the record belongs to (0: session-level records)     |
-//! | 16     | 8    | `seq`        | record number within the stream, gapless across parts       |
+//! | 16     | 8    | `seq`        | object records: numbered from 1, gapless along the stream;  |
+//! |        |      |              | other records: the number the next object record gets       |
 //! | 24     | 8    | `offset`     | offset of the payload's first raw byte within the object     |
 //! | 32     | 4    | `raw_len`    | payload length after decompression                           |
 //! | 36     | 4    | `stored_len` | payload length as stored                                     |
@@ -45,8 +46,15 @@
 //!   stored raw when compression does not shrink them (flag RAW, `stored_len == raw_len`);
 //!   exactly one of the two flags is set. `LAST` marks the last `Data` record of an object.
 //!   `raw_len` is at most [`MAX_UNIT_LEN`].
+//! - `Index` carries a postcard [`records::Index`], flagged LZ4 or RAW like data (an index of
+//!   paths compresses well), at most [`MAX_INDEX_LEN`] bytes raw.
 //! - Every other kind carries a postcard-encoded struct from [`records`] (no flags,
-//!   `raw_len == stored_len`), at most [`MAX_META_LEN`] bytes ([`MAX_INDEX_LEN`] for `Index`).
+//!   `raw_len == stored_len`), at most [`MAX_META_LEN`] bytes.
+//!
+//! Object records (`ObjectMeta`, `Segment`, `Data`, `ObjectEnd`, `Pack`) are numbered along a
+//! stream (one device's share of a session, across all its parts) so that a reader notices a
+//! lost one; the others (label, session header, index, trailer, continuation) carry the number
+//! the next object record gets, and can be added by the writer without renumbering.
 //! - A `Pack` payload, once decompressed, is a sequence of entries, each a postcard
 //!   [`records::PackedEntry`] (metadata, length and digest of one whole small object) followed
 //!   by that object's bytes.
@@ -70,8 +78,8 @@ pub mod records;
 mod stream;
 
 pub use codec::{
-    Body, DataEncoding, PackBuilder, PackEntries, Record, decode_record, encode_data, encode_meta,
-    encode_pack, unpack,
+    Body, DataEncoding, PackBuilder, PackEntries, Record, decode_record, encode_data, encode_index,
+    encode_meta, encode_pack, unpack,
 };
 pub use error::FormatError;
 pub use header::{Flags, HEADER_LEN, Header, Kind, MAGIC};

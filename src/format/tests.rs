@@ -182,12 +182,16 @@ fn sample_stream() -> Vec<u8> {
         part: 0,
         position: 200,
     };
-    w.meta(
-        0,
+    let n = encode_index(
+        w.seq,
         &Index {
             entries: vec![entry],
         },
-    );
+        &mut w.out[w.n..],
+    )
+    .unwrap();
+    w.n += n;
+    w.seq += 1;
     let records = w.seq;
     w.meta(
         0,
@@ -399,7 +403,7 @@ proptest! {
         rec[6] = flags;
         rec[7] = HEADER_LEN as u8;
         let stored = payload.len() as u32;
-        let raw = if Kind::from_u8(kind).unwrap().carries_data() { raw_len } else { stored };
+        let raw = if Kind::from_u8(kind).unwrap().compressible() { raw_len } else { stored };
         rec[32..36].copy_from_slice(&raw.to_le_bytes());
         rec[36..40].copy_from_slice(&stored.to_le_bytes());
         rec.extend_from_slice(&payload);

@@ -1,0 +1,387 @@
+//! `disk:DIR`: media are volume files of a fixed maximum size in a directory, named
+//! `<barcode>.cvol`, each starting with its label. Writes go through io_uring with `O_DIRECT`
+//! where the file system allows it (staged in an aligned buffer so that every write is whole
+//! blocks), else buffered; a part is durable once `fdatasync` returned.
+//!
+//! Fault model: the file system fills up (`Full`), a volume file is damaged or foreign
+//! (`BadMedium`, never overwritten), a volume the catalog names is gone (`MissingMedium`).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::aligned::{ALIGN, AlignedBuf, round_up};
+use super::label::{LABEL_READ_LEN, label_block, new_label, parse_label};
+use super::{DeviceError, Media, Mounted, PartReader, PartStart, Target};
+use crate::format::records::VolumeLabel;
+use crate::uring::Ring;
+
+/// Block size of disk media: the direct I/O alignment.
+pub const DISK_BLOCK: usize = ALIGN;
+/// Default largest volume file.
+pub const DEFAULT_VOLUME_SIZE: u64 = 8 << 30;
+/// Smallest volume file allowed.
+pub const MIN_VOLUME_SIZE: u64 = 1 << 20;
+/// Bytes gathered before one write.
+const STAGE_LEN: usize = 8 << 20;
+/// Bytes read ahead by a part reader.
+const READ_LEN: usize = 8 << 20;
+/// Extension of volume files.
+const EXT: &str = "cvol";
+
+const _: () = assert!(STAGE_LEN % DISK_BLOCK == 0);
+const _: () = assert!(MIN_VOLUME_SIZE as usize > 2 * DISK_BLOCK);
+
+/// Writes to volume files in a directory.
+#[derive(Debug)]
+pub struct DiskTarget {
+    dir: PathBuf,
+    volume_size: u64,
+    pool: String,
+    ring: Ring,
+    vol: Option<Volume>,
+    stage: AlignedBuf,
+    staged: usize,
+}
+
+#[derive(Debug)]
+struct Volume {
+    file: File,
+    label: VolumeLabel,
+    path: PathBuf,
+    /// Where the next flushed byte goes (block-aligned).
+    end: u64,
+    part_open: bool,
+}
+
+fn volume_path(dir: &Path, barcode: &str) -> PathBuf {
+    dir.join(format!("{barcode}.{EXT}"))
+}
+
+/// Opens a volume file for writing, with `O_DIRECT` if the file system supports it (tmpfs
+/// does not: buffered writes then, synced all the same).
+fn open_volume(path: &Path, create: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create_new(create);
+    match o.clone().custom_flags(libc::O_DIRECT).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let mut o = OpenOptions::new();
+            o.read(true).write(true);
+            o.open(path)
+        }
+        r => r,
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Volume files in `dir` with their labels, oldest first; unreadable ones are errors.
+fn list_volumes(dir: &Path) -> Result<Vec<(PathBuf, VolumeLabel)>, DeviceError> {
+    let what = dir.display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(DeviceError::io("list", &what))? {
+        let path = e.map_err(DeviceError::io("list", &what))?.path();
+        if path.extension().is_some_and(|x| x == EXT) {
+            let label = read_label_at(&path)?;
+            out.push((path, label));
+        }
+    }
+    out.sort_by(|a, b| (a.1.created, &a.1.barcode).cmp(&(b.1.created, &b.1.barcode)));
+    Ok(out)
+}
+
+fn read_label_at(path: &Path) -> Result<VolumeLabel, DeviceError> {
+    let what = path.display().to_string();
+    let f = File::open(path).map_err(DeviceError::io("open", &what))?;
+    let mut buf = vec![0u8; LABEL_READ_LEN];
+    let n = std::os::unix::fs::FileExt::read_at(&f, &mut buf, 0)
+        .map_err(DeviceError::io("read", &what))?;
+    parse_label(&buf[..n], &what)
+}
+
+impl DiskTarget {
+    /// A target writing volume files of at most `volume_size` bytes into `dir` (created if
+    /// missing) for media pool `pool`.
+    pub fn new(dir: &Path, volume_size: u64, pool: &str) -> Result<DiskTarget, DeviceError> {
+        let what = dir.display().to_string();
+        if volume_size < MIN_VOLUME_SIZE {
+            return Err(DeviceError::BadSpec {
+                spec: format!("disk:{what}"),
+                detail: format!("volume size must be at least {MIN_VOLUME_SIZE} bytes"),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(DeviceError::io("create directory", &what))?;
+        let ring = Ring::new().map_err(DeviceError::io("set up io_uring for", &what))?;
+        Ok(DiskTarget {
+            dir: dir.to_owned(),
+            volume_size: round_up(volume_size, DISK_BLOCK as u64),
+            pool: pool.to_owned(),
+            ring,
+            vol: None,
+            stage: AlignedBuf::new(STAGE_LEN),
+            staged: 0,
+        })
+    }
+
+    fn vol(&mut self) -> &mut Volume {
+        self.vol.as_mut().expect("a volume is mounted")
+    }
+
+    /// Writes the staged bytes, `len` of them (a multiple of the block size).
+    fn flush(&mut self, len: usize) -> Result<(), DeviceError> {
+        assert!(len % DISK_BLOCK == 0 && len <= self.stage.len());
+        let vol = self.vol.as_mut().expect("a volume is mounted");
+        let what = vol.path.display().to_string();
+        self.ring
+            .write_at(&vol.file, vol.end, &self.stage[..len])
+            .map_err(DeviceError::io("write", what))?;
+        vol.end += len as u64;
+        self.staged = 0;
+        Ok(())
+    }
+
+    fn create_volume(&mut self) -> Result<Mounted, DeviceError> {
+        let id = uuid::Uuid::new_v4();
+        let barcode = format!("DSK-{}", &id.simple().to_string()[..12].to_uppercase());
+        let mut label = new_label(barcode, &self.pool, DISK_BLOCK as u32);
+        label.medium = *id.as_bytes();
+        let path = volume_path(&self.dir, &label.barcode);
+        let what = path.display().to_string();
+        let file = open_volume(&path, true).map_err(DeviceError::io("create", &what))?;
+        let block = label_block(&label, DISK_BLOCK);
+        let mut aligned = AlignedBuf::new(block.len());
+        aligned.copy_from_slice(&block);
+        self.ring
+            .write_at(&file, 0, &aligned)
+            .map_err(DeviceError::io("write label to", &what))?;
+        self.ring
+            .fdatasync(&file)
+            .map_err(DeviceError::io("sync", &what))?;
+        sync_dir(&self.dir).map_err(DeviceError::io("sync", self.dir.display().to_string()))?;
+        let end = block.len() as u64;
+        self.vol = Some(Volume {
+            file,
+            label: label.clone(),
+            path,
+            end,
+            part_open: false,
+        });
+        Ok(self.mounted(label, true))
+    }
+
+    fn mounted(&self, label: VolumeLabel, new: bool) -> Mounted {
+        Mounted {
+            label,
+            capacity: self.volume_size,
+            location: self.describe(),
+            new,
+        }
+    }
+
+    /// Room a volume needs to be worth a new part: a block for the header and one for the end.
+    fn has_room(&self, end: u64) -> bool {
+        end + 4 * DISK_BLOCK as u64 <= self.volume_size
+    }
+}
+
+impl Target for DiskTarget {
+    fn describe(&self) -> String {
+        format!("disk:{}", self.dir.display())
+    }
+
+    fn block_size(&self) -> usize {
+        DISK_BLOCK
+    }
+
+    fn mount(&mut self) -> Result<Mounted, DeviceError> {
+        if let Some(v) = &self.vol
+            && self.has_room(v.end)
+        {
+            return Ok(self.mounted(v.label.clone(), false));
+        }
+        for (path, label) in list_volumes(&self.dir)?.into_iter().rev() {
+            let what = path.display().to_string();
+            let len = std::fs::metadata(&path)
+                .map_err(DeviceError::io("stat", &what))?
+                .len();
+            // A torn part may end off a block boundary: the next part starts at the next one.
+            let end = round_up(len, DISK_BLOCK as u64);
+            if label.pool == self.pool && self.has_room(end) {
+                let file = open_volume(&path, false).map_err(DeviceError::io("open", &what))?;
+                self.vol = Some(Volume {
+                    file,
+                    label: label.clone(),
+                    path,
+                    end,
+                    part_open: false,
+                });
+                return Ok(self.mounted(label, false));
+            }
+        }
+        self.create_volume()
+    }
+
+    fn begin_part(&mut self) -> Result<PartStart, DeviceError> {
+        let v = self.vol();
+        assert!(!v.part_open, "a part is already open");
+        v.part_open = true;
+        Ok(PartStart {
+            medium: v.label.medium,
+            position: v.end,
+            file_number: 0,
+        })
+    }
+
+    fn write(&mut self, mut bytes: &[u8]) -> Result<(), DeviceError> {
+        assert!(self.vol().part_open, "write outside a part");
+        if bytes.len() as u64 > self.remaining() {
+            let what = self.vol().path.display().to_string();
+            return Err(DeviceError::Full {
+                what,
+                detail: "volume file at its maximum size".into(),
+            });
+        }
+        while !bytes.is_empty() {
+            let n = bytes.len().min(STAGE_LEN - self.staged);
+            self.stage[self.staged..self.staged + n].copy_from_slice(&bytes[..n]);
+            self.staged += n;
+            bytes = &bytes[n..];
+            if self.staged == STAGE_LEN {
+                self.flush(STAGE_LEN)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remaining(&self) -> u64 {
+        let v = self.vol.as_ref().expect("a volume is mounted");
+        self.volume_size
+            .saturating_sub(v.end + self.staged as u64 + DISK_BLOCK as u64)
+    }
+
+    fn end_part(&mut self) -> Result<(), DeviceError> {
+        let len = round_up(self.staged as u64, DISK_BLOCK as u64) as usize;
+        self.stage[self.staged..len].fill(0);
+        if len > 0 {
+            self.flush(len)?;
+        }
+        let v = self.vol.as_mut().expect("a volume is mounted");
+        let what = v.path.display().to_string();
+        self.ring
+            .fdatasync(&v.file)
+            .map_err(DeviceError::io("sync", what))?;
+        v.part_open = false;
+        Ok(())
+    }
+
+    fn next_medium(&mut self) -> Result<Mounted, DeviceError> {
+        assert!(
+            !self.vol().part_open,
+            "close the part before changing media"
+        );
+        self.create_volume()
+    }
+}
+
+/// Reads volume files of a directory.
+#[derive(Debug)]
+pub struct DiskMedia {
+    dir: PathBuf,
+}
+
+impl DiskMedia {
+    /// Media in `dir`.
+    pub fn new(dir: &Path) -> DiskMedia {
+        DiskMedia {
+            dir: dir.to_owned(),
+        }
+    }
+}
+
+impl Media for DiskMedia {
+    fn open(&mut self, barcode: &str, position: u64) -> Result<Box<dyn PartReader>, DeviceError> {
+        let path = volume_path(&self.dir, barcode);
+        let what = path.display().to_string();
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DeviceError::MissingMedium {
+                barcode: barcode.to_owned(),
+                target: format!("disk:{}", self.dir.display()),
+                detail: format!("{what} does not exist: bring the volume file back, or restore from another copy"),
+            },
+            _ => DeviceError::io("open", &what)(e),
+        })?;
+        let label = read_label_at(&path)?;
+        if label.barcode != barcode {
+            return Err(DeviceError::BadMedium {
+                what,
+                detail: format!("its label says {}, not {barcode}", label.barcode),
+            });
+        }
+        let len = file
+            .metadata()
+            .map_err(DeviceError::io("stat", &what))?
+            .len();
+        let ring = Ring::new().map_err(DeviceError::io("set up io_uring for", &what))?;
+        Ok(Box::new(DiskReader {
+            file,
+            what,
+            ring,
+            len,
+            pos: position,
+            buf: vec![0; READ_LEN],
+            at: 0,
+            filled: 0,
+        }))
+    }
+
+    fn labels(&mut self) -> Result<Vec<VolumeLabel>, DeviceError> {
+        Ok(list_volumes(&self.dir)?
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect())
+    }
+}
+
+/// Sequential reader of a volume file, in large reads.
+struct DiskReader {
+    file: File,
+    what: String,
+    ring: Ring,
+    len: u64,
+    /// Stream position of `buf[at]`.
+    pos: u64,
+    buf: Vec<u8>,
+    at: usize,
+    filled: usize,
+}
+
+impl PartReader for DiskReader {
+    fn read(&mut self, out: &mut [u8]) -> Result<usize, DeviceError> {
+        if self.at == self.filled {
+            if self.pos >= self.len {
+                return Ok(0);
+            }
+            let want = (self.len - self.pos).min(READ_LEN as u64) as usize;
+            let n = self
+                .ring
+                .read_at(&self.file, self.pos, &mut self.buf[..want])
+                .map_err(DeviceError::io("read", &self.what))?;
+            self.at = 0;
+            self.filled = n;
+            if n == 0 {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.filled - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn position(&self) -> u64 {
+        self.pos
+    }
+}

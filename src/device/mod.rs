@@ -1,0 +1,185 @@
+//! Targets: where session streams are written and read back. Every target holds media (disk
+//! volume files, an NVRAM region, tape cartridges); every medium starts with a volume label and
+//! holds session parts, each starting on a block boundary and padded with zeros to one at its
+//! end (the on-media format itself is in [`crate::format`]).
+//!
+//! A [`Target`] writes one part at a time. A part is durable once [`Target::end_part`] has
+//! returned (disk: data synced; tape: a non-immediate filemark). When a medium fills,
+//! [`Target::remaining`] says so before a record would cross the end, and the writer closes the
+//! part with a continuation and asks for [`Target::next_medium`].
+//!
+//! A [`Media`] reads parts back, from a position on a medium named by the catalog.
+
+pub mod aligned;
+pub mod disk;
+pub mod label;
+pub mod null;
+pub mod spec;
+
+use crate::format::records::VolumeLabel;
+
+pub use spec::{TargetSpec, open_media, open_target};
+
+/// Why a device operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The OS refused an operation on a device or file.
+    #[error("{op} on {what} failed: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Which device or file.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The device has no room left.
+    #[error("{what} is full: {detail}")]
+    Full {
+        /// Which device.
+        what: String,
+        /// What to do about it.
+        detail: String,
+    },
+    /// The medium's contents are not what coffer wrote.
+    #[error("{what}: {detail}")]
+    BadMedium {
+        /// Which medium.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A medium the catalog names is not there.
+    #[error("medium {barcode} not found in {target}: {detail}")]
+    MissingMedium {
+        /// Its barcode.
+        barcode: String,
+        /// Where it was looked for.
+        target: String,
+        /// What to do.
+        detail: String,
+    },
+    /// A target specification that cannot be used.
+    #[error("bad target '{spec}': {detail}")]
+    BadSpec {
+        /// The text given.
+        spec: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl DeviceError {
+    pub(crate) fn io(
+        op: &'static str,
+        what: impl Into<String>,
+    ) -> impl FnOnce(std::io::Error) -> DeviceError {
+        let what = what.into();
+        move |source| {
+            if source.raw_os_error() == Some(libc::ENOSPC) {
+                DeviceError::Full {
+                    what,
+                    detail: "no space left on the file system".into(),
+                }
+            } else {
+                DeviceError::Io { op, what, source }
+            }
+        }
+    }
+
+    /// Whether retrying on another medium or device may help (the device is full or failing),
+    /// as opposed to bad input.
+    pub fn is_device_fault(&self) -> bool {
+        matches!(self, DeviceError::Io { .. } | DeviceError::Full { .. })
+    }
+}
+
+/// A medium made ready for writing.
+#[derive(Debug, Clone)]
+pub struct Mounted {
+    /// Its label.
+    pub label: VolumeLabel,
+    /// Bytes it holds in all.
+    pub capacity: u64,
+    /// Where it lives, for people and for finding it again (e.g. `disk:/srv/backup`).
+    pub location: String,
+    /// It was labelled just now: the catalog does not know it yet.
+    pub new: bool,
+}
+
+/// Where a part starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartStart {
+    /// Medium UUID.
+    pub medium: [u8; 16],
+    /// Byte offset (disk, NVRAM) or block number (tape) of the part's first byte.
+    pub position: u64,
+    /// Tape file number (0 elsewhere).
+    pub file_number: u32,
+}
+
+/// Writes session parts to media.
+pub trait Target: Send {
+    /// The target, for people: `disk:/srv/backup`.
+    fn describe(&self) -> String;
+    /// Block size of its media: parts start on multiples of it.
+    fn block_size(&self) -> usize;
+    /// Makes a writable medium ready (labelling a new one if none has room) and returns it.
+    fn mount(&mut self) -> Result<Mounted, DeviceError>;
+    /// Starts a part at the end of the mounted medium's data.
+    fn begin_part(&mut self) -> Result<PartStart, DeviceError>;
+    /// Appends bytes to the open part.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), DeviceError>;
+    /// Bytes that can still be written to the open part's medium.
+    fn remaining(&self) -> u64;
+    /// Pads the part to a block boundary and makes it durable.
+    fn end_part(&mut self) -> Result<(), DeviceError>;
+    /// The mounted medium is full: marks it so and mounts the next one.
+    fn next_medium(&mut self) -> Result<Mounted, DeviceError>;
+}
+
+/// Reads parts back.
+pub trait Media: Send {
+    /// Opens the stream of the medium `barcode` from byte `position` (a part's start, or any
+    /// record's position within it) to the end of its data.
+    fn open(&mut self, barcode: &str, position: u64) -> Result<Box<dyn PartReader>, DeviceError>;
+    /// Labels of every medium the target holds (for `scan`).
+    fn labels(&mut self) -> Result<Vec<VolumeLabel>, DeviceError>;
+}
+
+/// A stream of a medium's bytes, read sequentially.
+pub trait PartReader: Send {
+    /// Reads the next bytes; 0 at the end of the medium's data.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, DeviceError>;
+    /// Stream position of the next byte.
+    fn position(&self) -> u64;
+}
+
+/// Adapts a [`PartReader`] to `embedded-io`, for [`crate::format::RecordReader`].
+#[derive(Debug)]
+pub struct EmbeddedReader<R>(pub R);
+
+impl embedded_io::Error for DeviceError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::Other
+    }
+}
+
+impl<R: PartReader> embedded_io::ErrorType for EmbeddedReader<R> {
+    type Error = DeviceError;
+}
+
+impl<R: PartReader> embedded_io::Read for EmbeddedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, DeviceError> {
+        self.0.read(buf)
+    }
+}
+
+impl PartReader for Box<dyn PartReader> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, DeviceError> {
+        (**self).read(buf)
+    }
+    fn position(&self) -> u64 {
+        (**self).position()
+    }
+}
