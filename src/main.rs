@@ -1,1 +1,55 @@
-fn main() {}
+//! The `coffer` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// coffer: back up file trees and raw volumes to disks, NVRAM and tape; restore, verify, scan.
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, about, long_about = None)]
+pub struct Args {
+    /// State directory (journal and catalog). Default: $COFFER_STATE, else the per-user state
+    /// directory ($XDG_STATE_HOME/coffer or ~/.local/state/coffer).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Print results as JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up file trees or raw volumes.
+    Backup(cli::backup::BackupArgs),
+    /// Restore a session, or selected paths of it, into a directory.
+    Restore(cli::restore::RestoreArgs),
+    /// Read a session back and check every checksum and digest.
+    Verify(cli::restore::VerifyArgs),
+    /// List sessions, or the objects of one.
+    Ls(cli::ls::LsArgs),
+    /// Rebuild the catalog from the media of a target alone.
+    Scan(cli::scan::ScanArgs),
+    /// Inspect the journal.
+    Journal {
+        #[command(subcommand)]
+        what: cli::journal::JournalCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_tracing();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("coffer: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

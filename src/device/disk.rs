@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::aligned::{ALIGN, AlignedBuf, round_up};
 use super::label::{LABEL_READ_LEN, label_block, new_label, parse_label};
 use super::{DeviceError, Media, Mounted, PartReader, PartStart, Target};
+use crate::catalog::MediumKind;
 use crate::format::records::VolumeLabel;
 use crate::uring::Ring;
 
@@ -29,7 +30,7 @@ const READ_LEN: usize = 8 << 20;
 /// Extension of volume files.
 const EXT: &str = "cvol";
 
-const _: () = assert!(STAGE_LEN % DISK_BLOCK == 0);
+const _: () = assert!(STAGE_LEN.is_multiple_of(DISK_BLOCK));
 const _: () = assert!(MIN_VOLUME_SIZE as usize > 2 * DISK_BLOCK);
 
 /// Writes to volume files in a directory.
@@ -131,7 +132,7 @@ impl DiskTarget {
 
     /// Writes the staged bytes, `len` of them (a multiple of the block size).
     fn flush(&mut self, len: usize) -> Result<(), DeviceError> {
-        assert!(len % DISK_BLOCK == 0 && len <= self.stage.len());
+        assert!(len.is_multiple_of(DISK_BLOCK) && len <= self.stage.len());
         let vol = self.vol.as_mut().expect("a volume is mounted");
         let what = vol.path.display().to_string();
         self.ring
@@ -177,6 +178,7 @@ impl DiskTarget {
             capacity: self.volume_size,
             location: self.describe(),
             new,
+            kind: MediumKind::Disk,
         }
     }
 

@@ -105,6 +105,8 @@ pub struct Mounted {
     pub location: String,
     /// It was labelled just now: the catalog does not know it yet.
     pub new: bool,
+    /// What kind of medium it is.
+    pub kind: crate::catalog::MediumKind,
 }
 
 /// Where a part starts.

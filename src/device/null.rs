@@ -48,6 +48,7 @@ impl Target for NullTarget {
             capacity: u64::MAX / 2,
             location: self.describe(),
             new,
+            kind: crate::catalog::MediumKind::Disk,
         })
     }
     fn begin_part(&mut self) -> Result<PartStart, DeviceError> {

@@ -290,22 +290,24 @@ pub fn unpack<'a>(
     }
 }
 
-/// Builds the raw contents of a pack: entries each followed by their object's bytes, into a
-/// caller-provided buffer.
+/// Builds the raw contents of a pack: entries each followed by their object's bytes, in a
+/// buffer the builder owns until [`PackBuilder::into_inner`].
 #[derive(Debug)]
-pub struct PackBuilder<'a> {
-    buf: &'a mut [u8],
+pub struct PackBuilder<B> {
+    buf: B,
+    cap: usize,
     len: usize,
     count: usize,
     first: Option<u64>,
 }
 
-impl<'a> PackBuilder<'a> {
+impl<B: std::ops::DerefMut<Target = [u8]>> PackBuilder<B> {
     /// A builder filling `buf` (at most [`MAX_UNIT_LEN`] bytes of it are used).
-    pub fn new(buf: &'a mut [u8]) -> Self {
+    pub fn new(buf: B) -> Self {
         let cap = buf.len().min(MAX_UNIT_LEN);
         PackBuilder {
-            buf: &mut buf[..cap],
+            buf,
+            cap,
             len: 0,
             count: 0,
             first: None,
@@ -323,7 +325,7 @@ impl<'a> PackBuilder<'a> {
                 what: "packed entry length differs from its data",
             });
         }
-        let rest = &mut self.buf[self.len..];
+        let rest = &mut self.buf[self.len..self.cap];
         let Ok(used) = postcard::to_slice(entry, rest) else {
             return Ok(false);
         };
@@ -351,6 +353,11 @@ impl<'a> PackBuilder<'a> {
     /// Id of the first object, the pack record's object id.
     pub fn first_object(&self) -> Option<u64> {
         self.first
+    }
+
+    /// The buffer and the length of the pack in it.
+    pub fn into_inner(self) -> (B, usize) {
+        (self.buf, self.len)
     }
 }
 

@@ -157,7 +157,7 @@ fn sample_stream() -> Vec<u8> {
         },
     );
     let mut pack_buf = vec![0u8; 4096];
-    let mut pack = PackBuilder::new(&mut pack_buf);
+    let mut pack = PackBuilder::new(&mut pack_buf[..]);
     let small = PackedEntry {
         object_id: 2,
         meta: ObjectMeta {
@@ -425,7 +425,7 @@ proptest! {
     #[test]
     fn packs_round_trip(metas in proptest::collection::vec(meta_strategy(), 1..20)) {
         let mut buf = vec![0u8; 1 << 20];
-        let mut pack = PackBuilder::new(&mut buf);
+        let mut pack = PackBuilder::new(&mut buf[..]);
         let mut want = Vec::new();
         for (i, mut meta) in metas.into_iter().enumerate() {
             let data: Vec<u8> = if meta.kind.has_data() { vec![i as u8; i * 7] } else { vec![] };

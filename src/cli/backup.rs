@@ -1,0 +1,189 @@
+//! `coffer backup SRC... [--to TARGET]`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args as ClapArgs;
+use coffer::device::{TargetSpec, open_target};
+use coffer::pipeline::DEFAULT_UNIT;
+use coffer::pipeline::backup::{BackupRequest, BackupSummary, Source, run as run_backup};
+use coffer::source::mode::{Chosen, DEFAULT_FILE_THRESHOLD, RequestedMode, choose, probe};
+use serde_json::json;
+
+use super::{Ctx, human_bytes};
+
+/// Arguments of `coffer backup`.
+#[derive(Debug, ClapArgs)]
+pub struct BackupArgs {
+    /// Files, directories or block devices to back up.
+    #[arg(required = true, value_name = "SRC")]
+    pub sources: Vec<PathBuf>,
+    /// Where to write: disk:DIR[,volume=SIZE][,pool=NAME] or null:. Default: the built-in
+    /// disk target in the state directory.
+    #[arg(long = "to", value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// File mode, volume mode, or decide per source.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: RequestedMode,
+    /// File count over which `auto` reads a whole file system as its volume.
+    #[arg(long, default_value_t = DEFAULT_FILE_THRESHOLD)]
+    pub file_threshold: u64,
+    /// Unit size: how much data one record carries (e.g. 4M).
+    #[arg(long, value_parser = parse_unit, default_value = "4M")]
+    pub unit: usize,
+    /// Do not cross into other file systems below a source directory.
+    #[arg(long)]
+    pub one_file_system: bool,
+}
+
+fn parse_unit(s: &str) -> Result<usize, String> {
+    let n = coffer::device::spec::parse_size(s).ok_or("a size like 1M, 4M or 16M")?;
+    let max = coffer::format::MAX_UNIT_LEN as u64;
+    if !(64 << 10..=max).contains(&n) || n % 4096 != 0 {
+        return Err(format!(
+            "unit must be a multiple of 4096 from 64K to {}M",
+            max >> 20
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// Runs `coffer backup`.
+pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
+    let spec: TargetSpec = match a.targets.as_slice() {
+        [] => format!("disk:{}", ctx.state.join("media").display()).parse()?,
+        [one] => one.parse()?,
+        _ => bail!(
+            "one --to target per backup for now; several devices at once come with multistream jobs"
+        ),
+    };
+    let sources = resolve_sources(&a)?;
+    let description = a
+        .sources
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let req = BackupRequest {
+        sources,
+        description,
+        unit: if a.unit == 0 { DEFAULT_UNIT } else { a.unit },
+        job: 0,
+        one_file_system: a.one_file_system,
+    };
+    let mut store = ctx.open_store()?;
+    let target = open_target(&spec).with_context(|| format!("cannot use target {spec}"))?;
+    let interactive = ctx.interactive();
+    let t0 = Instant::now();
+    let summary = run_backup(&req, target, &mut store, |p| {
+        if interactive {
+            let secs = t0.elapsed().as_secs_f64().max(1e-3);
+            let raw = p.raw.load(Ordering::Relaxed);
+            eprint!(
+                "\r{} in, {} stored, {} objects, {:.0} MB/s   ",
+                human_bytes(raw),
+                human_bytes(p.stored.load(Ordering::Relaxed)),
+                p.objects.load(Ordering::Relaxed),
+                raw as f64 / secs / 1e6
+            );
+            let _ = std::io::stderr().flush();
+        }
+    })?;
+    if interactive {
+        eprintln!();
+    }
+    report(ctx, &spec, &summary);
+    Ok(if summary.error.is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Chooses file or volume mode for each source and names trees when there are several.
+fn resolve_sources(a: &BackupArgs) -> anyhow::Result<Vec<Source>> {
+    let mut out = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for path in &a.sources {
+        let kind = probe(path).with_context(|| format!("cannot back up {}", path.display()))?;
+        match choose(path, &kind, a.mode, a.file_threshold).map_err(anyhow::Error::msg)? {
+            Chosen::Volume(dev) => out.push(Source::Volume(dev)),
+            Chosen::Files => {
+                let prefix = if a.sources.len() > 1 {
+                    let name = std::fs::canonicalize(path)?
+                        .file_name()
+                        .map(|n| n.as_encoded_bytes().to_vec())
+                        .unwrap_or_else(|| b"root".to_vec());
+                    if !names.insert(name.clone()) {
+                        bail!(
+                            "two sources are named {}: back them up separately",
+                            String::from_utf8_lossy(&name)
+                        );
+                    }
+                    Some(name)
+                } else {
+                    None
+                };
+                out.push(Source::Tree {
+                    root: path.clone(),
+                    prefix,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn report(ctx: &Ctx, spec: &TargetSpec, s: &BackupSummary) {
+    let ratio = if s.bytes_stored > 0 {
+        s.bytes_in as f64 / s.bytes_stored as f64
+    } else {
+        0.0
+    };
+    let rate = s.bytes_in as f64 / s.seconds.max(1e-6) / 1e6;
+    if ctx.json {
+        super::print_json(&json!({
+            "session": s.session, "status": format!("{:?}", s.status).to_lowercase(),
+            "target": spec.to_string(), "objects": s.objects, "bytes_in": s.bytes_in,
+            "bytes_stored": s.bytes_stored, "ratio": ratio, "mb_per_s": rate, "seconds": s.seconds,
+            "problems": s.problems, "error": s.error,
+        }));
+        return;
+    }
+    match &s.error {
+        None => println!("session {} complete on {spec}", s.session),
+        Some(e) => println!("session {} FAILED on {spec}: {e}", s.session),
+    }
+    println!(
+        "  {} objects, {} in, {} stored (ratio {ratio:.2}), {rate:.0} MB/s, {:.1} s",
+        s.objects,
+        human_bytes(s.bytes_in),
+        human_bytes(s.bytes_stored),
+        s.seconds
+    );
+    if s.error.is_some() {
+        println!(
+            "  the objects journaled before the failure stay restorable: `coffer ls {}`",
+            s.session
+        );
+    }
+    if !s.problems.is_empty() {
+        println!(
+            "  {} problems (not backed up or changed while read):",
+            s.problems.len()
+        );
+        for p in s.problems.iter().take(20) {
+            println!("    {p}");
+        }
+        if s.problems.len() > 20 {
+            println!(
+                "    … and {} more (--json lists all)",
+                s.problems.len() - 20
+            );
+        }
+    }
+}

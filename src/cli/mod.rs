@@ -1,0 +1,134 @@
+//! Command-line front end: argument types, the state directory, output for people and for
+//! scripts. Each command lives in its own module and calls the library; errors get their
+//! context here, at the edge.
+
+pub mod backup;
+pub mod journal;
+pub mod ls;
+pub mod restore;
+pub mod scan;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use coffer::journal::Mode;
+use coffer::store::Store;
+
+use crate::{Args, Command};
+
+/// Sets up logging to stderr, filtered by `RUST_LOG` (default: warnings).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a command; the exit code says how it went (0 ok, 1 a finding such as a mismatch,
+/// 2 an error).
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx {
+        state: state_dir(args.state)?,
+        json: args.json,
+    };
+    match args.command {
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Restore(a) => restore::run_restore(&ctx, a),
+        Command::Verify(a) => restore::run_verify(&ctx, a),
+        Command::Ls(a) => ls::run(&ctx, a),
+        Command::Scan(a) => scan::run(&ctx, a),
+        Command::Journal { what } => journal::run(&ctx, what),
+    }
+}
+
+/// What every command knows.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The state directory.
+    pub state: PathBuf,
+    /// Output JSON.
+    pub json: bool,
+}
+
+impl Ctx {
+    /// Opens the state for writing.
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        let (store, report) = Store::open(&self.state, Mode::Write).with_context(|| {
+            format!(
+                "cannot open the state in {} (inspect it with `coffer journal check`; a damaged \
+                 journal can be rebuilt from the media with `coffer scan TARGET`)",
+                self.state.display()
+            )
+        })?;
+        for w in &report.warnings {
+            tracing::warn!(target: "journal", "{w}");
+        }
+        if let Some(cut) = &report.cut {
+            tracing::warn!(target: "journal", "cut {} uncommitted bytes from {} ({})", cut.bytes, cut.file, cut.reason);
+        }
+        Ok(store)
+    }
+
+    /// Whether to draw progress (a person is watching).
+    pub fn interactive(&self) -> bool {
+        !self.json && std::io::stderr().is_terminal()
+    }
+}
+
+/// The state directory: the flag, `$COFFER_STATE`, `$XDG_STATE_HOME/coffer`, or
+/// `~/.local/state/coffer`.
+fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag.or_else(|| std::env::var_os("COFFER_STATE").map(PathBuf::from)) {
+        return Ok(p);
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("coffer"));
+    }
+    let home = std::env::var_os("HOME")
+        .context("no --state, $COFFER_STATE or $HOME: say where the state goes")?;
+    Ok(PathBuf::from(home).join(".local/state/coffer"))
+}
+
+/// Bytes for people: 1.3 GB, 512 MB, 4.0 kB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Parses a session argument: a number or `latest`.
+pub fn session_arg(store: &Store, s: &str) -> anyhow::Result<u64> {
+    if s == "latest" {
+        return store
+            .catalog()
+            .latest_session()
+            .map(|x| x.id())
+            .context("no sessions in the catalog yet: run `coffer backup` first");
+    }
+    let id: u64 = s
+        .parse()
+        .with_context(|| format!("'{s}' is not a session id (a number, or 'latest')"))?;
+    store
+        .catalog()
+        .session(id)
+        .with_context(|| format!("no session {id} in the catalog: `coffer ls` lists them"))?;
+    Ok(id)
+}
+
+/// Prints a value as one line of JSON.
+pub fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}

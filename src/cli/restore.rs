@@ -1,0 +1,115 @@
+//! `coffer restore` and `coffer verify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+use coffer::pipeline::restore::{Action, RestoreReport, RestoreRequest, run};
+use serde_json::json;
+
+use super::{Ctx, human_bytes, session_arg};
+
+/// Arguments of `coffer restore`.
+#[derive(Debug, ClapArgs)]
+pub struct RestoreArgs {
+    /// Session id, or `latest`.
+    pub session: String,
+    /// Directory to restore into (created if missing).
+    #[arg(long = "to", value_name = "DIR")]
+    pub to: PathBuf,
+    /// Restore only these paths (as `coffer ls SESSION` shows them) and what lies below them.
+    pub paths: Vec<String>,
+}
+
+/// Arguments of `coffer verify`.
+#[derive(Debug, ClapArgs)]
+pub struct VerifyArgs {
+    /// Session id, or `latest`.
+    pub session: String,
+    /// Also compare every object with the files under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub compare: Option<PathBuf>,
+}
+
+/// Runs `coffer restore`.
+pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let store = ctx.open_store()?;
+    let session = session_arg(&store, &a.session)?;
+    let paths = a
+        .paths
+        .iter()
+        .map(|p| p.trim_end_matches('/').as_bytes().to_vec())
+        .collect();
+    let req = RestoreRequest {
+        session,
+        paths,
+        action: Action::Restore(a.to.clone()),
+    };
+    let report = run(store.catalog(), &req)?;
+    print(ctx, "restore", session, &report);
+    Ok(exit(&report))
+}
+
+/// Runs `coffer verify`.
+pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let store = ctx.open_store()?;
+    let session = session_arg(&store, &a.session)?;
+    let req = RestoreRequest {
+        session,
+        paths: Vec::new(),
+        action: Action::Verify(a.compare.clone()),
+    };
+    let report = run(store.catalog(), &req)?;
+    print(ctx, "verify", session, &report);
+    Ok(exit(&report))
+}
+
+fn exit(r: &RestoreReport) -> ExitCode {
+    if r.failures.is_empty() && r.differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
+    let rate = r.bytes as f64 / r.seconds.max(1e-6) / 1e6;
+    if ctx.json {
+        super::print_json(&json!({
+            "command": what, "session": session, "ok": r.failures.is_empty() && r.differences.is_empty(),
+            "objects": r.objects, "bytes": r.bytes, "seconds": r.seconds, "mb_per_s": rate,
+            "failures": r.failures, "differences": r.differences,
+            "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
+        }));
+        return;
+    }
+    let verdict = if r.failures.is_empty() && r.differences.is_empty() {
+        "ok"
+    } else {
+        "FAILED"
+    };
+    println!(
+        "{what} of session {session}: {verdict}: {} objects, {}, {rate:.0} MB/s, {:.1} s",
+        r.objects,
+        human_bytes(r.bytes),
+        r.seconds
+    );
+    for f in r.failures.iter().take(50) {
+        println!("  error: {f}");
+    }
+    for d in r.differences.iter().take(50) {
+        println!("  differs: {d}");
+    }
+    let more = (r.failures.len() + r.differences.len()).saturating_sub(100);
+    if more > 0 {
+        println!("  … and {more} more (--json lists all)");
+    }
+    if let Some(fs) = &r.fs
+        && fs.ownership_failures > 0
+    {
+        println!(
+            "  {} objects kept the restoring user as owner (run as root to restore owners)",
+            fs.ownership_failures
+        );
+    }
+}

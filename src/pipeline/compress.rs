@@ -1,0 +1,56 @@
+//! Compressor threads: one per core, pinned, each encoding its units in the order it gets them.
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::pool::Pool;
+use super::{Encoded, EncodedBytes, Unit, Work};
+use crate::format::{encode_data, encode_pack};
+
+/// Encodes units from `input` into buffers from `out_pool` and passes them on in order;
+/// returns raw buffers to `raw_pool`. Ends when `input` closes or `output` does.
+pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_pool: Pool) {
+    for unit in input {
+        let encoded = match unit.work {
+            Work::Data {
+                object,
+                offset,
+                last,
+                buf,
+                len,
+            } => {
+                let mut out = out_pool.take();
+                let (n, _) = encode_data(object, unit.seq, offset, &buf[..len], last, &mut out)
+                    .expect("units are within the record limits and buffers sized for them");
+                raw_pool.give(buf);
+                Encoded {
+                    bytes: EncodedBytes::Pooled(out, n),
+                    track: unit.track,
+                    raw: len as u64,
+                }
+            }
+            Work::Pack { first, buf, len } => {
+                let mut out = out_pool.take();
+                let (n, _) = encode_pack(first, unit.seq, &buf[..len], &mut out)
+                    .expect("packs are within the record limits and buffers sized for them");
+                raw_pool.give(buf);
+                let raw = match &unit.track {
+                    super::Track::Packed(objs) => objs.iter().map(|o| o.length).sum(),
+                    _ => 0,
+                };
+                Encoded {
+                    bytes: EncodedBytes::Pooled(out, n),
+                    track: unit.track,
+                    raw,
+                }
+            }
+            Work::Encoded(v) => Encoded {
+                bytes: EncodedBytes::Small(v),
+                track: unit.track,
+                raw: 0,
+            },
+        };
+        if output.send(encoded).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The data path: sources read into units, units compressed on every core, records written in
+//! order to a target — and the same path backwards for restore and verify.
+//!
+//! ```text
+//! reader ──unit k──► compressor k mod N (pinned) ──► writer (takes k = 0, 1, 2 … in turn) ──► target
+//! ```
+//!
+//! Every unit becomes exactly one record. The reader numbers them and deals unit `k` to
+//! compressor `k mod N`; each compressor keeps its units in order, so the writer restores the
+//! global order by taking from the compressors in turn — no reorder buffer. All queues are
+//! bounded and every large buffer comes from a [`pool::Pool`] allocated at start, so memory does
+//! not grow with the data.
+
+pub mod affinity;
+pub mod backup;
+pub mod compare;
+pub mod compress;
+pub mod pool;
+pub mod readback;
+pub mod reader;
+pub mod restore;
+pub mod scan;
+pub mod writer;
+
+use crate::device::aligned::AlignedBuf;
+use crate::format::records::ObjectKind;
+
+/// Default unit size: how much of a file one record carries (chosen by benchmark).
+pub const DEFAULT_UNIT: usize = 4 << 20;
+/// Units waiting per compressor, in and out.
+pub const QUEUE_DEPTH: usize = 2;
+/// Files up to this fraction of the unit size are packed with others rather than given
+/// records of their own.
+pub const SMALL_FILE_DIVISOR: usize = 4;
+
+const _: () = assert!(DEFAULT_UNIT <= crate::format::MAX_UNIT_LEN);
+const _: () = assert!(DEFAULT_UNIT.is_multiple_of(crate::device::aligned::ALIGN));
+
+/// An object (or a piece of one) as the writer records it once its bytes are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Object id within the session.
+    pub id: u64,
+    /// Path relative to the source root.
+    pub path: Vec<u8>,
+    /// What it is.
+    pub kind: ObjectKind,
+    /// Size of the whole object.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: i64,
+    /// Offset of this piece within the object.
+    pub segment_offset: u64,
+    /// Bytes stored for this piece.
+    pub length: u64,
+    /// BLAKE3 of those bytes.
+    pub digest: [u8; 32],
+}
+
+/// What the writer must know about a record besides its bytes.
+#[derive(Debug)]
+pub enum Track {
+    /// Nothing: a middle data record.
+    Nothing,
+    /// The first record of an object: where it starts is where restore seeks to.
+    Starts(u64),
+    /// The last record of an object: it is whole once this is written.
+    Ends(Box<Finished>),
+    /// A pack: every object in it starts and ends here.
+    Packed(Vec<Finished>),
+}
+
+/// Work for a compressor: one record to encode.
+#[derive(Debug)]
+pub enum Work {
+    /// Object bytes `buf[..len]` at `offset` within `object`.
+    Data {
+        /// Object id.
+        object: u64,
+        /// Offset within the object.
+        offset: u64,
+        /// Last data record of the object.
+        last: bool,
+        /// The bytes.
+        buf: AlignedBuf,
+        /// How many of them.
+        len: usize,
+    },
+    /// A pack whose raw bytes are `buf[..len]`.
+    Pack {
+        /// Its first object.
+        first: u64,
+        /// The bytes.
+        buf: AlignedBuf,
+        /// How many of them.
+        len: usize,
+    },
+    /// A record the reader encoded itself (metadata, object ends).
+    Encoded(Vec<u8>),
+}
+
+/// A unit on its way through the pipeline.
+#[derive(Debug)]
+pub struct Unit {
+    /// Record sequence number.
+    pub seq: u64,
+    /// What to encode.
+    pub work: Work,
+    /// What the writer must record.
+    pub track: Track,
+}
+
+/// An encoded record on its way to the writer.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The record's bytes.
+    pub bytes: EncodedBytes,
+    /// What the writer must record.
+    pub track: Track,
+    /// Object bytes the record carries, before compression.
+    pub raw: u64,
+}
+
+/// Where an encoded record's bytes are.
+#[derive(Debug)]
+pub enum EncodedBytes {
+    /// In a pooled buffer, the first `len` bytes.
+    Pooled(AlignedBuf, usize),
+    /// In a small allocation of its own.
+    Small(Vec<u8>),
+}
+
+impl EncodedBytes {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            EncodedBytes::Pooled(b, n) => &b[..*n],
+            EncodedBytes::Small(v) => v,
+        }
+    }
+}

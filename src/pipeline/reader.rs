@@ -1,0 +1,446 @@
+//! The reader: turns sources into numbered units for the compressors. Small files and
+//! metadata-only objects are packed together; larger files get a metadata record, data records
+//! of one unit each (holes of sparse files skipped), and an end record with their BLAKE3.
+//!
+//! Problems with single files (vanished, unreadable, changed while read) are collected for the
+//! session summary and do not stop the backup.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Sender;
+
+use super::pool::Pool;
+use super::{Finished, SMALL_FILE_DIVISOR, Track, Unit, Work};
+use crate::device::aligned::{ALIGN, AlignedBuf, round_up};
+use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, Payload};
+use crate::format::{HEADER_LEN, MAX_META_LEN, PackBuilder, encode_meta};
+use crate::source::{
+    SourceError, TreeEntry, TreeWalker, WalkOptions, changed_during_read, data_extents,
+};
+use crate::uring::Ring;
+
+/// Why reading stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The downstream stages stopped (the writer failed or the job was cancelled).
+    #[error("the backup stopped downstream")]
+    Stopped,
+    /// A source root cannot be read at all.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A volume cannot be read.
+    #[error("cannot read volume {path}: {source}")]
+    Volume {
+        /// The volume.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Reads sources into units.
+pub struct Reader {
+    unit: usize,
+    small_max: usize,
+    raw_pool: Pool,
+    queues: Vec<Sender<Unit>>,
+    next_unit: usize,
+    next_seq: u64,
+    next_object: u64,
+    pack: Option<PackBuilder<AlignedBuf>>,
+    packed: Vec<Finished>,
+    ring: Ring,
+    small: Vec<u8>,
+    /// Problems met, for the summary.
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("unit", &self.unit)
+            .finish_non_exhaustive()
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    *blake3::hash(bytes).as_bytes()
+}
+
+impl Reader {
+    /// A reader dealing units of `raw_pool`'s buffer size to `queues` in turn.
+    pub fn new(raw_pool: Pool, queues: Vec<Sender<Unit>>) -> std::io::Result<Reader> {
+        let unit = raw_pool.buf_size();
+        Ok(Reader {
+            unit,
+            small_max: unit / SMALL_FILE_DIVISOR,
+            raw_pool,
+            queues,
+            next_unit: 0,
+            next_seq: 1,
+            next_object: 1,
+            pack: None,
+            packed: Vec::new(),
+            ring: Ring::new()?,
+            small: Vec::with_capacity(unit / SMALL_FILE_DIVISOR + 1),
+            problems: Vec::new(),
+        })
+    }
+
+    fn send(&mut self, work: Work, track: Track) -> Result<(), ReadError> {
+        let unit = Unit {
+            seq: self.next_seq,
+            work,
+            track,
+        };
+        self.next_seq += 1;
+        let q = &self.queues[self.next_unit % self.queues.len()];
+        self.next_unit += 1;
+        q.send(unit).map_err(|_| ReadError::Stopped)
+    }
+
+    fn encoded<T: Payload>(&mut self, id: u64, p: &T, track: Track) -> Result<(), ReadError> {
+        let mut buf = vec![0u8; HEADER_LEN + MAX_META_LEN];
+        let n =
+            encode_meta(id, self.next_seq, p, &mut buf).expect("metadata from the walker is valid");
+        buf.truncate(n);
+        self.send(Work::Encoded(buf), track)
+    }
+
+    /// Adds every object under `root`; `prefix` (if any) is put before each path.
+    pub fn add_tree(
+        &mut self,
+        root: &Path,
+        prefix: Option<&[u8]>,
+        opts: WalkOptions,
+    ) -> Result<(), ReadError> {
+        let mut walker = TreeWalker::new(root, opts)?;
+        while let Some(item) = walker.next() {
+            let mut entry = match item {
+                Ok(e) => e,
+                Err(p) => {
+                    self.problems.push(p.to_string());
+                    continue;
+                }
+            };
+            if let Some(prefix) = prefix {
+                prefix_path(&mut entry.meta, prefix);
+            }
+            let stored = match entry.meta.kind {
+                ObjectKind::File if entry.meta.size as usize <= self.small_max => {
+                    self.small_file(&entry)?
+                }
+                ObjectKind::File => self.large_file(&entry)?,
+                _ => {
+                    let id = self.object_id();
+                    self.pack_object(id, entry.meta.clone(), &[])?;
+                    true
+                }
+            };
+            if !stored && entry.meta.kind == ObjectKind::File {
+                walker.forget_link_target(&entry);
+            }
+        }
+        Ok(())
+    }
+
+    fn object_id(&mut self) -> u64 {
+        self.next_object += 1;
+        self.next_object - 1
+    }
+
+    /// Reads a small file whole into the pack. `Ok(false)` when it could not be read.
+    fn small_file(&mut self, entry: &TreeEntry) -> Result<bool, ReadError> {
+        let mut small = std::mem::take(&mut self.small);
+        small.clear();
+        let read = (|| -> std::io::Result<std::fs::Metadata> {
+            let mut f = open_source(&entry.source)?;
+            (&mut f)
+                .take(self.small_max as u64 + 1)
+                .read_to_end(&mut small)?;
+            f.metadata()
+        })();
+        let ok = match read {
+            Ok(after) => {
+                let mut meta = entry.meta.clone();
+                if changed_during_read(entry, &after) || small.len() as u64 != meta.size {
+                    self.problems.push(format!(
+                        "{}: changed while being read",
+                        entry.source.display()
+                    ));
+                    meta.size = small.len() as u64;
+                }
+                let id = self.object_id();
+                self.pack_object(id, meta, &small)?;
+                true
+            }
+            Err(e) => {
+                self.problems
+                    .push(format!("{}: not backed up: {e}", entry.source.display()));
+                false
+            }
+        };
+        self.small = small;
+        Ok(ok)
+    }
+
+    fn pack_object(&mut self, id: u64, meta: ObjectMeta, data: &[u8]) -> Result<(), ReadError> {
+        let f = Finished {
+            id,
+            path: meta.path.clone(),
+            kind: meta.kind,
+            size: meta.size,
+            mtime: meta.mtime,
+            segment_offset: 0,
+            length: data.len() as u64,
+            digest: digest(data),
+        };
+        let entry = PackedEntry {
+            object_id: id,
+            meta,
+            length: data.len() as u64,
+            digest: f.digest,
+        };
+        for attempt in 0..2 {
+            if self.pack.is_none() {
+                self.pack = Some(PackBuilder::new(self.raw_pool.take()));
+            }
+            let pack = self.pack.as_mut().expect("pack just made");
+            if pack
+                .push(&entry, data)
+                .expect("entries from the walker are valid")
+            {
+                self.packed.push(f);
+                return Ok(());
+            }
+            assert_eq!(attempt, 0, "a small object does not fit an empty pack");
+            self.flush_pack()?;
+        }
+        unreachable!("second attempt returns or asserts")
+    }
+
+    fn flush_pack(&mut self) -> Result<(), ReadError> {
+        let Some(pack) = self.pack.take() else {
+            return Ok(());
+        };
+        let Some(first) = pack.first_object() else {
+            self.raw_pool.give(pack.into_inner().0);
+            return Ok(());
+        };
+        let (buf, len) = pack.into_inner();
+        let objs = std::mem::take(&mut self.packed);
+        self.send(Work::Pack { first, buf, len }, Track::Packed(objs))
+    }
+
+    /// Reads a file in units. `Ok(false)` when it could not be opened.
+    fn large_file(&mut self, entry: &TreeEntry) -> Result<bool, ReadError> {
+        let file = match open_source(&entry.source) {
+            Ok(f) => f,
+            Err(e) => {
+                self.problems
+                    .push(format!("{}: not backed up: {e}", entry.source.display()));
+                return Ok(false);
+            }
+        };
+        let size = entry.meta.size;
+        let extents = if entry.allocated < size {
+            data_extents(&file, size).unwrap_or_else(|_| vec![(0, size)])
+        } else {
+            vec![(0, size)]
+        };
+        let id = self.object_id();
+        let (length, digest, short) = self.stream_object(id, &entry.meta, &file, &extents)?;
+        let changed = file
+            .metadata()
+            .map(|m| changed_during_read(entry, &m))
+            .unwrap_or(true);
+        if changed || short {
+            self.problems.push(format!(
+                "{}: changed while being read",
+                entry.source.display()
+            ));
+        }
+        self.end_object(id, &entry.meta, length, digest)?;
+        Ok(true)
+    }
+
+    /// Sends an object's metadata and data records; returns bytes stored, their digest, and
+    /// whether the file ended early.
+    fn stream_object(
+        &mut self,
+        id: u64,
+        meta: &ObjectMeta,
+        file: &File,
+        extents: &[(u64, u64)],
+    ) -> Result<(u64, [u8; 32], bool), ReadError> {
+        self.encoded(id, meta, Track::Starts(id))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut held: Option<(u64, AlignedBuf, usize)> = None;
+        let mut length = 0;
+        let mut short = false;
+        'extents: for &(start, len) in extents {
+            let mut pos = start;
+            while pos < start + len {
+                let want = (start + len - pos).min(self.unit as u64) as usize;
+                let mut buf = self.raw_pool.take();
+                // Direct I/O reads whole blocks: ask for the aligned length, keep what is wanted.
+                let aligned = (round_up(want as u64, ALIGN as u64) as usize).min(buf.len());
+                let got = read_full(&mut self.ring, file, pos, &mut buf[..aligned]).min(want);
+                if got == 0 {
+                    self.raw_pool.give(buf);
+                    short = true;
+                    break 'extents;
+                }
+                hasher.update(&buf[..got]);
+                length += got as u64;
+                if let Some((off, b, n)) = held.replace((pos, buf, got)) {
+                    self.send(
+                        Work::Data {
+                            object: id,
+                            offset: off,
+                            last: false,
+                            buf: b,
+                            len: n,
+                        },
+                        Track::Nothing,
+                    )?;
+                }
+                pos += got as u64;
+                if got < want {
+                    short = true;
+                    break 'extents;
+                }
+            }
+        }
+        if let Some((off, b, n)) = held {
+            self.send(
+                Work::Data {
+                    object: id,
+                    offset: off,
+                    last: true,
+                    buf: b,
+                    len: n,
+                },
+                Track::Nothing,
+            )?;
+        }
+        Ok((length, *hasher.finalize().as_bytes(), short))
+    }
+
+    fn end_object(
+        &mut self,
+        id: u64,
+        meta: &ObjectMeta,
+        length: u64,
+        digest: [u8; 32],
+    ) -> Result<(), ReadError> {
+        let f = Finished {
+            id,
+            path: meta.path.clone(),
+            kind: meta.kind,
+            size: meta.size,
+            mtime: meta.mtime,
+            segment_offset: 0,
+            length,
+            digest,
+        };
+        self.encoded(id, &ObjectEnd { length, digest }, Track::Ends(Box::new(f)))
+    }
+
+    /// Adds a raw volume (block device or image file) as one object named by `path`.
+    pub fn add_volume(&mut self, path: &Path) -> Result<(), ReadError> {
+        let vol_err = |source| ReadError::Volume {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .or_else(|_| File::open(path))
+            .map_err(vol_err)?;
+        let md = file.metadata().map_err(vol_err)?;
+        let size = if md.file_type().is_block_device() {
+            std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0)).map_err(vol_err)?
+        } else {
+            md.len()
+        };
+        let meta = ObjectMeta {
+            path: path.as_os_str().as_encoded_bytes().to_vec(),
+            kind: ObjectKind::Volume,
+            mode: md.mode(),
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: md.mtime(),
+            mtime_nsec: md.mtime_nsec() as u32,
+            size,
+            rdev: md.rdev(),
+            symlink: None,
+            hardlink: None,
+        };
+        let extents = if md.is_file() && md.blocks() * 512 < size {
+            data_extents(&file, size).unwrap_or_else(|_| vec![(0, size)])
+        } else {
+            vec![(0, size)]
+        };
+        let id = self.object_id();
+        let (length, digest, short) = self.stream_object(id, &meta, &file, &extents)?;
+        if short {
+            self.problems
+                .push(format!("{}: ended before its size", path.display()));
+        }
+        self.end_object(id, &meta, length, digest)
+    }
+
+    /// Sends the last pack; the compressors see their queues close when this is dropped.
+    pub fn finish(mut self) -> Result<Vec<String>, ReadError> {
+        self.flush_pack()?;
+        Ok(std::mem::take(&mut self.problems))
+    }
+}
+
+/// Opens a file to back up, without touching its access time where allowed.
+fn open_source(path: &Path) -> std::io::Result<File> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        r => r,
+    }
+}
+
+/// Reads until `buf` is full or the file ends; a read error counts as the end (reported by
+/// the caller as a short file).
+fn read_full(ring: &mut Ring, file: &File, mut pos: u64, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match ring.read_at(file, pos, &mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                got += n;
+                pos += n as u64;
+            }
+        }
+    }
+    got
+}
+
+/// Puts `prefix/` before a path (the root "." becomes the prefix itself).
+fn prefix_path(meta: &mut ObjectMeta, prefix: &[u8]) {
+    let join = |p: &[u8]| {
+        if p == b"." {
+            prefix.to_vec()
+        } else {
+            [prefix, b"/", p].concat()
+        }
+    };
+    meta.path = join(&meta.path);
+    if let Some(h) = &mut meta.hardlink {
+        *h = serde_bytes::ByteBuf::from(join(h));
+    }
+}

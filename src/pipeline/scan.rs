@@ -1,0 +1,355 @@
+//! `scan`: rebuilds catalog entries from media alone (seed 001's scan and merge). Each medium is
+//! walked part by part, reading record headers and skipping data payloads; sessions are put
+//! together from their headers, parts, object end records, index and trailer, and the ones the
+//! catalog lacks are added. A part torn by a crash is reported and skipped: the walk finds the
+//! next part at a following block boundary.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::{
+    Catalog, MediumAdded, MediumKind, MediumState, MediumUpdated, ObjectStored, Record,
+    SessionFinished, SessionMode, SessionPart, SessionStarted, StoredObject,
+};
+use crate::device::aligned::round_up;
+use crate::device::{DeviceError, Media, PartReader};
+use crate::format::records::{IndexEntry, ObjectKind, SessionHeader, Trailer, VolumeLabel};
+use crate::format::{Body, HEADER_LEN, Header, Kind, decode_record};
+use crate::store::{Store, StoreError};
+
+/// Payloads larger than this are skipped by reopening past them rather than read through.
+const SKIP_BY_SEEK: u32 = 256 << 10;
+
+/// What a scan found and did.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Media read.
+    pub media: usize,
+    /// Sessions added to the catalog.
+    pub sessions_added: usize,
+    /// Sessions the catalog already had.
+    pub sessions_known: usize,
+    /// Objects added.
+    pub objects_added: usize,
+    /// Torn parts, unreadable media, conflicts.
+    pub problems: Vec<String>,
+}
+
+/// Why a scan could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The media could not be listed.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The catalog could not be changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A session as pieced together from the media.
+#[derive(Debug, Default)]
+struct Found {
+    header: Option<SessionHeader>,
+    parts: BTreeMap<(u16, u32), ([u8; 16], u64)>,
+    index: Vec<IndexEntry>,
+    digests: BTreeMap<u64, [u8; 32]>,
+    trailer: Option<Trailer>,
+}
+
+/// Scans every medium of `media` (at `location`) into `store`.
+pub fn scan(
+    media: &mut dyn Media,
+    location: &str,
+    store: &mut Store,
+) -> Result<ScanReport, ScanError> {
+    let mut report = ScanReport::default();
+    let mut found: BTreeMap<u64, Found> = BTreeMap::new();
+    let labels = media.labels()?;
+    for label in &labels {
+        report.media += 1;
+        let used = match walk_medium(media, label, &mut found) {
+            Ok((used, problems)) => {
+                report.problems.extend(problems);
+                used
+            }
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("medium {}: {e}", label.barcode));
+                0
+            }
+        };
+        if store.catalog().medium(label.medium).is_none() {
+            let added = MediumAdded {
+                medium: label.medium,
+                barcode: label.barcode.clone(),
+                pool: label.pool.clone(),
+                kind: MediumKind::Disk,
+                block_size: label.block_size,
+                capacity: used,
+                created: label.created,
+                location: location.to_owned(),
+            };
+            let upd = MediumUpdated {
+                medium: label.medium,
+                used,
+                state: MediumState::Writable,
+            };
+            store.commit(&[Record::from(added), Record::from(upd)])?;
+        }
+    }
+    for (id, f) in found {
+        match session_records(store.catalog(), id, f) {
+            Ok(Some(records)) => {
+                let objects = records
+                    .iter()
+                    .filter(|r| matches!(r, Record::ObjectStored(_)))
+                    .count();
+                store.commit(&records)?;
+                report.sessions_added += 1;
+                report.objects_added += objects;
+            }
+            Ok(None) => report.sessions_known += 1,
+            Err(p) => report.problems.push(p),
+        }
+    }
+    Ok(report)
+}
+
+/// The records that add a found session, `None` if the catalog has it.
+fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Record>>, String> {
+    let Some(h) = f.header else {
+        return Err(format!("session {id}: its first part was not found"));
+    };
+    if let Some(known) = catalog.session(id) {
+        if known.start().started == h.started && known.start().host == h.host {
+            return Ok(None);
+        }
+        return Err(format!(
+            "session {id} on the media differs from catalog session {id}: not merged"
+        ));
+    }
+    if id < catalog.next_session_id() {
+        return Err(format!(
+            "session {id}: the catalog has used that id for another session: not merged"
+        ));
+    }
+    let mode = if f.index.iter().any(|e| e.kind == ObjectKind::Volume) {
+        SessionMode::Volume
+    } else {
+        SessionMode::Files
+    };
+    let mut recs = vec![Record::from(SessionStarted {
+        session: id,
+        job: h.job_id,
+        host: h.host.clone(),
+        source: h.source.clone(),
+        started: h.started,
+        streams: h.streams,
+        mode,
+    })];
+    for (&(stream, part), &(medium, position)) in &f.parts {
+        recs.push(Record::from(SessionPart {
+            session: id,
+            stream,
+            part,
+            medium,
+            position,
+            file_number: 0,
+        }));
+    }
+    for e in &f.index {
+        let object = StoredObject {
+            id: e.object_id,
+            path: e.path.clone(),
+            kind: e.kind,
+            size: e.size,
+            mtime: 0,
+            segment_offset: e.segment_offset,
+            length: e.length,
+            stream: e.stream,
+            part: e.part,
+            position: e.position,
+            // Packed objects' digests are inside their packs: verify checks them there.
+            digest: f.digests.get(&e.object_id).copied().unwrap_or([0; 32]),
+        };
+        recs.push(Record::from(ObjectStored {
+            session: id,
+            object,
+        }));
+    }
+    if let Some(t) = f.trailer {
+        recs.push(Record::from(SessionFinished {
+            session: id,
+            ended: t.ended,
+            status: t.status,
+            objects: t.objects,
+            raw_bytes: t.raw_bytes,
+            stored_bytes: t.stored_bytes,
+        }));
+    }
+    Ok(Some(recs))
+}
+
+/// A sequential reader that can also jump forward by reopening.
+struct Cursor<'m> {
+    media: &'m mut dyn Media,
+    barcode: String,
+    reader: Box<dyn PartReader>,
+}
+
+impl Cursor<'_> {
+    fn seek(&mut self, pos: u64) -> Result<(), DeviceError> {
+        self.reader = self.media.open(&self.barcode, pos)?;
+        Ok(())
+    }
+
+    fn pos(&self) -> u64 {
+        self.reader.position()
+    }
+
+    /// Reads exactly `buf.len()` bytes; `false` at the end of the data.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<bool, DeviceError> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.reader.read(&mut buf[got..])? {
+                0 => return Ok(false),
+                n => got += n,
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Walks one medium; returns the end of its data and the problems met.
+fn walk_medium(
+    media: &mut dyn Media,
+    label: &VolumeLabel,
+    found: &mut BTreeMap<u64, Found>,
+) -> Result<(u64, Vec<String>), DeviceError> {
+    let block = label.block_size as u64;
+    let reader = media.open(&label.barcode, 0)?;
+    let mut c = Cursor {
+        media,
+        barcode: label.barcode.clone(),
+        reader,
+    };
+    let mut problems = Vec::new();
+    let mut head = [0u8; HEADER_LEN];
+    // The label's record, then parts on block boundaries.
+    if !c.fill(&mut head)? {
+        return Ok((0, problems));
+    }
+    let mut pos = round_up(
+        HEADER_LEN as u64
+            + Header::decode(&head, 0)
+                .map(|(h, _)| h.stored_len as u64)
+                .unwrap_or(0),
+        block,
+    );
+    let mut end = pos;
+    loop {
+        c.seek(pos)?;
+        if !c.fill(&mut head)? || head.iter().all(|&b| b == 0) {
+            break;
+        }
+        match walk_part(&mut c, &mut head, label, found) {
+            Ok(part_end) => {
+                end = round_up(part_end, block);
+                pos = end;
+            }
+            Err(what) => {
+                problems.push(format!(
+                    "medium {} at byte {pos}: {what}; looking for the next part",
+                    label.barcode
+                ));
+                match next_part(&mut c, pos + block, block)? {
+                    Some(p) => pos = p,
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok((end, problems))
+}
+
+/// Finds the next block that starts with a session header, from `from`.
+fn next_part(c: &mut Cursor<'_>, from: u64, block: u64) -> Result<Option<u64>, DeviceError> {
+    c.seek(from)?;
+    let mut buf = vec![0u8; block as usize];
+    let mut at = from;
+    while c.fill(&mut buf)? {
+        let head: &[u8; HEADER_LEN] = buf[..HEADER_LEN].try_into().expect("block holds a header");
+        if Header::decode(head, at).is_ok_and(|(h, _)| h.kind == Kind::SessionHeader) {
+            return Ok(Some(at));
+        }
+        at += block;
+    }
+    Ok(None)
+}
+
+/// Walks one part whose first header is in `head`; returns where its last record ends.
+fn walk_part(
+    c: &mut Cursor<'_>,
+    head: &mut [u8; HEADER_LEN],
+    label: &VolumeLabel,
+    found: &mut BTreeMap<u64, Found>,
+) -> Result<u64, String> {
+    let start = c.pos() - HEADER_LEN as u64;
+    let mut at = start;
+    let mut session: Option<(u64, u16, u32)> = None;
+    loop {
+        let (h, _) = Header::decode(head, at).map_err(|e| e.to_string())?;
+        let total = HEADER_LEN as u64 + h.stored_len as u64;
+        let meta_needed = !h.kind.carries_data();
+        if meta_needed || h.stored_len < SKIP_BY_SEEK {
+            let mut bytes = head.to_vec();
+            bytes.resize(total as usize, 0);
+            if !c
+                .fill(&mut bytes[HEADER_LEN..])
+                .map_err(|e| e.to_string())?
+            {
+                return Err("the data ends inside a record (a part torn by a crash)".into());
+            }
+            let (rec, _) = decode_record(&bytes, at).map_err(|e| e.to_string())?;
+            match rec.body {
+                Body::SessionHeader(s) if session.is_none() => {
+                    session = Some((s.session_id, s.stream, s.part));
+                    let f = found.entry(s.session_id).or_default();
+                    f.parts.insert((s.stream, s.part), (label.medium, start));
+                    if s.part == 0 {
+                        f.header = Some(s);
+                    }
+                }
+                Body::ObjectEnd(e) => {
+                    if let Some((id, ..)) = session {
+                        found
+                            .entry(id)
+                            .or_default()
+                            .digests
+                            .insert(h.object_id, e.digest);
+                    }
+                }
+                Body::Index(ix) => {
+                    if let Some((id, ..)) = session {
+                        found.entry(id).or_default().index.extend(ix.entries);
+                    }
+                }
+                Body::Trailer(t) => {
+                    found.entry(t.session_id).or_default().trailer = Some(t);
+                    return Ok(at + total);
+                }
+                Body::Continuation(_) => return Ok(at + total),
+                _ if session.is_none() => {
+                    return Err("a part that does not start with a session header".into());
+                }
+                _ => {}
+            }
+        } else {
+            c.seek(at + total).map_err(|e| e.to_string())?;
+        }
+        at += total;
+        if !c.fill(head).map_err(|e| e.to_string())? {
+            return Err("the data ends before the part's end (a part torn by a crash)".into());
+        }
+    }
+}

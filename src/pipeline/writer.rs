@@ -1,0 +1,396 @@
+//! The stream writer: puts encoded records on a target in order, opens and closes session
+//! parts (at checkpoints, when a medium fills, at the end), builds the session index, and tells
+//! the control thread what became durable.
+//!
+//! Durability: objects are reported in [`Event::Durable`] only after the part holding their
+//! last record was closed by [`Target::end_part`] (synced). The control thread journals them
+//! then; a crash loses at most the objects since the last checkpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_channel::Sender;
+
+use super::{Encoded, EncodedBytes, Finished, Track};
+use crate::catalog::StoredObject;
+use crate::device::{DeviceError, Mounted, PartStart, Target};
+use crate::format::records::{
+    Continuation, Index, IndexEntry, PartRef, SessionHeader, SessionStatus, Trailer,
+};
+use crate::format::{
+    HEADER_LEN, MAX_INDEX_LEN, MAX_META_LEN, compress_scratch_len, encode_index, encode_meta,
+};
+
+/// Bytes written between checkpoints (a part closes and the objects in it are journaled).
+pub const CHECKPOINT_BYTES: u64 = 1 << 30;
+/// Objects finished between checkpoints.
+pub const CHECKPOINT_OBJECTS: usize = 16_384;
+/// Index entries per index record (and a byte budget under [`MAX_INDEX_LEN`]).
+const INDEX_BATCH: usize = 8_192;
+const INDEX_BYTES: usize = MAX_INDEX_LEN / 2;
+
+/// What the writer tells the control thread, in order.
+#[derive(Debug)]
+pub enum Event {
+    /// A medium was mounted (journal it if new).
+    Medium(Mounted),
+    /// A part was opened.
+    Part {
+        /// Stream.
+        stream: u16,
+        /// Part number.
+        part: u32,
+        /// Where it starts.
+        start: PartStart,
+    },
+    /// These objects are durable; the medium is used up to `used` bytes.
+    Durable {
+        /// Objects whose last record is now durable.
+        objects: Vec<StoredObject>,
+        /// Medium written.
+        medium: [u8; 16],
+        /// Bytes of it in use.
+        used: u64,
+    },
+    /// The medium is full; the stream continues on the next.
+    MediumFull([u8; 16]),
+}
+
+/// Counters the control thread reads for progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Object bytes read and written.
+    pub raw: AtomicU64,
+    /// Bytes written to the target.
+    pub stored: AtomicU64,
+    /// Objects finished.
+    pub objects: AtomicU64,
+}
+
+/// Fixed facts of the session, for its headers and trailer.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Session id.
+    pub session: u64,
+    /// Job id.
+    pub job: u64,
+    /// Host name.
+    pub host: String,
+    /// Source, for people.
+    pub source: String,
+    /// Start time.
+    pub started: u64,
+    /// This writer's stream.
+    pub stream: u16,
+    /// Streams in the session.
+    pub streams: u16,
+}
+
+/// Writes one stream of a session.
+pub struct StreamWriter {
+    target: Box<dyn Target>,
+    info: SessionInfo,
+    events: Sender<Event>,
+    progress: Arc<Progress>,
+    medium: Mounted,
+    part: u32,
+    part_start: PartStart,
+    /// Bytes written in the current part.
+    part_len: u64,
+    /// Sequence number the next object record carries (session records carry it too).
+    next_seq: u64,
+    starts: HashMap<u64, (u32, u64)>,
+    pending: Vec<StoredObject>,
+    index: Vec<IndexEntry>,
+    since_checkpoint: u64,
+    objects: u64,
+    raw_bytes: u64,
+    stored_bytes: u64,
+    scratch: Vec<u8>,
+    out_pool: super::pool::Pool,
+}
+
+impl std::fmt::Debug for StreamWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamWriter")
+            .field("target", &self.target.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamWriter {
+    /// Mounts a medium and opens the stream's first part.
+    pub fn start(
+        mut target: Box<dyn Target>,
+        info: SessionInfo,
+        events: Sender<Event>,
+        progress: Arc<Progress>,
+        out_pool: super::pool::Pool,
+    ) -> Result<StreamWriter, DeviceError> {
+        let medium = target.mount()?;
+        let _ = events.send(Event::Medium(medium.clone()));
+        let part_start = target.begin_part()?;
+        let mut w = StreamWriter {
+            target,
+            info,
+            events,
+            progress,
+            medium,
+            part: 0,
+            part_start,
+            part_len: 0,
+            next_seq: 1,
+            starts: HashMap::new(),
+            pending: Vec::new(),
+            index: Vec::new(),
+            since_checkpoint: 0,
+            objects: 0,
+            raw_bytes: 0,
+            stored_bytes: 0,
+            scratch: vec![0u8; compress_scratch_len(MAX_INDEX_LEN)],
+            out_pool,
+        };
+        w.open_part(None)?;
+        Ok(w)
+    }
+
+    /// Announces the part just begun and writes its header.
+    fn open_part(&mut self, continues: Option<PartRef>) -> Result<(), DeviceError> {
+        let _ = self.events.send(Event::Part {
+            stream: self.info.stream,
+            part: self.part,
+            start: self.part_start,
+        });
+        let header = SessionHeader {
+            session_id: self.info.session,
+            job_id: self.info.job,
+            host: self.info.host.clone(),
+            started: self.info.started,
+            source: self.info.source.clone(),
+            part: self.part,
+            stream: self.info.stream,
+            streams: self.info.streams,
+            continues,
+        };
+        self.session_record(&header)
+    }
+
+    /// Encodes and writes a session-level record (not numbered).
+    fn session_record<T: crate::format::records::Payload>(
+        &mut self,
+        p: &T,
+    ) -> Result<(), DeviceError> {
+        let mut buf = vec![0u8; HEADER_LEN + MAX_META_LEN];
+        let n = encode_meta(0, self.next_seq, p, &mut buf).expect("session records are valid");
+        self.put(&buf[..n])
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), DeviceError> {
+        self.target.write(bytes)?;
+        self.part_len += bytes.len() as u64;
+        self.stored_bytes += bytes.len() as u64;
+        self.progress
+            .stored
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Room a part needs at its end: a continuation record and a block of padding.
+    fn end_reserve(&self) -> u64 {
+        (HEADER_LEN + MAX_META_LEN + self.target.block_size()) as u64
+    }
+
+    /// Writes the next record of the stream.
+    pub fn write(&mut self, rec: Encoded) -> Result<(), DeviceError> {
+        let len = rec.bytes.as_slice().len() as u64;
+        if self.target.remaining() < len + self.end_reserve() {
+            if self.medium.capacity < len + 2 * self.end_reserve() {
+                return Err(DeviceError::Full {
+                    what: self.target.describe(),
+                    detail: format!("a record of {len} bytes does not fit on an empty medium"),
+                });
+            }
+            self.change_medium()?;
+        }
+        let position = self.part_len;
+        self.put(rec.bytes.as_slice())?;
+        self.next_seq += 1;
+        self.raw_bytes += rec.raw;
+        self.progress.raw.fetch_add(rec.raw, Ordering::Relaxed);
+        self.since_checkpoint += len;
+        match rec.track {
+            Track::Nothing => {}
+            Track::Starts(id) => {
+                self.starts.insert(id, (self.part, position));
+            }
+            Track::Ends(f) => {
+                let at = self.starts.remove(&f.id).unwrap_or((self.part, position));
+                self.finished(*f, at);
+            }
+            Track::Packed(objs) => {
+                for f in objs {
+                    self.finished(f, (self.part, position));
+                }
+            }
+        }
+        if let EncodedBytes::Pooled(buf, _) = rec.bytes {
+            self.out_pool.give(buf);
+        }
+        if self.since_checkpoint >= CHECKPOINT_BYTES || self.pending.len() >= CHECKPOINT_OBJECTS {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self, f: Finished, (part, position): (u32, u64)) {
+        self.objects += 1;
+        self.progress.objects.fetch_add(1, Ordering::Relaxed);
+        self.index.push(IndexEntry {
+            object_id: f.id,
+            path: f.path.clone(),
+            kind: f.kind,
+            size: f.size,
+            segment_offset: f.segment_offset,
+            length: f.length,
+            stream: self.info.stream,
+            part,
+            position,
+        });
+        self.pending.push(StoredObject {
+            id: f.id,
+            path: f.path,
+            kind: f.kind,
+            size: f.size,
+            mtime: f.mtime,
+            segment_offset: f.segment_offset,
+            length: f.length,
+            stream: self.info.stream,
+            part,
+            position,
+            digest: f.digest,
+        });
+    }
+
+    /// Closes the current part with a continuation (to `next_medium`, or this medium when
+    /// `None`), making everything in it durable.
+    fn close_continuing(&mut self, next_medium: Option<String>) -> Result<(), DeviceError> {
+        let cont = Continuation {
+            session_id: self.info.session,
+            part: self.part,
+            next_part: self.part + 1,
+            next_medium: Some(next_medium.unwrap_or_else(|| self.medium.label.barcode.clone())),
+            records: self.next_seq - 1,
+        };
+        self.session_record(&cont)?;
+        self.close_part()
+    }
+
+    fn close_part(&mut self) -> Result<(), DeviceError> {
+        self.target.end_part()?;
+        let used = self.part_start.position + self.part_len;
+        let objects = std::mem::take(&mut self.pending);
+        let _ = self.events.send(Event::Durable {
+            objects,
+            medium: self.medium.label.medium,
+            used,
+        });
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Ends the part here and goes on in a new one on the same medium.
+    pub fn checkpoint(&mut self) -> Result<(), DeviceError> {
+        self.close_continuing(None)?;
+        self.next_part()
+    }
+
+    fn next_part(&mut self) -> Result<(), DeviceError> {
+        let prev = PartRef {
+            medium: self.medium.label.medium,
+            part: self.part,
+        };
+        self.part += 1;
+        self.part_start = self.target.begin_part()?;
+        self.part_len = 0;
+        self.open_part(Some(prev))
+    }
+
+    fn change_medium(&mut self) -> Result<(), DeviceError> {
+        // The next medium is chosen after this part closes; the continuation names none.
+        let cont = Continuation {
+            session_id: self.info.session,
+            part: self.part,
+            next_part: self.part + 1,
+            next_medium: None,
+            records: self.next_seq - 1,
+        };
+        self.session_record(&cont)?;
+        self.close_part()?;
+        let _ = self
+            .events
+            .send(Event::MediumFull(self.medium.label.medium));
+        let prev = PartRef {
+            medium: self.medium.label.medium,
+            part: self.part,
+        };
+        self.medium = self.target.next_medium()?;
+        let _ = self.events.send(Event::Medium(self.medium.clone()));
+        self.part += 1;
+        self.part_start = self.target.begin_part()?;
+        self.part_len = 0;
+        self.open_part(Some(prev))
+    }
+
+    /// Writes the index and the trailer and closes the last part. Returns the trailer.
+    pub fn finish(mut self, status: SessionStatus, ended: u64) -> Result<Trailer, DeviceError> {
+        let index = std::mem::take(&mut self.index);
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let mut records = 0u32;
+        for e in index {
+            bytes += e.path.len() + 48;
+            batch.push(e);
+            if batch.len() == INDEX_BATCH || bytes >= INDEX_BYTES {
+                self.index_record(std::mem::take(&mut batch))?;
+                records += 1;
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.index_record(batch)?;
+            records += 1;
+        }
+        let trailer = Trailer {
+            session_id: self.info.session,
+            part: self.part,
+            objects: self.objects,
+            records: self.next_seq - 1,
+            raw_bytes: self.raw_bytes,
+            stored_bytes: self.stored_bytes,
+            ended,
+            status,
+            index_records: records,
+        };
+        self.session_record(&trailer)?;
+        self.close_part()?;
+        Ok(trailer)
+    }
+
+    fn index_record(&mut self, entries: Vec<IndexEntry>) -> Result<(), DeviceError> {
+        let n = encode_index(self.next_seq, &Index { entries }, &mut self.scratch)
+            .expect("index within limits");
+        if self.target.remaining() < n as u64 + self.end_reserve() {
+            self.change_medium()?;
+        }
+        let bytes = std::mem::take(&mut self.scratch);
+        let r = self.put(&bytes[..n]);
+        self.scratch = bytes;
+        r
+    }
+
+    /// Bytes stored so far.
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+    }
+}
