@@ -173,21 +173,13 @@ pub struct FsRestorer {
 impl FsRestorer {
     /// Restores under `root`, created (with its parents) if missing.
     pub fn new(root: &Path) -> Result<FsRestorer, RestoreError> {
-        let fail = |source| RestoreError::Root {
-            path: root.to_path_buf(),
-            source,
-        };
+        let fail = |source| RestoreError::Root { path: root.to_path_buf(), source };
         fs::create_dir_all(root).map_err(fail)?;
         let root = fs::canonicalize(root).map_err(fail)?;
         if !fs::metadata(&root).map_err(fail)?.is_dir() {
             return Err(fail(io::Error::from_raw_os_error(libc::ENOTDIR)));
         }
-        Ok(FsRestorer {
-            root,
-            dirs: Vec::new(),
-            summary: RestoreSummary::default(),
-            checked_parent: None,
-        })
+        Ok(FsRestorer { root, dirs: Vec::new(), summary: RestoreSummary::default(), checked_parent: None })
     }
 
     /// Creates the object `meta` names (its path relative to the root; "." is the root). For
@@ -200,15 +192,9 @@ impl FsRestorer {
         if let Some(target) = &meta.hardlink {
             components(target).map_err(|reason| unsafe_path(target, reason))?;
         }
-        meta.validate().map_err(|what| RestoreError::Invalid {
-            path: meta.path.clone(),
-            what,
-        })?;
+        meta.validate().map_err(|what| RestoreError::Invalid { path: meta.path.clone(), what })?;
         if comps.is_empty() && meta.kind != ObjectKind::Dir {
-            return Err(unsafe_path(
-                &meta.path,
-                "only a directory can be the restore root",
-            ));
+            return Err(unsafe_path(&meta.path, "only a directory can be the restore root"));
         }
         let path = self.checked_parent(&meta.path, &comps, true)?;
         let path = match comps.last() {
@@ -227,22 +213,28 @@ impl FsRestorer {
                 self.summary.skipped_sockets += 1;
                 Ok(None)
             }
-            ObjectKind::Volume => Err(RestoreError::Unsupported {
-                path: meta.path.clone(),
-                kind: meta.kind,
-            }),
+            ObjectKind::Volume => Err(RestoreError::Unsupported { path: meta.path.clone(), kind: meta.kind }),
         }
     }
 
     /// Finishes a file [`FsRestorer::create`] returned, once all its data is written: sets its
     /// size (keeping trailing holes), owner, mode and mtime.
     pub fn finish_file(&mut self, file: File, meta: &ObjectMeta) -> Result<(), RestoreError> {
+        self.finish_written(file, meta, None)
+    }
+
+    /// [`FsRestorer::finish_file`] for a file whose data ends at `end` (the size is set only
+    /// when it differs: a trailing hole).
+    pub fn finish_written(
+        &mut self,
+        file: File,
+        meta: &ObjectMeta,
+        end: Option<u64>,
+    ) -> Result<(), RestoreError> {
         let path = self.root.join(OsStr::from_bytes(&meta.path));
-        file.set_len(meta.size)
-            .map_err(|source| RestoreError::Create {
-                path: path.clone(),
-                source,
-            })?;
+        if end != Some(meta.size) {
+            file.set_len(meta.size).map_err(|source| RestoreError::Create { path: path.clone(), source })?;
+        }
         self.apply_metadata(&file, &path, meta)?;
         self.summary.files += 1;
         Ok(())
@@ -263,33 +255,21 @@ impl FsRestorer {
                 .read(true)
                 .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
                 .open(&path)
-                .map_err(|source| RestoreError::Metadata {
-                    path: path.clone(),
-                    source,
-                })?;
+                .map_err(|source| RestoreError::Metadata { path: path.clone(), source })?;
             self.apply_metadata(&dir, &path, meta)?;
         }
         Ok(self.summary)
     }
 
     /// Sets owner, then mode, then mtime of an open object.
-    fn apply_metadata(
-        &mut self,
-        file: &File,
-        path: &Path,
-        meta: &ObjectMeta,
-    ) -> Result<(), RestoreError> {
+    fn apply_metadata(&mut self, file: &File, path: &Path, meta: &ObjectMeta) -> Result<(), RestoreError> {
         let chown = std::os::unix::fs::fchown(file, Some(meta.uid), Some(meta.gid));
         self.ownership(chown, path)?;
-        let failed = |source| RestoreError::Metadata {
-            path: path.to_path_buf(),
-            source,
-        };
+        let failed = |source| RestoreError::Metadata { path: path.to_path_buf(), source };
         let mode = Permissions::from_mode(meta.mode & PERMISSION_BITS);
         file.set_permissions(mode).map_err(failed)?;
         let mtime = system_time(meta.mtime, meta.mtime_nsec).map_err(failed)?;
-        file.set_times(FileTimes::new().set_modified(mtime))
-            .map_err(failed)
+        file.set_times(FileTimes::new().set_modified(mtime)).map_err(failed)
     }
 
     /// Counts a chown refused for lack of privilege; other failures are errors.
@@ -300,22 +280,14 @@ impl FsRestorer {
                 self.summary.ownership_failures += 1;
                 Ok(())
             }
-            Err(source) => Err(RestoreError::Metadata {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(source) => Err(RestoreError::Metadata { path: path.to_path_buf(), source }),
         }
     }
 
     /// Checks every parent of `comps` (the components of `raw`) under the root is a real
     /// directory, creating missing ones when `create`, and returns the last parent's path.
     /// Missing parents without `create` are `Create` errors of kind `NotFound`.
-    fn checked_parent(
-        &mut self,
-        raw: &[u8],
-        comps: &[&[u8]],
-        create: bool,
-    ) -> Result<PathBuf, RestoreError> {
+    fn checked_parent(&mut self, raw: &[u8], comps: &[&[u8]], create: bool) -> Result<PathBuf, RestoreError> {
         let parents = &comps[..comps.len().saturating_sub(1)];
         let mut dir = self.root.clone();
         for name in parents {
@@ -335,10 +307,8 @@ impl FsRestorer {
                 Ok(md) if md.is_dir() => {}
                 Ok(_) => return Err(create_error(&cur, libc::ENOTDIR)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                    fs::create_dir(&cur).map_err(|source| RestoreError::Create {
-                        path: cur.clone(),
-                        source,
-                    })?;
+                    fs::create_dir(&cur)
+                        .map_err(|source| RestoreError::Create { path: cur.clone(), source })?;
                 }
                 Err(source) => return Err(RestoreError::Create { path: cur, source }),
             }
@@ -367,30 +337,19 @@ impl FsRestorer {
     }
 
     fn make_symlink(&mut self, path: &Path, meta: &ObjectMeta) -> Result<(), RestoreError> {
-        let target = meta
-            .symlink
-            .as_ref()
-            .expect("validated: a symlink has a target");
+        let target = meta.symlink.as_ref().expect("validated: a symlink has a target");
         clear_last(path)?;
-        std::os::unix::fs::symlink(OsStr::from_bytes(target), path)
-            .map_err(|e| create_io(path, e))?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), path).map_err(|e| create_io(path, e))?;
         let chown = std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid));
         self.ownership(chown, path)?;
-        set_mtime_nofollow(path, meta.mtime, meta.mtime_nsec).map_err(|source| {
-            RestoreError::Metadata {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
+        set_mtime_nofollow(path, meta.mtime, meta.mtime_nsec)
+            .map_err(|source| RestoreError::Metadata { path: path.to_path_buf(), source })?;
         self.summary.links += 1;
         Ok(())
     }
 
     fn make_hardlink(&mut self, path: &Path, meta: &ObjectMeta) -> Result<(), RestoreError> {
-        let raw = meta
-            .hardlink
-            .as_ref()
-            .expect("validated: a hard link has a target");
+        let raw = meta.hardlink.as_ref().expect("validated: a hard link has a target");
         let comps = components(raw).map_err(|reason| unsafe_path(raw, reason))?;
         let Some(name) = comps.last() else {
             return Err(unsafe_path(raw, "a hard link cannot name the restore root"));
@@ -401,12 +360,10 @@ impl FsRestorer {
             target: target.clone(),
             source,
         };
-        let target_dir = self
-            .checked_parent(raw, &comps, false)
-            .map_err(|e| match e {
-                RestoreError::Create { source, .. } => missing(source),
-                e => e,
-            })?;
+        let target_dir = self.checked_parent(raw, &comps, false).map_err(|e| match e {
+            RestoreError::Create { source, .. } => missing(source),
+            e => e,
+        })?;
         let target_path = target_dir.join(OsStr::from_bytes(name));
         fs::symlink_metadata(&target_path).map_err(missing)?;
         clear_last(path)?;
@@ -424,14 +381,10 @@ impl FsRestorer {
             kind => unreachable!("{kind:?} is not a node"),
         };
         clear_last(path)?;
-        mknod(path, kind_bits | (meta.mode & PERMISSION_BITS), meta.rdev)
-            .map_err(|e| create_io(path, e))?;
+        mknod(path, kind_bits | (meta.mode & PERMISSION_BITS), meta.rdev).map_err(|e| create_io(path, e))?;
         let chown = std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid));
         self.ownership(chown, path)?;
-        let failed = |source| RestoreError::Metadata {
-            path: path.to_path_buf(),
-            source,
-        };
+        let failed = |source| RestoreError::Metadata { path: path.to_path_buf(), source };
         // Follows a symlink at `path`, but the node was created just above.
         let mode = Permissions::from_mode(meta.mode & PERMISSION_BITS);
         fs::set_permissions(path, mode).map_err(failed)?;
@@ -478,22 +431,28 @@ fn depth(path: &[u8]) -> usize {
 
 /// Creates a regular file that did not exist, replacing any non-directory at `path`.
 fn make_file(path: &Path) -> Result<File, RestoreError> {
-    clear_last(path)?;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE_WHILE_RESTORING)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| create_io(path, e))
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE_WHILE_RESTORING)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    // Restoring into an empty directory is the common case: try first, clear only if needed.
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            clear_last(path)?;
+            open().map_err(|e| create_io(path, e))
+        }
+        r => r.map_err(|e| create_io(path, e)),
+    }
 }
 
 /// Unlinks a non-directory at `path` (never following it) so a new object can take its place.
 fn clear_last(path: &Path) -> Result<(), RestoreError> {
     match fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => Err(RestoreError::Conflict {
-            path: path.to_path_buf(),
-        }),
+        Ok(md) if md.is_dir() => Err(RestoreError::Conflict { path: path.to_path_buf() }),
         Ok(_) => remove(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(create_io(path, e)),
@@ -507,11 +466,7 @@ fn remove(path: &Path) -> Result<(), RestoreError> {
 /// A time as stored (seconds and nanoseconds since the epoch, seconds possibly negative).
 fn system_time(secs: i64, nsec: u32) -> io::Result<SystemTime> {
     let whole = Duration::from_secs(secs.unsigned_abs());
-    let base = if secs >= 0 {
-        UNIX_EPOCH.checked_add(whole)
-    } else {
-        UNIX_EPOCH.checked_sub(whole)
-    };
+    let base = if secs >= 0 { UNIX_EPOCH.checked_add(whole) } else { UNIX_EPOCH.checked_sub(whole) };
     base.and_then(|t| t.checked_add(Duration::from_nanos(nsec.into())))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mtime out of range"))
 }
@@ -536,25 +491,12 @@ fn mknod(path: &Path, mode: libc::mode_t, rdev: libc::dev_t) -> io::Result<()> {
 /// `lutimes`); the access time is left alone.
 fn set_mtime_nofollow(path: &Path, secs: i64, nsec: u32) -> io::Result<()> {
     let c = c_path(path)?;
-    let omit = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: libc::UTIME_OMIT,
-    };
-    let mtime = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: libc::c_long::from(nsec),
-    };
+    let omit = libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT };
+    let mtime = libc::timespec { tv_sec: secs, tv_nsec: libc::c_long::from(nsec) };
     let times = [omit, mtime];
     // SAFETY: `c` is a NUL-terminated string and `times` an array of two timespecs, both alive
     // for the whole call; utimensat only reads them.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
+    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -562,17 +504,11 @@ fn set_mtime_nofollow(path: &Path, secs: i64, nsec: u32) -> io::Result<()> {
 }
 
 fn unsafe_path(path: &[u8], reason: &'static str) -> RestoreError {
-    RestoreError::UnsafePath {
-        path: path.to_vec(),
-        reason,
-    }
+    RestoreError::UnsafePath { path: path.to_vec(), reason }
 }
 
 fn create_io(path: &Path, source: io::Error) -> RestoreError {
-    RestoreError::Create {
-        path: path.to_path_buf(),
-        source,
-    }
+    RestoreError::Create { path: path.to_path_buf(), source }
 }
 
 fn create_error(path: &Path, errno: i32) -> RestoreError {

@@ -43,6 +43,9 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    // `coffer ls | head` should end quietly when the pipe closes, as other tools do.
+    // SAFETY: setting a signal's disposition to the default has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = Args::parse();
     cli::init_tracing();
     match cli::run(args) {

@@ -58,10 +58,7 @@ impl Store {
     /// [`Mode::ReadOnly`] damage is reported in the [`OpenReport`] instead of failing, and
     /// nothing is changed.
     pub fn open(dir: &Path, mode: Mode) -> Result<(Store, OpenReport), StoreError> {
-        let dir_err = |source| StoreError::Dir {
-            path: dir.to_owned(),
-            source,
-        };
+        let dir_err = |source| StoreError::Dir { path: dir.to_owned(), source };
         std::fs::create_dir_all(dir).map_err(dir_err)?;
         let lock = File::create(dir.join("lock")).map_err(dir_err)?;
         if mode == Mode::Write {

@@ -53,8 +53,8 @@ mod tests;
 pub use record::{
     FIRST_KIND, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel,
     MAX_DEFINITION_LEN, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MediumAdded, MediumKind, MediumRemoved,
-    MediumState, MediumUpdated, ObjectStored, Record, RecordBody, SessionFinished, SessionMode,
-    SessionPart, SessionPruned, SessionStarted, StoredObject,
+    MediumState, MediumUpdated, ObjectStored, Record, RecordBody, SessionFinished, SessionMode, SessionPart,
+    SessionPruned, SessionStarted, StoredObject,
 };
 pub use state::{Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 
@@ -74,28 +74,16 @@ pub enum CatalogError {
         "journal record {name} (kind {kind}) has version {version}, but this coffer reads up to \
          version {known}: the journal was written by a newer coffer; upgrade coffer to read it"
     )]
-    UnknownVersion {
-        kind: u16,
-        name: &'static str,
-        version: u8,
-        known: u8,
-    },
+    UnknownVersion { kind: u16, name: &'static str, version: u8, known: u8 },
     /// A payload that does not decode as its kind and version.
     #[error(
         "journal record kind {kind} version {version} does not decode: {reason}; the journal \
          is damaged or was written by a broken coffer"
     )]
-    Decode {
-        kind: u16,
-        version: u8,
-        reason: String,
-    },
+    Decode { kind: u16, version: u8, reason: String },
     /// A record that breaks a rule of its own (an over-long name, a NUL in a path...).
     #[error("{record} record refused: {what}")]
-    Invalid {
-        record: &'static str,
-        what: &'static str,
-    },
+    Invalid { record: &'static str, what: &'static str },
     /// A medium UUID the catalog does not hold.
     #[error("no medium {medium} in the catalog: it was never added or has been removed")]
     UnknownMedium { medium: Uuid },
@@ -122,48 +110,28 @@ pub enum CatalogError {
         "{what} id {id} was used before (the next free one is {next}): allocate ids from the \
          catalog's next id"
     )]
-    StaleId {
-        what: &'static str,
-        id: u64,
-        next: u64,
-    },
+    StaleId { what: &'static str, id: u64, next: u64 },
     /// A part or object for a session that has finished.
-    #[error(
-        "session {session} has already finished: it takes no more parts, objects or end record"
-    )]
+    #[error("session {session} has already finished: it takes no more parts, objects or end record")]
     SessionFinished { session: u64 },
     /// Pruning a session that has not finished.
     #[error("session {session} is still running: finish it (as failed, if need be) first")]
     SessionRunning { session: u64 },
     /// A stream number outside the session's streams.
     #[error("session {session} has {streams} streams; stream {stream} is not one of them")]
-    UnknownStream {
-        session: u64,
-        stream: u16,
-        streams: u16,
-    },
+    UnknownStream { session: u64, stream: u16, streams: u16 },
     /// A part that does not follow the stream's last part.
     #[error(
         "part {part} of session {session} stream {stream} is out of order: the stream's next \
          part is {expected}"
     )]
-    PartOutOfOrder {
-        session: u64,
-        stream: u16,
-        part: u32,
-        expected: u32,
-    },
+    PartOutOfOrder { session: u64, stream: u16, part: u32, expected: u32 },
     /// An object placed in a part the session has not recorded.
     #[error(
         "object {object} of session {session} lies in part {part} of stream {stream}, which the \
          session has not recorded: record the part first"
     )]
-    UnknownPart {
-        session: u64,
-        object: u64,
-        stream: u16,
-        part: u32,
-    },
+    UnknownPart { session: u64, object: u64, stream: u16, part: u32 },
     /// A job id the catalog does not hold.
     #[error("no job {job} in the catalog: it was never saved or has been deleted")]
     UnknownJob { job: u64 },
@@ -187,9 +155,6 @@ impl CatalogError {
     /// Whether a newer coffer wrote the record: upgrading coffer, not repairing the journal, is
     /// the fix.
     pub fn is_newer_writer(&self) -> bool {
-        matches!(
-            self,
-            CatalogError::UnknownKind { .. } | CatalogError::UnknownVersion { .. }
-        )
+        matches!(self, CatalogError::UnknownKind { .. } | CatalogError::UnknownVersion { .. })
     }
 }

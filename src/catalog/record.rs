@@ -324,8 +324,7 @@ impl RecordBody for MediumAdded {
         if !text_ok(&self.pool, 1, MAX_NAME_LEN) {
             return Err("pool name empty, over 256 bytes or holding a NUL");
         }
-        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size)
-            || !self.block_size.is_power_of_two()
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size) || !self.block_size.is_power_of_two()
         {
             return Err("block size must be a power of two from 512 B to 8 MiB");
         }
@@ -595,23 +594,16 @@ impl Record {
         }
         let start = out.len();
         // Serializing plain structs into a Vec has no failure mode.
-        self.write_payload(out)
-            .expect("postcard serialization into a Vec failed");
+        self.write_payload(out).expect("postcard serialization into a Vec failed");
         assert!(out.len() - start <= MAX_PAYLOAD_LEN);
     }
 
     /// Decodes a payload of the given kind and version, upgrading older versions into the
     /// current structs, and validates the result.
     pub fn decode(kind: u16, version: u8, payload: &[u8]) -> Result<Record, CatalogError> {
-        let fail = |reason: String| CatalogError::Decode {
-            kind,
-            version,
-            reason,
-        };
+        let fail = |reason: String| CatalogError::Decode { kind, version, reason };
         if kind < FIRST_KIND {
-            return Err(fail(
-                "the kind is reserved for the journal's own records".into(),
-            ));
+            return Err(fail("the kind is reserved for the journal's own records".into()));
         }
         if payload.len() > MAX_PAYLOAD_LEN {
             return Err(fail(format!(
@@ -656,17 +648,10 @@ fn body<T: RecordBody>(payload: &[u8]) -> Result<T, String> {
 fn unknown(kind: u16, version: u8) -> CatalogError {
     match KNOWN.iter().find(|k| k.0 == kind) {
         None => CatalogError::UnknownKind { kind },
-        Some(&(_, known, name)) if version > known => CatalogError::UnknownVersion {
-            kind,
-            name,
-            version,
-            known,
-        },
-        Some(_) => CatalogError::Decode {
-            kind,
-            version,
-            reason: "no coffer ever wrote this version".into(),
-        },
+        Some(&(_, known, name)) if version > known => {
+            CatalogError::UnknownVersion { kind, name, version, known }
+        }
+        Some(_) => CatalogError::Decode { kind, version, reason: "no coffer ever wrote this version".into() },
     }
 }
 

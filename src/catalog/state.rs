@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use super::CatalogError;
 use super::record::{
-    IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, MediumAdded,
-    MediumRemoved, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionPart,
-    SessionPruned, SessionStarted, StoredObject,
+    IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, MediumAdded, MediumRemoved,
+    MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionPart, SessionPruned,
+    SessionStarted, StoredObject,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -59,11 +59,7 @@ impl Medium {
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let changed = self.used != 0 || self.state != MediumState::Writable;
         let update = changed.then(|| {
-            Record::MediumUpdated(MediumUpdated {
-                medium: self.id(),
-                used: self.used,
-                state: self.state,
-            })
+            Record::MediumUpdated(MediumUpdated { medium: self.id(), used: self.used, state: self.state })
         });
         iter::once(Record::MediumAdded(self.info.clone())).chain(update)
     }
@@ -122,27 +118,19 @@ impl Session {
 
     /// The part number that must come next on `stream`.
     fn next_part(&self, stream: u16) -> u32 {
-        let last = self
-            .parts
-            .range((stream, 0)..=(stream, u32::MAX))
-            .next_back();
+        let last = self.parts.range((stream, 0)..=(stream, u32::MAX)).next_back();
         last.map_or(0, |(&(_, p), _)| p.saturating_add(1))
     }
 
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let session = self.id();
         let parts = self.parts.values().cloned().map(Record::SessionPart);
-        let objects = self.objects.iter().map(move |o| {
-            Record::ObjectStored(ObjectStored {
-                session,
-                object: o.clone(),
-            })
-        });
+        let objects = self
+            .objects
+            .iter()
+            .map(move |o| Record::ObjectStored(ObjectStored { session, object: o.clone() }));
         let finish = self.finish.clone().map(Record::SessionFinished);
-        iter::once(Record::SessionStarted(self.start.clone()))
-            .chain(parts)
-            .chain(objects)
-            .chain(finish)
+        iter::once(Record::SessionStarted(self.start.clone())).chain(parts).chain(objects).chain(finish)
     }
 }
 
@@ -254,11 +242,7 @@ impl Catalog {
         let sessions = self.sessions.values().flat_map(Session::records);
         let jobs = self.jobs.values().flat_map(Job::records);
         let log = self.log.iter().cloned().map(Record::LogEntry);
-        media
-            .chain(sessions)
-            .chain(jobs)
-            .chain(log)
-            .chain(self.ids_record())
+        media.chain(sessions).chain(jobs).chain(log).chain(self.ids_record())
     }
 
     /// Sessions, oldest (lowest id) first.
@@ -283,9 +267,7 @@ impl Catalog {
 
     /// Sessions with a part on `medium`.
     pub fn sessions_on(&self, medium: [u8; 16]) -> impl Iterator<Item = &Session> + '_ {
-        self.sessions
-            .values()
-            .filter(move |s| s.uses_medium(medium))
+        self.sessions.values().filter(move |s| s.uses_medium(medium))
     }
 
     /// One medium, by UUID.
@@ -297,10 +279,7 @@ impl Catalog {
     pub fn medium_by_barcode(&self, barcode: &str) -> Option<&Medium> {
         let id = self.barcodes.get(barcode)?;
         let m = self.media.get(id);
-        assert!(
-            m.is_some(),
-            "barcode index names a medium not in the catalog"
-        );
+        assert!(m.is_some(), "barcode index names a medium not in the catalog");
         m
     }
 
@@ -336,9 +315,7 @@ impl Catalog {
 
     fn medium_added(&mut self, b: &MediumAdded) -> Result<(), CatalogError> {
         if self.media.contains_key(&b.medium) {
-            return Err(CatalogError::MediumExists {
-                medium: Uuid::from_bytes(b.medium),
-            });
+            return Err(CatalogError::MediumExists { medium: Uuid::from_bytes(b.medium) });
         }
         if let Some(&other) = self.barcodes.get(&b.barcode) {
             return Err(CatalogError::BarcodeInUse {
@@ -347,20 +324,13 @@ impl Catalog {
             });
         }
         self.barcodes.insert(b.barcode.clone(), b.medium);
-        let medium = Medium {
-            info: b.clone(),
-            used: 0,
-            state: MediumState::Writable,
-        };
+        let medium = Medium { info: b.clone(), used: 0, state: MediumState::Writable };
         self.media.insert(b.medium, medium);
         Ok(())
     }
 
     fn medium_updated(&mut self, b: &MediumUpdated) -> Result<(), CatalogError> {
-        let m = self
-            .media
-            .get_mut(&b.medium)
-            .ok_or_else(|| unknown_medium(b.medium))?;
+        let m = self.media.get_mut(&b.medium).ok_or_else(|| unknown_medium(b.medium))?;
         m.used = b.used;
         m.state = b.state;
         Ok(())
@@ -371,10 +341,7 @@ impl Catalog {
             return Err(unknown_medium(b.medium));
         }
         if let Some(s) = self.sessions_on(b.medium).next() {
-            return Err(CatalogError::MediumInUse {
-                medium: Uuid::from_bytes(b.medium),
-                session: s.id(),
-            });
+            return Err(CatalogError::MediumInUse { medium: Uuid::from_bytes(b.medium), session: s.id() });
         }
         let m = self.media.remove(&b.medium).expect("medium checked above");
         let indexed = self.barcodes.remove(&m.info.barcode);
@@ -387,18 +354,9 @@ impl Catalog {
             return Err(CatalogError::SessionExists { session: b.session });
         }
         if b.session < self.next_session {
-            return Err(CatalogError::StaleId {
-                what: "session",
-                id: b.session,
-                next: self.next_session,
-            });
+            return Err(CatalogError::StaleId { what: "session", id: b.session, next: self.next_session });
         }
-        let session = Session {
-            start: b.clone(),
-            parts: BTreeMap::new(),
-            objects: Vec::new(),
-            finish: None,
-        };
+        let session = Session { start: b.clone(), parts: BTreeMap::new(), objects: Vec::new(), finish: None };
         self.sessions.insert(b.session, session);
         // Validation keeps ids below u64::MAX.
         self.next_session = b.session + 1;
@@ -452,10 +410,7 @@ impl Catalog {
     }
 
     fn session_pruned(&mut self, b: &SessionPruned) -> Result<(), CatalogError> {
-        let s = self
-            .sessions
-            .get(&b.session)
-            .ok_or(CatalogError::UnknownSession { session: b.session })?;
+        let s = self.sessions.get(&b.session).ok_or(CatalogError::UnknownSession { session: b.session })?;
         if !s.is_finished() {
             return Err(CatalogError::SessionRunning { session: b.session });
         }
@@ -469,16 +424,9 @@ impl Catalog {
             return Ok(());
         }
         if b.job < self.next_job {
-            return Err(CatalogError::StaleId {
-                what: "job",
-                id: b.job,
-                next: self.next_job,
-            });
+            return Err(CatalogError::StaleId { what: "job", id: b.job, next: self.next_job });
         }
-        let job = Job {
-            saved: b.clone(),
-            history: VecDeque::new(),
-        };
+        let job = Job { saved: b.clone(), history: VecDeque::new() };
         self.jobs.insert(b.job, job);
         // Validation keeps ids below u64::MAX.
         self.next_job = b.job + 1;
@@ -486,10 +434,7 @@ impl Catalog {
     }
 
     fn job_state_changed(&mut self, b: &JobStateChanged) -> Result<(), CatalogError> {
-        let job = self
-            .jobs
-            .get_mut(&b.job)
-            .ok_or(CatalogError::UnknownJob { job: b.job })?;
+        let job = self.jobs.get_mut(&b.job).ok_or(CatalogError::UnknownJob { job: b.job })?;
         if job.history.len() == JOB_HISTORY_KEEP {
             job.history.pop_front();
         }
@@ -499,10 +444,7 @@ impl Catalog {
     }
 
     fn job_deleted(&mut self, b: &JobDeleted) -> Result<(), CatalogError> {
-        let job = self
-            .jobs
-            .get(&b.job)
-            .ok_or(CatalogError::UnknownJob { job: b.job })?;
+        let job = self.jobs.get(&b.job).ok_or(CatalogError::UnknownJob { job: b.job })?;
         if job.state() == JobState::Active {
             return Err(CatalogError::JobActive { job: b.job });
         }
@@ -527,11 +469,7 @@ impl Catalog {
             });
         }
         if b.next_job < self.next_job {
-            return Err(CatalogError::StaleId {
-                what: "job",
-                id: b.next_job,
-                next: self.next_job,
-            });
+            return Err(CatalogError::StaleId { what: "job", id: b.next_job, next: self.next_job });
         }
         self.next_session = b.next_session;
         self.next_job = b.next_job;
@@ -554,19 +492,12 @@ impl Catalog {
 }
 
 fn unknown_medium(medium: [u8; 16]) -> CatalogError {
-    CatalogError::UnknownMedium {
-        medium: Uuid::from_bytes(medium),
-    }
+    CatalogError::UnknownMedium { medium: Uuid::from_bytes(medium) }
 }
 
 /// A session that takes more parts, objects or its end.
-fn open_session(
-    sessions: &mut BTreeMap<u64, Session>,
-    id: u64,
-) -> Result<&mut Session, CatalogError> {
-    let s = sessions
-        .get_mut(&id)
-        .ok_or(CatalogError::UnknownSession { session: id })?;
+fn open_session(sessions: &mut BTreeMap<u64, Session>, id: u64) -> Result<&mut Session, CatalogError> {
+    let s = sessions.get_mut(&id).ok_or(CatalogError::UnknownSession { session: id })?;
     if s.is_finished() {
         return Err(CatalogError::SessionFinished { session: id });
     }

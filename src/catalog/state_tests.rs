@@ -80,29 +80,15 @@ fn prune(session: u64) -> Record {
 }
 
 fn job(job: u64, name: &str) -> Record {
-    Record::JobSaved(JobSaved {
-        job,
-        name: name.into(),
-        definition: "source = \"/srv/data\"\n".into(),
-    })
+    Record::JobSaved(JobSaved { job, name: name.into(), definition: "source = \"/srv/data\"\n".into() })
 }
 
 fn job_state(job: u64, state: JobState, at: u64) -> Record {
-    Record::JobStateChanged(JobStateChanged {
-        job,
-        state,
-        at,
-        message: String::new(),
-    })
+    Record::JobStateChanged(JobStateChanged { job, state, at, message: String::new() })
 }
 
 fn log(at: u64) -> Record {
-    Record::LogEntry(LogEntry {
-        at,
-        level: LogLevel::Note,
-        job: None,
-        message: format!("entry {at}"),
-    })
+    Record::LogEntry(LogEntry { at, level: LogLevel::Note, job: None, message: format!("entry {at}") })
 }
 
 /// A catalog with two media, session 1 (two streams, part 0 of each, one object) running,
@@ -139,21 +125,11 @@ fn media_rules() {
     assert!(matches!(err, CatalogError::MediumExists { .. }));
     let err = refused(&mut c, medium([3; 16], "A00001L9"));
     assert!(matches!(err, CatalogError::BarcodeInUse { ref barcode, .. } if barcode == "A00001L9"));
-    let update = Record::MediumUpdated(MediumUpdated {
-        medium: [3; 16],
-        used: 1,
-        state: MediumState::Full,
-    });
-    assert!(matches!(
-        refused(&mut c, update),
-        CatalogError::UnknownMedium { .. }
-    ));
+    let update = Record::MediumUpdated(MediumUpdated { medium: [3; 16], used: 1, state: MediumState::Full });
+    assert!(matches!(refused(&mut c, update), CatalogError::UnknownMedium { .. }));
     let remove = Record::MediumRemoved(MediumRemoved { medium: TAPE });
     let err = refused(&mut c, remove.clone());
-    assert!(
-        matches!(err, CatalogError::MediumInUse { session: 1, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, CatalogError::MediumInUse { session: 1, .. }), "{err}");
     // Once the session is gone, the medium can go, and its barcode is free again.
     c.apply(&finish(1)).unwrap();
     c.apply(&prune(1)).unwrap();
@@ -161,39 +137,20 @@ fn media_rules() {
     assert!(c.medium(TAPE).is_none() && c.medium_by_barcode("A00001L9").is_none());
     c.apply(&medium([3; 16], "A00001L9")).unwrap();
     assert_eq!(c.medium_by_barcode("A00001L9").unwrap().id(), [3; 16]);
-    assert!(matches!(
-        refused(&mut c, remove),
-        CatalogError::UnknownMedium { .. }
-    ));
+    assert!(matches!(refused(&mut c, remove), CatalogError::UnknownMedium { .. }));
 }
 
 #[test]
 fn session_start_rules() {
     let mut c = catalog();
-    assert!(matches!(
-        refused(&mut c, start(1, 1)),
-        CatalogError::SessionExists { session: 1 }
-    ));
+    assert!(matches!(refused(&mut c, start(1, 1)), CatalogError::SessionExists { session: 1 }));
     c.apply(&start(5, 1)).unwrap();
     assert_eq!(c.next_session_id(), 6);
     // Ids below the next one are never reused, even if no session holds them.
     let err = refused(&mut c, start(3, 1));
-    assert_eq!(
-        err,
-        CatalogError::StaleId {
-            what: "session",
-            id: 3,
-            next: 6
-        }
-    );
+    assert_eq!(err, CatalogError::StaleId { what: "session", id: 3, next: 6 });
     let err = refused(&mut c, start(0, 1));
-    assert!(matches!(
-        err,
-        CatalogError::Invalid {
-            record: "SessionStarted",
-            ..
-        }
-    ));
+    assert!(matches!(err, CatalogError::Invalid { record: "SessionStarted", .. }));
 }
 
 #[test]
@@ -204,39 +161,13 @@ fn part_rules() {
     let err = refused(&mut c, part(2, 0, 0, TAPE));
     assert_eq!(err, CatalogError::UnknownSession { session: 2 });
     let err = refused(&mut c, part(1, 2, 0, TAPE));
-    assert!(matches!(
-        err,
-        CatalogError::UnknownStream {
-            stream: 2,
-            streams: 2,
-            ..
-        }
-    ));
+    assert!(matches!(err, CatalogError::UnknownStream { stream: 2, streams: 2, .. }));
     let err = refused(&mut c, part(1, 0, 0, DISK));
-    assert!(matches!(
-        err,
-        CatalogError::PartOutOfOrder {
-            part: 0,
-            expected: 1,
-            ..
-        }
-    ));
+    assert!(matches!(err, CatalogError::PartOutOfOrder { part: 0, expected: 1, .. }));
     let err = refused(&mut c, part(1, 0, 2, DISK));
-    assert!(matches!(
-        err,
-        CatalogError::PartOutOfOrder {
-            part: 2,
-            expected: 1,
-            ..
-        }
-    ));
+    assert!(matches!(err, CatalogError::PartOutOfOrder { part: 2, expected: 1, .. }));
     c.apply(&part(1, 0, 1, DISK)).unwrap();
-    let parts: Vec<_> = c
-        .session(1)
-        .unwrap()
-        .parts()
-        .map(|p| (p.stream, p.part))
-        .collect();
+    let parts: Vec<_> = c.session(1).unwrap().parts().map(|p| (p.stream, p.part)).collect();
     assert_eq!(parts, [(0, 0), (0, 1), (1, 0)]);
 }
 
@@ -246,15 +177,7 @@ fn object_rules() {
     let err = refused(&mut c, object(2, 2, 0, 0));
     assert_eq!(err, CatalogError::UnknownSession { session: 2 });
     let err = refused(&mut c, object(1, 2, 0, 1));
-    assert!(matches!(
-        err,
-        CatalogError::UnknownPart {
-            object: 2,
-            stream: 0,
-            part: 1,
-            ..
-        }
-    ));
+    assert!(matches!(err, CatalogError::UnknownPart { object: 2, stream: 0, part: 1, .. }));
     c.apply(&object(1, 2, 1, 0)).unwrap();
     assert_eq!(c.objects(1).unwrap().len(), 2);
     c.apply(&finish(1)).unwrap();
@@ -294,21 +217,11 @@ fn job_rules() {
     // Saving again replaces the definition and keeps the history.
     c.apply(&job(1, "nightly-full")).unwrap();
     let j = c.job(1).unwrap();
-    assert_eq!(
-        (j.name(), j.state(), j.history().count()),
-        ("nightly-full", JobState::Done, 2)
-    );
+    assert_eq!((j.name(), j.state(), j.history().count()), ("nightly-full", JobState::Done, 2));
     c.apply(&Record::JobDeleted(JobDeleted { job: 1 })).unwrap();
     assert!(c.job(1).is_none());
     let err = refused(&mut c, job(1, "again"));
-    assert_eq!(
-        err,
-        CatalogError::StaleId {
-            what: "job",
-            id: 1,
-            next: 2
-        }
-    );
+    assert_eq!(err, CatalogError::StaleId { what: "job", id: 1, next: 2 });
     let err = refused(&mut c, Record::JobDeleted(JobDeleted { job: 1 }));
     assert_eq!(err, CatalogError::UnknownJob { job: 1 });
     c.apply(&job(c.next_job_id(), "weekly")).unwrap();
@@ -318,23 +231,10 @@ fn job_rules() {
 #[test]
 fn ids_never_go_back() {
     let mut c = catalog();
-    let back = Record::IdsReserved(IdsReserved {
-        next_session: 1,
-        next_job: 9,
-    });
+    let back = Record::IdsReserved(IdsReserved { next_session: 1, next_job: 9 });
     let err = refused(&mut c, back);
-    assert_eq!(
-        err,
-        CatalogError::StaleId {
-            what: "session",
-            id: 1,
-            next: 2
-        }
-    );
-    let ids = Record::IdsReserved(IdsReserved {
-        next_session: 10,
-        next_job: 20,
-    });
+    assert_eq!(err, CatalogError::StaleId { what: "session", id: 1, next: 2 });
+    let ids = Record::IdsReserved(IdsReserved { next_session: 10, next_job: 20 });
     c.apply(&ids).unwrap();
     assert_eq!((c.next_session_id(), c.next_job_id()), (10, 20));
 }
@@ -354,11 +254,7 @@ fn log_keeps_the_last_entries() {
 fn job_history_keeps_the_last_changes() {
     let mut c = catalog();
     for at in 0..JOB_HISTORY_KEEP as u64 + 3 {
-        let state = if at % 2 == 0 {
-            JobState::Hold
-        } else {
-            JobState::Ready
-        };
+        let state = if at % 2 == 0 { JobState::Hold } else { JobState::Ready };
         c.apply(&job_state(1, state, at)).unwrap();
     }
     let j = c.job(1).unwrap();
@@ -371,11 +267,8 @@ fn job_history_keeps_the_last_changes() {
 fn queries_find_what_was_applied() {
     let mut c = catalog();
     c.apply(&start(2, 1)).unwrap();
-    let update = Record::MediumUpdated(MediumUpdated {
-        medium: TAPE,
-        used: 1 << 30,
-        state: MediumState::Full,
-    });
+    let update =
+        Record::MediumUpdated(MediumUpdated { medium: TAPE, used: 1 << 30, state: MediumState::Full });
     c.apply(&update).unwrap();
     assert_eq!(c.latest_session().unwrap().id(), 2);
     assert_eq!(c.sessions().map(Session::id).collect::<Vec<_>>(), [1, 2]);
@@ -385,10 +278,7 @@ fn queries_find_what_was_applied() {
     let tape = c.medium_by_barcode("A00001L9").unwrap();
     assert_eq!((tape.used(), tape.state()), (1 << 30, MediumState::Full));
     assert_eq!(c.media().count(), 2);
-    assert_eq!(
-        c.sessions_on(DISK).map(Session::id).collect::<Vec<_>>(),
-        [1]
-    );
+    assert_eq!(c.sessions_on(DISK).map(Session::id).collect::<Vec<_>>(), [1]);
     assert_eq!(c.jobs().map(Job::id).collect::<Vec<_>>(), [1]);
     assert_eq!((c.next_session_id(), c.next_job_id()), (3, 2));
 }
@@ -424,11 +314,7 @@ type Step = (u8, u8, u8, u64);
 
 /// An existing id chosen by `a`, or now and then `other` (new, stale or unknown).
 fn pick(ids: Vec<u64>, a: u8, other: u64) -> u64 {
-    if ids.is_empty() || a.is_multiple_of(8) {
-        other
-    } else {
-        ids[usize::from(a) % ids.len()]
-    }
+    if ids.is_empty() || a.is_multiple_of(8) { other } else { ids[usize::from(a) % ids.len()] }
 }
 
 fn session_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
@@ -440,24 +326,10 @@ fn session_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
     let stream = u16::from(b % 3);
     let s = c.session(session);
     match sel % 8 {
-        0 => start(
-            if b % 6 == 0 {
-                u64::from(a)
-            } else {
-                c.next_session_id()
-            },
-            1 + stream,
-        ),
+        0 => start(if b % 6 == 0 { u64::from(a) } else { c.next_session_id() }, 1 + stream),
         1 => {
-            let next = s.map_or(0, |s| {
-                s.parts().filter(|p| p.stream == stream).count() as u32
-            });
-            part(
-                session,
-                stream,
-                if x % 5 == 0 { a.into() } else { next },
-                medium,
-            )
+            let next = s.map_or(0, |s| s.parts().filter(|p| p.stream == stream).count() as u32);
+            part(session, stream, if x % 5 == 0 { a.into() } else { next }, medium)
         }
         2..=5 => {
             let parts = s.map(|s| s.parts().map(|p| (p.stream, p.part)).collect::<Vec<_>>());
@@ -474,33 +346,19 @@ fn session_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
 
 fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
     let jobs = c.jobs().map(Job::id).collect::<Vec<_>>();
-    let job_id = pick(
-        jobs,
-        a,
-        if b % 3 == 0 {
-            u64::from(b)
-        } else {
-            c.next_job_id()
-        },
-    );
+    let job_id = pick(jobs, a, if b % 3 == 0 { u64::from(b) } else { c.next_job_id() });
     let medium_id = [a % 4 + 1; 16];
     match sel % 8 {
         0 => medium(medium_id, &format!("B{}", b % 5)),
         1 => Record::MediumUpdated(MediumUpdated {
             medium: medium_id,
             used: if b % 2 == 0 { 0 } else { x },
-            state: [MediumState::Writable, MediumState::Full, MediumState::Error]
-                [usize::from(b % 3)],
+            state: [MediumState::Writable, MediumState::Full, MediumState::Error][usize::from(b % 3)],
         }),
         2 => Record::MediumRemoved(MediumRemoved { medium: medium_id }),
         3 => job(job_id, &format!("job{b}")),
         4 => {
-            let states = [
-                JobState::Ready,
-                JobState::Hold,
-                JobState::Active,
-                JobState::Done,
-            ];
+            let states = [JobState::Ready, JobState::Hold, JobState::Active, JobState::Done];
             job_state(job_id, states[usize::from(b % 4)], x)
         }
         5 => Record::JobDeleted(JobDeleted { job: job_id }),

@@ -36,17 +36,9 @@ const JOB_STATES: [JobState; 6] = [
     JobState::Failed,
     JobState::Cancelled,
 ];
-const LEVELS: [LogLevel; 4] = [
-    LogLevel::Error,
-    LogLevel::Warning,
-    LogLevel::Note,
-    LogLevel::Debug,
-];
-const STATUSES: [SessionStatus; 3] = [
-    SessionStatus::Complete,
-    SessionStatus::Cancelled,
-    SessionStatus::Failed,
-];
+const LEVELS: [LogLevel; 4] = [LogLevel::Error, LogLevel::Warning, LogLevel::Note, LogLevel::Debug];
+const STATUSES: [SessionStatus; 3] =
+    [SessionStatus::Complete, SessionStatus::Cancelled, SessionStatus::Failed];
 
 /// Text without NULs (any other character, multi-byte ones included).
 fn text(max: usize) -> impl Strategy<Value = String> {
@@ -65,51 +57,30 @@ fn id() -> impl Strategy<Value = u64> {
 }
 
 fn medium_added() -> impl Strategy<Value = Record> {
-    let fields = (
-        uuid(),
-        "[!-~]{1,32}",
-        text(40),
-        select(&MEDIUM_KINDS[..]),
-        9u32..=23,
-    );
-    (
-        fields,
-        any::<(u64, u64)>(),
-        text(60).prop_map(|s| format!("disk:{s}")),
+    let fields = (uuid(), "[!-~]{1,32}", text(40), select(&MEDIUM_KINDS[..]), 9u32..=23);
+    (fields, any::<(u64, u64)>(), text(60).prop_map(|s| format!("disk:{s}"))).prop_map(
+        |((medium, barcode, pool, kind, shift), (capacity, created), location)| {
+            Record::MediumAdded(MediumAdded {
+                medium,
+                barcode,
+                pool: format!("p{pool}"),
+                kind,
+                block_size: 1 << shift,
+                capacity,
+                created,
+                location,
+            })
+        },
     )
-        .prop_map(
-            |((medium, barcode, pool, kind, shift), (capacity, created), location)| {
-                Record::MediumAdded(MediumAdded {
-                    medium,
-                    barcode,
-                    pool: format!("p{pool}"),
-                    kind,
-                    block_size: 1 << shift,
-                    capacity,
-                    created,
-                    location,
-                })
-            },
-        )
 }
 
 fn session_started() -> impl Strategy<Value = Record> {
     let fields = (id(), any::<u64>(), text(30), text(80), any::<u64>(), 1u16..);
-    (
-        fields,
-        select(&[SessionMode::Files, SessionMode::Volume][..]),
+    (fields, select(&[SessionMode::Files, SessionMode::Volume][..])).prop_map(
+        |((session, job, host, source, started, streams), mode)| {
+            Record::SessionStarted(SessionStarted { session, job, host, source, started, streams, mode })
+        },
     )
-        .prop_map(|((session, job, host, source, started, streams), mode)| {
-            Record::SessionStarted(SessionStarted {
-                session,
-                job,
-                host,
-                source,
-                started,
-                streams,
-                mode,
-            })
-        })
 }
 
 fn stored_object() -> impl Strategy<Value = StoredObject> {
@@ -142,14 +113,7 @@ fn session_records() -> impl Strategy<Value = Record> {
         session_started(),
         (any::<(u64, u16, u32, u64, u32)>(), uuid()).prop_map(
             |((session, stream, part, position, file_number), medium)| {
-                Record::SessionPart(SessionPart {
-                    session,
-                    stream,
-                    part,
-                    medium,
-                    position,
-                    file_number,
-                })
+                Record::SessionPart(SessionPart { session, stream, part, medium, position, file_number })
             }
         ),
         (any::<u64>(), stored_object())
@@ -172,42 +136,19 @@ fn other_records() -> impl Strategy<Value = Record> {
     prop_oneof![
         medium_added(),
         (uuid(), any::<u64>(), select(&MEDIUM_STATES[..])).prop_map(|(medium, used, state)| {
-            Record::MediumUpdated(MediumUpdated {
-                medium,
-                used,
-                state,
-            })
+            Record::MediumUpdated(MediumUpdated { medium, used, state })
         }),
         any::<[u8; 16]>().prop_map(|medium| Record::MediumRemoved(MediumRemoved { medium })),
-        (id(), "[a-z0-9-]{1,20}", text(300)).prop_map(|(job, name, definition)| {
-            Record::JobSaved(JobSaved {
-                job,
-                name,
-                definition,
-            })
+        (id(), "[a-z0-9-]{1,20}", text(300))
+            .prop_map(|(job, name, definition)| { Record::JobSaved(JobSaved { job, name, definition }) }),
+        (any::<(u64, u64)>(), select(&JOB_STATES[..]), text(60)).prop_map(|((job, at), state, message)| {
+            Record::JobStateChanged(JobStateChanged { job, state, at, message })
         }),
-        (any::<(u64, u64)>(), select(&JOB_STATES[..]), text(60)).prop_map(
-            |((job, at), state, message)| Record::JobStateChanged(JobStateChanged {
-                job,
-                state,
-                at,
-                message,
-            })
-        ),
         any::<u64>().prop_map(|job| Record::JobDeleted(JobDeleted { job })),
-        (any::<(u64, Option<u64>)>(), select(&LEVELS[..]), text(60)).prop_map(
-            |((at, job), level, message)| Record::LogEntry(LogEntry {
-                at,
-                level,
-                job,
-                message,
-            })
-        ),
+        (any::<(u64, Option<u64>)>(), select(&LEVELS[..]), text(60))
+            .prop_map(|((at, job), level, message)| Record::LogEntry(LogEntry { at, level, job, message })),
         (1..u64::MAX, 1..u64::MAX).prop_map(|(next_session, next_job)| {
-            Record::IdsReserved(IdsReserved {
-                next_session,
-                next_job,
-            })
+            Record::IdsReserved(IdsReserved { next_session, next_job })
         }),
     ]
 }
@@ -262,10 +203,7 @@ fn largest_records() -> Vec<Record> {
             streams: u16::MAX,
             mode: SessionMode::Volume,
         }),
-        Record::ObjectStored(ObjectStored {
-            session: big,
-            object,
-        }),
+        Record::ObjectStored(ObjectStored { session: big, object }),
         Record::JobSaved(JobSaved {
             job: big,
             name: "n".repeat(256),
@@ -277,12 +215,7 @@ fn largest_records() -> Vec<Record> {
             at: big,
             message: message.clone(),
         }),
-        Record::LogEntry(LogEntry {
-            at: big,
-            level: LogLevel::Debug,
-            job: Some(big),
-            message,
-        }),
+        Record::LogEntry(LogEntry { at: big, level: LogLevel::Debug, job: Some(big), message }),
     ]
 }
 
@@ -313,12 +246,7 @@ fn kinds_and_versions_are_stable() {
 fn largest_records_fit_the_payload_limit() {
     for r in largest_records() {
         let bytes = encoded(&r);
-        assert!(
-            bytes.len() <= MAX_PAYLOAD_LEN,
-            "{} takes {}",
-            r.name(),
-            bytes.len()
-        );
+        assert!(bytes.len() <= MAX_PAYLOAD_LEN, "{} takes {}", r.name(), bytes.len());
         assert_eq!(Record::decode(r.kind(), r.version(), &bytes), Ok(r));
     }
 }
@@ -348,14 +276,8 @@ fn limits_are_enforced() {
     assert!(base(|m| m.block_size = 1000).is_err());
     assert!(base(|m| m.medium = [0; 16]).is_err());
     assert!(base(|m| m.location = "l".repeat(4097)).is_err());
-    let job = |name: String, definition: String| {
-        Record::JobSaved(JobSaved {
-            job: 1,
-            name,
-            definition,
-        })
-        .validate()
-    };
+    let job =
+        |name: String, definition: String| Record::JobSaved(JobSaved { job: 1, name, definition }).validate();
     assert!(job("n".repeat(256), "d".repeat(MAX_DEFINITION_LEN)).is_ok());
     assert!(job("n".repeat(257), String::new()).is_err());
     assert!(job("n".into(), "d".repeat(MAX_DEFINITION_LEN + 1)).is_err());
@@ -366,13 +288,7 @@ fn limits_are_enforced() {
     };
     object.object.path.push(b'x');
     let err = Record::ObjectStored(object).validate();
-    assert!(matches!(
-        err,
-        Err(CatalogError::Invalid {
-            record: "ObjectStored",
-            ..
-        })
-    ));
+    assert!(matches!(err, Err(CatalogError::Invalid { record: "ObjectStored", .. })));
 }
 
 #[test]
@@ -383,24 +299,13 @@ fn unknown_kinds_and_versions_name_a_newer_writer() {
     assert_eq!(err, CatalogError::UnknownKind { kind: 999 });
     assert!(err.is_newer_writer() && err.to_string().contains("newer coffer"));
     let err = Record::decode(18, 2, &bytes).unwrap_err();
-    assert!(matches!(
-        err,
-        CatalogError::UnknownVersion {
-            kind: 18,
-            version: 2,
-            known: 1,
-            ..
-        }
-    ));
+    assert!(matches!(err, CatalogError::UnknownVersion { kind: 18, version: 2, known: 1, .. }));
     assert!(err.is_newer_writer() && err.to_string().contains("newer coffer"));
     // Version 0 was never written: damage, not a newer writer.
     let err = Record::decode(18, 0, &bytes).unwrap_err();
     assert!(err.is_decode() && !err.is_newer_writer());
     // Kinds below FIRST_KIND belong to the journal.
-    assert!(matches!(
-        Record::decode(3, 1, &bytes),
-        Err(CatalogError::Decode { kind: 3, .. })
-    ));
+    assert!(matches!(Record::decode(3, 1, &bytes), Err(CatalogError::Decode { kind: 3, .. })));
 }
 
 #[test]
@@ -411,43 +316,22 @@ fn trailing_and_oversized_payloads_are_refused() {
     let err = Record::decode(36, 1, &bytes).unwrap_err();
     assert!(matches!(&err, CatalogError::Decode { reason, .. } if reason.contains("after")));
     let huge = vec![0; MAX_PAYLOAD_LEN + 1];
-    assert!(matches!(
-        Record::decode(48, 1, &huge),
-        Err(CatalogError::Decode { .. })
-    ));
+    assert!(matches!(Record::decode(48, 1, &huge), Err(CatalogError::Decode { .. })));
 }
 
 #[test]
 fn invalid_records_are_refused_on_decode() {
     // Encoded directly: `Record::encode` refuses to write it.
-    let bad = JobSaved {
-        job: 4,
-        name: String::new(),
-        definition: String::new(),
-    };
+    let bad = JobSaved { job: 4, name: String::new(), definition: String::new() };
     let bytes = postcard::to_allocvec(&bad).unwrap();
     let err = Record::decode(48, 1, &bytes).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CatalogError::Invalid {
-                record: "JobSaved",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, CatalogError::Invalid { record: "JobSaved", .. }), "{err}");
 }
 
 #[test]
 #[should_panic(expected = "invalid journal record")]
 fn encoding_an_invalid_record_panics() {
-    let bad = Record::LogEntry(LogEntry {
-        at: 0,
-        level: LogLevel::Note,
-        job: None,
-        message: "nul\0".into(),
-    });
+    let bad = Record::LogEntry(LogEntry { at: 0, level: LogLevel::Note, job: None, message: "nul\0".into() });
     encoded(&bad);
 }
 

@@ -44,10 +44,7 @@ fn parse_unit(s: &str) -> Result<usize, String> {
     let n = coffer::device::spec::parse_size(s).ok_or("a size like 1M, 4M or 16M")?;
     let max = coffer::format::MAX_UNIT_LEN as u64;
     if !(64 << 10..=max).contains(&n) || n % 4096 != 0 {
-        return Err(format!(
-            "unit must be a multiple of 4096 from 64K to {}M",
-            max >> 20
-        ));
+        return Err(format!("unit must be a multiple of 4096 from 64K to {}M", max >> 20));
     }
     Ok(n as usize)
 }
@@ -57,17 +54,10 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     let spec: TargetSpec = match a.targets.as_slice() {
         [] => format!("disk:{}", ctx.state.join("media").display()).parse()?,
         [one] => one.parse()?,
-        _ => bail!(
-            "one --to target per backup for now; several devices at once come with multistream jobs"
-        ),
+        _ => bail!("one --to target per backup for now; several devices at once come with multistream jobs"),
     };
     let sources = resolve_sources(&a)?;
-    let description = a
-        .sources
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let description = a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
     let req = BackupRequest {
         sources,
         description,
@@ -97,11 +87,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         eprintln!();
     }
     report(ctx, &spec, &summary);
-    Ok(if summary.error.is_some() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if summary.error.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
 /// Chooses file or volume mode for each source and names trees when there are several.
@@ -128,10 +114,7 @@ fn resolve_sources(a: &BackupArgs) -> anyhow::Result<Vec<Source>> {
                 } else {
                     None
                 };
-                out.push(Source::Tree {
-                    root: path.clone(),
-                    prefix,
-                });
+                out.push(Source::Tree { root: path.clone(), prefix });
             }
         }
     }
@@ -139,11 +122,7 @@ fn resolve_sources(a: &BackupArgs) -> anyhow::Result<Vec<Source>> {
 }
 
 fn report(ctx: &Ctx, spec: &TargetSpec, s: &BackupSummary) {
-    let ratio = if s.bytes_stored > 0 {
-        s.bytes_in as f64 / s.bytes_stored as f64
-    } else {
-        0.0
-    };
+    let ratio = if s.bytes_stored > 0 { s.bytes_in as f64 / s.bytes_stored as f64 } else { 0.0 };
     let rate = s.bytes_in as f64 / s.seconds.max(1e-6) / 1e6;
     if ctx.json {
         super::print_json(&json!({
@@ -166,24 +145,15 @@ fn report(ctx: &Ctx, spec: &TargetSpec, s: &BackupSummary) {
         s.seconds
     );
     if s.error.is_some() {
-        println!(
-            "  the objects journaled before the failure stay restorable: `coffer ls {}`",
-            s.session
-        );
+        println!("  the objects journaled before the failure stay restorable: `coffer ls {}`", s.session);
     }
     if !s.problems.is_empty() {
-        println!(
-            "  {} problems (not backed up or changed while read):",
-            s.problems.len()
-        );
+        println!("  {} problems (not backed up or changed while read):", s.problems.len());
         for p in s.problems.iter().take(20) {
             println!("    {p}");
         }
         if s.problems.len() > 20 {
-            println!(
-                "    … and {} more (--json lists all)",
-                s.problems.len() - 20
-            );
+            println!("    … and {} more (--json lists all)", s.problems.len() - 20);
         }
     }
 }

@@ -36,11 +36,7 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
             report.records,
             report.segments
         );
-        println!(
-            "catalog: {} sessions, {} media",
-            c.sessions().count(),
-            c.media().count()
-        );
+        println!("catalog: {} sessions, {} media", c.sessions().count(), c.media().count());
         if let Some(cut) = &report.cut {
             println!(
                 "torn tail: {} bytes at {} byte {} ({}); cut at the next open",
@@ -59,9 +55,5 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(if damage.is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if damage.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -40,9 +40,7 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
             );
             for s in c.sessions() {
                 let f = s.finish();
-                let status = f.map_or("running".into(), |f| {
-                    format!("{:?}", f.status).to_lowercase()
-                });
+                let status = f.map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase());
                 println!(
                     "{:>8}  {:<10}  {:>9}  {:>10}  {:>10}  {}",
                     s.id(),
@@ -73,11 +71,7 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
     } else {
         for o in objects {
             let kind = format!("{:?}", o.kind).to_lowercase();
-            println!(
-                "{kind:<10} {:>12}  {}",
-                o.size,
-                String::from_utf8_lossy(&o.path)
-            );
+            println!("{kind:<10} {:>12}  {}", o.size, String::from_utf8_lossy(&o.path));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -22,19 +22,13 @@ use crate::{Args, Command};
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Runs a command; the exit code says how it went (0 ok, 1 a finding such as a mismatch,
 /// 2 an error).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx {
-        state: state_dir(args.state)?,
-        json: args.json,
-    };
+    let ctx = Ctx { state: state_dir(args.state)?, json: args.json };
     match args.command {
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run_restore(&ctx, a),
@@ -88,8 +82,8 @@ fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
         return Ok(PathBuf::from(x).join("coffer"));
     }
-    let home = std::env::var_os("HOME")
-        .context("no --state, $COFFER_STATE or $HOME: say where the state goes")?;
+    let home =
+        std::env::var_os("HOME").context("no --state, $COFFER_STATE or $HOME: say where the state goes")?;
     Ok(PathBuf::from(home).join(".local/state/coffer"))
 }
 
@@ -102,11 +96,7 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 /// Parses a session argument: a number or `latest`.
@@ -118,9 +108,7 @@ pub fn session_arg(store: &Store, s: &str) -> anyhow::Result<u64> {
             .map(|x| x.id())
             .context("no sessions in the catalog yet: run `coffer backup` first");
     }
-    let id: u64 = s
-        .parse()
-        .with_context(|| format!("'{s}' is not a session id (a number, or 'latest')"))?;
+    let id: u64 = s.parse().with_context(|| format!("'{s}' is not a session id (a number, or 'latest')"))?;
     store
         .catalog()
         .session(id)

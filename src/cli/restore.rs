@@ -35,16 +35,8 @@ pub struct VerifyArgs {
 pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store()?;
     let session = session_arg(&store, &a.session)?;
-    let paths = a
-        .paths
-        .iter()
-        .map(|p| p.trim_end_matches('/').as_bytes().to_vec())
-        .collect();
-    let req = RestoreRequest {
-        session,
-        paths,
-        action: Action::Restore(a.to.clone()),
-    };
+    let paths = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
+    let req = RestoreRequest { session, paths, action: Action::Restore(a.to.clone()) };
     let report = run(store.catalog(), &req)?;
     print(ctx, "restore", session, &report);
     Ok(exit(&report))
@@ -54,22 +46,14 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
 pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store()?;
     let session = session_arg(&store, &a.session)?;
-    let req = RestoreRequest {
-        session,
-        paths: Vec::new(),
-        action: Action::Verify(a.compare.clone()),
-    };
+    let req = RestoreRequest { session, paths: Vec::new(), action: Action::Verify(a.compare.clone()) };
     let report = run(store.catalog(), &req)?;
     print(ctx, "verify", session, &report);
     Ok(exit(&report))
 }
 
 fn exit(r: &RestoreReport) -> ExitCode {
-    if r.failures.is_empty() && r.differences.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    if r.failures.is_empty() && r.differences.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
@@ -83,11 +67,7 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
         }));
         return;
     }
-    let verdict = if r.failures.is_empty() && r.differences.is_empty() {
-        "ok"
-    } else {
-        "FAILED"
-    };
+    let verdict = if r.failures.is_empty() && r.differences.is_empty() { "ok" } else { "FAILED" };
     println!(
         "{what} of session {session}: {verdict}: {} objects, {}, {rate:.0} MB/s, {:.1} s",
         r.objects,

@@ -37,9 +37,5 @@ pub fn run(ctx: &Ctx, a: ScanArgs) -> anyhow::Result<ExitCode> {
             println!("  problem: {p}");
         }
     }
-    Ok(if report.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

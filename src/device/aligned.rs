@@ -18,11 +18,7 @@ impl AlignedBuf {
         let storage = vec![0u8; len + ALIGN];
         let start = storage.as_ptr().align_offset(ALIGN);
         assert!(start < ALIGN);
-        AlignedBuf {
-            storage,
-            start,
-            len,
-        }
+        AlignedBuf { storage, start, len }
     }
 }
 

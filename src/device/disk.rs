@@ -97,8 +97,7 @@ fn read_label_at(path: &Path) -> Result<VolumeLabel, DeviceError> {
     let what = path.display().to_string();
     let f = File::open(path).map_err(DeviceError::io("open", &what))?;
     let mut buf = vec![0u8; LABEL_READ_LEN];
-    let n = std::os::unix::fs::FileExt::read_at(&f, &mut buf, 0)
-        .map_err(DeviceError::io("read", &what))?;
+    let n = std::os::unix::fs::FileExt::read_at(&f, &mut buf, 0).map_err(DeviceError::io("read", &what))?;
     parse_label(&buf[..n], &what)
 }
 
@@ -135,9 +134,7 @@ impl DiskTarget {
         assert!(len.is_multiple_of(DISK_BLOCK) && len <= self.stage.len());
         let vol = self.vol.as_mut().expect("a volume is mounted");
         let what = vol.path.display().to_string();
-        self.ring
-            .write_at(&vol.file, vol.end, &self.stage[..len])
-            .map_err(DeviceError::io("write", what))?;
+        self.ring.write_at(&vol.file, vol.end, &self.stage[..len]).map_err(DeviceError::io("write", what))?;
         vol.end += len as u64;
         self.staged = 0;
         Ok(())
@@ -154,32 +151,16 @@ impl DiskTarget {
         let block = label_block(&label, DISK_BLOCK);
         let mut aligned = AlignedBuf::new(block.len());
         aligned.copy_from_slice(&block);
-        self.ring
-            .write_at(&file, 0, &aligned)
-            .map_err(DeviceError::io("write label to", &what))?;
-        self.ring
-            .fdatasync(&file)
-            .map_err(DeviceError::io("sync", &what))?;
+        self.ring.write_at(&file, 0, &aligned).map_err(DeviceError::io("write label to", &what))?;
+        self.ring.fdatasync(&file).map_err(DeviceError::io("sync", &what))?;
         sync_dir(&self.dir).map_err(DeviceError::io("sync", self.dir.display().to_string()))?;
         let end = block.len() as u64;
-        self.vol = Some(Volume {
-            file,
-            label: label.clone(),
-            path,
-            end,
-            part_open: false,
-        });
+        self.vol = Some(Volume { file, label: label.clone(), path, end, part_open: false });
         Ok(self.mounted(label, true))
     }
 
     fn mounted(&self, label: VolumeLabel, new: bool) -> Mounted {
-        Mounted {
-            label,
-            capacity: self.volume_size,
-            location: self.describe(),
-            new,
-            kind: MediumKind::Disk,
-        }
+        Mounted { label, capacity: self.volume_size, location: self.describe(), new, kind: MediumKind::Disk }
     }
 
     /// Room a volume needs to be worth a new part: a block for the header and one for the end.
@@ -205,20 +186,12 @@ impl Target for DiskTarget {
         }
         for (path, label) in list_volumes(&self.dir)?.into_iter().rev() {
             let what = path.display().to_string();
-            let len = std::fs::metadata(&path)
-                .map_err(DeviceError::io("stat", &what))?
-                .len();
+            let len = std::fs::metadata(&path).map_err(DeviceError::io("stat", &what))?.len();
             // A torn part may end off a block boundary: the next part starts at the next one.
             let end = round_up(len, DISK_BLOCK as u64);
             if label.pool == self.pool && self.has_room(end) {
                 let file = open_volume(&path, false).map_err(DeviceError::io("open", &what))?;
-                self.vol = Some(Volume {
-                    file,
-                    label: label.clone(),
-                    path,
-                    end,
-                    part_open: false,
-                });
+                self.vol = Some(Volume { file, label: label.clone(), path, end, part_open: false });
                 return Ok(self.mounted(label, false));
             }
         }
@@ -229,21 +202,14 @@ impl Target for DiskTarget {
         let v = self.vol();
         assert!(!v.part_open, "a part is already open");
         v.part_open = true;
-        Ok(PartStart {
-            medium: v.label.medium,
-            position: v.end,
-            file_number: 0,
-        })
+        Ok(PartStart { medium: v.label.medium, position: v.end, file_number: 0 })
     }
 
     fn write(&mut self, mut bytes: &[u8]) -> Result<(), DeviceError> {
         assert!(self.vol().part_open, "write outside a part");
         if bytes.len() as u64 > self.remaining() {
             let what = self.vol().path.display().to_string();
-            return Err(DeviceError::Full {
-                what,
-                detail: "volume file at its maximum size".into(),
-            });
+            return Err(DeviceError::Full { what, detail: "volume file at its maximum size".into() });
         }
         while !bytes.is_empty() {
             let n = bytes.len().min(STAGE_LEN - self.staged);
@@ -259,8 +225,7 @@ impl Target for DiskTarget {
 
     fn remaining(&self) -> u64 {
         let v = self.vol.as_ref().expect("a volume is mounted");
-        self.volume_size
-            .saturating_sub(v.end + self.staged as u64 + DISK_BLOCK as u64)
+        self.volume_size.saturating_sub(v.end + self.staged as u64 + DISK_BLOCK as u64)
     }
 
     fn end_part(&mut self) -> Result<(), DeviceError> {
@@ -271,18 +236,13 @@ impl Target for DiskTarget {
         }
         let v = self.vol.as_mut().expect("a volume is mounted");
         let what = v.path.display().to_string();
-        self.ring
-            .fdatasync(&v.file)
-            .map_err(DeviceError::io("sync", what))?;
+        self.ring.fdatasync(&v.file).map_err(DeviceError::io("sync", what))?;
         v.part_open = false;
         Ok(())
     }
 
     fn next_medium(&mut self) -> Result<Mounted, DeviceError> {
-        assert!(
-            !self.vol().part_open,
-            "close the part before changing media"
-        );
+        assert!(!self.vol().part_open, "close the part before changing media");
         self.create_volume()
     }
 }
@@ -296,9 +256,7 @@ pub struct DiskMedia {
 impl DiskMedia {
     /// Media in `dir`.
     pub fn new(dir: &Path) -> DiskMedia {
-        DiskMedia {
-            dir: dir.to_owned(),
-        }
+        DiskMedia { dir: dir.to_owned() }
     }
 }
 
@@ -310,7 +268,9 @@ impl Media for DiskMedia {
             std::io::ErrorKind::NotFound => DeviceError::MissingMedium {
                 barcode: barcode.to_owned(),
                 target: format!("disk:{}", self.dir.display()),
-                detail: format!("{what} does not exist: bring the volume file back, or restore from another copy"),
+                detail: format!(
+                    "{what} does not exist: bring the volume file back, or restore from another copy"
+                ),
             },
             _ => DeviceError::io("open", &what)(e),
         })?;
@@ -321,10 +281,7 @@ impl Media for DiskMedia {
                 detail: format!("its label says {}, not {barcode}", label.barcode),
             });
         }
-        let len = file
-            .metadata()
-            .map_err(DeviceError::io("stat", &what))?
-            .len();
+        let len = file.metadata().map_err(DeviceError::io("stat", &what))?.len();
         let ring = Ring::new().map_err(DeviceError::io("set up io_uring for", &what))?;
         Ok(Box::new(DiskReader {
             file,
@@ -339,10 +296,7 @@ impl Media for DiskMedia {
     }
 
     fn labels(&mut self) -> Result<Vec<VolumeLabel>, DeviceError> {
-        Ok(list_volumes(&self.dir)?
-            .into_iter()
-            .map(|(_, l)| l)
-            .collect())
+        Ok(list_volumes(&self.dir)?.into_iter().map(|(_, l)| l).collect())
     }
 }
 

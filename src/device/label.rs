@@ -32,10 +32,7 @@ pub fn label_block(label: &VolumeLabel, block_size: usize) -> Vec<u8> {
 
 /// Reads the label from a medium's first bytes; `what` names the medium in errors.
 pub fn parse_label(bytes: &[u8], what: &str) -> Result<VolumeLabel, DeviceError> {
-    let bad = |detail: String| DeviceError::BadMedium {
-        what: what.to_owned(),
-        detail,
-    };
+    let bad = |detail: String| DeviceError::BadMedium { what: what.to_owned(), detail };
     if bytes.iter().all(|&b| b == 0) {
         return Err(bad("blank: no volume label".into()));
     }

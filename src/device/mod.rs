@@ -14,6 +14,7 @@ pub mod aligned;
 pub mod disk;
 pub mod label;
 pub mod null;
+pub mod nvram;
 pub mod spec;
 
 use crate::format::records::VolumeLabel;
@@ -77,10 +78,7 @@ impl DeviceError {
         let what = what.into();
         move |source| {
             if source.raw_os_error() == Some(libc::ENOSPC) {
-                DeviceError::Full {
-                    what,
-                    detail: "no space left on the file system".into(),
-                }
+                DeviceError::Full { what, detail: "no space left on the file system".into() }
             } else {
                 DeviceError::Io { op, what, source }
             }

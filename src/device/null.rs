@@ -19,11 +19,7 @@ impl NullTarget {
         let barcode = format!("NUL-{}", &id.simple().to_string()[..12].to_uppercase());
         let mut label = new_label(barcode, "null", 4096);
         label.medium = *id.as_bytes();
-        NullTarget {
-            label,
-            written: 0,
-            mounted_before: false,
-        }
+        NullTarget { label, written: 0, mounted_before: false }
     }
 }
 
@@ -52,11 +48,7 @@ impl Target for NullTarget {
         })
     }
     fn begin_part(&mut self) -> Result<PartStart, DeviceError> {
-        Ok(PartStart {
-            medium: self.label.medium,
-            position: self.written,
-            file_number: 0,
-        })
+        Ok(PartStart { medium: self.label.medium, position: self.written, file_number: 0 })
     }
     fn write(&mut self, bytes: &[u8]) -> Result<(), DeviceError> {
         self.written += bytes.len() as u64;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::disk::{DEFAULT_VOLUME_SIZE, DiskMedia, DiskTarget};
 use super::null::NullTarget;
+use super::nvram::{NvramMedia, NvramTarget};
 use super::{DeviceError, Media, Target};
 
 /// Default media pool.
@@ -23,6 +24,15 @@ pub enum TargetSpec {
         /// Media pool.
         pool: String,
     },
+    /// A persistent-memory region or file used as a ring of session parts.
+    Nvram {
+        /// The file or device (absolute).
+        path: PathBuf,
+        /// Size to create a missing file with; for an existing one, the size it must have.
+        size: Option<u64>,
+        /// Media pool.
+        pool: String,
+    },
     /// Discards everything.
     Null,
 }
@@ -31,44 +41,41 @@ impl std::str::FromStr for TargetSpec {
     type Err = DeviceError;
 
     fn from_str(s: &str) -> Result<TargetSpec, DeviceError> {
-        let bad = |detail: &str| DeviceError::BadSpec {
-            spec: s.to_owned(),
-            detail: detail.to_owned(),
-        };
-        let (kind, rest) = s
-            .split_once(':')
-            .ok_or_else(|| bad("expected KIND:..., e.g. disk:/srv/backup"))?;
+        let bad = |detail: &str| DeviceError::BadSpec { spec: s.to_owned(), detail: detail.to_owned() };
+        let (kind, rest) =
+            s.split_once(':').ok_or_else(|| bad("expected KIND:..., e.g. disk:/srv/backup"))?;
         let mut parts = rest.split(',');
         let path = parts.next().unwrap_or("");
         let mut volume_size = DEFAULT_VOLUME_SIZE;
+        let mut size = None;
         let mut pool = DEFAULT_POOL.to_owned();
         for opt in parts {
-            let (k, v) = opt
-                .split_once('=')
-                .ok_or_else(|| bad("options are key=value"))?;
+            let (k, v) = opt.split_once('=').ok_or_else(|| bad("options are key=value"))?;
             match (kind, k) {
                 ("disk", "volume") => {
                     volume_size = parse_size(v).ok_or_else(|| bad("volume size like 4G"))?
                 }
-                ("disk", "pool") if !v.is_empty() && v.len() <= 64 => pool = v.to_owned(),
+                ("nvram", "size") => size = Some(parse_size(v).ok_or_else(|| bad("region size like 256M"))?),
+                ("disk" | "nvram", "pool") if !v.is_empty() && v.len() <= 64 => pool = v.to_owned(),
                 _ => return Err(bad(&format!("unknown option '{k}' for {kind} targets"))),
             }
         }
         match kind {
-            "disk" if path.is_empty() => {
-                Err(bad("disk targets need a directory: disk:/srv/backup"))
-            }
+            "disk" if path.is_empty() => Err(bad("disk targets need a directory: disk:/srv/backup")),
             "disk" => {
                 let dir = std::path::absolute(path).map_err(|e| bad(&e.to_string()))?;
-                Ok(TargetSpec::Disk {
-                    dir,
-                    volume_size,
-                    pool,
-                })
+                Ok(TargetSpec::Disk { dir, volume_size, pool })
+            }
+            "nvram" if path.is_empty() => {
+                Err(bad("nvram targets need a file or device: nvram:/dev/pmem0 or nvram:/srv/coffer.nvr"))
+            }
+            "nvram" => {
+                let path = std::path::absolute(path).map_err(|e| bad(&e.to_string()))?;
+                Ok(TargetSpec::Nvram { path, size, pool })
             }
             "null" if path.is_empty() => Ok(TargetSpec::Null),
             "null" => Err(bad("null: takes nothing after the colon")),
-            _ => Err(bad("unknown target kind: use disk:DIR or null:")),
+            _ => Err(bad("unknown target kind: use disk:DIR, nvram:PATH or null:")),
         }
     }
 }
@@ -77,6 +84,7 @@ impl std::fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TargetSpec::Disk { dir, .. } => write!(f, "disk:{}", dir.display()),
+            TargetSpec::Nvram { path, .. } => write!(f, "nvram:{}", path.display()),
             TargetSpec::Null => write!(f, "null:"),
         }
     }
@@ -97,11 +105,8 @@ pub fn parse_size(s: &str) -> Option<u64> {
 /// Opens a target for writing.
 pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>, DeviceError> {
     Ok(match spec {
-        TargetSpec::Disk {
-            dir,
-            volume_size,
-            pool,
-        } => Box::new(DiskTarget::new(dir, *volume_size, pool)?),
+        TargetSpec::Disk { dir, volume_size, pool } => Box::new(DiskTarget::new(dir, *volume_size, pool)?),
+        TargetSpec::Nvram { path, size, pool } => Box::new(NvramTarget::new(path, *size, pool)?),
         TargetSpec::Null => Box::new(NullTarget::new()),
     })
 }
@@ -110,6 +115,7 @@ pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>, DeviceError> {
 pub fn open_media(location: &str) -> Result<Box<dyn Media>, DeviceError> {
     match location.parse::<TargetSpec>()? {
         TargetSpec::Disk { dir, .. } => Ok(Box::new(DiskMedia::new(&dir))),
+        TargetSpec::Nvram { path, .. } => Ok(Box::new(NvramMedia::new(&path))),
         TargetSpec::Null => Err(DeviceError::BadSpec {
             spec: location.to_owned(),
             detail: "a null target keeps nothing to read back".into(),
@@ -126,13 +132,19 @@ mod tests {
         let s: TargetSpec = "disk:/srv/b,volume=64M,pool=weekly".parse().unwrap();
         assert_eq!(
             s,
-            TargetSpec::Disk {
-                dir: "/srv/b".into(),
-                volume_size: 64 << 20,
-                pool: "weekly".into()
-            }
+            TargetSpec::Disk { dir: "/srv/b".into(), volume_size: 64 << 20, pool: "weekly".into() }
         );
         assert_eq!("null:".parse::<TargetSpec>().unwrap(), TargetSpec::Null);
+        let s: TargetSpec = "nvram:/dev/pmem0,size=64M,pool=fast".parse().unwrap();
+        assert_eq!(
+            s,
+            TargetSpec::Nvram { path: "/dev/pmem0".into(), size: Some(64 << 20), pool: "fast".into() }
+        );
+        assert_eq!(s.to_string(), "nvram:/dev/pmem0");
+        assert_eq!(
+            "nvram:/x".parse::<TargetSpec>().unwrap(),
+            TargetSpec::Nvram { path: "/x".into(), size: None, pool: DEFAULT_POOL.into() }
+        );
         for bad in [
             "disk:",
             "tape",
@@ -140,6 +152,10 @@ mod tests {
             "disk:/x,colour=red",
             "ftp:/x",
             "null:/x",
+            "nvram:",
+            "nvram:/x,size=big",
+            "nvram:/x,volume=1G",
+            "disk:/x,size=1G",
         ] {
             let e = bad.parse::<TargetSpec>().unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");

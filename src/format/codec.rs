@@ -1,8 +1,8 @@
 //! Encoding records into caller-provided buffers and decoding them from slices.
 
 use super::records::{
-    Continuation, Index, ObjectEnd, ObjectMeta, PackedEntry, Payload, SegmentHeader, SessionHeader,
-    Trailer, VolumeLabel,
+    Continuation, Index, ObjectEnd, ObjectMeta, PackedEntry, Payload, SegmentHeader, SessionHeader, Trailer,
+    VolumeLabel,
 };
 use super::{
     Flags, FormatError, HEADER_LEN, Header, Kind, MAX_INDEX_LEN, MAX_UNIT_LEN, compress_scratch_len,
@@ -51,14 +51,9 @@ pub fn encode_meta<T: Payload>(
     payload: &T,
     out: &mut [u8],
 ) -> Result<usize, FormatError> {
-    payload
-        .validate()
-        .map_err(|what| FormatError::Refused { what })?;
+    payload.validate().map_err(|what| FormatError::Refused { what })?;
     if out.len() < HEADER_LEN {
-        return Err(FormatError::BufferTooSmall {
-            need: HEADER_LEN,
-            have: out.len(),
-        });
+        return Err(FormatError::BufferTooSmall { need: HEADER_LEN, have: out.len() });
     }
     let max = T::KIND.max_raw_len();
     let (head, rest) = out.split_at_mut(HEADER_LEN);
@@ -66,20 +61,13 @@ pub fn encode_meta<T: Payload>(
     let n = match postcard::to_slice(payload, &mut rest[..room]) {
         Ok(used) => used.len(),
         Err(postcard::Error::SerializeBufferFull) if room == max => {
-            return Err(FormatError::Refused {
-                what: "metadata payload over its record limit",
-            });
+            return Err(FormatError::Refused { what: "metadata payload over its record limit" });
         }
         Err(postcard::Error::SerializeBufferFull) => {
-            return Err(FormatError::BufferTooSmall {
-                need: HEADER_LEN + max,
-                have: out.len(),
-            });
+            return Err(FormatError::BufferTooSmall { need: HEADER_LEN + max, have: out.len() });
         }
         Err(_) => {
-            return Err(FormatError::Refused {
-                what: "payload does not serialize",
-            });
+            return Err(FormatError::Refused { what: "payload does not serialize" });
         }
     };
     let header = Header {
@@ -117,30 +105,17 @@ pub fn encode_pack(
     raw: &[u8],
     out: &mut [u8],
 ) -> Result<(usize, DataEncoding), FormatError> {
-    encode_bytes(
-        Kind::Pack,
-        Flags::default(),
-        first_object_id,
-        seq,
-        0,
-        raw,
-        out,
-    )
+    encode_bytes(Kind::Pack, Flags::default(), first_object_id, seq, 0, raw, out)
 }
 
 /// Encodes an index record, LZ4-compressed when that shrinks it. `out` must hold
 /// [`compress_scratch_len`]`(`[`MAX_INDEX_LEN`]`)` bytes.
 pub fn encode_index(seq: u64, index: &Index, out: &mut [u8]) -> Result<usize, FormatError> {
-    index
-        .validate()
-        .map_err(|what| FormatError::Refused { what })?;
-    let plain = postcard::to_stdvec(index).map_err(|_| FormatError::Refused {
-        what: "index does not serialize",
-    })?;
+    index.validate().map_err(|what| FormatError::Refused { what })?;
+    let plain =
+        postcard::to_stdvec(index).map_err(|_| FormatError::Refused { what: "index does not serialize" })?;
     if plain.len() > MAX_INDEX_LEN {
-        return Err(FormatError::Refused {
-            what: "index record over its limit: split it",
-        });
+        return Err(FormatError::Refused { what: "index record over its limit: split it" });
     }
     encode_bytes(Kind::Index, Flags::default(), 0, seq, 0, &plain, out).map(|(n, _)| n)
 }
@@ -155,16 +130,11 @@ fn encode_bytes(
     out: &mut [u8],
 ) -> Result<(usize, DataEncoding), FormatError> {
     if raw.is_empty() || raw.len() > kind.max_raw_len() {
-        return Err(FormatError::Refused {
-            what: "data unit empty or over the unit limit",
-        });
+        return Err(FormatError::Refused { what: "data unit empty or over the unit limit" });
     }
     let need = compress_scratch_len(raw.len());
     if out.len() < need {
-        return Err(FormatError::BufferTooSmall {
-            need,
-            have: out.len(),
-        });
+        return Err(FormatError::BufferTooSmall { need, have: out.len() });
     }
     let (head, rest) = out.split_at_mut(HEADER_LEN);
     let compressed = lz4_flex::block::compress_into(raw, &mut rest[..need - HEADER_LEN])
@@ -175,11 +145,7 @@ fn encode_bytes(
         rest[..raw.len()].copy_from_slice(raw);
         (raw.len(), DataEncoding::Raw)
     };
-    let enc_flag = if enc == DataEncoding::Lz4 {
-        Flags::LZ4
-    } else {
-        Flags::RAW
-    };
+    let enc_flag = if enc == DataEncoding::Lz4 { Flags::LZ4 } else { Flags::RAW };
     let header = Header {
         kind,
         flags: flags.with(enc_flag),
@@ -198,18 +164,12 @@ fn encode_bytes(
 /// bytes it used. Checks the header, the CRC, and the payload's own rules.
 pub fn decode_record(buf: &[u8], at: u64) -> Result<(Record<'_>, usize), FormatError> {
     let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
-        return Err(FormatError::Truncated {
-            offset: at,
-            needed: (HEADER_LEN - buf.len()) as u64,
-        });
+        return Err(FormatError::Truncated { offset: at, needed: (HEADER_LEN - buf.len()) as u64 });
     };
     let (header, crc) = Header::decode(head, at)?;
     let total = HEADER_LEN + header.stored_len as usize;
     if buf.len() < total {
-        return Err(FormatError::Truncated {
-            offset: at,
-            needed: (total - buf.len()) as u64,
-        });
+        return Err(FormatError::Truncated { offset: at, needed: (total - buf.len()) as u64 });
     }
     let payload = &buf[HEADER_LEN..total];
     header.check_crc(head, crc, payload, at)?;
@@ -220,10 +180,7 @@ pub fn decode_record(buf: &[u8], at: u64) -> Result<(Record<'_>, usize), FormatE
         Kind::Segment => {
             let s: SegmentHeader = decode_payload(&header, payload, at)?;
             if s.object_id != header.object_id {
-                return Err(FormatError::Invalid {
-                    offset: at,
-                    what: "segment of another object",
-                });
+                return Err(FormatError::Invalid { offset: at, what: "segment of another object" });
             }
             Body::Segment(s)
         }
@@ -242,17 +199,12 @@ pub fn decode_record(buf: &[u8], at: u64) -> Result<(Record<'_>, usize), FormatE
 }
 
 fn decode_payload<T: Payload>(h: &Header, payload: &[u8], at: u64) -> Result<T, FormatError> {
-    let bad = |reason: String| FormatError::Payload {
-        offset: at,
-        kind: h.kind,
-        reason,
-    };
+    let bad = |reason: String| FormatError::Payload { offset: at, kind: h.kind, reason };
     let (v, rest) = postcard::take_from_bytes::<T>(payload).map_err(|e| bad(e.to_string()))?;
     if !rest.is_empty() {
         return Err(bad(format!("{} bytes after the payload", rest.len())));
     }
-    v.validate()
-        .map_err(|what| FormatError::Invalid { offset: at, what })?;
+    v.validate().map_err(|what| FormatError::Invalid { offset: at, what })?;
     Ok(v)
 }
 
@@ -270,10 +222,7 @@ pub fn unpack<'a>(
     }
     let raw = header.raw_len as usize;
     if out.len() < raw {
-        return Err(FormatError::BufferTooSmall {
-            need: raw,
-            have: out.len(),
-        });
+        return Err(FormatError::BufferTooSmall { need: raw, have: out.len() });
     }
     match lz4_flex::block::decompress_into(payload, &mut out[..raw]) {
         Ok(n) if n == raw => Ok(&out[..raw]),
@@ -282,11 +231,7 @@ pub fn unpack<'a>(
             kind: header.kind,
             reason: format!("LZ4 block holds {n} bytes, header says {raw}"),
         }),
-        Err(e) => Err(FormatError::Payload {
-            offset: at,
-            kind: header.kind,
-            reason: e.to_string(),
-        }),
+        Err(e) => Err(FormatError::Payload { offset: at, kind: header.kind, reason: e.to_string() }),
     }
 }
 
@@ -305,25 +250,15 @@ impl<B: std::ops::DerefMut<Target = [u8]>> PackBuilder<B> {
     /// A builder filling `buf` (at most [`MAX_UNIT_LEN`] bytes of it are used).
     pub fn new(buf: B) -> Self {
         let cap = buf.len().min(MAX_UNIT_LEN);
-        PackBuilder {
-            buf,
-            cap,
-            len: 0,
-            count: 0,
-            first: None,
-        }
+        PackBuilder { buf, cap, len: 0, count: 0, first: None }
     }
 
     /// Appends an object; returns `Ok(false)` (and leaves the pack unchanged) when it does not
     /// fit, so the caller closes this pack and starts another.
     pub fn push(&mut self, entry: &PackedEntry, data: &[u8]) -> Result<bool, FormatError> {
-        entry
-            .validate()
-            .map_err(|what| FormatError::Refused { what })?;
+        entry.validate().map_err(|what| FormatError::Refused { what })?;
         if entry.length != data.len() as u64 {
-            return Err(FormatError::Refused {
-                what: "packed entry length differs from its data",
-            });
+            return Err(FormatError::Refused { what: "packed entry length differs from its data" });
         }
         let rest = &mut self.buf[self.len..self.cap];
         let Ok(used) = postcard::to_slice(entry, rest) else {
@@ -383,19 +318,14 @@ impl<'a> Iterator for PackEntries<'a> {
             return None;
         }
         let at = self.at;
-        let bad = |reason: String| FormatError::Payload {
-            offset: at,
-            kind: Kind::Pack,
-            reason,
-        };
+        let bad = |reason: String| FormatError::Payload { offset: at, kind: Kind::Pack, reason };
         let item = match postcard::take_from_bytes::<PackedEntry>(self.rest) {
             Err(e) => Err(bad(e.to_string())),
             Ok((e, tail)) => match e.validate() {
                 Err(what) => Err(FormatError::Invalid { offset: at, what }),
-                Ok(()) if e.length > tail.len() as u64 => Err(bad(format!(
-                    "entry of {} bytes overruns the pack",
-                    e.length
-                ))),
+                Ok(()) if e.length > tail.len() as u64 => {
+                    Err(bad(format!("entry of {} bytes overruns the pack", e.length)))
+                }
                 Ok(()) => {
                     let (data, next) = tail.split_at(e.length as usize);
                     self.rest = next;

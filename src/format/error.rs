@@ -23,31 +23,17 @@ pub enum FormatError {
     UnknownKind { offset: u64, kind: u8 },
     /// A length over its limit.
     #[error("{kind:?} record at byte {offset} claims {len} bytes, over the limit of {max}")]
-    TooLong {
-        offset: u64,
-        kind: Kind,
-        len: u64,
-        max: u64,
-    },
+    TooLong { offset: u64, kind: Kind, len: u64, max: u64 },
     /// Header or payload damaged.
     #[error(
         "checksum mismatch in {kind:?} record at byte {offset} (object {object_id}, record {seq}): \
          the medium is damaged there"
     )]
-    Crc {
-        offset: u64,
-        kind: Kind,
-        object_id: u64,
-        seq: u64,
-    },
+    Crc { offset: u64, kind: Kind, object_id: u64, seq: u64 },
     /// A payload that passed its CRC but does not decode as its kind: written by a broken or
     /// foreign writer.
     #[error("{kind:?} record at byte {offset} does not decode: {reason}")]
-    Payload {
-        offset: u64,
-        kind: Kind,
-        reason: String,
-    },
+    Payload { offset: u64, kind: Kind, reason: String },
     /// A structurally valid record that breaks a format rule.
     #[error("invalid record at byte {offset}: {what}")]
     Invalid { offset: u64, what: &'static str },

@@ -67,10 +67,7 @@ impl Kind {
     /// Whether the record belongs to an object (and so takes the next sequence number), as
     /// opposed to the medium or the session.
     pub fn is_object_record(self) -> bool {
-        matches!(
-            self,
-            Kind::ObjectMeta | Kind::Segment | Kind::Data | Kind::ObjectEnd | Kind::Pack
-        )
+        matches!(self, Kind::ObjectMeta | Kind::Segment | Kind::Data | Kind::ObjectEnd | Kind::Pack)
     }
 
     /// Largest raw payload allowed for this kind.
@@ -194,26 +191,14 @@ impl Header {
             return Err(FormatError::BadMagic { offset: at });
         }
         if b[4] != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                offset: at,
-                version: b[4],
-            });
+            return Err(FormatError::UnsupportedVersion { offset: at, version: b[4] });
         }
         if b[7] as usize != HEADER_LEN {
-            return Err(FormatError::Invalid {
-                offset: at,
-                what: "header length is not 48",
-            });
+            return Err(FormatError::Invalid { offset: at, what: "header length is not 48" });
         }
-        let kind = Kind::from_u8(b[5]).ok_or(FormatError::UnknownKind {
-            offset: at,
-            kind: b[5],
-        })?;
+        let kind = Kind::from_u8(b[5]).ok_or(FormatError::UnknownKind { offset: at, kind: b[5] })?;
         if b[40..44] != [0; 4] {
-            return Err(FormatError::Invalid {
-                offset: at,
-                what: "reserved header bytes set",
-            });
+            return Err(FormatError::Invalid { offset: at, what: "reserved header bytes set" });
         }
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
@@ -241,12 +226,7 @@ impl Header {
         if crc_of(bytes, payload) == crc {
             Ok(())
         } else {
-            Err(FormatError::Crc {
-                offset: at,
-                kind: self.kind,
-                object_id: self.object_id,
-                seq: self.seq,
-            })
+            Err(FormatError::Crc { offset: at, kind: self.kind, object_id: self.object_id, seq: self.seq })
         }
     }
 }

@@ -55,8 +55,7 @@ impl Payload for VolumeLabel {
         }
         check_name(&self.pool)?;
         check_name(&self.host)?;
-        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size)
-            || !self.block_size.is_power_of_two()
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size) || !self.block_size.is_power_of_two()
         {
             return Err("block size must be a power of two from 512 B to 8 MiB");
         }

@@ -43,17 +43,10 @@ impl<R: Read> RecordReader<R> {
     /// (no byte of a new record); a stream that ends inside a record is `Truncated`. A record
     /// larger than `buf` is refused before its payload is read.
     #[allow(clippy::type_complexity)]
-    pub fn next<'b>(
-        &mut self,
-        buf: &'b mut [u8],
-    ) -> Result<Option<(Record<'b>, u64)>, ReadError<R::Error>> {
+    pub fn next<'b>(&mut self, buf: &'b mut [u8]) -> Result<Option<(Record<'b>, u64)>, ReadError<R::Error>> {
         let at = self.position;
         if buf.len() < HEADER_LEN {
-            return Err(FormatError::BufferTooSmall {
-                need: HEADER_LEN,
-                have: buf.len(),
-            }
-            .into());
+            return Err(FormatError::BufferTooSmall { need: HEADER_LEN, have: buf.len() }.into());
         }
         let got = self.fill(&mut buf[..HEADER_LEN])?;
         if got == 0 {
@@ -67,20 +60,12 @@ impl<R: Read> RecordReader<R> {
         let (header, _) = Header::decode(head, at)?;
         let total = HEADER_LEN + header.stored_len as usize;
         if buf.len() < total {
-            return Err(FormatError::BufferTooSmall {
-                need: total,
-                have: buf.len(),
-            }
-            .into());
+            return Err(FormatError::BufferTooSmall { need: total, have: buf.len() }.into());
         }
         match self.inner.read_exact(&mut buf[HEADER_LEN..total]) {
             Ok(()) => {}
             Err(ReadExactError::UnexpectedEof) => {
-                return Err(FormatError::Truncated {
-                    offset: at,
-                    needed: header.stored_len as u64,
-                }
-                .into());
+                return Err(FormatError::Truncated { offset: at, needed: header.stored_len as u64 }.into());
             }
             Err(ReadExactError::Other(e)) => return Err(ReadError::Io(e)),
         }

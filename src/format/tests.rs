@@ -7,53 +7,35 @@ use super::*;
 
 fn meta_strategy() -> impl Strategy<Value = ObjectMeta> {
     let path = proptest::collection::vec(1u8..=255, 1..300);
-    (
-        path,
-        0u8..9,
-        any::<(u32, u32, u32, i64)>(),
-        0u32..1_000_000_000,
-        any::<u64>(),
-        any::<u64>(),
+    (path, 0u8..9, any::<(u32, u32, u32, i64)>(), 0u32..1_000_000_000, any::<u64>(), any::<u64>()).prop_map(
+        |(path, k, (mode, uid, gid, mtime), mtime_nsec, size, rdev)| {
+            let kind = [
+                ObjectKind::File,
+                ObjectKind::Dir,
+                ObjectKind::Symlink,
+                ObjectKind::Hardlink,
+                ObjectKind::Fifo,
+                ObjectKind::CharDevice,
+                ObjectKind::BlockDevice,
+                ObjectKind::Socket,
+                ObjectKind::Volume,
+            ][k as usize];
+            let target = Some(serde_bytes::ByteBuf::from(path.iter().rev().copied().collect::<Vec<_>>()));
+            ObjectMeta {
+                symlink: if kind == ObjectKind::Symlink { target.clone() } else { None },
+                hardlink: if kind == ObjectKind::Hardlink { target } else { None },
+                size: if kind.has_data() { size } else { 0 },
+                path,
+                kind,
+                mode,
+                uid,
+                gid,
+                mtime,
+                mtime_nsec,
+                rdev,
+            }
+        },
     )
-        .prop_map(
-            |(path, k, (mode, uid, gid, mtime), mtime_nsec, size, rdev)| {
-                let kind = [
-                    ObjectKind::File,
-                    ObjectKind::Dir,
-                    ObjectKind::Symlink,
-                    ObjectKind::Hardlink,
-                    ObjectKind::Fifo,
-                    ObjectKind::CharDevice,
-                    ObjectKind::BlockDevice,
-                    ObjectKind::Socket,
-                    ObjectKind::Volume,
-                ][k as usize];
-                let target = Some(serde_bytes::ByteBuf::from(
-                    path.iter().rev().copied().collect::<Vec<_>>(),
-                ));
-                ObjectMeta {
-                    symlink: if kind == ObjectKind::Symlink {
-                        target.clone()
-                    } else {
-                        None
-                    },
-                    hardlink: if kind == ObjectKind::Hardlink {
-                        target
-                    } else {
-                        None
-                    },
-                    size: if kind.has_data() { size } else { 0 },
-                    path,
-                    kind,
-                    mode,
-                    uid,
-                    gid,
-                    mtime,
-                    mtime_nsec,
-                    rdev,
-                }
-            },
-        )
 }
 
 fn label() -> VolumeLabel {
@@ -78,10 +60,7 @@ fn session(part: u32) -> SessionHeader {
         part,
         stream: 1,
         streams: 2,
-        continues: (part > 0).then(|| PartRef {
-            medium: [9; 16],
-            part: part - 1,
-        }),
+        continues: (part > 0).then(|| PartRef { medium: [9; 16], part: part - 1 }),
     }
 }
 
@@ -111,11 +90,7 @@ impl TestWriter {
 
 /// One record of every kind, encoded back to back: a small but complete session.
 fn sample_stream() -> Vec<u8> {
-    let mut w = TestWriter {
-        out: vec![0u8; 1 << 20],
-        n: 0,
-        seq: 0,
-    };
+    let mut w = TestWriter { out: vec![0u8; 1 << 20], n: 0, seq: 0 };
     let meta = ObjectMeta {
         path: b"etc/hosts".to_vec(),
         kind: ObjectKind::File,
@@ -129,42 +104,18 @@ fn sample_stream() -> Vec<u8> {
         symlink: None,
         hardlink: None,
     };
-    let data: Vec<u8> = b"127.0.0.1 localhost\n"
-        .iter()
-        .copied()
-        .cycle()
-        .take(3000)
-        .collect();
+    let data: Vec<u8> = b"127.0.0.1 localhost\n".iter().copied().cycle().take(3000).collect();
     w.meta(0, &label());
     w.meta(0, &session(0));
     w.meta(1, &meta);
-    w.meta(
-        1,
-        &SegmentHeader {
-            object_id: 1,
-            offset: 0,
-            size: 3000,
-            index: 0,
-            count: 1,
-        },
-    );
+    w.meta(1, &SegmentHeader { object_id: 1, offset: 0, size: 3000, index: 0, count: 1 });
     assert_eq!(w.bytes(1, &data, false), DataEncoding::Lz4);
-    w.meta(
-        1,
-        &ObjectEnd {
-            length: 3000,
-            digest: *blake3::hash(&data).as_bytes(),
-        },
-    );
+    w.meta(1, &ObjectEnd { length: 3000, digest: *blake3::hash(&data).as_bytes() });
     let mut pack_buf = vec![0u8; 4096];
     let mut pack = PackBuilder::new(&mut pack_buf[..]);
     let small = PackedEntry {
         object_id: 2,
-        meta: ObjectMeta {
-            path: b"etc/motd".to_vec(),
-            size: 4,
-            ..meta.clone()
-        },
+        meta: ObjectMeta { path: b"etc/motd".to_vec(), size: 4, ..meta.clone() },
         length: 4,
         digest: *blake3::hash(b"hi!\n").as_bytes(),
     };
@@ -182,26 +133,13 @@ fn sample_stream() -> Vec<u8> {
         part: 0,
         position: 200,
     };
-    let n = encode_index(
-        w.seq,
-        &Index {
-            entries: vec![entry],
-        },
-        &mut w.out[w.n..],
-    )
-    .unwrap();
+    let n = encode_index(w.seq, &Index { entries: vec![entry] }, &mut w.out[w.n..]).unwrap();
     w.n += n;
     w.seq += 1;
     let records = w.seq;
     w.meta(
         0,
-        &Continuation {
-            session_id: 7,
-            part: 0,
-            next_part: 1,
-            next_medium: Some("HIL005L6".into()),
-            records,
-        },
+        &Continuation { session_id: 7, part: 0, next_part: 1, next_medium: Some("HIL005L6".into()), records },
     );
     let records = w.seq;
     w.meta(
@@ -246,10 +184,7 @@ fn sample_stream_round_trips_every_kind() {
     let kinds = decode_all(&bytes).unwrap();
     assert_eq!(kinds.len(), 10);
     for k in 1..=10 {
-        assert!(
-            kinds.contains(&Kind::from_u8(k).unwrap()),
-            "kind {k} missing"
-        );
+        assert!(kinds.contains(&Kind::from_u8(k).unwrap()), "kind {k} missing");
     }
     // The same stream through the embedded-io reader, with positions.
     let mut reader = RecordReader::new(&bytes[..], 0);
@@ -268,10 +203,7 @@ fn every_single_bit_flip_is_detected() {
     for bit in 0..bytes.len() * 8 {
         let mut damaged = bytes.clone();
         damaged[bit / 8] ^= 1 << (bit % 8);
-        assert!(
-            decode_all(&damaged).is_err(),
-            "flip of bit {bit} went unnoticed"
-        );
+        assert!(decode_all(&damaged).is_err(), "flip of bit {bit} went unnoticed");
     }
 }
 
@@ -309,10 +241,7 @@ fn incompressible_data_is_stored_raw_and_compressible_shrinks() {
     let (rec, _) = decode_record(&out[..n], 0).unwrap();
     let Body::Data(p) = rec.body else { panic!() };
     let mut scratch = vec![0u8; random.len()];
-    assert_eq!(
-        unpack(&rec.header, p, &mut scratch, 0).unwrap(),
-        &random[..]
-    );
+    assert_eq!(unpack(&rec.header, p, &mut scratch, 0).unwrap(), &random[..]);
 
     let text = b"all work and no play makes jack a dull boy ".repeat(2000);
     let mut out = vec![0u8; compress_scratch_len(text.len())];
@@ -332,28 +261,16 @@ fn encoder_refuses_invalid_records_and_small_buffers() {
     let mut out = vec![0u8; 1 << 16];
     let mut bad = label();
     bad.barcode = "has space".into();
-    assert!(matches!(
-        encode_meta(0, 0, &bad, &mut out),
-        Err(FormatError::Refused { .. })
-    ));
+    assert!(matches!(encode_meta(0, 0, &bad, &mut out), Err(FormatError::Refused { .. })));
     bad = label();
     bad.block_size = 1000;
-    assert!(matches!(
-        encode_meta(0, 0, &bad, &mut out),
-        Err(FormatError::Refused { .. })
-    ));
-    assert!(matches!(
-        encode_meta(0, 0, &label(), &mut out[..60]),
-        Err(FormatError::BufferTooSmall { .. })
-    ));
+    assert!(matches!(encode_meta(0, 0, &bad, &mut out), Err(FormatError::Refused { .. })));
+    assert!(matches!(encode_meta(0, 0, &label(), &mut out[..60]), Err(FormatError::BufferTooSmall { .. })));
     assert!(matches!(
         encode_data(1, 0, 0, &[1, 2, 3], false, &mut out[..40]),
         Err(FormatError::BufferTooSmall { .. })
     ));
-    assert!(matches!(
-        encode_data(1, 0, 0, &[], false, &mut out),
-        Err(FormatError::Refused { .. })
-    ));
+    assert!(matches!(encode_data(1, 0, 0, &[], false, &mut out), Err(FormatError::Refused { .. })));
 }
 
 #[test]
@@ -361,10 +278,7 @@ fn reader_refuses_a_record_larger_than_its_buffer_before_reading_it() {
     let bytes = sample_stream();
     let mut reader = RecordReader::new(&bytes[..], 0);
     let mut buf = vec![0u8; HEADER_LEN + 4];
-    assert!(matches!(
-        reader.next(&mut buf),
-        Err(ReadError::Format(FormatError::BufferTooSmall { .. }))
-    ));
+    assert!(matches!(reader.next(&mut buf), Err(ReadError::Format(FormatError::BufferTooSmall { .. }))));
 }
 
 /// Re-seals a header's CRC so that damaged payloads reach the payload decoders.

@@ -17,13 +17,7 @@ fn mknod_raw(path: &Path, mode: libc::mode_t, dev: libc::dev_t) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: `c` is a NUL-terminated string alive for the call; the rest are integers.
     let r = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
-    assert_eq!(
-        r,
-        0,
-        "mknod {}: {}",
-        path.display(),
-        io::Error::last_os_error()
-    );
+    assert_eq!(r, 0, "mknod {}: {}", path.display(), io::Error::last_os_error());
 }
 
 fn chmod(path: &Path, mode: u32) {
@@ -82,9 +76,7 @@ fn build_source(root: &Path) {
 
 fn walk(root: &Path) -> Vec<TreeEntry> {
     let items: Vec<Result<TreeEntry, SourceProblem>> =
-        TreeWalker::new(root, WalkOptions::default())
-            .unwrap()
-            .collect();
+        TreeWalker::new(root, WalkOptions::default()).unwrap().collect();
     items.into_iter().map(|i| i.expect("no problems")).collect()
 }
 
@@ -143,19 +135,10 @@ fn walked_tree_round_trips() {
         // Path, kind, full mode, owner, mtime with nanoseconds, size, rdev, link targets.
         assert_eq!(a.meta, b.meta);
         if a.meta.kind == ObjectKind::File {
-            assert!(
-                same_contents(&a.source, &b.source, a.meta.size),
-                "{:?}",
-                b.source
-            );
+            assert!(same_contents(&a.source, &b.source, a.meta.size), "{:?}", b.source);
         }
     }
-    let get = |rel: &str| {
-        after
-            .iter()
-            .find(|e| e.meta.path == rel.as_bytes())
-            .unwrap()
-    };
+    let get = |rel: &str| after.iter().find(|e| e.meta.path == rel.as_bytes()).unwrap();
     assert_eq!(get("d1/d2/deep.bin").meta.mode & 0o7777, 0o4755);
     assert_eq!(get("ro").meta.mode & 0o7777, 0o555);
     assert_eq!(get("link").meta.symlink, Some(ByteBuf::from(&b"a.txt"[..])));
@@ -185,24 +168,16 @@ fn meta(path: &[u8], kind: ObjectKind) -> ObjectMeta {
 }
 
 fn symlink_meta(path: &[u8], target: &[u8]) -> ObjectMeta {
-    ObjectMeta {
-        symlink: Some(ByteBuf::from(target)),
-        ..meta(path, ObjectKind::Symlink)
-    }
+    ObjectMeta { symlink: Some(ByteBuf::from(target)), ..meta(path, ObjectKind::Symlink) }
 }
 
 fn hardlink_meta(path: &[u8], target: &[u8]) -> ObjectMeta {
-    ObjectMeta {
-        hardlink: Some(ByteBuf::from(target)),
-        ..meta(path, ObjectKind::Hardlink)
-    }
+    ObjectMeta { hardlink: Some(ByteBuf::from(target)), ..meta(path, ObjectKind::Hardlink) }
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     names
 }
@@ -213,34 +188,17 @@ fn paths_leaving_the_root_are_refused() {
     let root = base.path().join("root");
     let mut restorer = FsRestorer::new(&root).unwrap();
     let outside = b"/tmp/coffer-restore-test-must-not-exist";
-    let bad: [&[u8]; 11] = [
-        b"../x",
-        outside,
-        b"a/../../x",
-        b"a/..",
-        b"..",
-        b"a//b",
-        b"",
-        b"a/./b",
-        b"./a",
-        b"a/",
-        b"a\0b",
-    ];
+    let bad: [&[u8]; 11] =
+        [b"../x", outside, b"a/../../x", b"a/..", b"..", b"a//b", b"", b"a/./b", b"./a", b"a/", b"a\0b"];
     for path in bad {
         for kind in [ObjectKind::File, ObjectKind::Dir] {
             let err = restorer.create(&meta(path, kind)).unwrap_err();
-            assert!(
-                matches!(err, RestoreError::UnsafePath { .. }),
-                "{path:?}: {err}"
-            );
+            assert!(matches!(err, RestoreError::UnsafePath { .. }), "{path:?}: {err}");
         }
     }
     for target in bad {
         let err = restorer.create(&hardlink_meta(b"h", target)).unwrap_err();
-        assert!(
-            matches!(err, RestoreError::UnsafePath { .. }),
-            "{target:?}: {err}"
-        );
+        assert!(matches!(err, RestoreError::UnsafePath { .. }), "{target:?}: {err}");
     }
     let err = restorer.create(&meta(b".", ObjectKind::File)).unwrap_err();
     assert!(matches!(err, RestoreError::UnsafePath { .. }), "{err}");
@@ -256,9 +214,7 @@ fn nothing_is_created_through_a_restored_symlink() {
     fs::create_dir(&outside).unwrap();
     fs::write(outside.join("secret"), b"keep").unwrap();
     let mut restorer = FsRestorer::new(&root).unwrap();
-    restorer
-        .create(&symlink_meta(b"evil", outside.as_os_str().as_bytes()))
-        .unwrap();
+    restorer.create(&symlink_meta(b"evil", outside.as_os_str().as_bytes())).unwrap();
     let through = [
         meta(b"evil/x", ObjectKind::File),
         meta(b"evil/deeper/x", ObjectKind::File),
@@ -270,19 +226,13 @@ fn nothing_is_created_through_a_restored_symlink() {
     ];
     for m in &through {
         let err = restorer.create(m).unwrap_err();
-        assert!(
-            matches!(err, RestoreError::UnsafePath { .. }),
-            "{m:?}: {err}"
-        );
+        assert!(matches!(err, RestoreError::UnsafePath { .. }), "{m:?}: {err}");
     }
     assert_eq!(names(&outside), ["secret"]);
     assert_eq!(names(&root), ["evil"]);
 
     // A file restored over the link replaces it and never writes through it.
-    let m = ObjectMeta {
-        size: 3,
-        ..meta(b"evil", ObjectKind::File)
-    };
+    let m = ObjectMeta { size: 3, ..meta(b"evil", ObjectKind::File) };
     let file = restorer.create(&m).unwrap().unwrap();
     file.write_all_at(b"new", 0).unwrap();
     restorer.finish_file(file, &m).unwrap();
@@ -299,10 +249,7 @@ fn existing_hard_links_are_not_written_through() {
     fs::write(base.path().join("precious"), b"keep").unwrap();
     fs::hard_link(base.path().join("precious"), root.join("f")).unwrap();
     let mut restorer = FsRestorer::new(&root).unwrap();
-    let m = ObjectMeta {
-        size: 5,
-        ..meta(b"f", ObjectKind::File)
-    };
+    let m = ObjectMeta { size: 5, ..meta(b"f", ObjectKind::File) };
     let file = restorer.create(&m).unwrap().unwrap();
     file.write_all_at(b"fresh", 0).unwrap();
     restorer.finish_file(file, &m).unwrap();
@@ -326,15 +273,8 @@ fn hard_link_to_a_file_not_restored_is_an_error() {
 fn sockets_are_skipped_and_volumes_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut restorer = FsRestorer::new(dir.path()).unwrap();
-    assert!(
-        restorer
-            .create(&meta(b"s", ObjectKind::Socket))
-            .unwrap()
-            .is_none()
-    );
-    let err = restorer
-        .create(&meta(b"dev-sda", ObjectKind::Volume))
-        .unwrap_err();
+    assert!(restorer.create(&meta(b"s", ObjectKind::Socket)).unwrap().is_none());
+    let err = restorer.create(&meta(b"dev-sda", ObjectKind::Volume)).unwrap_err();
     assert!(matches!(err, RestoreError::Unsupported { .. }), "{err}");
     assert!(names(dir.path()).is_empty());
     assert_eq!(restorer.finish().unwrap().skipped_sockets, 1);
@@ -354,18 +294,11 @@ fn directory_in_the_way_of_a_file_is_a_conflict() {
 fn missing_parents_are_created_and_metadata_is_invalid_checked() {
     let dir = tempfile::tempdir().unwrap();
     let mut restorer = FsRestorer::new(&dir.path().join("new/root")).unwrap();
-    let file = restorer
-        .create(&meta(b"x/y/z", ObjectKind::File))
-        .unwrap()
-        .unwrap();
-    restorer
-        .finish_file(file, &meta(b"x/y/z", ObjectKind::File))
-        .unwrap();
+    let file = restorer.create(&meta(b"x/y/z", ObjectKind::File)).unwrap().unwrap();
+    restorer.finish_file(file, &meta(b"x/y/z", ObjectKind::File)).unwrap();
     assert!(dir.path().join("new/root/x/y/z").is_file());
     // A symlink without a target breaks the format's rules.
-    let err = restorer
-        .create(&meta(b"l", ObjectKind::Symlink))
-        .unwrap_err();
+    let err = restorer.create(&meta(b"l", ObjectKind::Symlink)).unwrap_err();
     assert!(matches!(err, RestoreError::Invalid { .. }), "{err}");
 }
 
@@ -373,10 +306,7 @@ fn missing_parents_are_created_and_metadata_is_invalid_checked() {
 fn components_split_plain_paths() {
     assert_eq!(components(b".").unwrap(), Vec::<&[u8]>::new());
     assert_eq!(components(b"a").unwrap(), [b"a"]);
-    assert_eq!(
-        components(b"a/b.c/..d").unwrap(),
-        [&b"a"[..], b"b.c", b"..d"]
-    );
+    assert_eq!(components(b"a/b.c/..d").unwrap(), [&b"a"[..], b"b.c", b"..d"]);
     assert!(components(&vec![b'a'; MAX_PATH_LEN + 1]).is_err());
     assert_eq!(depth(b"."), 0);
     assert_eq!(depth(b"a/b"), 2);
@@ -385,10 +315,7 @@ fn components_split_plain_paths() {
 #[test]
 fn times_before_the_epoch() {
     let t = system_time(-1, 500_000_000).unwrap();
-    assert_eq!(
-        UNIX_EPOCH.duration_since(t).unwrap(),
-        Duration::from_millis(500)
-    );
+    assert_eq!(UNIX_EPOCH.duration_since(t).unwrap(), Duration::from_millis(500));
     let t = system_time(1, 1).unwrap();
     assert_eq!(t.duration_since(UNIX_EPOCH).unwrap(), Duration::new(1, 1));
 }

@@ -74,9 +74,6 @@ impl JournalError {
 
     /// Whether the journal's contents are at fault (as opposed to the OS or a limit).
     pub fn is_damage(&self) -> bool {
-        matches!(
-            self,
-            JournalError::Damaged { .. } | JournalError::Apply { .. }
-        )
+        matches!(self, JournalError::Damaged { .. } | JournalError::Apply { .. })
     }
 }

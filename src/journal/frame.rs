@@ -42,10 +42,7 @@ pub enum FrameError {
 pub fn seal_frame(out: &mut [u8], seq: u64, kind: u16, version: u8) {
     assert!(out.len() >= FRAME_HEADER);
     let len = out.len() - FRAME_HEADER;
-    assert!(
-        len <= MAX_PAYLOAD,
-        "journal payload of {len} bytes over the limit"
-    );
+    assert!(len <= MAX_PAYLOAD, "journal payload of {len} bytes over the limit");
     out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     out[4..12].copy_from_slice(&seq.to_le_bytes());
     out[12..14].copy_from_slice(&kind.to_le_bytes());
@@ -138,12 +135,7 @@ impl SegmentHeader {
             return Err("segment header has unknown bits set");
         }
         let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        Ok(SegmentHeader {
-            id: u(8),
-            first_seq: u(16),
-            prev_len: u(24),
-            snapshot: b[5] == 1,
-        })
+        Ok(SegmentHeader { id: u(8), first_seq: u(16), prev_len: u(24), snapshot: b[5] == 1 })
     }
 }
 
@@ -202,13 +194,8 @@ impl HeadSlot {
             return Err("head slot has unknown bits set");
         }
         let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        let slot = HeadSlot {
-            generation: u(8),
-            base: u(16),
-            segment: u(24),
-            durable_len: u(32),
-            next_seq: u(40),
-        };
+        let slot =
+            HeadSlot { generation: u(8), base: u(16), segment: u(24), durable_len: u(32), next_seq: u(40) };
         if slot.segment < slot.base || slot.durable_len < SEGMENT_HEADER as u64 {
             return Err("head slot names an impossible extent");
         }

@@ -84,18 +84,14 @@ impl MemDir {
         let fs = self.fs.borrow();
         let mut files = BTreeMap::new();
         for (name, f) in &fs.files {
-            let (lo, hi) = (
-                f.durable.len().min(f.written.len()),
-                f.durable.len().max(f.written.len()),
-            );
+            let (lo, hi) = (f.durable.len().min(f.written.len()), f.durable.len().max(f.written.len()));
             let len = lo + (next() as usize) % (hi - lo + 1);
             let mut image = vec![0u8; len];
             for start in (0..len).step_by(SECTOR) {
                 let end = (start + SECTOR).min(len);
                 let old = |i: usize| f.durable.get(i).copied().unwrap_or(0);
                 let new = |i: usize| f.written.get(i).copied().unwrap_or(0);
-                let durable =
-                    |i: usize| i < f.durable.len() && i < f.written.len() && old(i) == new(i);
+                let durable = |i: usize| i < f.durable.len() && i < f.written.len() && old(i) == new(i);
                 let choice = next() % 4;
                 for (i, b) in image[start..end].iter_mut().enumerate() {
                     let i = start + i;
@@ -108,20 +104,9 @@ impl MemDir {
                     };
                 }
             }
-            files.insert(
-                name.clone(),
-                MemFile {
-                    written: image.clone(),
-                    durable: image,
-                },
-            );
+            files.insert(name.clone(), MemFile { written: image.clone(), durable: image });
         }
-        MemDir {
-            fs: Rc::new(RefCell::new(MemFs {
-                files,
-                ..MemFs::default()
-            })),
-        }
+        MemDir { fs: Rc::new(RefCell::new(MemFs { files, ..MemFs::default() })) }
     }
 
     /// The current (written) bytes of a file.
@@ -131,22 +116,14 @@ impl MemDir {
 
     /// Replaces a file's bytes, written and durable (to inject damage).
     pub fn set_contents(&self, name: &str, bytes: Vec<u8>) {
-        let f = MemFile {
-            written: bytes.clone(),
-            durable: bytes,
-        };
+        let f = MemFile { written: bytes.clone(), durable: bytes };
         self.fs.borrow_mut().files.insert(name.to_owned(), f);
     }
 
     /// An independent copy of the current files.
     pub fn deep_clone(&self) -> MemDir {
         let fs = self.fs.borrow();
-        MemDir {
-            fs: Rc::new(RefCell::new(MemFs {
-                files: fs.files.clone(),
-                ..MemFs::default()
-            })),
-        }
+        MemDir { fs: Rc::new(RefCell::new(MemFs { files: fs.files.clone(), ..MemFs::default() })) }
     }
 }
 
@@ -223,10 +200,7 @@ impl Dir for MemDir {
         if fs.crashed {
             return Err(crash_error());
         }
-        Ok(fs.files.contains_key(name).then(|| MemHandle {
-            fs: self.fs.clone(),
-            name: name.into(),
-        }))
+        Ok(fs.files.contains_key(name).then(|| MemHandle { fs: self.fs.clone(), name: name.into() }))
     }
 
     fn create(&self, name: &str) -> io::Result<MemHandle> {
@@ -235,10 +209,7 @@ impl Dir for MemDir {
             return Err(crash_error());
         }
         fs.files.insert(name.to_owned(), MemFile::default());
-        Ok(MemHandle {
-            fs: self.fs.clone(),
-            name: name.into(),
-        })
+        Ok(MemHandle { fs: self.fs.clone(), name: name.into() })
     }
 
     fn list(&self) -> io::Result<Vec<String>> {

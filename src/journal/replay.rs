@@ -5,14 +5,13 @@
 use std::collections::BTreeMap;
 
 use super::frame::{
-    FRAME_HEADER, Frame, FrameError, HeadSlot, SEGMENT_HEADER, SLOT_LEN, SegmentHeader,
-    decode_frame, segment_id, segment_name,
+    FRAME_HEADER, Frame, FrameError, HeadSlot, SEGMENT_HEADER, SLOT_LEN, SegmentHeader, decode_frame,
+    segment_id, segment_name,
 };
 use super::storage::{Dir, Storage, read_exact_at};
 use super::writer::Journal;
 use super::{
-    FIRST_USER_KIND, HEAD_NAME, JournalError, KIND_COMMIT, KIND_SNAPSHOT_END, MAX_PAYLOAD,
-    READ_WINDOW,
+    FIRST_USER_KIND, HEAD_NAME, JournalError, KIND_COMMIT, KIND_SNAPSHOT_END, MAX_PAYLOAD, READ_WINDOW,
 };
 
 /// How to open.
@@ -91,13 +90,7 @@ struct Window<'f, S> {
 
 impl<'f, S: Storage> Window<'f, S> {
     fn new(file: &'f mut S, len: u64) -> Self {
-        Window {
-            file,
-            len,
-            buf: vec![0; READ_WINDOW],
-            start: 0,
-            filled: 0,
-        }
+        Window { file, len, buf: vec![0; READ_WINDOW], start: 0, filled: 0 }
     }
 
     /// Makes `[pos, pos + n)` (or up to the end of the file) present in the buffer.
@@ -120,10 +113,7 @@ impl<'f, S: Storage> Window<'f, S> {
         let end = (self.start + READ_WINDOW as u64).min(self.len);
         let need = (end - self.start) as usize;
         while self.filled < need {
-            let got = self.file.read_at(
-                self.start + self.filled as u64,
-                &mut self.buf[self.filled..need],
-            )?;
+            let got = self.file.read_at(self.start + self.filled as u64, &mut self.buf[self.filled..need])?;
             if got == 0 {
                 break;
             }
@@ -133,10 +123,7 @@ impl<'f, S: Storage> Window<'f, S> {
     }
 
     /// The frame at `pos`; `Ok(None)` exactly at the end of the file.
-    fn frame(
-        &mut self,
-        pos: u64,
-    ) -> std::io::Result<Option<Result<(Frame<'_>, usize), FrameError>>> {
+    fn frame(&mut self, pos: u64) -> std::io::Result<Option<Result<(Frame<'_>, usize), FrameError>>> {
         if pos >= self.len {
             return Ok(None);
         }
@@ -164,9 +151,7 @@ fn scan<S: Storage>(file: &mut S, name: &str) -> Result<Scan, JournalError> {
     let mut hb = [0u8; SEGMENT_HEADER];
     let header = match read_exact_at(file, 0, &mut hb) {
         Ok(()) => SegmentHeader::decode(&hb),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err("segment shorter than its header")
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err("segment shorter than its header"),
         Err(e) => return Err(JournalError::io(name, "read")(e)),
     };
     let header = header.map_err(|r| damaged(name, 0, r))?;
@@ -242,12 +227,7 @@ impl Groups {
     }
 
     /// Checks the next frame, found at `pos` and `total` bytes long.
-    pub(super) fn feed(
-        &mut self,
-        pos: u64,
-        f: &Frame<'_>,
-        total: usize,
-    ) -> Result<(), &'static str> {
+    pub(super) fn feed(&mut self, pos: u64, f: &Frame<'_>, total: usize) -> Result<(), &'static str> {
         if f.seq != self.expect {
             return Err("sequence number out of order");
         }
@@ -276,10 +256,7 @@ impl Groups {
 
 /// Whether the segments are what an unfinished [`Journal::create`] leaves: at most segment 1,
 /// holding nothing past the empty base snapshot.
-fn interrupted_creation<D: Dir>(
-    dir: &D,
-    segments: &BTreeMap<u64, String>,
-) -> Result<bool, JournalError> {
+fn interrupted_creation<D: Dir>(dir: &D, segments: &BTreeMap<u64, String>) -> Result<bool, JournalError> {
     match segments.keys().copied().collect::<Vec<_>>()[..] {
         [] => Ok(true),
         [1] => {
@@ -298,11 +275,7 @@ fn interrupted_creation<D: Dir>(
 }
 
 fn damaged(file: &str, offset: u64, reason: &str) -> JournalError {
-    JournalError::Damaged {
-        file: file.to_owned(),
-        offset,
-        reason: reason.to_owned(),
-    }
+    JournalError::Damaged { file: file.to_owned(), offset, reason: reason.to_owned() }
 }
 
 /// Reads the head: the valid slot with the highest generation, and warnings for damaged slots.
@@ -323,9 +296,7 @@ fn read_head<D: Dir>(dir: &D) -> Result<(Option<HeadSlot>, Vec<String>), Journal
             Ok(_) => {}
             Err(why) => {
                 bad += 1;
-                warnings.push(format!(
-                    "journal head slot {i} unreadable ({why}); the other slot was used"
-                ));
+                warnings.push(format!("journal head slot {i} unreadable ({why}); the other slot was used"));
             }
         }
     }
@@ -344,11 +315,7 @@ impl<D: Dir> Journal<D> {
     /// Opens the journal in `dir` (creating an empty one there in [`Mode::Write`] if there is
     /// none) and hands every committed record, in order, to `apply`. An error from `apply`
     /// stops the open with [`JournalError::Apply`].
-    pub fn open<F>(
-        dir: D,
-        mode: Mode,
-        mut apply: F,
-    ) -> Result<(Journal<D>, OpenReport), JournalError>
+    pub fn open<F>(dir: D, mode: Mode, mut apply: F) -> Result<(Journal<D>, OpenReport), JournalError>
     where
         F: FnMut(RawRecord<'_>) -> Result<(), String>,
     {
@@ -363,25 +330,18 @@ impl<D: Dir> Journal<D> {
             // No head: either there never was a journal, or its creation was cut short before
             // the first head write, when nothing had been committed yet.
             if !interrupted_creation(&dir, &segments)? {
-                let why = warnings
-                    .last()
-                    .map_or("head missing while segments exist", |w| w.as_str());
+                let why = warnings.last().map_or("head missing while segments exist", |w| w.as_str());
                 return Err(damaged(HEAD_NAME, 0, why));
             }
             if mode == Mode::ReadOnly {
-                return Err(JournalError::Missing {
-                    dir: "journal".into(),
-                });
+                return Err(JournalError::Missing { dir: "journal".into() });
             }
             for name in segments.values() {
                 io_err(name, "remove", dir.remove(name))?;
             }
             return Journal::create(dir).map(|j| (j, OpenReport::default()));
         };
-        let mut report = OpenReport {
-            warnings,
-            ..OpenReport::default()
-        };
+        let mut report = OpenReport { warnings, ..OpenReport::default() };
         let plan = plan_replay(&dir, &head, &segments, &mut report)?;
         let mut damage = None;
         let mut last_good = None;
@@ -408,10 +368,8 @@ impl<D: Dir> Journal<D> {
             report.damage = Some(e);
         }
         if last.scan.file_len > last.scan.valid_end {
-            let (offset, reason) = last
-                .scan
-                .stop
-                .unwrap_or((last.scan.valid_end, "bytes after the last commit"));
+            let (offset, reason) =
+                last.scan.stop.unwrap_or((last.scan.valid_end, "bytes after the last commit"));
             report.cut = Some(Cut {
                 file: last.name.clone(),
                 offset: last.scan.valid_end,
@@ -454,11 +412,7 @@ fn plan_replay<D: Dir>(
     let mut scans = Vec::new();
     for (&id, name) in segments.range(head.base..) {
         if scans.last().is_some_and(|p: &Planned| p.id + 1 != id) {
-            return Err(damaged(
-                name,
-                0,
-                "segment numbers have a gap before this one",
-            ));
+            return Err(damaged(name, 0, "segment numbers have a gap before this one"));
         }
         let Some(mut f) = io_err(name, "open", dir.open(name))? else {
             continue;
@@ -473,50 +427,25 @@ fn plan_replay<D: Dir>(
         if scan.header.id != id {
             return Err(damaged(name, 0, "segment header names another segment"));
         }
-        scans.push(Planned {
-            id,
-            name: name.clone(),
-            scan,
-            damage: None,
-        });
+        scans.push(Planned { id, name: name.clone(), scan, damage: None });
     }
-    if scans.first().is_none_or(|p| p.id != head.base)
-        || scans.last().is_none_or(|p| p.id < head.segment)
-    {
+    if scans.first().is_none_or(|p| p.id != head.base) || scans.last().is_none_or(|p| p.id < head.segment) {
         return Err(damaged(HEAD_NAME, 0, "a segment the head names is missing"));
     }
     // A newer complete snapshot than the base (its head update was lost) supersedes it.
-    let start = scans
-        .iter()
-        .rposition(|p| p.scan.header.snapshot && p.scan.snapshot_complete)
-        .ok_or_else(|| {
-            damaged(
-                &scans[0].name,
-                SEGMENT_HEADER as u64,
-                "base segment holds no complete snapshot",
-            )
+    let start =
+        scans.iter().rposition(|p| p.scan.header.snapshot && p.scan.snapshot_complete).ok_or_else(|| {
+            damaged(&scans[0].name, SEGMENT_HEADER as u64, "base segment holds no complete snapshot")
         })?;
     if start > 0 {
-        report.warnings.push(format!(
-            "replay starts at the newer snapshot in {}",
-            scans[start].name
-        ));
+        report.warnings.push(format!("replay starts at the newer snapshot in {}", scans[start].name));
     }
     let mut plan: Vec<Planned> = scans.drain(start..).collect();
     // A snapshot segment that is not the start is one whose writing a crash cut short: it and
     // anything after it were never acknowledged.
-    if let Some(i) = plan
-        .iter()
-        .skip(1)
-        .position(|p| p.scan.header.snapshot)
-        .map(|i| i + 1)
-    {
+    if let Some(i) = plan.iter().skip(1).position(|p| p.scan.header.snapshot).map(|i| i + 1) {
         if plan[i..].iter().any(|p| p.id <= head.segment) {
-            return Err(damaged(
-                &plan[i].name,
-                0,
-                "unfinished snapshot inside the committed journal",
-            ));
+            return Err(damaged(&plan[i].name, 0, "unfinished snapshot inside the committed journal"));
         }
         plan.truncate(i);
     }
@@ -531,11 +460,8 @@ fn plan_replay<D: Dir>(
         if i > 0 {
             let prev = &plan[i - 1].scan;
             if s.header.first_seq != prev.next_seq || s.header.prev_len != prev.valid_end {
-                plan[i].damage = Some(damaged(
-                    &plan[i].name,
-                    0,
-                    "segment does not continue the one before it",
-                ));
+                plan[i].damage =
+                    Some(damaged(&plan[i].name, 0, "segment does not continue the one before it"));
                 cut_at.get_or_insert(i);
                 break;
             }
@@ -561,23 +487,13 @@ fn plan_replay<D: Dir>(
         && last.scan.valid_end == head.durable_len
         && last.scan.next_seq != head.next_seq
     {
-        return Err(damaged(
-            HEAD_NAME,
-            0,
-            "head and segment disagree on the next sequence number",
-        ));
+        return Err(damaged(HEAD_NAME, 0, "head and segment disagree on the next sequence number"));
     }
     if let Some(i) = cut_at {
         // Whatever follows a damaged or torn segment must hold no committed record.
-        let records_follow = plan[i + 1..]
-            .iter()
-            .any(|l| l.scan.valid_end > SEGMENT_HEADER as u64);
+        let records_follow = plan[i + 1..].iter().any(|l| l.scan.valid_end > SEGMENT_HEADER as u64);
         if records_follow && plan[i].damage.is_none() {
-            let e = damaged(
-                &plan[i].name,
-                plan[i].scan.valid_end,
-                "records follow a torn tail",
-            );
+            let e = damaged(&plan[i].name, plan[i].scan.valid_end, "records follow a torn tail");
             plan[i].damage = Some(e);
         }
         plan.truncate(i + 1);
@@ -605,12 +521,7 @@ where
             _ => return Err(damaged(name, pos, "segment changed while being replayed")),
         };
         if f.kind >= FIRST_USER_KIND {
-            let rec = RawRecord {
-                seq: f.seq,
-                kind: f.kind,
-                version: f.version,
-                payload: f.payload,
-            };
+            let rec = RawRecord { seq: f.seq, kind: f.kind, version: f.version, payload: f.payload };
             apply(rec).map_err(|reason| JournalError::Apply {
                 file: name.to_owned(),
                 offset: pos,
@@ -630,10 +541,7 @@ pub(super) fn stale_segments(
     first: u64,
     last: u64,
 ) -> impl Iterator<Item = &String> {
-    segments
-        .iter()
-        .filter(move |(id, _)| **id < first || **id > last)
-        .map(|(_, n)| n)
+    segments.iter().filter(move |(id, _)| **id < first || **id > last).map(|(_, n)| n)
 }
 
 /// Name of segment `id` (re-exported for the writer).

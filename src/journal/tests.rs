@@ -56,10 +56,7 @@ fn committed_records_replay_in_order_and_uncommitted_ones_do_not() {
     drop(j); // never committed
     let (mut j, got, report) = open(dir.clone(), Mode::Write).unwrap();
     assert_eq!(got, (0..10).map(rec).collect::<Vec<_>>());
-    assert!(
-        report.cut.is_none(),
-        "uncommitted records were never written"
-    );
+    assert!(report.cut.is_none(), "uncommitted records were never written");
     j.append(&rec(11)).unwrap();
     j.commit().unwrap();
     let (_, got, _) = open(dir, Mode::Write).unwrap();
@@ -81,13 +78,7 @@ fn segments_rotate_and_snapshots_bound_replay() {
         }
     }
     j.commit().unwrap();
-    let segments = |d: &MemDir| {
-        d.list()
-            .unwrap()
-            .iter()
-            .filter(|n| n.starts_with("seg-"))
-            .count()
-    };
+    let segments = |d: &MemDir| d.list().unwrap().iter().filter(|n| n.starts_with("seg-")).count();
     assert!(segments(&dir) > 3, "rotation made several segments");
     let (mut j, got, report) = open(dir.clone(), Mode::Write).unwrap();
     assert_eq!(got, state);
@@ -155,8 +146,7 @@ fn a_record_from_a_newer_coffer_stops_the_open() {
     let (mut j, _, _) = open(dir.clone(), Mode::Write).unwrap();
     j.append(&rec(3)).unwrap();
     j.commit().unwrap();
-    let err =
-        Journal::open(dir, Mode::Write, |_| Err("unknown record kind".to_owned())).unwrap_err();
+    let err = Journal::open(dir, Mode::Write, |_| Err("unknown record kind".to_owned())).unwrap_err();
     assert!(matches!(err, JournalError::Apply { seq: 3, .. }), "{err}");
 }
 
@@ -165,10 +155,7 @@ fn oversized_records_and_groups_are_refused_without_harm() {
     let dir = MemDir::new();
     let (mut j, _, _) = open(dir.clone(), Mode::Write).unwrap();
     let big = Rec(1, vec![7; MAX_PAYLOAD + 1]);
-    assert!(matches!(
-        j.append(&big),
-        Err(JournalError::TooLarge { what: "record", .. })
-    ));
+    assert!(matches!(j.append(&big), Err(JournalError::TooLarge { what: "record", .. })));
     j.append(&rec(2)).unwrap();
     j.commit().unwrap();
     let (_, got, _) = open(dir, Mode::Write).unwrap();
@@ -212,10 +199,7 @@ fn crash_sweep_every_write_and_sync_loses_no_committed_record() {
         let dir = MemDir::new();
         dir.crash_after(crash_at);
         let mut acked = Vec::new();
-        assert!(
-            workload(&dir, &mut acked).is_err(),
-            "crash point {crash_at} reached"
-        );
+        assert!(workload(&dir, &mut acked).is_err(), "crash point {crash_at} reached");
         for seed in 0..4 {
             let image = dir.crash_image(crash_at * 31 + seed);
             let (mut j, got, first_report) = open(image.clone(), Mode::Write)
@@ -223,17 +207,11 @@ fn crash_sweep_every_write_and_sync_loses_no_committed_record() {
             // Every acknowledged group is there; at most the one in flight besides.
             let lo = groups_prefix(&full[..acked.len()]);
             let hi = groups_prefix(&full[..(acked.len() + 1).min(full.len())]);
-            assert!(
-                got == lo || got == hi,
-                "crash {crash_at} seed {seed}: replay lost or invented records"
-            );
+            assert!(got == lo || got == hi, "crash {crash_at} seed {seed}: replay lost or invented records");
             drop(j);
             cuts += u64::from(first_report.cut.is_some());
             let (mut j2, again, report) = open(image.clone(), Mode::Write).unwrap();
-            assert_eq!(
-                again, got,
-                "crash {crash_at} seed {seed}: recovery not idempotent"
-            );
+            assert_eq!(again, got, "crash {crash_at} seed {seed}: recovery not idempotent");
             assert!(report.cut.is_none());
             j2.append(&rec(9999)).unwrap();
             j2.commit().unwrap();
@@ -247,10 +225,7 @@ fn crash_sweep_every_write_and_sync_loses_no_committed_record() {
             recoveries += 1;
         }
     }
-    assert!(
-        recoveries > 400,
-        "the sweep covered {recoveries} recoveries over {total_ops} crash points"
-    );
+    assert!(recoveries > 400, "the sweep covered {recoveries} recoveries over {total_ops} crash points");
     assert!(cuts > 50, "only {cuts} recoveries met a torn tail");
 }
 
@@ -269,8 +244,8 @@ fn crash_during_recovery(crashed: &MemDir, crash_at: u64, want: &[Rec]) {
         let _ = open(attempt.clone(), Mode::Write);
         assert!(attempt.crashed());
         let after = attempt.crash_image(n);
-        let (_, got, _) = open(after, Mode::Write)
-            .unwrap_or_else(|e| panic!("crash {crash_at}, recovery crash {n}: {e}"));
+        let (_, got, _) =
+            open(after, Mode::Write).unwrap_or_else(|e| panic!("crash {crash_at}, recovery crash {n}: {e}"));
         assert_eq!(got, want, "crash {crash_at}, recovery crash {n}");
     }
 }
@@ -316,11 +291,7 @@ fn every_single_bit_flip_in_a_10000_record_journal_is_detected() {
     }
     assert_eq!(pos, seg.len());
     assert!(!groups.open());
-    assert_eq!(
-        states.len(),
-        10_000 + 100 + 2,
-        "records, commits, and the base snapshot's two"
-    );
+    assert_eq!(states.len(), 10_000 + 100 + 2, "records, commits, and the base snapshot's two");
     let mut flips = 0u64;
     let mut bytes = seg.clone();
     for bit in 0..SEGMENT_HEADER * 8 {
@@ -342,10 +313,7 @@ fn every_single_bit_flip_in_a_10000_record_journal_is_detected() {
                 }
                 pos += total;
                 let back_in_step = pos >= end && states.get(&pos).is_some_and(|s| *s == g);
-                assert!(
-                    !back_in_step,
-                    "bit {bit} (record at {start}) went unnoticed"
-                );
+                assert!(!back_in_step, "bit {bit} (record at {start}) went unnoticed");
                 if pos == seg.len() {
                     assert!(g.open(), "bit {bit}: checking ended on a whole group");
                     break;
@@ -396,10 +364,7 @@ fn flipped_bits_make_the_open_fail_closed_or_are_repaired_from_the_other_head_sl
             Err(e) => assert!(e.is_damage(), "head bit {bit}: {e}"),
             Ok((_, got, report)) => {
                 assert_eq!(got, all, "head bit {bit}");
-                assert!(
-                    !report.warnings.is_empty(),
-                    "head bit {bit} flipped silently"
-                );
+                assert!(!report.warnings.is_empty(), "head bit {bit} flipped silently");
             }
         }
         opens += 1;

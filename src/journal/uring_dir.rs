@@ -22,15 +22,9 @@ impl UringDir {
     /// Uses (and creates if needed) the directory at `path`.
     pub fn new(path: &Path) -> io::Result<UringDir> {
         std::fs::create_dir_all(path).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create journal directory {}: {e}", path.display()),
-            )
+            io::Error::new(e.kind(), format!("cannot create journal directory {}: {e}", path.display()))
         })?;
-        Ok(UringDir {
-            path: path.to_owned(),
-            ring: Rc::new(RefCell::new(Ring::new()?)),
-        })
+        Ok(UringDir { path: path.to_owned(), ring: Rc::new(RefCell::new(Ring::new()?)) })
     }
 
     /// The directory's path.
@@ -72,15 +66,8 @@ impl Dir for UringDir {
     type File = UringFile;
 
     fn open(&self, name: &str) -> io::Result<Option<UringFile>> {
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path.join(name))
-        {
-            Ok(file) => Ok(Some(UringFile {
-                file,
-                ring: self.ring.clone(),
-            })),
+        match OpenOptions::new().read(true).write(true).open(self.path.join(name)) {
+            Ok(file) => Ok(Some(UringFile { file, ring: self.ring.clone() })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -94,10 +81,7 @@ impl Dir for UringDir {
             .truncate(true)
             .open(self.path.join(name))?;
         self.sync_dir()?;
-        Ok(UringFile {
-            file,
-            ring: self.ring.clone(),
-        })
+        Ok(UringFile { file, ring: self.ring.clone() })
     }
 
     fn list(&self) -> io::Result<Vec<String>> {

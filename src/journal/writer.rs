@@ -6,8 +6,8 @@ use super::frame::{FRAME_HEADER, HeadSlot, SEGMENT_HEADER, SegmentHeader, seal_f
 use super::replay::{Mode, OpenReport, Planned, name_of, stale_segments};
 use super::storage::{Dir, Storage};
 use super::{
-    FIRST_USER_KIND, HEAD_NAME, JournalError, KIND_COMMIT, KIND_SNAPSHOT_END, MAX_GROUP_BYTES,
-    MAX_PAYLOAD, SEGMENT_TARGET,
+    FIRST_USER_KIND, HEAD_NAME, JournalError, KIND_COMMIT, KIND_SNAPSHOT_END, MAX_GROUP_BYTES, MAX_PAYLOAD,
+    SEGMENT_TARGET,
 };
 
 /// Sequence number of the first record appended to a new journal (1 and 2 are the empty base
@@ -68,12 +68,7 @@ impl<D: Dir> Journal<D> {
     pub(super) fn create(dir: D) -> Result<Journal<D>, JournalError> {
         let name = name_of(1);
         let mut seg = io(&name, "create", dir.create(&name))?;
-        let header = SegmentHeader {
-            id: 1,
-            first_seq: 1,
-            prev_len: 0,
-            snapshot: true,
-        };
+        let header = SegmentHeader { id: 1, first_seq: 1, prev_len: 0, snapshot: true };
         let mut buf = header.encode().to_vec();
         push_frame(&mut buf, 1, KIND_SNAPSHOT_END, 1, &0u64.to_le_bytes());
         push_frame(&mut buf, 2, KIND_COMMIT, 1, &1u64.to_le_bytes());
@@ -147,12 +142,8 @@ impl<D: Dir> Journal<D> {
             j.write_head()?;
             for name in stale_segments(segments, first.id, last.id) {
                 match j.dir.remove(name) {
-                    Ok(()) => report
-                        .warnings
-                        .push(format!("removed stale journal segment {name}")),
-                    Err(e) => report
-                        .warnings
-                        .push(format!("could not remove stale segment {name}: {e}")),
+                    Ok(()) => report.warnings.push(format!("removed stale journal segment {name}")),
+                    Err(e) => report.warnings.push(format!("could not remove stale segment {name}: {e}")),
                 }
             }
         }
@@ -162,11 +153,7 @@ impl<D: Dir> Journal<D> {
     /// Adds a record to the current group; it counts once [`Journal::commit`] returns.
     /// Returns its sequence number.
     pub fn append(&mut self, e: &impl Entry) -> Result<u64, JournalError> {
-        assert!(
-            e.kind() >= FIRST_USER_KIND,
-            "record kind {} is reserved",
-            e.kind()
-        );
+        assert!(e.kind() >= FIRST_USER_KIND, "record kind {} is reserved", e.kind());
         self.check_writable()?;
         let start = self.pending.len();
         self.pending.resize(start + FRAME_HEADER, 0);
@@ -174,19 +161,11 @@ impl<D: Dir> Journal<D> {
         let len = self.pending.len() - start - FRAME_HEADER;
         if len > MAX_PAYLOAD {
             self.pending.truncate(start);
-            return Err(JournalError::TooLarge {
-                what: "record",
-                len,
-                max: MAX_PAYLOAD,
-            });
+            return Err(JournalError::TooLarge { what: "record", len, max: MAX_PAYLOAD });
         }
         if self.pending.len() + FRAME_HEADER + 8 > MAX_GROUP_BYTES {
             self.pending.truncate(start);
-            return Err(JournalError::TooLarge {
-                what: "group",
-                len: start + len,
-                max: MAX_GROUP_BYTES,
-            });
+            return Err(JournalError::TooLarge { what: "group", len: start + len, max: MAX_GROUP_BYTES });
         }
         let seq = self.next_seq;
         seal_frame(&mut self.pending[start..], seq, e.kind(), e.version());
@@ -208,11 +187,7 @@ impl<D: Dir> Journal<D> {
         self.next_seq += 1;
         // Any failure from here leaves the files in an unknown state: poison until reopened.
         self.poisoned = true;
-        io(
-            &self.seg_name,
-            "write",
-            self.seg.write_at(self.durable_len, &self.pending),
-        )?;
+        io(&self.seg_name, "write", self.seg.write_at(self.durable_len, &self.pending))?;
         io(&self.seg_name, "sync", self.seg.sync())?;
         self.durable_len += self.pending.len() as u64;
         self.write_head()?;
@@ -228,26 +203,15 @@ impl<D: Dir> Journal<D> {
     /// Replaces the journal's history with `state`: the records that rebuild the current
     /// state. Written to a new base segment; once it is durable the head moves to it and the
     /// old segments are removed. Appended records not yet committed are refused.
-    pub fn snapshot<E: Entry>(
-        &mut self,
-        state: impl IntoIterator<Item = E>,
-    ) -> Result<(), JournalError> {
+    pub fn snapshot<E: Entry>(&mut self, state: impl IntoIterator<Item = E>) -> Result<(), JournalError> {
         self.check_writable()?;
-        assert!(
-            self.pending_first.is_none(),
-            "commit before taking a snapshot"
-        );
+        assert!(self.pending_first.is_none(), "commit before taking a snapshot");
         let id = self.seg_id + 1;
         let name = name_of(id);
         let first_seq = self.next_seq;
         self.poisoned = true;
         let mut seg = io(&name, "create", self.dir.create(&name))?;
-        let header = SegmentHeader {
-            id,
-            first_seq,
-            prev_len: self.durable_len,
-            snapshot: true,
-        };
+        let header = SegmentHeader { id, first_seq, prev_len: self.durable_len, snapshot: true };
         let mut buf = header.encode().to_vec();
         let mut written = 0u64;
         let mut seq = first_seq;
@@ -258,11 +222,7 @@ impl<D: Dir> Journal<D> {
             e.encode(&mut buf);
             let len = buf.len() - start - FRAME_HEADER;
             if len > MAX_PAYLOAD {
-                return Err(JournalError::TooLarge {
-                    what: "record",
-                    len,
-                    max: MAX_PAYLOAD,
-                });
+                return Err(JournalError::TooLarge { what: "record", len, max: MAX_PAYLOAD });
             }
             seal_frame(&mut buf[start..], seq, e.kind(), e.version());
             seq += 1;
@@ -299,12 +259,8 @@ impl<D: Dir> Journal<D> {
         let name = name_of(id);
         self.poisoned = true;
         let mut seg = io(&name, "create", self.dir.create(&name))?;
-        let header = SegmentHeader {
-            id,
-            first_seq: self.next_seq,
-            prev_len: self.durable_len,
-            snapshot: false,
-        };
+        let header =
+            SegmentHeader { id, first_seq: self.next_seq, prev_len: self.durable_len, snapshot: false };
         io(&name, "write", seg.write_at(0, &header.encode()))?;
         io(&name, "sync", seg.sync())?;
         self.seg = seg;
@@ -326,12 +282,7 @@ impl<D: Dir> Journal<D> {
             next_seq: self.next_seq,
         };
         let bytes = slot.encode();
-        io(
-            HEAD_NAME,
-            "write",
-            self.head
-                .write_at(HeadSlot::offset(slot.generation), &bytes),
-        )?;
+        io(HEAD_NAME, "write", self.head.write_at(HeadSlot::offset(slot.generation), &bytes))?;
         io(HEAD_NAME, "sync", self.head.sync())?;
         self.generation = slot.generation;
         Ok(())

@@ -14,18 +14,13 @@ pub fn allowed_cores() -> io::Result<Vec<usize>> {
     }
     let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: CPU_ISSET reads the set in bounds (i < CPU_SETSIZE).
-    Ok((0..max)
-        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
-        .collect())
+    Ok((0..max).filter(|&i| unsafe { libc::CPU_ISSET(i, &set) }).collect())
 }
 
 /// Pins the calling thread to `core`.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     if core >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("no core {core}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no core {core}")));
     }
     // SAFETY: cpu_set_t is plain data; zeroed is a valid empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };

@@ -14,8 +14,8 @@ use super::reader::{ReadError, Reader};
 use super::writer::{Event, Progress, SessionInfo, StreamWriter};
 use super::{Encoded, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
-    MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionMode,
-    SessionPart, SessionStarted,
+    MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionMode, SessionPart,
+    SessionStarted,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -160,9 +160,7 @@ pub fn run(
     };
     let reader = {
         let sources = req.sources.clone();
-        let opts = WalkOptions {
-            one_file_system: req.one_file_system,
-        };
+        let opts = WalkOptions { one_file_system: req.one_file_system };
         std::thread::Builder::new()
             .name("reader".into())
             .spawn(move || read_sources(&sources, opts, raw_pool, unit_txs))
@@ -209,10 +207,8 @@ fn read_sources(
     raw_pool: Pool,
     queues: Vec<crossbeam_channel::Sender<Unit>>,
 ) -> Result<Vec<String>, ReadError> {
-    let mut reader = Reader::new(raw_pool, queues).map_err(|e| ReadError::Volume {
-        path: "io_uring".into(),
-        source: e,
-    })?;
+    let mut reader = Reader::new(raw_pool, queues)
+        .map_err(|e| ReadError::Volume { path: "io_uring".into(), source: e })?;
     for s in sources {
         match s {
             Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
@@ -238,8 +234,7 @@ fn write_stream(
         w.write(rec)?;
         k += 1;
     }
-    w.finish(SessionStatus::Complete, crate::clock::unix_now())
-        .map(|_| ())
+    w.finish(SessionStatus::Complete, crate::clock::unix_now()).map(|_| ())
 }
 
 /// Journals what the writer reports until it hangs up; returns objects, raw and stored bytes
@@ -264,11 +259,7 @@ fn control_loop(
         };
         let records = match ev {
             Event::Medium(m) => medium_records(store, &m),
-            Event::Part {
-                stream,
-                part,
-                start,
-            } => vec![Record::from(SessionPart {
+            Event::Part { stream, part, start } => vec![Record::from(SessionPart {
                 session,
                 stream,
                 part,
@@ -276,11 +267,7 @@ fn control_loop(
                 position: start.position,
                 file_number: start.file_number,
             })],
-            Event::Durable {
-                objects,
-                medium,
-                used: u,
-            } => {
+            Event::Durable { objects, medium, used: u } => {
                 used.insert(medium, u);
                 durable.0 += objects.len() as u64;
                 durable.1 += objects.iter().map(|o| o.length).sum::<u64>();
@@ -289,20 +276,12 @@ fn control_loop(
                     .into_iter()
                     .map(|object| Record::from(ObjectStored { session, object }))
                     .collect();
-                recs.push(Record::from(MediumUpdated {
-                    medium,
-                    used: u,
-                    state: MediumState::Writable,
-                }));
+                recs.push(Record::from(MediumUpdated { medium, used: u, state: MediumState::Writable }));
                 recs
             }
             Event::MediumFull(medium) => {
                 let u = used.get(&medium).copied().unwrap_or(0);
-                vec![Record::from(MediumUpdated {
-                    medium,
-                    used: u,
-                    state: MediumState::Full,
-                })]
+                vec![Record::from(MediumUpdated { medium, used: u, state: MediumState::Full })]
             }
         };
         store.commit(&records)?;

@@ -37,8 +37,7 @@ impl Comparer {
 
     fn diff(&mut self, meta: &ObjectMeta, what: String) {
         if self.diffs.len() < MAX_DIFFERENCES {
-            self.diffs
-                .push(format!("{}: {what}", String::from_utf8_lossy(&meta.path)));
+            self.diffs.push(format!("{}: {what}", String::from_utf8_lossy(&meta.path)));
         } else {
             self.more += 1;
         }
@@ -55,25 +54,14 @@ impl Comparer {
         };
         let kind = kind_of(&md);
         if kind != meta.kind && !(meta.kind == ObjectKind::Hardlink && kind == ObjectKind::File) {
-            return self.diff(
-                meta,
-                format!("is a {kind:?} on disk, a {:?} in the backup", meta.kind),
-            );
+            return self.diff(meta, format!("is a {kind:?} on disk, a {:?} in the backup", meta.kind));
         }
         let mut what = Vec::new();
         if meta.kind == ObjectKind::File && md.len() != meta.size {
-            what.push(format!(
-                "size {} on disk, {} in the backup",
-                md.len(),
-                meta.size
-            ));
+            what.push(format!("size {} on disk, {} in the backup", md.len(), meta.size));
         }
         if md.mode() != meta.mode && meta.kind != ObjectKind::Hardlink {
-            what.push(format!(
-                "mode {:o} on disk, {:o} in the backup",
-                md.mode(),
-                meta.mode
-            ));
+            what.push(format!("mode {:o} on disk, {:o} in the backup", md.mode(), meta.mode));
         }
         if (md.uid(), md.gid()) != (meta.uid, meta.gid) && meta.kind != ObjectKind::Hardlink {
             what.push(format!(
@@ -89,10 +77,7 @@ impl Comparer {
             what.push("modification time differs".into());
         }
         if let Some(t) = &meta.symlink
-            && std::fs::read_link(&path)
-                .map(|l| l.as_os_str().as_encoded_bytes().to_vec())
-                .ok()
-                .as_deref()
+            && std::fs::read_link(&path).map(|l| l.as_os_str().as_encoded_bytes().to_vec()).ok().as_deref()
                 != Some(&t[..])
         {
             what.push("symlink target differs".into());
@@ -135,8 +120,7 @@ impl Comparer {
     /// The differences found.
     pub fn finish(mut self) -> Vec<String> {
         if self.more > 0 {
-            self.diffs
-                .push(format!("… and {} more differences", self.more));
+            self.diffs.push(format!("… and {} more differences", self.more));
         }
         self.diffs
     }

@@ -11,22 +11,12 @@ use crate::format::{encode_data, encode_pack};
 pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_pool: Pool) {
     for unit in input {
         let encoded = match unit.work {
-            Work::Data {
-                object,
-                offset,
-                last,
-                buf,
-                len,
-            } => {
+            Work::Data { object, offset, last, buf, len } => {
                 let mut out = out_pool.take();
                 let (n, _) = encode_data(object, unit.seq, offset, &buf[..len], last, &mut out)
                     .expect("units are within the record limits and buffers sized for them");
                 raw_pool.give(buf);
-                Encoded {
-                    bytes: EncodedBytes::Pooled(out, n),
-                    track: unit.track,
-                    raw: len as u64,
-                }
+                Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw: len as u64 }
             }
             Work::Pack { first, buf, len } => {
                 let mut out = out_pool.take();
@@ -37,17 +27,9 @@ pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_p
                     super::Track::Packed(objs) => objs.iter().map(|o| o.length).sum(),
                     _ => 0,
                 };
-                Encoded {
-                    bytes: EncodedBytes::Pooled(out, n),
-                    track: unit.track,
-                    raw,
-                }
+                Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw }
             }
-            Work::Encoded(v) => Encoded {
-                bytes: EncodedBytes::Small(v),
-                track: unit.track,
-                raw: 0,
-            },
+            Work::Encoded(v) => Encoded { bytes: EncodedBytes::Small(v), track: unit.track, raw: 0 },
         };
         if output.send(encoded).is_err() {
             return;

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod readback;
 pub mod reader;
 pub mod restore;
+pub mod restore_workers;
 pub mod scan;
 pub mod writer;
 

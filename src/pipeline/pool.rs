@@ -19,8 +19,7 @@ impl Pool {
         assert!(count > 0);
         let (tx, rx) = bounded(count);
         for _ in 0..count {
-            tx.send(AlignedBuf::new(size))
-                .expect("channel sized for the pool");
+            tx.send(AlignedBuf::new(size)).expect("channel sized for the pool");
         }
         Pool { tx, rx, size }
     }
@@ -33,9 +32,7 @@ impl Pool {
     /// Returns a buffer to the pool.
     pub fn give(&self, buf: AlignedBuf) {
         assert_eq!(buf.len(), self.size, "buffer from another pool");
-        self.tx
-            .try_send(buf)
-            .expect("more buffers returned than taken");
+        self.tx.try_send(buf).expect("more buffers returned than taken");
     }
 
     /// Size of each buffer.

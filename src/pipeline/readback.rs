@@ -11,9 +11,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::device::{DeviceError, Media, PartReader, open_media};
 use crate::format::records::{ObjectEnd, ObjectMeta, PackedEntry, SegmentHeader};
-use crate::format::{
-    Body, FormatError, HEADER_LEN, Header, Kind, PackEntries, decode_record, unpack,
-};
+use crate::format::{Body, FormatError, HEADER_LEN, Header, Kind, PackEntries, decode_record, unpack};
 
 /// Where a record was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,32 +153,16 @@ struct Open {
 impl StreamReader {
     /// A reader of `stream` of `session`, whose parts are `parts` (indexed by part number).
     pub fn new(session: u64, stream: u16, parts: Vec<PartLoc>) -> StreamReader {
-        StreamReader {
-            session,
-            stream,
-            parts,
-            media: HashMap::new(),
-        }
+        StreamReader { session, stream, parts, media: HashMap::new() }
     }
 
     fn open(&mut self, part: u32, offset: u64) -> Result<Open, StreamError> {
-        let loc = self
-            .parts
-            .get(part as usize)
-            .cloned()
-            .ok_or_else(|| StreamError::Damaged {
-                place: Place {
-                    barcode: "?".into(),
-                    stream: self.stream,
-                    part,
-                    offset: 0,
-                    absolute: 0,
-                },
-                what: format!("the catalog knows no part {part} of this stream"),
-            })?;
+        let loc = self.parts.get(part as usize).cloned().ok_or_else(|| StreamError::Damaged {
+            place: Place { barcode: "?".into(), stream: self.stream, part, offset: 0, absolute: 0 },
+            what: format!("the catalog knows no part {part} of this stream"),
+        })?;
         if !self.media.contains_key(&loc.location) {
-            self.media
-                .insert(loc.location.clone(), open_media(&loc.location)?);
+            self.media.insert(loc.location.clone(), open_media(&loc.location)?);
         }
         let media = self.media.get_mut(&loc.location).expect("inserted above");
         let reader = media.open(&loc.barcode, loc.position + offset)?;
@@ -233,8 +215,7 @@ impl StreamReader {
                 if wanted {
                     let q = &queues[next % queues.len()];
                     next += 1;
-                    q.send(RawRecord { bytes, place })
-                        .map_err(|_| StreamError::Stopped)?;
+                    q.send(RawRecord { bytes, place }).map_err(|_| StreamError::Stopped)?;
                 }
                 if done {
                     break;
@@ -246,15 +227,10 @@ impl StreamReader {
 
     /// Checks a session-level record and says where the stream goes next.
     fn session_record(&self, bytes: &[u8], place: &Place) -> Result<Flow, StreamError> {
-        let damaged = |what: String| StreamError::Damaged {
-            place: place.clone(),
-            what,
-        };
+        let damaged = |what: String| StreamError::Damaged { place: place.clone(), what };
         let (rec, _) = decode_record(bytes, place.absolute).map_err(|e| damaged(e.to_string()))?;
         match rec.body {
-            Body::SessionHeader(h) if h.session_id == self.session && h.part == place.part => {
-                Ok(Flow::Next)
-            }
+            Body::SessionHeader(h) if h.session_id == self.session && h.part == place.part => Ok(Flow::Next),
             Body::SessionHeader(h) => Err(damaged(format!(
                 "found session {} part {}, expected session {} part {}",
                 h.session_id, h.part, self.session, place.part
@@ -262,10 +238,7 @@ impl StreamReader {
             Body::Index(_) => Ok(Flow::Next),
             Body::Continuation(c) if c.session_id == self.session => Ok(Flow::Part(c.next_part)),
             Body::Trailer(t) if t.session_id == self.session => Ok(Flow::End),
-            _ => Err(damaged(format!(
-                "unexpected {:?} record in the session stream",
-                rec.header.kind
-            ))),
+            _ => Err(damaged(format!("unexpected {:?} record in the session stream", rec.header.kind))),
         }
     }
 }
@@ -278,19 +251,13 @@ enum Flow {
 
 /// Reads one whole record (header validated, payload unchecked: the decoders check CRCs).
 fn read_record(cur: &mut Open) -> Result<(Header, Vec<u8>), StreamError> {
-    let damaged = |what: String| StreamError::Damaged {
-        place: cur.place.clone(),
-        what,
-    };
+    let damaged = |what: String| StreamError::Damaged { place: cur.place.clone(), what };
     let mut head = [0u8; HEADER_LEN];
     let got = read_full(&mut *cur.reader, &mut head)?;
     if got < HEADER_LEN {
-        return Err(damaged(
-            "the medium's data ends before the session's trailer".into(),
-        ));
+        return Err(damaged("the medium's data ends before the session's trailer".into()));
     }
-    let (header, _) =
-        Header::decode(&head, cur.place.absolute).map_err(|e| damaged(e.to_string()))?;
+    let (header, _) = Header::decode(&head, cur.place.absolute).map_err(|e| damaged(e.to_string()))?;
     let total = HEADER_LEN + header.stored_len as usize;
     let mut bytes = vec![0u8; total];
     bytes[..HEADER_LEN].copy_from_slice(&head);
@@ -319,14 +286,7 @@ pub fn decode_loop(input: Receiver<RawRecord>, output: Sender<Item>) {
             Ok(x) => x,
             Err(e) => (0, Decoded::Bad(e)),
         };
-        if output
-            .send(Item {
-                place: raw.place,
-                seq,
-                decoded,
-            })
-            .is_err()
-        {
+        if output.send(Item { place: raw.place, seq, decoded }).is_err() {
             return;
         }
     }
@@ -346,11 +306,7 @@ fn decode(bytes: &[u8], at: u64) -> Result<(u64, Decoded), FormatError> {
                 data.copy_from_slice(p);
             }
             debug_assert_eq!(n, data.len());
-            Decoded::Data {
-                id: h.object_id,
-                offset: h.offset,
-                data,
-            }
+            Decoded::Data { id: h.object_id, offset: h.offset, data }
         }
         Body::Pack(p) => {
             let mut data = vec![0u8; h.raw_len as usize];
@@ -369,10 +325,7 @@ fn decode(bytes: &[u8], at: u64) -> Result<(u64, Decoded), FormatError> {
             Decoded::Pack { entries, data }
         }
         _ => {
-            return Err(FormatError::Invalid {
-                offset: at,
-                what: "session record among object records",
-            });
+            return Err(FormatError::Invalid { offset: at, what: "session record among object records" });
         }
     };
     Ok((h.seq, d))

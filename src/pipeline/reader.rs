@@ -5,8 +5,10 @@
 //! Problems with single files (vanished, unreadable, changed while read) are collected for the
 //! session summary and do not stop the backup.
 
+use std::collections::HashSet;
+use std::ffi::CString;
 use std::fs::File;
-use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -17,10 +19,34 @@ use super::{Finished, SMALL_FILE_DIVISOR, Track, Unit, Work};
 use crate::device::aligned::{ALIGN, AlignedBuf, round_up};
 use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, Payload};
 use crate::format::{HEADER_LEN, MAX_META_LEN, PackBuilder, encode_meta};
-use crate::source::{
-    SourceError, TreeEntry, TreeWalker, WalkOptions, changed_during_read, data_extents,
-};
-use crate::uring::Ring;
+use crate::source::{SourceError, TreeEntry, TreeWalker, WalkOptions, changed_during_read, data_extents};
+use crate::uring::{FileRead, FileReadResult, Ring};
+
+/// Small files read in one io_uring batch.
+const BATCH_FILES: usize = 64;
+/// Bytes of buffer for one batch.
+const BATCH_BYTES: usize = 8 << 20;
+/// Tree entries listed ahead of the reader.
+const WALK_QUEUE: usize = 8192;
+
+const _: () = assert!(BATCH_BYTES >= 2 * (super::DEFAULT_UNIT / SMALL_FILE_DIVISOR + ALIGN));
+
+/// Entries waiting to be read and packed together.
+#[derive(Debug, Default)]
+struct Batch {
+    entries: Vec<TreeEntry>,
+    bytes: usize,
+}
+
+/// Buffer room for a small file: one byte more than its size (to see it grow), in whole blocks.
+fn slot_len(size: usize) -> usize {
+    round_up(size as u64 + 1, ALIGN as u64) as usize
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
@@ -53,16 +79,18 @@ pub struct Reader {
     pack: Option<PackBuilder<AlignedBuf>>,
     packed: Vec<Finished>,
     ring: Ring,
-    small: Vec<u8>,
+    batch_ring: Ring,
+    batch_buf: Option<AlignedBuf>,
+    open_flags: i32,
+    /// Paths of files that could not be read (hard links to them are skipped).
+    unread: HashSet<Vec<u8>>,
     /// Problems met, for the summary.
     pub problems: Vec<String>,
 }
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("unit", &self.unit)
-            .finish_non_exhaustive()
+        f.debug_struct("Reader").field("unit", &self.unit).finish_non_exhaustive()
     }
 }
 
@@ -85,17 +113,17 @@ impl Reader {
             pack: None,
             packed: Vec::new(),
             ring: Ring::new()?,
-            small: Vec::with_capacity(unit / SMALL_FILE_DIVISOR + 1),
+            batch_ring: Ring::with_capacity(4 * BATCH_FILES as u32)?,
+            batch_buf: Some(AlignedBuf::new(BATCH_BYTES)),
+            // Reading must not change access times; only the owner or root may ask for that.
+            open_flags: if is_root() { libc::O_NOATIME } else { 0 },
+            unread: HashSet::new(),
             problems: Vec::new(),
         })
     }
 
     fn send(&mut self, work: Work, track: Track) -> Result<(), ReadError> {
-        let unit = Unit {
-            seq: self.next_seq,
-            work,
-            track,
-        };
+        let unit = Unit { seq: self.next_seq, work, track };
         self.next_seq += 1;
         let q = &self.queues[self.next_unit % self.queues.len()];
         self.next_unit += 1;
@@ -104,47 +132,61 @@ impl Reader {
 
     fn encoded<T: Payload>(&mut self, id: u64, p: &T, track: Track) -> Result<(), ReadError> {
         let mut buf = vec![0u8; HEADER_LEN + MAX_META_LEN];
-        let n =
-            encode_meta(id, self.next_seq, p, &mut buf).expect("metadata from the walker is valid");
+        let n = encode_meta(id, self.next_seq, p, &mut buf).expect("metadata from the walker is valid");
         buf.truncate(n);
         self.send(Work::Encoded(buf), track)
     }
 
-    /// Adds every object under `root`; `prefix` (if any) is put before each path.
+    /// Adds every object under `root`; `prefix` (if any) is put before each path. A walker
+    /// thread lists and stats the tree while this one reads files in batches.
     pub fn add_tree(
         &mut self,
         root: &Path,
         prefix: Option<&[u8]>,
         opts: WalkOptions,
     ) -> Result<(), ReadError> {
-        let mut walker = TreeWalker::new(root, opts)?;
-        while let Some(item) = walker.next() {
-            let mut entry = match item {
-                Ok(e) => e,
-                Err(p) => {
-                    self.problems.push(p.to_string());
+        let walker = TreeWalker::new(root, opts)?;
+        let (tx, rx) = crossbeam_channel::bounded(WALK_QUEUE);
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("walker".into())
+                .spawn_scoped(scope, move || {
+                    for item in walker {
+                        if tx.send(item).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawn walker");
+            let mut batch = Batch::default();
+            for item in rx {
+                let mut entry = match item {
+                    Ok(e) => e,
+                    Err(p) => {
+                        self.problems.push(p.to_string());
+                        continue;
+                    }
+                };
+                if let Some(prefix) = prefix {
+                    prefix_path(&mut entry.meta, prefix);
+                }
+                let size = entry.meta.size as usize;
+                if entry.meta.kind == ObjectKind::File && size > self.small_max {
+                    self.read_batch(&mut batch)?;
+                    self.large_file(&entry)?;
                     continue;
                 }
-            };
-            if let Some(prefix) = prefix {
-                prefix_path(&mut entry.meta, prefix);
-            }
-            let stored = match entry.meta.kind {
-                ObjectKind::File if entry.meta.size as usize <= self.small_max => {
-                    self.small_file(&entry)?
+                if entry.meta.kind == ObjectKind::File {
+                    batch.bytes += slot_len(size);
                 }
-                ObjectKind::File => self.large_file(&entry)?,
-                _ => {
-                    let id = self.object_id();
-                    self.pack_object(id, entry.meta.clone(), &[])?;
-                    true
+                batch.entries.push(entry);
+                if batch.entries.len() == BATCH_FILES || batch.bytes + slot_len(self.small_max) > BATCH_BYTES
+                {
+                    self.read_batch(&mut batch)?;
                 }
-            };
-            if !stored && entry.meta.kind == ObjectKind::File {
-                walker.forget_link_target(&entry);
             }
-        }
-        Ok(())
+            self.read_batch(&mut batch)
+        })
     }
 
     fn object_id(&mut self) -> u64 {
@@ -152,39 +194,95 @@ impl Reader {
         self.next_object - 1
     }
 
-    /// Reads a small file whole into the pack. `Ok(false)` when it could not be read.
-    fn small_file(&mut self, entry: &TreeEntry) -> Result<bool, ReadError> {
-        let mut small = std::mem::take(&mut self.small);
-        small.clear();
-        let read = (|| -> std::io::Result<std::fs::Metadata> {
-            let mut f = open_source(&entry.source)?;
-            (&mut f)
-                .take(self.small_max as u64 + 1)
-                .read_to_end(&mut small)?;
-            f.metadata()
-        })();
-        let ok = match read {
-            Ok(after) => {
-                let mut meta = entry.meta.clone();
-                if changed_during_read(entry, &after) || small.len() as u64 != meta.size {
-                    self.problems.push(format!(
-                        "{}: changed while being read",
-                        entry.source.display()
-                    ));
-                    meta.size = small.len() as u64;
+    /// Reads the batch's small files all at once through io_uring and packs every entry, in
+    /// walk order (a hard link after the file it names).
+    fn read_batch(&mut self, batch: &mut Batch) -> Result<(), ReadError> {
+        if batch.entries.is_empty() {
+            return Ok(());
+        }
+        let entries = std::mem::take(&mut batch.entries);
+        batch.bytes = 0;
+        let paths: Vec<Option<CString>> = entries
+            .iter()
+            .map(|e| {
+                let is_file = e.meta.kind == ObjectKind::File;
+                is_file.then(|| CString::new(e.source.as_os_str().as_bytes()).ok()).flatten()
+            })
+            .collect();
+        let mut results = Vec::new();
+        {
+            let mut rest: &mut [u8] = self.batch_buf.as_mut().expect("batch buffer is home");
+            let mut reads = Vec::new();
+            for (e, p) in entries.iter().zip(&paths) {
+                if e.meta.kind == ObjectKind::File {
+                    let (slot, tail) = rest.split_at_mut(slot_len(e.meta.size as usize));
+                    rest = tail;
+                    if let Some(path) = p {
+                        reads.push(FileRead { path, buf: slot });
+                    }
                 }
-                let id = self.object_id();
-                self.pack_object(id, meta, &small)?;
-                true
             }
-            Err(e) => {
-                self.problems
-                    .push(format!("{}: not backed up: {e}", entry.source.display()));
-                false
+            if !reads.is_empty() {
+                results = self.batch_ring.read_files(&mut reads, self.open_flags);
+            }
+        }
+        let mut results = results.into_iter();
+        let mut offset = 0;
+        for (e, p) in entries.into_iter().zip(&paths) {
+            if e.meta.kind != ObjectKind::File {
+                self.meta_only(e)?;
+                continue;
+            }
+            let slot = slot_len(e.meta.size as usize);
+            let result = match p {
+                Some(_) => results.next().expect("one result per read"),
+                None => FileReadResult { len: Err(std::io::Error::other("path holds a NUL")), stat: None },
+            };
+            self.packed_file(e, result, offset)?;
+            offset += slot;
+        }
+        Ok(())
+    }
+
+    /// Packs an object without data (a hard link to a file that could not be read is skipped).
+    fn meta_only(&mut self, e: TreeEntry) -> Result<(), ReadError> {
+        if let Some(target) = &e.meta.hardlink
+            && self.unread.contains(target.as_slice())
+        {
+            let why = "it is a hard link to a file that could not be read";
+            self.problems.push(format!("{}: not backed up: {why}", e.source.display()));
+            return Ok(());
+        }
+        let id = self.object_id();
+        self.pack_object(id, e.meta, &[])
+    }
+
+    /// Packs one small file from the batch buffer at `offset`.
+    fn packed_file(&mut self, e: TreeEntry, r: FileReadResult, offset: usize) -> Result<(), ReadError> {
+        let n = match r.len {
+            Ok(n) => n,
+            Err(err) => {
+                self.problems.push(format!("{}: not backed up: {err}", e.source.display()));
+                self.unread.insert(e.meta.path.clone());
+                return Ok(());
             }
         };
-        self.small = small;
-        Ok(ok)
+        let mut meta = e.meta;
+        let changed = r.stat.is_none_or(|st| {
+            st.stx_size != meta.size
+                || st.stx_ino != e.ino
+                || st.stx_mtime.tv_sec != meta.mtime
+                || st.stx_mtime.tv_nsec != meta.mtime_nsec
+        });
+        if changed || n as u64 != meta.size {
+            self.problems.push(format!("{}: changed while being read", e.source.display()));
+            meta.size = n as u64;
+        }
+        let data = self.batch_buf.take().expect("batch buffer is home between files");
+        let id = self.object_id();
+        let r = self.pack_object(id, meta, &data[offset..offset + n]);
+        self.batch_buf = Some(data);
+        r
     }
 
     fn pack_object(&mut self, id: u64, meta: ObjectMeta, data: &[u8]) -> Result<(), ReadError> {
@@ -198,21 +296,13 @@ impl Reader {
             length: data.len() as u64,
             digest: digest(data),
         };
-        let entry = PackedEntry {
-            object_id: id,
-            meta,
-            length: data.len() as u64,
-            digest: f.digest,
-        };
+        let entry = PackedEntry { object_id: id, meta, length: data.len() as u64, digest: f.digest };
         for attempt in 0..2 {
             if self.pack.is_none() {
                 self.pack = Some(PackBuilder::new(self.raw_pool.take()));
             }
             let pack = self.pack.as_mut().expect("pack just made");
-            if pack
-                .push(&entry, data)
-                .expect("entries from the walker are valid")
-            {
+            if pack.push(&entry, data).expect("entries from the walker are valid") {
                 self.packed.push(f);
                 return Ok(());
             }
@@ -240,8 +330,7 @@ impl Reader {
         let file = match open_source(&entry.source) {
             Ok(f) => f,
             Err(e) => {
-                self.problems
-                    .push(format!("{}: not backed up: {e}", entry.source.display()));
+                self.problems.push(format!("{}: not backed up: {e}", entry.source.display()));
                 return Ok(false);
             }
         };
@@ -253,15 +342,9 @@ impl Reader {
         };
         let id = self.object_id();
         let (length, digest, short) = self.stream_object(id, &entry.meta, &file, &extents)?;
-        let changed = file
-            .metadata()
-            .map(|m| changed_during_read(entry, &m))
-            .unwrap_or(true);
+        let changed = file.metadata().map(|m| changed_during_read(entry, &m)).unwrap_or(true);
         if changed || short {
-            self.problems.push(format!(
-                "{}: changed while being read",
-                entry.source.display()
-            ));
+            self.problems.push(format!("{}: changed while being read", entry.source.display()));
         }
         self.end_object(id, &entry.meta, length, digest)?;
         Ok(true)
@@ -298,13 +381,7 @@ impl Reader {
                 length += got as u64;
                 if let Some((off, b, n)) = held.replace((pos, buf, got)) {
                     self.send(
-                        Work::Data {
-                            object: id,
-                            offset: off,
-                            last: false,
-                            buf: b,
-                            len: n,
-                        },
+                        Work::Data { object: id, offset: off, last: false, buf: b, len: n },
                         Track::Nothing,
                     )?;
                 }
@@ -316,16 +393,7 @@ impl Reader {
             }
         }
         if let Some((off, b, n)) = held {
-            self.send(
-                Work::Data {
-                    object: id,
-                    offset: off,
-                    last: true,
-                    buf: b,
-                    len: n,
-                },
-                Track::Nothing,
-            )?;
+            self.send(Work::Data { object: id, offset: off, last: true, buf: b, len: n }, Track::Nothing)?;
         }
         Ok((length, *hasher.finalize().as_bytes(), short))
     }
@@ -352,10 +420,7 @@ impl Reader {
 
     /// Adds a raw volume (block device or image file) as one object named by `path`.
     pub fn add_volume(&mut self, path: &Path) -> Result<(), ReadError> {
-        let vol_err = |source| ReadError::Volume {
-            path: path.to_owned(),
-            source,
-        };
+        let vol_err = |source| ReadError::Volume { path: path.to_owned(), source };
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
@@ -389,8 +454,7 @@ impl Reader {
         let id = self.object_id();
         let (length, digest, short) = self.stream_object(id, &meta, &file, &extents)?;
         if short {
-            self.problems
-                .push(format!("{}: ended before its size", path.display()));
+            self.problems.push(format!("{}: ended before its size", path.display()));
         }
         self.end_object(id, &meta, length, digest)
     }
@@ -402,16 +466,18 @@ impl Reader {
     }
 }
 
-/// Opens a file to back up, without touching its access time where allowed.
+/// Opens a large file to back up: direct I/O (it is read once; the page cache would only be
+/// copied through and evicted), without touching its access time where allowed, falling back
+/// where the file system or the caller's rights refuse either.
 fn open_source(path: &Path) -> std::io::Result<File> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
-        r => r,
+    let mut last = None;
+    for flags in [libc::O_DIRECT | libc::O_NOATIME, libc::O_DIRECT, libc::O_NOATIME, 0] {
+        match std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) => last = Some(e),
+            r => return r,
+        }
     }
+    Err(last.expect("tried at least once"))
 }
 
 /// Reads until `buf` is full or the file ends; a read error counts as the end (reported by
@@ -433,11 +499,7 @@ fn read_full(ring: &mut Ring, file: &File, mut pos: u64, buf: &mut [u8]) -> usiz
 /// Puts `prefix/` before a path (the root "." becomes the prefix itself).
 fn prefix_path(meta: &mut ObjectMeta, prefix: &[u8]) {
     let join = |p: &[u8]| {
-        if p == b"." {
-            prefix.to_vec()
-        } else {
-            [prefix, b"/", p].concat()
-        }
+        if p == b"." { prefix.to_vec() } else { [prefix, b"/", p].concat() }
     };
     meta.path = join(&meta.path);
     if let Some(h) = &mut meta.hardlink {

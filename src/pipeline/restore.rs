@@ -6,9 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::bounded;
@@ -19,9 +21,14 @@ use super::compare::Comparer;
 use super::readback::{
     Decoded, Item, PartLoc, Place, RawRecord, Span, StreamError, StreamReader, decode_loop,
 };
+use super::restore_workers::{FileJob, Workers, add_summaries};
 use crate::catalog::{Catalog, StoredObject};
-use crate::format::records::{ObjectEnd, ObjectMeta};
+use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry};
 use crate::fsrestore::{FsRestorer, RestoreError, RestoreSummary};
+
+/// Threads creating small files in parallel: creating a file is kernel work that waits on the
+/// disk, so more threads than cores keep both busy.
+const FILE_WORKERS: usize = 4;
 
 /// What to do with what is read.
 #[derive(Debug, Clone)]
@@ -103,13 +110,8 @@ fn is_selected(path: &[u8], sel: &[Vec<u8>]) -> bool {
 
 /// Works out which parts to read, from where.
 fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
-    let session = catalog
-        .session(req.session)
-        .ok_or(PlanError::NoSession(req.session))?;
-    let bad = |what: String| PlanError::Parts {
-        session: req.session,
-        what,
-    };
+    let session = catalog.session(req.session).ok_or(PlanError::NoSession(req.session))?;
+    let bad = |what: String| PlanError::Parts { session: req.session, what };
     let mut streams = Vec::new();
     let sel: Vec<&StoredObject> = session
         .objects()
@@ -117,26 +119,16 @@ fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
         .filter(|o| req.paths.is_empty() || is_selected(&o.path, &req.paths))
         .collect();
     if sel.is_empty() && !req.paths.is_empty() {
-        let paths = req
-            .paths
-            .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(PlanError::NothingSelected {
-            session: req.session,
-            paths,
-        });
+        let paths =
+            req.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>().join(", ");
+        return Err(PlanError::NothingSelected { session: req.session, paths });
     }
     for stream in 0..session.start().streams {
         let mut locs = Vec::new();
         while let Some(p) = session.part(stream, locs.len() as u32) {
-            let m = catalog.medium(p.medium).ok_or_else(|| {
-                bad(format!(
-                    "part {} is on a medium the catalog does not know",
-                    p.part
-                ))
-            })?;
+            let m = catalog
+                .medium(p.medium)
+                .ok_or_else(|| bad(format!("part {} is on a medium the catalog does not know", p.part)))?;
             locs.push(PartLoc {
                 barcode: m.barcode().to_owned(),
                 location: m.info().location.clone(),
@@ -147,20 +139,12 @@ fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
             continue;
         }
         let spans = if req.paths.is_empty() {
-            vec![Span {
-                part: 0,
-                offset: 0,
-                object: None,
-            }]
+            vec![Span { part: 0, offset: 0, object: None }]
         } else {
             let mut spans: Vec<Span> = sel
                 .iter()
                 .filter(|o| o.stream == stream)
-                .map(|o| Span {
-                    part: o.part,
-                    offset: o.position,
-                    object: Some(o.id),
-                })
+                .map(|o| Span { part: o.part, offset: o.position, object: Some(o.id) })
                 .collect();
             spans.sort_by_key(|s| (s.part, s.offset));
             spans.dedup_by_key(|s| (s.part, s.offset));
@@ -184,20 +168,22 @@ pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, Pla
         Action::Verify(Some(dir)) => Some(Comparer::new(dir)),
         _ => None,
     };
-    let objects: HashMap<u64, &StoredObject> = catalog
-        .objects(req.session)
-        .unwrap_or(&[])
-        .iter()
-        .map(|o| (o.id, o))
-        .collect();
+    let objects: HashMap<u64, &StoredObject> =
+        catalog.objects(req.session).unwrap_or(&[]).iter().map(|o| (o.id, o)).collect();
+    let workers = match &req.action {
+        Action::Restore(root) => Some(Workers::start(root, FILE_WORKERS)),
+        Action::Verify(_) => None,
+    };
     let mut sink = Sink {
         fs,
+        workers,
         compare,
         objects,
         open: HashMap::new(),
         done: HashSet::new(),
         report: RestoreReport::default(),
         selected: plan.selected.clone(),
+        worker_summary: RestoreSummary::default(),
     };
 
     let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
@@ -269,12 +255,14 @@ struct OpenObject {
 /// Where restored or verified objects go.
 struct Sink<'c> {
     fs: Option<FsRestorer>,
+    workers: Option<Workers>,
     compare: Option<Comparer>,
     objects: HashMap<u64, &'c StoredObject>,
     open: HashMap<u64, OpenObject>,
     done: HashSet<u64>,
     report: RestoreReport,
     selected: Option<HashSet<u64>>,
+    worker_summary: RestoreSummary,
 }
 
 impl Sink<'_> {
@@ -296,47 +284,12 @@ impl Sink<'_> {
     fn take(&mut self, item: Item) {
         match item.decoded {
             Decoded::Meta(id, meta) if self.wanted(id) => self.begin(id, meta, item.place),
-            Decoded::Data { id, offset, data } if self.open.contains_key(&id) => {
-                self.data(id, offset, &data)
-            }
+            Decoded::Data { id, offset, data } if self.open.contains_key(&id) => self.data(id, offset, &data),
             Decoded::End(id, end) if self.open.contains_key(&id) => self.end(id, end),
-            Decoded::Pack { entries, data } => {
-                for (entry, range, ok) in entries {
-                    if !self.wanted(entry.object_id) {
-                        continue;
-                    }
-                    if !ok {
-                        let n = self.name(entry.object_id);
-                        self.fail(format!(
-                            "{n} on {}: contents do not match their digest",
-                            item.place
-                        ));
-                        continue;
-                    }
-                    let id = entry.object_id;
-                    self.begin(id, entry.meta, item.place.clone());
-                    self.data(id, 0, &data[range]);
-                    self.end(
-                        id,
-                        ObjectEnd {
-                            length: entry.length,
-                            digest: entry.digest,
-                        },
-                    );
-                }
-            }
+            Decoded::Pack { entries, data } => self.pack(entries, Arc::new(data), &item.place),
             Decoded::Bad(e) => {
-                let near = self
-                    .open
-                    .keys()
-                    .map(|&id| self.name(id))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let near = if near.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (in {near})")
-                };
+                let near = self.open.keys().map(|&id| self.name(id)).collect::<Vec<_>>().join(", ");
+                let near = if near.is_empty() { String::new() } else { format!(" (in {near})") };
                 self.fail(format!("damaged record on {}{near}: {e}", item.place));
             }
             // Segments, and records of objects not selected or already failed.
@@ -344,7 +297,39 @@ impl Sink<'_> {
         }
     }
 
+    fn pack(&mut self, entries: Vec<(PackedEntry, Range<usize>, bool)>, data: Arc<Vec<u8>>, place: &Place) {
+        for (entry, range, ok) in entries {
+            let id = entry.object_id;
+            if !self.wanted(id) {
+                continue;
+            }
+            if !ok {
+                let n = self.name(id);
+                self.fail(format!("{n} on {place}: contents do not match their digest"));
+                continue;
+            }
+            if let Some(w) = &mut self.workers {
+                self.report.failures.extend(w.drain(&mut self.done, &mut self.report.objects));
+                if entry.meta.kind == ObjectKind::File {
+                    self.report.bytes += entry.length;
+                    w.send(FileJob { id, meta: entry.meta, data: data.clone(), range });
+                    continue;
+                }
+                if entry.meta.kind == ObjectKind::Hardlink {
+                    // The file it names may still be with a worker.
+                    self.report.failures.extend(w.wait_all(&mut self.done, &mut self.report.objects));
+                }
+            }
+            self.begin(id, entry.meta, place.clone());
+            self.data(id, 0, &data[range]);
+            self.end(id, ObjectEnd { length: entry.length, digest: entry.digest });
+        }
+    }
+
     fn begin(&mut self, id: u64, meta: ObjectMeta, place: Place) {
+        // A volume comes back as an image file named by its device path under the root.
+        let meta =
+            if meta.kind == ObjectKind::Volume && self.fs.is_some() { volume_image(meta) } else { meta };
         let file = match &mut self.fs {
             Some(fs) => match fs.create(&meta) {
                 Ok(f) => f,
@@ -358,16 +343,7 @@ impl Sink<'_> {
         if let Some(c) = &mut self.compare {
             c.metadata(&meta);
         }
-        self.open.insert(
-            id,
-            OpenObject {
-                meta,
-                file,
-                hasher: blake3::Hasher::new(),
-                length: 0,
-                place,
-            },
-        );
+        self.open.insert(id, OpenObject { meta, file, hasher: blake3::Hasher::new(), length: 0, place });
     }
 
     fn data(&mut self, id: u64, offset: u64, data: &[u8]) {
@@ -403,11 +379,7 @@ impl Sink<'_> {
             ));
             return;
         }
-        let catalog_digest = self
-            .objects
-            .get(&id)
-            .map(|s| s.digest)
-            .filter(|d| *d != [0; 32]);
+        let catalog_digest = self.objects.get(&id).map(|s| s.digest).filter(|d| *d != [0; 32]);
         if catalog_digest.is_some_and(|d| d != digest) {
             self.fail(format!(
                 "{name} read from {}: contents differ from what the catalog recorded",
@@ -429,6 +401,11 @@ impl Sink<'_> {
     }
 
     fn finish(mut self) -> RestoreReport {
+        if let Some(w) = self.workers.take() {
+            let (failures, summary) = w.finish(&mut self.done, &mut self.report.objects);
+            self.report.failures.extend(failures);
+            self.worker_summary = summary;
+        }
         for (id, o) in std::mem::take(&mut self.open) {
             let n = self.name(id);
             self.fail(format!("{n}: its end was never read (from {})", o.place));
@@ -440,19 +417,12 @@ impl Sink<'_> {
             .map(|&id| self.name(id))
             .collect();
         if !missing.is_empty() && self.report.failures.is_empty() {
-            self.fail(format!(
-                "{} objects were not found in the stream, e.g. {}",
-                missing.len(),
-                missing[0]
-            ));
+            self.fail(format!("{} objects were not found in the stream, e.g. {}", missing.len(), missing[0]));
         }
         if let Some(fs) = self.fs.take() {
             match fs.finish() {
-                Ok(s) => self.report.fs = Some(s),
-                Err(e) => self
-                    .report
-                    .failures
-                    .push(format!("setting directory metadata: {e}")),
+                Ok(s) => self.report.fs = Some(add_summaries(s, &self.worker_summary)),
+                Err(e) => self.report.failures.push(format!("setting directory metadata: {e}")),
             }
         }
         if let Some(c) = self.compare.take() {
@@ -462,11 +432,18 @@ impl Sink<'_> {
     }
 }
 
+/// The metadata of the image file a volume is restored as: a regular file at the volume's path
+/// without its leading '/', readable by its owner only.
+fn volume_image(mut meta: ObjectMeta) -> ObjectMeta {
+    let trimmed: Vec<u8> = meta.path.iter().copied().skip_while(|&b| b == b'/').collect();
+    meta.path = if trimmed.is_empty() { b"volume.img".to_vec() } else { trimmed };
+    meta.kind = ObjectKind::File;
+    meta.mode = libc::S_IFREG | 0o600;
+    meta.rdev = 0;
+    meta
+}
+
 /// Path of an object under a root.
 pub fn under(root: &Path, path: &[u8]) -> PathBuf {
-    if path == b"." {
-        root.to_owned()
-    } else {
-        root.join(std::ffi::OsStr::from_bytes(path))
-    }
+    if path == b"." { root.to_owned() } else { root.join(std::ffi::OsStr::from_bytes(path)) }
 }

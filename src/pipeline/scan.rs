@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::{
-    Catalog, MediumAdded, MediumKind, MediumState, MediumUpdated, ObjectStored, Record,
-    SessionFinished, SessionMode, SessionPart, SessionStarted, StoredObject,
+    Catalog, MediumAdded, MediumKind, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished,
+    SessionMode, SessionPart, SessionStarted, StoredObject,
 };
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartReader};
@@ -56,11 +56,7 @@ struct Found {
 }
 
 /// Scans every medium of `media` (at `location`) into `store`.
-pub fn scan(
-    media: &mut dyn Media,
-    location: &str,
-    store: &mut Store,
-) -> Result<ScanReport, ScanError> {
+pub fn scan(media: &mut dyn Media, location: &str, store: &mut Store) -> Result<ScanReport, ScanError> {
     let mut report = ScanReport::default();
     let mut found: BTreeMap<u64, Found> = BTreeMap::new();
     let labels = media.labels()?;
@@ -72,9 +68,7 @@ pub fn scan(
                 used
             }
             Err(e) => {
-                report
-                    .problems
-                    .push(format!("medium {}: {e}", label.barcode));
+                report.problems.push(format!("medium {}: {e}", label.barcode));
                 0
             }
         };
@@ -89,21 +83,14 @@ pub fn scan(
                 created: label.created,
                 location: location.to_owned(),
             };
-            let upd = MediumUpdated {
-                medium: label.medium,
-                used,
-                state: MediumState::Writable,
-            };
+            let upd = MediumUpdated { medium: label.medium, used, state: MediumState::Writable };
             store.commit(&[Record::from(added), Record::from(upd)])?;
         }
     }
     for (id, f) in found {
         match session_records(store.catalog(), id, f) {
             Ok(Some(records)) => {
-                let objects = records
-                    .iter()
-                    .filter(|r| matches!(r, Record::ObjectStored(_)))
-                    .count();
+                let objects = records.iter().filter(|r| matches!(r, Record::ObjectStored(_))).count();
                 store.commit(&records)?;
                 report.sessions_added += 1;
                 report.objects_added += objects;
@@ -124,14 +111,10 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
         if known.start().started == h.started && known.start().host == h.host {
             return Ok(None);
         }
-        return Err(format!(
-            "session {id} on the media differs from catalog session {id}: not merged"
-        ));
+        return Err(format!("session {id} on the media differs from catalog session {id}: not merged"));
     }
     if id < catalog.next_session_id() {
-        return Err(format!(
-            "session {id}: the catalog has used that id for another session: not merged"
-        ));
+        return Err(format!("session {id}: the catalog has used that id for another session: not merged"));
     }
     let mode = if f.index.iter().any(|e| e.kind == ObjectKind::Volume) {
         SessionMode::Volume
@@ -148,14 +131,7 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
         mode,
     })];
     for (&(stream, part), &(medium, position)) in &f.parts {
-        recs.push(Record::from(SessionPart {
-            session: id,
-            stream,
-            part,
-            medium,
-            position,
-            file_number: 0,
-        }));
+        recs.push(Record::from(SessionPart { session: id, stream, part, medium, position, file_number: 0 }));
     }
     for e in &f.index {
         let object = StoredObject {
@@ -172,10 +148,7 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
             // Packed objects' digests are inside their packs: verify checks them there.
             digest: f.digests.get(&e.object_id).copied().unwrap_or([0; 32]),
         };
-        recs.push(Record::from(ObjectStored {
-            session: id,
-            object,
-        }));
+        recs.push(Record::from(ObjectStored { session: id, object }));
     }
     if let Some(t) = f.trailer {
         recs.push(Record::from(SessionFinished {
@@ -228,11 +201,7 @@ fn walk_medium(
 ) -> Result<(u64, Vec<String>), DeviceError> {
     let block = label.block_size as u64;
     let reader = media.open(&label.barcode, 0)?;
-    let mut c = Cursor {
-        media,
-        barcode: label.barcode.clone(),
-        reader,
-    };
+    let mut c = Cursor { media, barcode: label.barcode.clone(), reader };
     let mut problems = Vec::new();
     let mut head = [0u8; HEADER_LEN];
     // The label's record, then parts on block boundaries.
@@ -240,10 +209,7 @@ fn walk_medium(
         return Ok((0, problems));
     }
     let mut pos = round_up(
-        HEADER_LEN as u64
-            + Header::decode(&head, 0)
-                .map(|(h, _)| h.stored_len as u64)
-                .unwrap_or(0),
+        HEADER_LEN as u64 + Header::decode(&head, 0).map(|(h, _)| h.stored_len as u64).unwrap_or(0),
         block,
     );
     let mut end = pos;
@@ -304,10 +270,7 @@ fn walk_part(
         if meta_needed || h.stored_len < SKIP_BY_SEEK {
             let mut bytes = head.to_vec();
             bytes.resize(total as usize, 0);
-            if !c
-                .fill(&mut bytes[HEADER_LEN..])
-                .map_err(|e| e.to_string())?
-            {
+            if !c.fill(&mut bytes[HEADER_LEN..]).map_err(|e| e.to_string())? {
                 return Err("the data ends inside a record (a part torn by a crash)".into());
             }
             let (rec, _) = decode_record(&bytes, at).map_err(|e| e.to_string())?;
@@ -322,11 +285,7 @@ fn walk_part(
                 }
                 Body::ObjectEnd(e) => {
                     if let Some((id, ..)) = session {
-                        found
-                            .entry(id)
-                            .or_default()
-                            .digests
-                            .insert(h.object_id, e.digest);
+                        found.entry(id).or_default().digests.insert(h.object_id, e.digest);
                     }
                 }
                 Body::Index(ix) => {

@@ -113,9 +113,7 @@ pub struct StreamWriter {
 
 impl std::fmt::Debug for StreamWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamWriter")
-            .field("target", &self.target.describe())
-            .finish_non_exhaustive()
+        f.debug_struct("StreamWriter").field("target", &self.target.describe()).finish_non_exhaustive()
     }
 }
 
@@ -177,10 +175,7 @@ impl StreamWriter {
     }
 
     /// Encodes and writes a session-level record (not numbered).
-    fn session_record<T: crate::format::records::Payload>(
-        &mut self,
-        p: &T,
-    ) -> Result<(), DeviceError> {
+    fn session_record<T: crate::format::records::Payload>(&mut self, p: &T) -> Result<(), DeviceError> {
         let mut buf = vec![0u8; HEADER_LEN + MAX_META_LEN];
         let n = encode_meta(0, self.next_seq, p, &mut buf).expect("session records are valid");
         self.put(&buf[..n])
@@ -190,9 +185,7 @@ impl StreamWriter {
         self.target.write(bytes)?;
         self.part_len += bytes.len() as u64;
         self.stored_bytes += bytes.len() as u64;
-        self.progress
-            .stored
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.progress.stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -290,11 +283,7 @@ impl StreamWriter {
         self.target.end_part()?;
         let used = self.part_start.position + self.part_len;
         let objects = std::mem::take(&mut self.pending);
-        let _ = self.events.send(Event::Durable {
-            objects,
-            medium: self.medium.label.medium,
-            used,
-        });
+        let _ = self.events.send(Event::Durable { objects, medium: self.medium.label.medium, used });
         self.since_checkpoint = 0;
         Ok(())
     }
@@ -306,10 +295,7 @@ impl StreamWriter {
     }
 
     fn next_part(&mut self) -> Result<(), DeviceError> {
-        let prev = PartRef {
-            medium: self.medium.label.medium,
-            part: self.part,
-        };
+        let prev = PartRef { medium: self.medium.label.medium, part: self.part };
         self.part += 1;
         self.part_start = self.target.begin_part()?;
         self.part_len = 0;
@@ -327,13 +313,8 @@ impl StreamWriter {
         };
         self.session_record(&cont)?;
         self.close_part()?;
-        let _ = self
-            .events
-            .send(Event::MediumFull(self.medium.label.medium));
-        let prev = PartRef {
-            medium: self.medium.label.medium,
-            part: self.part,
-        };
+        let _ = self.events.send(Event::MediumFull(self.medium.label.medium));
+        let prev = PartRef { medium: self.medium.label.medium, part: self.part };
         self.medium = self.target.next_medium()?;
         let _ = self.events.send(Event::Medium(self.medium.clone()));
         self.part += 1;
@@ -378,8 +359,8 @@ impl StreamWriter {
     }
 
     fn index_record(&mut self, entries: Vec<IndexEntry>) -> Result<(), DeviceError> {
-        let n = encode_index(self.next_seq, &Index { entries }, &mut self.scratch)
-            .expect("index within limits");
+        let n =
+            encode_index(self.next_seq, &Index { entries }, &mut self.scratch).expect("index within limits");
         if self.target.remaining() < n as u64 + self.end_reserve() {
             self.change_medium()?;
         }

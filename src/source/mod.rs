@@ -121,10 +121,7 @@ fn extents_bounded(file: &File, size: u64, max: usize) -> io::Result<Vec<(u64, u
             Ok(data) => data,
             // No data from `offset` to the end of the file.
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break,
-            Err(e)
-                if offset == 0
-                    && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) =>
-            {
+            Err(e) if offset == 0 && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
                 extents.push((0, size));
                 break;
             }

@@ -48,17 +48,11 @@ pub enum Chosen {
 }
 
 /// The choice (pure): `Err` says why the request cannot be met.
-pub fn choose(
-    path: &Path,
-    kind: &SourceKind,
-    req: RequestedMode,
-    threshold: u64,
-) -> Result<Chosen, String> {
+pub fn choose(path: &Path, kind: &SourceKind, req: RequestedMode, threshold: u64) -> Result<Chosen, String> {
     match (kind, req) {
-        (SourceKind::Other, _) => Err(format!(
-            "{} is neither a file, a directory nor a block device",
-            path.display()
-        )),
+        (SourceKind::Other, _) => {
+            Err(format!("{} is neither a file, a directory nor a block device", path.display()))
+        }
         (SourceKind::BlockDevice, RequestedMode::Files) => Err(format!(
             "{} is a block device: back up the directory it is mounted on, or use --mode volume",
             path.display()
@@ -66,23 +60,14 @@ pub fn choose(
         (SourceKind::BlockDevice, _) => Ok(Chosen::Volume(path.to_owned())),
         (SourceKind::File, RequestedMode::Volume) => Ok(Chosen::Volume(path.to_owned())),
         (SourceKind::File, _) => Ok(Chosen::Files),
-        (
-            SourceKind::Dir {
-                device: Some(dev), ..
-            },
-            RequestedMode::Volume,
-        ) => Ok(Chosen::Volume(dev.clone())),
+        (SourceKind::Dir { device: Some(dev), .. }, RequestedMode::Volume) => Ok(Chosen::Volume(dev.clone())),
         (SourceKind::Dir { device: None, .. }, RequestedMode::Volume) => Err(format!(
             "{} is not the root of a file system on a block device: there is no volume to read",
             path.display()
         )),
-        (
-            SourceKind::Dir {
-                device: Some(dev),
-                files,
-            },
-            RequestedMode::Auto,
-        ) if *files > threshold => Ok(Chosen::Volume(dev.clone())),
+        (SourceKind::Dir { device: Some(dev), files }, RequestedMode::Auto) if *files > threshold => {
+            Ok(Chosen::Volume(dev.clone()))
+        }
         (SourceKind::Dir { .. }, _) => Ok(Chosen::Files),
     }
 }
@@ -98,10 +83,7 @@ pub fn probe(path: &Path) -> std::io::Result<SourceKind> {
     } else if ft.is_dir() {
         let canonical = std::fs::canonicalize(path)?;
         let device = mount_device(&canonical);
-        SourceKind::Dir {
-            device,
-            files: used_inodes(&canonical).unwrap_or(0),
-        }
+        SourceKind::Dir { device, files: used_inodes(&canonical).unwrap_or(0) }
     } else {
         SourceKind::Other
     })
@@ -141,39 +123,18 @@ mod tests {
     fn auto_follows_the_file_count_only_where_a_volume_exists() {
         let p = Path::new("/srv");
         let dev = || Some(PathBuf::from("/dev/sdb1"));
-        let many = SourceKind::Dir {
-            device: dev(),
-            files: 200_000,
-        };
-        let few = SourceKind::Dir {
-            device: dev(),
-            files: 10,
-        };
-        let no_dev = SourceKind::Dir {
-            device: None,
-            files: 5_000_000,
-        };
+        let many = SourceKind::Dir { device: dev(), files: 200_000 };
+        let few = SourceKind::Dir { device: dev(), files: 10 };
+        let no_dev = SourceKind::Dir { device: None, files: 5_000_000 };
         let t = DEFAULT_FILE_THRESHOLD;
-        assert_eq!(
-            choose(p, &many, RequestedMode::Auto, t),
-            Ok(Chosen::Volume("/dev/sdb1".into()))
-        );
+        assert_eq!(choose(p, &many, RequestedMode::Auto, t), Ok(Chosen::Volume("/dev/sdb1".into())));
         assert_eq!(choose(p, &few, RequestedMode::Auto, t), Ok(Chosen::Files));
-        assert_eq!(
-            choose(p, &no_dev, RequestedMode::Auto, t),
-            Ok(Chosen::Files)
-        );
+        assert_eq!(choose(p, &no_dev, RequestedMode::Auto, t), Ok(Chosen::Files));
         assert!(choose(p, &no_dev, RequestedMode::Volume, t).is_err());
         assert_eq!(choose(p, &many, RequestedMode::Files, t), Ok(Chosen::Files));
-        assert_eq!(
-            choose(p, &SourceKind::BlockDevice, RequestedMode::Auto, t),
-            Ok(Chosen::Volume(p.into()))
-        );
+        assert_eq!(choose(p, &SourceKind::BlockDevice, RequestedMode::Auto, t), Ok(Chosen::Volume(p.into())));
         assert!(choose(p, &SourceKind::BlockDevice, RequestedMode::Files, t).is_err());
-        assert_eq!(
-            choose(p, &SourceKind::File, RequestedMode::Volume, t),
-            Ok(Chosen::Volume(p.into()))
-        );
+        assert_eq!(choose(p, &SourceKind::File, RequestedMode::Volume, t), Ok(Chosen::Volume(p.into())));
         assert!(choose(p, &SourceKind::Other, RequestedMode::Auto, t).is_err());
     }
 

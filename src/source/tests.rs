@@ -24,30 +24,18 @@ fn walk(root: &Path, opts: WalkOptions) -> (Vec<TreeEntry>, Vec<SourceProblem>) 
 }
 
 fn paths(entries: &[TreeEntry]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| String::from_utf8(e.meta.path.clone()).unwrap())
-        .collect()
+    entries.iter().map(|e| String::from_utf8(e.meta.path.clone()).unwrap()).collect()
 }
 
 fn find<'a>(entries: &'a [TreeEntry], path: &str) -> &'a TreeEntry {
-    entries
-        .iter()
-        .find(|e| e.meta.path == path.as_bytes())
-        .unwrap_or_else(|| panic!("{path} not walked"))
+    entries.iter().find(|e| e.meta.path == path.as_bytes()).unwrap_or_else(|| panic!("{path} not walked"))
 }
 
 pub(crate) fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: `c` is a NUL-terminated string alive for the call; the rest are integers.
     let r = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
-    assert_eq!(
-        r,
-        0,
-        "mknod {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(r, 0, "mknod {}: {}", path.display(), std::io::Error::last_os_error());
 }
 
 fn write_file(path: &Path, data: &[u8]) {
@@ -68,18 +56,12 @@ fn order_kinds_and_hard_links() {
     write_file(&root.join("h1"), b"linked");
     fs::hard_link(root.join("h1"), root.join("h2")).unwrap();
     fs::hard_link(root.join("h1"), root.join("b/h3")).unwrap();
-    mknod(
-        &root.join("null"),
-        libc::S_IFCHR | 0o666,
-        libc::makedev(1, 3),
-    );
+    mknod(&root.join("null"), libc::S_IFCHR | 0o666, libc::makedev(1, 3));
     let _listener = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
 
     let (entries, problems) = walk(root, WalkOptions::default());
     assert!(problems.is_empty(), "{problems:?}");
-    let want = [
-        ".", "a", "b", "b/a", "b/a/x", "b/h3", "b/z", "c", "d", "fifo", "h1", "h2", "null", "sock",
-    ];
+    let want = [".", "a", "b", "b/a", "b/a/x", "b/h3", "b/z", "c", "d", "fifo", "h1", "h2", "null", "sock"];
     assert_eq!(paths(&entries), want);
     for e in &entries {
         assert_eq!(e.meta.validate(), Ok(()));
@@ -117,10 +99,7 @@ fn order_kinds_and_hard_links() {
         let e = find(&entries, later);
         assert_eq!(e.meta.kind, ObjectKind::Hardlink);
         assert_eq!(e.meta.size, 0);
-        assert_eq!(
-            e.meta.hardlink.as_deref().map(|t| &t[..]),
-            Some(&b"b/h3"[..])
-        );
+        assert_eq!(e.meta.hardlink.as_deref().map(|t| &t[..]), Some(&b"b/h3"[..]));
         assert_eq!(e.ino, first.ino);
     }
 }
@@ -195,11 +174,7 @@ fn entries_past_the_depth_limit_are_skipped_and_the_walk_goes_on() {
     let problems: Vec<SourceProblem> = problems.into_iter().map(|p| p.unwrap_err()).collect();
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].path, dir.path().join("a/b"));
-    assert!(
-        problems[0].what.contains("levels deep"),
-        "{}",
-        problems[0].what
-    );
+    assert!(problems[0].what.contains("levels deep"), "{}", problems[0].what);
 }
 
 #[test]
@@ -240,17 +215,9 @@ fn paths_over_the_format_limit_are_skipped() {
     let (entries, problems) = walk(dir.path(), WalkOptions::default());
     // Level 16 is 16 * 251 - 1 = 4015 bytes long; level 17 would be 4266.
     assert_eq!(entries.len(), 1 + 16);
-    assert!(
-        entries
-            .iter()
-            .all(|e| e.meta.path.len() <= crate::format::MAX_PATH_LEN)
-    );
+    assert!(entries.iter().all(|e| e.meta.path.len() <= crate::format::MAX_PATH_LEN));
     assert_eq!(problems.len(), 1);
-    assert!(
-        problems[0].what.contains("longer than"),
-        "{}",
-        problems[0].what
-    );
+    assert!(problems[0].what.contains("longer than"), "{}", problems[0].what);
 }
 
 #[test]
@@ -270,10 +237,7 @@ fn sparse_file_has_one_small_extent() {
     let extents = data_extents(&file, entry.meta.size).unwrap();
     assert_eq!(extents.len(), 1, "{extents:?}");
     let (offset, len) = extents[0];
-    assert!(
-        offset <= 50 * MIB && offset + len >= 50 * MIB + 4096,
-        "{extents:?}"
-    );
+    assert!(offset <= 50 * MIB && offset + len >= 50 * MIB + 4096, "{extents:?}");
     assert!(len <= MIB, "{extents:?}");
     // Extents stop at the size asked for.
     let short = data_extents(&file, 50 * MIB + 100).unwrap();
@@ -332,12 +296,7 @@ fn changed_during_read_sees_writes_and_replacement() {
     write_file(&dir.path().join("h"), b"before");
     File::open(dir.path().join("h"))
         .unwrap()
-        .set_modified(
-            fs::metadata(dir.path().join("g"))
-                .unwrap()
-                .modified()
-                .unwrap(),
-        )
+        .set_modified(fs::metadata(dir.path().join("g")).unwrap().modified().unwrap())
         .unwrap();
     fs::rename(dir.path().join("h"), dir.path().join("g")).unwrap();
     let after = fs::metadata(dir.path().join("g")).unwrap();
@@ -359,10 +318,7 @@ fn forgotten_link_target_makes_the_next_link_a_file() {
     let h2 = walker.next().unwrap().unwrap();
     assert_eq!(h2.meta.kind, ObjectKind::File);
     let h3 = walker.next().unwrap().unwrap();
-    assert_eq!(
-        h3.meta.hardlink.as_deref().map(|t| &t[..]),
-        Some(&b"h2"[..])
-    );
+    assert_eq!(h3.meta.hardlink.as_deref().map(|t| &t[..]), Some(&b"h2"[..]));
 }
 
 /// Unmounts a test mount when dropped.
@@ -380,10 +336,7 @@ fn one_file_system_lists_mount_points_but_not_their_contents() {
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     write_file(&dir.path().join("z"), b"");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "coffer-test"])
-        .arg(&mnt)
-        .status();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "coffer-test"]).arg(&mnt).status();
     if !mounted.is_ok_and(|s| s.success()) {
         eprintln!("skipped: cannot mount a tmpfs here (needs root outside a locked container)");
         return;
@@ -393,9 +346,7 @@ fn one_file_system_lists_mount_points_but_not_their_contents() {
 
     let (all, _) = walk(dir.path(), WalkOptions::default());
     assert_eq!(paths(&all), [".", "mnt", "mnt/inside", "z"]);
-    let opts = WalkOptions {
-        one_file_system: true,
-    };
+    let opts = WalkOptions { one_file_system: true };
     let (one, problems) = walk(dir.path(), opts);
     assert!(problems.is_empty());
     assert_eq!(paths(&one), [".", "mnt", "z"]);

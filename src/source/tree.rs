@@ -81,14 +81,8 @@ impl TreeWalker {
         opts: WalkOptions,
         max_depth: usize,
     ) -> Result<TreeWalker, SourceError> {
-        assert!(
-            (1..=MAX_DEPTH).contains(&max_depth),
-            "depth limit out of range"
-        );
-        let unreadable = |source| SourceError::RootUnreadable {
-            path: root.to_path_buf(),
-            source,
-        };
+        assert!((1..=MAX_DEPTH).contains(&max_depth), "depth limit out of range");
+        let unreadable = |source| SourceError::RootUnreadable { path: root.to_path_buf(), source };
         let md = root_metadata(root)?;
         let mut walker = TreeWalker {
             opts,
@@ -102,16 +96,12 @@ impl TreeWalker {
             b".".to_vec()
         } else {
             let name = root.file_name().ok_or_else(|| {
-                unreadable(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the path names no file",
-                ))
+                unreadable(io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))
             })?;
             name.as_bytes().to_vec()
         };
-        let entry = walker
-            .entry(rel, root.to_path_buf(), &md)
-            .map_err(|p| unreadable(io::Error::other(p.what)))?;
+        let entry =
+            walker.entry(rel, root.to_path_buf(), &md).map_err(|p| unreadable(io::Error::other(p.what)))?;
         if md.is_dir() {
             let names = read_names(root).map_err(unreadable)?;
             walker.stack.push(Frame {
@@ -147,29 +137,17 @@ impl TreeWalker {
         let entry = self.entry(rel, abs, &md)?;
         let same_fs = !self.opts.one_file_system || md.dev() == self.root_dev;
         if entry.meta.kind == ObjectKind::Dir && same_fs {
-            self.stack.push(Frame {
-                rel: entry.meta.path.clone(),
-                abs: entry.source.clone(),
-                names: None,
-            });
+            self.stack.push(Frame { rel: entry.meta.path.clone(), abs: entry.source.clone(), names: None });
         }
         Ok(entry)
     }
 
     /// Builds the entry of an object from its metadata.
-    fn entry(
-        &mut self,
-        rel: Vec<u8>,
-        abs: PathBuf,
-        md: &Metadata,
-    ) -> Result<TreeEntry, SourceProblem> {
+    fn entry(&mut self, rel: Vec<u8>, abs: PathBuf, md: &Metadata) -> Result<TreeEntry, SourceProblem> {
         let Some(kind) = kind_of(md.file_type()) else {
             return Err(problem(abs, "unknown file type"));
         };
-        let Some(mtime_nsec) = u32::try_from(md.mtime_nsec())
-            .ok()
-            .filter(|n| *n < 1_000_000_000)
-        else {
+        let Some(mtime_nsec) = u32::try_from(md.mtime_nsec()).ok().filter(|n| *n < 1_000_000_000) else {
             return Err(problem(abs, "the file system reports an impossible mtime"));
         };
         let symlink = match kind {
@@ -184,11 +162,7 @@ impl TreeWalker {
             gid: md.gid(),
             mtime: md.mtime(),
             mtime_nsec,
-            size: if kind == ObjectKind::File {
-                md.size()
-            } else {
-                0
-            },
+            size: if kind == ObjectKind::File { md.size() } else { 0 },
             rdev: match kind {
                 ObjectKind::CharDevice | ObjectKind::BlockDevice => md.rdev(),
                 _ => 0,
@@ -205,11 +179,7 @@ impl TreeWalker {
             meta.hardlink = Some(ByteBuf::from(first));
         }
         let valid = meta.validate();
-        assert!(
-            valid.is_ok(),
-            "walker built invalid metadata for {}: {valid:?}",
-            abs.display()
-        );
+        assert!(valid.is_ok(), "walker built invalid metadata for {}: {valid:?}", abs.display());
         Ok(TreeEntry {
             meta,
             source: abs,
@@ -231,10 +201,7 @@ impl TreeWalker {
             return self.links.remove(&key).map(|g| g.first);
         }
         if self.links.len() < MAX_HARDLINKS {
-            let group = LinkGroup {
-                first: path.to_vec(),
-                unseen: md.nlink() - 1,
-            };
+            let group = LinkGroup { first: path.to_vec(), unseen: md.nlink() - 1 };
             self.links.insert(key, group);
         }
         None
@@ -276,14 +243,8 @@ impl Iterator for TreeWalker {
 /// The root's metadata: lstat, followed when the root is a symbolic link to a directory.
 fn root_metadata(root: &Path) -> Result<Metadata, SourceError> {
     let md = fs::symlink_metadata(root).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => SourceError::RootMissing {
-            path: root.to_path_buf(),
-            source,
-        },
-        _ => SourceError::RootUnreadable {
-            path: root.to_path_buf(),
-            source,
-        },
+        io::ErrorKind::NotFound => SourceError::RootMissing { path: root.to_path_buf(), source },
+        _ => SourceError::RootUnreadable { path: root.to_path_buf(), source },
     })?;
     if md.file_type().is_symlink()
         && let Ok(target) = fs::metadata(root)
@@ -372,8 +333,5 @@ fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 fn problem(path: PathBuf, what: impl Into<String>) -> SourceProblem {
-    SourceProblem {
-        path,
-        what: what.into(),
-    }
+    SourceProblem { path, what: what.into() }
 }

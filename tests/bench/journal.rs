@@ -8,8 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use coffer::catalog::{
-    MediumAdded, MediumKind, ObjectStored, Record, SessionMode, SessionPart, SessionStarted,
-    StoredObject,
+    MediumAdded, MediumKind, ObjectStored, Record, SessionMode, SessionPart, SessionStarted, StoredObject,
 };
 use coffer::format::records::ObjectKind;
 use coffer::journal::{Journal, Mode, UringDir};
@@ -71,10 +70,7 @@ fn preamble() -> Vec<Record> {
 }
 
 fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum()
+    std::fs::read_dir(p).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
 }
 
 fn drop_caches() -> bool {
@@ -105,23 +101,12 @@ fn main() {
     let base_dir = std::env::var("COFFER_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());
     let tmp = tempfile::tempdir_in(&base_dir).unwrap();
     let base = tmp.path();
-    println!(
-        "journal benchmark in {} ({} records replayed)",
-        base.display(),
-        REPLAY_RECORDS
-    );
+    println!("journal benchmark in {} ({} records replayed)", base.display(), REPLAY_RECORDS);
     println!();
-    println!(
-        "{:<44} {:>14} {:>12}",
-        "append + commit (store: catalog + journal)", "records/s", "journal MB"
-    );
-    for (n, group) in [
-        (20_000u64, 1u64),
-        (200_000, 10),
-        (1_000_000, 100),
-        (1_000_000, 1000),
-        (1_000_000, 10_000),
-    ] {
+    println!("{:<44} {:>14} {:>12}", "append + commit (store: catalog + journal)", "records/s", "journal MB");
+    for (n, group) in
+        [(20_000u64, 1u64), (200_000, 10), (1_000_000, 100), (1_000_000, 1000), (1_000_000, 10_000)]
+    {
         let (rate, bytes) = append(base, n, group);
         let label = format!("{n} records, {group} per commit");
         println!("{label:<44} {rate:>14.0} {:>12.1}", bytes as f64 / 1e6);
@@ -143,10 +128,7 @@ fn main() {
     drop(j);
 
     println!();
-    println!(
-        "{:<44} {:>14} {:>12}",
-        "replay of 1,000,000 records", "seconds", "records/s"
-    );
+    println!("{:<44} {:>14} {:>12}", "replay of 1,000,000 records", "seconds", "records/s");
     let dir = base.join("append-1000");
     for cold in [false, true] {
         if cold && !drop_caches() {
@@ -156,18 +138,9 @@ fn main() {
         let t = Instant::now();
         let (store, report) = Store::open(&dir, Mode::Write).unwrap();
         let secs = t.elapsed().as_secs_f64();
-        assert_eq!(
-            store.catalog().objects(1).unwrap().len() as u64,
-            REPLAY_RECORDS
-        );
-        let label = format!(
-            "store open: replay + decode + apply ({})",
-            if cold { "cold" } else { "warm" }
-        );
-        println!(
-            "{label:<44} {secs:>14.3} {:>12.0}",
-            report.records as f64 / secs
-        );
+        assert_eq!(store.catalog().objects(1).unwrap().len() as u64, REPLAY_RECORDS);
+        let label = format!("store open: replay + decode + apply ({})", if cold { "cold" } else { "warm" });
+        println!("{label:<44} {secs:>14.3} {:>12.0}", report.records as f64 / secs);
     }
     let t = Instant::now();
     let (_, report) = Journal::open(UringDir::new(&raw).unwrap(), Mode::Write, |_| Ok(())).unwrap();
@@ -187,9 +160,6 @@ fn main() {
     let t = Instant::now();
     let (store, _) = Store::open(&dir, Mode::Write).unwrap();
     let reopen = t.elapsed().as_secs_f64();
-    assert_eq!(
-        store.catalog().objects(1).unwrap().len() as u64,
-        REPLAY_RECORDS
-    );
+    assert_eq!(store.catalog().objects(1).unwrap().len() as u64, REPLAY_RECORDS);
     println!("snapshot of 1,000,000 objects: {snap:.3} s; open from the snapshot: {reopen:.3} s");
 }
