@@ -321,7 +321,14 @@ impl FsRestorer {
         let mut builder = DirBuilder::new();
         builder.mode(DIR_MODE_WHILE_RESTORING);
         match fs::symlink_metadata(path) {
-            Ok(md) if md.is_dir() => {}
+            // An existing directory (an earlier restore's) must take files until finish() gives
+            // it its mode, even when that mode is read-only.
+            Ok(md) if md.is_dir() => {
+                if md.permissions().mode() & 0o700 != 0o700 {
+                    fs::set_permissions(path, Permissions::from_mode(DIR_MODE_WHILE_RESTORING))
+                        .map_err(|e| create_io(path, e))?;
+                }
+            }
             Ok(_) => {
                 remove(path)?;
                 builder.create(path).map_err(|e| create_io(path, e))?;

@@ -402,7 +402,7 @@ fn assert_lost_files_named(files: &[(String, Vec<u8>)], dest: &Path, r: &Run) {
 }
 
 #[test]
-#[ignore = "bug: a damaged pack record's failure names no file: the files it held are lost without being named (Sink::finish lists missing objects only when there is no other failure)"]
+
 fn restore_names_every_file_a_damaged_pack_held() {
     let env = Env::new();
     let src = env.path("src");
@@ -428,7 +428,7 @@ fn restore_names_every_file_a_damaged_pack_held() {
 }
 
 #[test]
-#[ignore = "bug: after a medium's data ends early, the files past the end are not named among the failures (Sink::finish lists missing objects only when there is no other failure)"]
+
 fn restore_names_the_files_past_a_truncation() {
     let env = Env::new();
     let src = env.path("src");
@@ -444,7 +444,7 @@ fn restore_names_the_files_past_a_truncation() {
 }
 
 #[test]
-#[ignore = "bug: one volume file with an unreadable label makes `scan` fail outright (DiskMedia::labels errors) instead of reporting it as a problem and scanning the other volumes"]
+
 fn scan_reports_an_unreadable_volume_and_scans_the_rest() {
     let env = Env::new();
     let src = env.path("src");
@@ -482,7 +482,7 @@ fn as_nobody(env: &Env, args: &[&str]) -> Run {
 }
 
 #[test]
-#[ignore = "bug: restoring as a non-root user into a tree that already has a read-only directory fails: FsRestorer::make_dir keeps an existing directory's mode instead of making it writable until finish"]
+
 fn a_user_can_restore_again_over_a_read_only_directory() {
     if let Err(why) = setpriv_works() {
         eprintln!("skipped: {why}");

@@ -78,19 +78,27 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Volume files in `dir` with their labels, oldest first; unreadable ones are errors.
-fn list_volumes(dir: &Path) -> Result<Vec<(PathBuf, VolumeLabel)>, DeviceError> {
+/// Volumes of a directory: readable ones with their labels (oldest first), and the files
+/// named like volumes whose label cannot be read.
+type Volumes = (Vec<(PathBuf, VolumeLabel)>, Vec<DeviceError>);
+
+/// Lists the volume files in `dir`; a volume with an unreadable label is set aside, never
+/// written to, and reported, so that one damaged file does not take the others with it.
+fn list_volumes(dir: &Path) -> Result<Volumes, DeviceError> {
     let what = dir.display().to_string();
     let mut out = Vec::new();
+    let mut bad = Vec::new();
     for e in std::fs::read_dir(dir).map_err(DeviceError::io("list", &what))? {
         let path = e.map_err(DeviceError::io("list", &what))?.path();
         if path.extension().is_some_and(|x| x == EXT) {
-            let label = read_label_at(&path)?;
-            out.push((path, label));
+            match read_label_at(&path) {
+                Ok(label) => out.push((path, label)),
+                Err(e) => bad.push(e),
+            }
         }
     }
     out.sort_by(|a, b| (a.1.created, &a.1.barcode).cmp(&(b.1.created, &b.1.barcode)));
-    Ok(out)
+    Ok((out, bad))
 }
 
 fn read_label_at(path: &Path) -> Result<VolumeLabel, DeviceError> {
@@ -184,7 +192,11 @@ impl Target for DiskTarget {
         {
             return Ok(self.mounted(v.label.clone(), false));
         }
-        for (path, label) in list_volumes(&self.dir)?.into_iter().rev() {
+        let (volumes, unreadable) = list_volumes(&self.dir)?;
+        for e in unreadable {
+            tracing::warn!(target: "device", "{e}: left alone");
+        }
+        for (path, label) in volumes.into_iter().rev() {
             let what = path.display().to_string();
             let len = std::fs::metadata(&path).map_err(DeviceError::io("stat", &what))?.len();
             // A torn part may end off a block boundary: the next part starts at the next one.
@@ -251,12 +263,13 @@ impl Target for DiskTarget {
 #[derive(Debug)]
 pub struct DiskMedia {
     dir: PathBuf,
+    unreadable: Vec<String>,
 }
 
 impl DiskMedia {
     /// Media in `dir`.
     pub fn new(dir: &Path) -> DiskMedia {
-        DiskMedia { dir: dir.to_owned() }
+        DiskMedia { dir: dir.to_owned(), unreadable: Vec::new() }
     }
 }
 
@@ -296,7 +309,13 @@ impl Media for DiskMedia {
     }
 
     fn labels(&mut self) -> Result<Vec<VolumeLabel>, DeviceError> {
-        Ok(list_volumes(&self.dir)?.into_iter().map(|(_, l)| l).collect())
+        let (volumes, unreadable) = list_volumes(&self.dir)?;
+        self.unreadable = unreadable.iter().map(|e| e.to_string()).collect();
+        Ok(volumes.into_iter().map(|(_, l)| l).collect())
+    }
+
+    fn unreadable(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.unreadable)
     }
 }
 

@@ -136,6 +136,15 @@ pub trait Target: Send {
     fn end_part(&mut self) -> Result<(), DeviceError>;
     /// The mounted medium is full: marks it so and mounts the next one.
     fn next_medium(&mut self) -> Result<Mounted, DeviceError>;
+    /// Position ranges `[start, end)` of parts overwritten since last asked (a ring medium
+    /// reuses its space): the sessions with parts there are gone.
+    fn take_evicted(&mut self) -> Vec<(u64, u64)> {
+        Vec::new()
+    }
+    /// Whether the medium is a ring that reuses its space rather than filling up.
+    fn is_ring(&self) -> bool {
+        false
+    }
 }
 
 /// Reads parts back.
@@ -143,8 +152,12 @@ pub trait Media: Send {
     /// Opens the stream of the medium `barcode` from byte `position` (a part's start, or any
     /// record's position within it) to the end of its data.
     fn open(&mut self, barcode: &str, position: u64) -> Result<Box<dyn PartReader>, DeviceError>;
-    /// Labels of every medium the target holds (for `scan`).
+    /// Labels of every readable medium the target holds (for `scan`).
     fn labels(&mut self) -> Result<Vec<VolumeLabel>, DeviceError>;
+    /// Media that the last [`Media::labels`] could not read, each with why.
+    fn unreadable(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A stream of a medium's bytes, read sequentially.

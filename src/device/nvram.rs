@@ -667,6 +667,14 @@ impl NvramTarget {
 }
 
 impl Target for NvramTarget {
+    fn take_evicted(&mut self) -> Vec<(u64, u64)> {
+        NvramTarget::take_evicted(self).into_iter().map(|e| (e.start, e.end)).collect()
+    }
+
+    fn is_ring(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         self.what.clone()
     }

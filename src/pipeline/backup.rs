@@ -15,7 +15,7 @@ use super::writer::{Event, Progress, SessionInfo, StreamWriter};
 use super::{Encoded, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
     MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionMode, SessionPart,
-    SessionStarted,
+    SessionPruned, SessionStarted,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -279,6 +279,7 @@ fn control_loop(
                 recs.push(Record::from(MediumUpdated { medium, used: u, state: MediumState::Writable }));
                 recs
             }
+            Event::Evicted { medium, ranges } => evicted_records(store, session, medium, &ranges),
             Event::MediumFull(medium) => {
                 let u = used.get(&medium).copied().unwrap_or(0);
                 vec![Record::from(MediumUpdated { medium, used: u, state: MediumState::Full })]
@@ -288,6 +289,25 @@ fn control_loop(
     }
     on_progress(progress);
     Ok(durable)
+}
+
+/// Sessions with a part in an overwritten range of a ring medium are gone: prune them. The
+/// running session is never among them (a ring does not overwrite what it wrote since it was
+/// mounted); a session that never finished cannot be pruned and is reported instead.
+fn evicted_records(store: &Store, running: u64, medium: [u8; 16], ranges: &[(u64, u64)]) -> Vec<Record> {
+    let hit = |pos: u64| ranges.iter().any(|&(a, b)| (a..b).contains(&pos));
+    let mut out = Vec::new();
+    for s in store.catalog().sessions_on(medium) {
+        if s.id() == running || !s.parts().any(|p| p.medium == medium && hit(p.position)) {
+            continue;
+        }
+        if s.is_finished() {
+            out.push(Record::from(SessionPruned { session: s.id() }));
+        } else {
+            tracing::warn!(target: "backup", "session {} was overwritten on a ring medium but never finished", s.id());
+        }
+    }
+    out
 }
 
 /// Records that make the catalog know a mounted medium.

@@ -30,6 +30,9 @@ use crate::fsrestore::{FsRestorer, RestoreError, RestoreSummary};
 /// disk, so more threads than cores keep both busy.
 const FILE_WORKERS: usize = 4;
 
+/// Objects not restored that are named one by one; past this they are counted.
+const MAX_NAMED_MISSING: usize = 100_000;
+
 /// What to do with what is read.
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -410,14 +413,20 @@ impl Sink<'_> {
             let n = self.name(id);
             self.fail(format!("{n}: its end was never read (from {})", o.place));
         }
-        let missing: Vec<String> = self
-            .objects
-            .keys()
-            .filter(|id| self.wanted(**id) && !self.done.contains(id))
-            .map(|&id| self.name(id))
-            .collect();
-        if !missing.is_empty() && self.report.failures.is_empty() {
-            self.fail(format!("{} objects were not found in the stream, e.g. {}", missing.len(), missing[0]));
+        // Every object that did not come back is named, whatever else went wrong.
+        let mut missing: Vec<u64> =
+            self.objects.keys().copied().filter(|id| self.wanted(*id) && !self.done.contains(id)).collect();
+        missing.sort_unstable();
+        let named: HashSet<u64> = self.report.failures.iter().flat_map(|f| object_ids(f)).collect();
+        for &id in missing.iter().take(MAX_NAMED_MISSING) {
+            if !named.contains(&id) {
+                let n = self.name(id);
+                self.fail(format!("{n}: not restored (its records were not read back whole)"));
+            }
+        }
+        if missing.len() > MAX_NAMED_MISSING {
+            let more = missing.len() - MAX_NAMED_MISSING;
+            self.fail(format!("… and {more} more objects not restored"));
         }
         if let Some(fs) = self.fs.take() {
             match fs.finish() {
@@ -430,6 +439,14 @@ impl Sink<'_> {
         }
         self.report
     }
+}
+
+/// Object ids a failure message names, as "(object N)".
+fn object_ids(msg: &str) -> impl Iterator<Item = u64> + '_ {
+    msg.match_indices("(object ").filter_map(move |(i, m)| {
+        let rest = &msg[i + m.len()..];
+        rest[..rest.find(')')?].parse().ok()
+    })
 }
 
 /// The metadata of the image file a volume is restored as: a regular file at the volume's path

@@ -124,16 +124,13 @@ fn work(root: &Path, jobs: Receiver<FileJob>, acks: Sender<Ack>) -> RestoreSumma
         Ok(fs) => fs,
         Err(e) => {
             for j in jobs {
-                let _ = acks.send(Ack::Failed(format!(
-                    "{}: not restored: {e}",
-                    String::from_utf8_lossy(&j.meta.path)
-                )));
+                let _ = acks.send(Ack::Failed(format!("{}: not restored: {e}", object_name(&j))));
             }
             return RestoreSummary::default();
         }
     };
     for j in jobs {
-        let name = || String::from_utf8_lossy(&j.meta.path).into_owned();
+        let name = || object_name(&j);
         let data = &j.data[j.range.clone()];
         let ack = match fs.create(&j.meta) {
             Ok(Some(f)) => match f.write_all_at(data, 0) {
@@ -149,6 +146,11 @@ fn work(root: &Path, jobs: Receiver<FileJob>, acks: Sender<Ack>) -> RestoreSumma
         let _ = acks.send(ack);
     }
     fs.finish().unwrap_or_default()
+}
+
+/// How failures name a file: as the restore's other messages do.
+fn object_name(j: &FileJob) -> String {
+    format!("{} (object {})", String::from_utf8_lossy(&j.meta.path), j.id)
 }
 
 /// The sum of two summaries.

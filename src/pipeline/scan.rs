@@ -12,7 +12,7 @@ use crate::catalog::{
 };
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartReader};
-use crate::format::records::{IndexEntry, ObjectKind, SessionHeader, Trailer, VolumeLabel};
+use crate::format::records::{IndexEntry, ObjectKind, SessionHeader, SessionStatus, Trailer, VolumeLabel};
 use crate::format::{Body, HEADER_LEN, Header, Kind, decode_record};
 use crate::store::{Store, StoreError};
 
@@ -60,6 +60,7 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut Store) -> Result<
     let mut report = ScanReport::default();
     let mut found: BTreeMap<u64, Found> = BTreeMap::new();
     let labels = media.labels()?;
+    report.problems.extend(media.unreadable());
     for label in &labels {
         report.media += 1;
         let used = match walk_medium(media, label, &mut found) {
@@ -150,16 +151,26 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
         };
         recs.push(Record::from(ObjectStored { session: id, object }));
     }
-    if let Some(t) = f.trailer {
-        recs.push(Record::from(SessionFinished {
+    // A session without a trailer ended in a crash or a failure: it is recorded as failed.
+    let finished = match f.trailer {
+        Some(t) => SessionFinished {
             session: id,
             ended: t.ended,
             status: t.status,
             objects: t.objects,
             raw_bytes: t.raw_bytes,
             stored_bytes: t.stored_bytes,
-        }));
-    }
+        },
+        None => SessionFinished {
+            session: id,
+            ended: h.started,
+            status: SessionStatus::Failed,
+            objects: f.index.len() as u64,
+            raw_bytes: 0,
+            stored_bytes: 0,
+        },
+    };
+    recs.push(Record::from(finished));
     Ok(Some(recs))
 }
 
@@ -293,7 +304,9 @@ fn walk_part(
                         found.entry(id).or_default().index.extend(ix.entries);
                     }
                 }
-                Body::Trailer(t) => {
+                Body::Trailer(mut t) => {
+                    // The trailer counts the bytes before itself; the journal counted it too.
+                    t.stored_bytes += total;
                     found.entry(t.session_id).or_default().trailer = Some(t);
                     return Ok(at + total);
                 }

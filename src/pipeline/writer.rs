@@ -55,6 +55,13 @@ pub enum Event {
     },
     /// The medium is full; the stream continues on the next.
     MediumFull([u8; 16]),
+    /// Parts in these position ranges of a ring medium were overwritten.
+    Evicted {
+        /// The medium.
+        medium: [u8; 16],
+        /// `[start, end)` position ranges.
+        ranges: Vec<(u64, u64)>,
+    },
 }
 
 /// Counters the control thread reads for progress.
@@ -183,6 +190,7 @@ impl StreamWriter {
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), DeviceError> {
         self.target.write(bytes)?;
+        self.report_evictions();
         self.part_len += bytes.len() as u64;
         self.stored_bytes += bytes.len() as u64;
         self.progress.stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -279,8 +287,17 @@ impl StreamWriter {
         self.close_part()
     }
 
+    /// Tells the control thread about parts a ring medium overwrote.
+    fn report_evictions(&mut self) {
+        let ranges = self.target.take_evicted();
+        if !ranges.is_empty() {
+            let _ = self.events.send(Event::Evicted { medium: self.medium.label.medium, ranges });
+        }
+    }
+
     fn close_part(&mut self) -> Result<(), DeviceError> {
         self.target.end_part()?;
+        self.report_evictions();
         let used = self.part_start.position + self.part_len;
         let objects = std::mem::take(&mut self.pending);
         let _ = self.events.send(Event::Durable { objects, medium: self.medium.label.medium, used });
@@ -313,9 +330,12 @@ impl StreamWriter {
         };
         self.session_record(&cont)?;
         self.close_part()?;
-        let _ = self.events.send(Event::MediumFull(self.medium.label.medium));
+        if !self.target.is_ring() {
+            let _ = self.events.send(Event::MediumFull(self.medium.label.medium));
+        }
         let prev = PartRef { medium: self.medium.label.medium, part: self.part };
         self.medium = self.target.next_medium()?;
+        self.report_evictions();
         let _ = self.events.send(Event::Medium(self.medium.clone()));
         self.part += 1;
         self.part_start = self.target.begin_part()?;
