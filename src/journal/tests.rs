@@ -401,3 +401,29 @@ fn uring_journal_on_a_real_directory() {
     assert_eq!(report.cut.unwrap().offset, len);
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+    /// The frame, segment-header and head-slot decoders take any bytes without panicking, and
+    /// never accept a length past what they were given.
+    #[test]
+    fn decoders_take_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700)) {
+        if let Ok((f, total)) = decode_frame(&bytes) {
+            proptest::prop_assert!(total <= bytes.len());
+            proptest::prop_assert_eq!(f.payload.len() + FRAME_HEADER, total);
+        }
+        let _ = SegmentHeader::decode(&bytes);
+        if bytes.len() >= SLOT_LEN {
+            let _ = HeadSlot::decode(bytes[..SLOT_LEN].try_into().unwrap());
+        }
+        let mut g = Groups::new(&SegmentHeader { id: 1, first_seq: 1, prev_len: 0, snapshot: true });
+        let mut pos = 0;
+        while let Ok((f, total)) = decode_frame(&bytes[pos..]) {
+            if g.feed(pos as u64, &f, total).is_err() {
+                break;
+            }
+            pos += total;
+        }
+    }
+}

@@ -6,42 +6,20 @@
 //! session summary and do not stop the backup.
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Sender;
 
+use super::fetch::{BATCH_BYTES, Deal, Dealer, FETCHERS, Fetched, fetch_loop};
 use super::pool::Pool;
 use super::{Finished, SMALL_FILE_DIVISOR, Track, Unit, Work};
 use crate::device::aligned::{ALIGN, AlignedBuf, round_up};
 use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, Payload};
 use crate::format::{HEADER_LEN, MAX_META_LEN, PackBuilder, encode_meta};
 use crate::source::{SourceError, TreeEntry, TreeWalker, WalkOptions, changed_during_read, data_extents};
-use crate::uring::{FileRead, FileReadResult, Ring};
-
-/// Small files read in one io_uring batch.
-const BATCH_FILES: usize = 64;
-/// Bytes of buffer for one batch.
-const BATCH_BYTES: usize = 8 << 20;
-/// Tree entries listed ahead of the reader.
-const WALK_QUEUE: usize = 8192;
-
-const _: () = assert!(BATCH_BYTES >= 2 * (super::DEFAULT_UNIT / SMALL_FILE_DIVISOR + ALIGN));
-
-/// Entries waiting to be read and packed together.
-#[derive(Debug, Default)]
-struct Batch {
-    entries: Vec<TreeEntry>,
-    bytes: usize,
-}
-
-/// Buffer room for a small file: one byte more than its size (to see it grow), in whole blocks.
-fn slot_len(size: usize) -> usize {
-    round_up(size as u64 + 1, ALIGN as u64) as usize
-}
+use crate::uring::{FileReadResult, Ring};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -79,8 +57,6 @@ pub struct Reader {
     pack: Option<PackBuilder<AlignedBuf>>,
     packed: Vec<Finished>,
     ring: Ring,
-    batch_ring: Ring,
-    batch_buf: Option<AlignedBuf>,
     open_flags: i32,
     /// Paths of files that could not be read (hard links to them are skipped).
     unread: HashSet<Vec<u8>>,
@@ -113,8 +89,6 @@ impl Reader {
             pack: None,
             packed: Vec::new(),
             ring: Ring::new()?,
-            batch_ring: Ring::with_capacity(4 * BATCH_FILES as u32)?,
-            batch_buf: Some(AlignedBuf::new(BATCH_BYTES)),
             // Reading must not change access times; only the owner or root may ask for that.
             open_flags: if is_root() { libc::O_NOATIME } else { 0 },
             unread: HashSet::new(),
@@ -138,7 +112,8 @@ impl Reader {
     }
 
     /// Adds every object under `root`; `prefix` (if any) is put before each path. A walker
-    /// thread lists and stats the tree while this one reads files in batches.
+    /// thread lists and stats the tree and deals batches to fetch threads that read the small
+    /// files; this thread packs them in walk order and streams the large ones.
     pub fn add_tree(
         &mut self,
         root: &Path,
@@ -146,46 +121,55 @@ impl Reader {
         opts: WalkOptions,
     ) -> Result<(), ReadError> {
         let walker = TreeWalker::new(root, opts)?;
-        let (tx, rx) = crossbeam_channel::bounded(WALK_QUEUE);
+        // Each fetcher holds at most one buffer in hand and one queued, the reader one: with
+        // 2F + 1 a fetcher never waits for a buffer, so stopping never deadlocks.
+        let pool = Pool::new(2 * FETCHERS + 1, BATCH_BYTES);
+        let (mut work_txs, mut fetched_rxs, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..FETCHERS {
+            let (wtx, wrx) = crossbeam_channel::bounded::<Deal>(1);
+            let (ftx, frx) = crossbeam_channel::bounded::<Fetched>(1);
+            work_txs.push(wtx);
+            fetched_rxs.push(frx);
+            ends.push((wrx, ftx));
+        }
+        let (small_max, open_flags) = (self.small_max, self.open_flags);
+        let prefix = prefix.map(<[u8]>::to_vec);
         std::thread::scope(|scope| {
+            for (i, (wrx, ftx)) in ends.into_iter().enumerate() {
+                let pool = pool.clone();
+                std::thread::Builder::new()
+                    .name(format!("fetch-{i}"))
+                    .spawn_scoped(scope, move || fetch_loop(wrx, ftx, pool, open_flags))
+                    .expect("spawn fetcher");
+            }
             std::thread::Builder::new()
                 .name("walker".into())
-                .spawn_scoped(scope, move || {
-                    for item in walker {
-                        if tx.send(item).is_err() {
-                            return;
-                        }
-                    }
-                })
+                .spawn_scoped(scope, move || deal(walker, Dealer::new(work_txs, small_max), prefix))
                 .expect("spawn walker");
-            let mut batch = Batch::default();
-            for item in rx {
-                let mut entry = match item {
-                    Ok(e) => e,
-                    Err(p) => {
-                        self.problems.push(p.to_string());
-                        continue;
+            let fetched_rxs = fetched_rxs;
+            let mut k = 0;
+            let result = loop {
+                let Ok(f) = fetched_rxs[k % FETCHERS].recv() else { break Ok(()) };
+                k += 1;
+                let r = match f {
+                    Fetched::Batch { entries, buf } => {
+                        let r = self.pack_batch(entries, &buf);
+                        pool.give(buf);
+                        r
+                    }
+                    Fetched::Large(e) => self.large_file(&e).map(|_| ()),
+                    Fetched::Problem(p) => {
+                        self.problems.push(p);
+                        Ok(())
                     }
                 };
-                if let Some(prefix) = prefix {
-                    prefix_path(&mut entry.meta, prefix);
+                if let Err(e) = r {
+                    break Err(e);
                 }
-                let size = entry.meta.size as usize;
-                if entry.meta.kind == ObjectKind::File && size > self.small_max {
-                    self.read_batch(&mut batch)?;
-                    self.large_file(&entry)?;
-                    continue;
-                }
-                if entry.meta.kind == ObjectKind::File {
-                    batch.bytes += slot_len(size);
-                }
-                batch.entries.push(entry);
-                if batch.entries.len() == BATCH_FILES || batch.bytes + slot_len(self.small_max) > BATCH_BYTES
-                {
-                    self.read_batch(&mut batch)?;
-                }
-            }
-            self.read_batch(&mut batch)
+            };
+            // Hanging up stops the fetchers, whose hanging up stops the walker.
+            drop(fetched_rxs);
+            result
         })
     }
 
@@ -194,52 +178,17 @@ impl Reader {
         self.next_object - 1
     }
 
-    /// Reads the batch's small files all at once through io_uring and packs every entry, in
-    /// walk order (a hard link after the file it names).
-    fn read_batch(&mut self, batch: &mut Batch) -> Result<(), ReadError> {
-        if batch.entries.is_empty() {
-            return Ok(());
-        }
-        let entries = std::mem::take(&mut batch.entries);
-        batch.bytes = 0;
-        let paths: Vec<Option<CString>> = entries
-            .iter()
-            .map(|e| {
-                let is_file = e.meta.kind == ObjectKind::File;
-                is_file.then(|| CString::new(e.source.as_os_str().as_bytes()).ok()).flatten()
-            })
-            .collect();
-        let mut results = Vec::new();
-        {
-            let mut rest: &mut [u8] = self.batch_buf.as_mut().expect("batch buffer is home");
-            let mut reads = Vec::new();
-            for (e, p) in entries.iter().zip(&paths) {
-                if e.meta.kind == ObjectKind::File {
-                    let (slot, tail) = rest.split_at_mut(slot_len(e.meta.size as usize));
-                    rest = tail;
-                    if let Some(path) = p {
-                        reads.push(FileRead { path, buf: slot });
-                    }
-                }
+    /// Packs a fetched batch in walk order (a hard link after the file it names).
+    fn pack_batch(
+        &mut self,
+        entries: Vec<(TreeEntry, Option<FileReadResult>, usize)>,
+        buf: &[u8],
+    ) -> Result<(), ReadError> {
+        for (e, r, offset) in entries {
+            match r {
+                None => self.meta_only(e)?,
+                Some(r) => self.packed_file(e, r, &buf[offset..])?,
             }
-            if !reads.is_empty() {
-                results = self.batch_ring.read_files(&mut reads, self.open_flags);
-            }
-        }
-        let mut results = results.into_iter();
-        let mut offset = 0;
-        for (e, p) in entries.into_iter().zip(&paths) {
-            if e.meta.kind != ObjectKind::File {
-                self.meta_only(e)?;
-                continue;
-            }
-            let slot = slot_len(e.meta.size as usize);
-            let result = match p {
-                Some(_) => results.next().expect("one result per read"),
-                None => FileReadResult { len: Err(std::io::Error::other("path holds a NUL")), stat: None },
-            };
-            self.packed_file(e, result, offset)?;
-            offset += slot;
         }
         Ok(())
     }
@@ -257,8 +206,8 @@ impl Reader {
         self.pack_object(id, e.meta, &[])
     }
 
-    /// Packs one small file from the batch buffer at `offset`.
-    fn packed_file(&mut self, e: TreeEntry, r: FileReadResult, offset: usize) -> Result<(), ReadError> {
+    /// Packs one small file whose bytes start `data`.
+    fn packed_file(&mut self, e: TreeEntry, r: FileReadResult, data: &[u8]) -> Result<(), ReadError> {
         let n = match r.len {
             Ok(n) => n,
             Err(err) => {
@@ -278,11 +227,8 @@ impl Reader {
             self.problems.push(format!("{}: changed while being read", e.source.display()));
             meta.size = n as u64;
         }
-        let data = self.batch_buf.take().expect("batch buffer is home between files");
         let id = self.object_id();
-        let r = self.pack_object(id, meta, &data[offset..offset + n]);
-        self.batch_buf = Some(data);
-        r
+        self.pack_object(id, meta, &data[..n])
     }
 
     fn pack_object(&mut self, id: u64, meta: ObjectMeta, data: &[u8]) -> Result<(), ReadError> {
@@ -464,6 +410,25 @@ impl Reader {
         self.flush_pack()?;
         Ok(std::mem::take(&mut self.problems))
     }
+}
+
+/// The walker thread: lists the tree and deals its entries out in batches.
+fn deal(walker: TreeWalker, mut dealer: Dealer, prefix: Option<Vec<u8>>) {
+    for item in walker {
+        let more = match item {
+            Ok(mut e) => {
+                if let Some(p) = &prefix {
+                    prefix_path(&mut e.meta, p);
+                }
+                dealer.add(e)
+            }
+            Err(p) => dealer.problem(p.to_string()),
+        };
+        if !more {
+            return;
+        }
+    }
+    dealer.finish();
 }
 
 /// Opens a large file to back up: direct I/O (it is read once; the page cache would only be

@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +24,7 @@ use super::restore_workers::{FileJob, Workers, add_summaries};
 use crate::catalog::{Catalog, StoredObject};
 use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry};
 use crate::fsrestore::{FsRestorer, RestoreError, RestoreSummary};
+use crate::uring::Ring;
 
 /// Threads creating small files in parallel: creating a file is kernel work that waits on the
 /// disk, so more threads than cores keep both busy.
@@ -178,6 +178,8 @@ pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, Pla
         Action::Verify(_) => None,
     };
     let mut sink = Sink {
+        ring: Ring::new()
+            .map_err(|e| PlanError::Root(RestoreError::Root { path: "io_uring".into(), source: e }))?,
         fs,
         workers,
         compare,
@@ -257,6 +259,7 @@ struct OpenObject {
 
 /// Where restored or verified objects go.
 struct Sink<'c> {
+    ring: Ring,
     fs: Option<FsRestorer>,
     workers: Option<Workers>,
     compare: Option<Comparer>,
@@ -357,7 +360,7 @@ impl Sink<'_> {
         o.length += data.len() as u64;
         self.report.bytes += data.len() as u64;
         if let Some(f) = &o.file
-            && let Err(e) = f.write_all_at(data, offset)
+            && let Err(e) = self.ring.write_at(f, offset, data)
         {
             let what = format!("{}: writing failed: {e}", self.name(id));
             self.open.remove(&id);

@@ -3,9 +3,9 @@
 //! large files). Each worker has its own [`FsRestorer`] on the same root; directories they
 //! write into were created by the consumer before the files were handed out.
 
+use crate::uring::Ring;
 use std::collections::HashSet;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -44,7 +44,6 @@ pub struct Workers {
     jobs: Vec<Sender<FileJob>>,
     acks: Receiver<Ack>,
     threads: Vec<JoinHandle<RestoreSummary>>,
-    next: usize,
     in_flight: usize,
 }
 
@@ -66,13 +65,17 @@ impl Workers {
             );
             jobs.push(tx);
         }
-        Workers { jobs, acks, threads, next: 0, in_flight: 0 }
+        Workers { jobs, acks, threads, in_flight: 0 }
     }
 
-    /// Hands a file to the next worker.
+    /// Hands a file to a worker: always the same one for files of one directory, since
+    /// creating files in a directory takes its lock — workers in different directories run
+    /// in parallel, workers in the same one would queue.
     pub fn send(&mut self, job: FileJob) {
-        let tx = &self.jobs[self.next % self.jobs.len()];
-        self.next += 1;
+        let parent = job.meta.path.iter().rposition(|&b| b == b'/').map_or(&[][..], |i| &job.meta.path[..i]);
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(parent, &mut h);
+        let tx = &self.jobs[(std::hash::Hasher::finish(&h) % self.jobs.len() as u64) as usize];
         self.in_flight += 1;
         tx.send(job).expect("restore workers outlive the restore");
     }
@@ -129,11 +132,20 @@ fn work(root: &Path, jobs: Receiver<FileJob>, acks: Sender<Ack>) -> RestoreSumma
             return RestoreSummary::default();
         }
     };
+    let mut ring = match Ring::new() {
+        Ok(r) => r,
+        Err(e) => {
+            for j in jobs {
+                let _ = acks.send(Ack::Failed(format!("{}: not restored: io_uring: {e}", object_name(&j))));
+            }
+            return RestoreSummary::default();
+        }
+    };
     for j in jobs {
         let name = || object_name(&j);
         let data = &j.data[j.range.clone()];
         let ack = match fs.create(&j.meta) {
-            Ok(Some(f)) => match f.write_all_at(data, 0) {
+            Ok(Some(f)) => match ring.write_at(&f, 0, data) {
                 Ok(()) => match fs.finish_written(f, &j.meta, Some(data.len() as u64)) {
                     Ok(()) => Ack::Done(j.id),
                     Err(e) => Ack::Failed(format!("{}: {e}", name())),
