@@ -127,21 +127,5 @@ impl Comparer {
 }
 
 fn kind_of(md: &std::fs::Metadata) -> ObjectKind {
-    use std::os::unix::fs::FileTypeExt;
-    let t = md.file_type();
-    if t.is_dir() {
-        ObjectKind::Dir
-    } else if t.is_symlink() {
-        ObjectKind::Symlink
-    } else if t.is_fifo() {
-        ObjectKind::Fifo
-    } else if t.is_char_device() {
-        ObjectKind::CharDevice
-    } else if t.is_block_device() {
-        ObjectKind::BlockDevice
-    } else if t.is_socket() {
-        ObjectKind::Socket
-    } else {
-        ObjectKind::File
-    }
+    crate::source::kind_of(md.file_type()).unwrap_or(ObjectKind::File)
 }

@@ -24,8 +24,9 @@ pub mod restore_workers;
 pub mod scan;
 pub mod writer;
 
+use crate::catalog::StoredObject;
 use crate::device::aligned::AlignedBuf;
-use crate::format::records::ObjectKind;
+use crate::format::records::ObjectMeta;
 
 /// Default unit size: how much of a file one record carries (chosen by benchmark).
 pub const DEFAULT_UNIT: usize = 4 << 20;
@@ -38,25 +39,22 @@ pub const SMALL_FILE_DIVISOR: usize = 4;
 const _: () = assert!(DEFAULT_UNIT <= crate::format::MAX_UNIT_LEN);
 const _: () = assert!(DEFAULT_UNIT.is_multiple_of(crate::device::aligned::ALIGN));
 
-/// An object (or a piece of one) as the writer records it once its bytes are written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finished {
-    /// Object id within the session.
-    pub id: u64,
-    /// Path relative to the source root.
-    pub path: Vec<u8>,
-    /// What it is.
-    pub kind: ObjectKind,
-    /// Size of the whole object.
-    pub size: u64,
-    /// Modification time.
-    pub mtime: i64,
-    /// Offset of this piece within the object.
-    pub segment_offset: u64,
-    /// Bytes stored for this piece.
-    pub length: u64,
-    /// BLAKE3 of those bytes.
-    pub digest: [u8; 32],
+/// Where an object (or a piece of one) lives, as far as the reader knows it: the writer fills
+/// in the stream, part and position when it writes the object's first record.
+pub fn stored(id: u64, meta: &ObjectMeta, length: u64, digest: [u8; 32]) -> StoredObject {
+    StoredObject {
+        id,
+        path: meta.path.clone(),
+        kind: meta.kind,
+        size: meta.size,
+        mtime: meta.mtime,
+        segment_offset: 0,
+        length,
+        stream: 0,
+        part: 0,
+        position: 0,
+        digest,
+    }
 }
 
 /// What the writer must know about a record besides its bytes.
@@ -67,9 +65,9 @@ pub enum Track {
     /// The first record of an object: where it starts is where restore seeks to.
     Starts(u64),
     /// The last record of an object: it is whole once this is written.
-    Ends(Box<Finished>),
+    Ends(Box<StoredObject>),
     /// A pack: every object in it starts and ends here.
-    Packed(Vec<Finished>),
+    Packed(Vec<StoredObject>),
 }
 
 /// Work for a compressor: one record to encode.

@@ -14,7 +14,8 @@ use crossbeam_channel::Sender;
 
 use super::fetch::{BATCH_BYTES, Deal, Dealer, FETCHERS, Fetched, fetch_loop};
 use super::pool::Pool;
-use super::{Finished, SMALL_FILE_DIVISOR, Track, Unit, Work};
+use super::{SMALL_FILE_DIVISOR, Track, Unit, Work, stored};
+use crate::catalog::StoredObject;
 use crate::device::aligned::{ALIGN, AlignedBuf, round_up};
 use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, Payload};
 use crate::format::{HEADER_LEN, MAX_META_LEN, PackBuilder, encode_meta};
@@ -55,7 +56,7 @@ pub struct Reader {
     next_seq: u64,
     next_object: u64,
     pack: Option<PackBuilder<AlignedBuf>>,
-    packed: Vec<Finished>,
+    packed: Vec<StoredObject>,
     ring: Ring,
     open_flags: i32,
     /// Paths of files that could not be read (hard links to them are skipped).
@@ -232,16 +233,7 @@ impl Reader {
     }
 
     fn pack_object(&mut self, id: u64, meta: ObjectMeta, data: &[u8]) -> Result<(), ReadError> {
-        let f = Finished {
-            id,
-            path: meta.path.clone(),
-            kind: meta.kind,
-            size: meta.size,
-            mtime: meta.mtime,
-            segment_offset: 0,
-            length: data.len() as u64,
-            digest: digest(data),
-        };
+        let f = stored(id, &meta, data.len() as u64, digest(data));
         let entry = PackedEntry { object_id: id, meta, length: data.len() as u64, digest: f.digest };
         for attempt in 0..2 {
             if self.pack.is_none() {
@@ -351,16 +343,7 @@ impl Reader {
         length: u64,
         digest: [u8; 32],
     ) -> Result<(), ReadError> {
-        let f = Finished {
-            id,
-            path: meta.path.clone(),
-            kind: meta.kind,
-            size: meta.size,
-            mtime: meta.mtime,
-            segment_offset: 0,
-            length,
-            digest,
-        };
+        let f = stored(id, meta, length, digest);
         self.encoded(id, &ObjectEnd { length, digest }, Track::Ends(Box::new(f)))
     }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 
-use super::{Encoded, EncodedBytes, Finished, Track};
+use super::{Encoded, EncodedBytes, Track};
 use crate::catalog::StoredObject;
 use crate::device::{DeviceError, Mounted, PartStart, Target};
 use crate::format::records::{
@@ -244,9 +244,10 @@ impl StreamWriter {
         Ok(())
     }
 
-    fn finished(&mut self, f: Finished, (part, position): (u32, u64)) {
+    fn finished(&mut self, mut f: StoredObject, (part, position): (u32, u64)) {
         self.objects += 1;
         self.progress.objects.fetch_add(1, Ordering::Relaxed);
+        (f.stream, f.part, f.position) = (self.info.stream, part, position);
         self.index.push(IndexEntry {
             object_id: f.id,
             path: f.path.clone(),
@@ -254,23 +255,11 @@ impl StreamWriter {
             size: f.size,
             segment_offset: f.segment_offset,
             length: f.length,
-            stream: self.info.stream,
+            stream: f.stream,
             part,
             position,
         });
-        self.pending.push(StoredObject {
-            id: f.id,
-            path: f.path,
-            kind: f.kind,
-            size: f.size,
-            mtime: f.mtime,
-            segment_offset: f.segment_offset,
-            length: f.length,
-            stream: self.info.stream,
-            part,
-            position,
-            digest: f.digest,
-        });
+        self.pending.push(f);
     }
 
     /// Closes the current part with a continuation (to `next_medium`, or this medium when

@@ -34,7 +34,7 @@ use std::path::PathBuf;
 
 use crate::format::records::ObjectMeta;
 
-pub use tree::{MAX_DEPTH, MAX_DIR_ENTRIES, MAX_HARDLINKS, TreeWalker};
+pub use tree::{MAX_DEPTH, MAX_DIR_ENTRIES, MAX_HARDLINKS, TreeWalker, kind_of};
 
 /// Most data extents [`data_extents`] reports for one file; past it, the rest of the file is
 /// one extent (its holes are then read as zeros).

@@ -299,7 +299,8 @@ fn read_target(abs: &Path) -> Result<ByteBuf, SourceProblem> {
     Ok(ByteBuf::from(bytes))
 }
 
-fn kind_of(ft: FileType) -> Option<ObjectKind> {
+/// The kind of object a file type is (`None` for types coffer does not know).
+pub fn kind_of(ft: FileType) -> Option<ObjectKind> {
     let kind = if ft.is_file() {
         ObjectKind::File
     } else if ft.is_dir() {
