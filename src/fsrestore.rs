@@ -36,7 +36,7 @@ use std::ffi::{CString, OsStr};
 use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions, Permissions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -168,6 +168,12 @@ pub struct FsRestorer {
     /// Parent (relative path) checked by the last call: consecutive objects mostly share one,
     /// and a checked directory stays one (this restorer only ever replaces non-directories).
     checked_parent: Option<Vec<u8>>,
+    /// Whether that parent may hand its group to new files (set-group-ID, or not looked at).
+    parent_setgid: bool,
+    /// Owner new files get: this process's effective user and group.
+    me: (u32, u32),
+    /// This process's umask, which trims the mode new files are created with.
+    umask: u32,
 }
 
 impl FsRestorer {
@@ -179,7 +185,22 @@ impl FsRestorer {
         if !fs::metadata(&root).map_err(fail)?.is_dir() {
             return Err(fail(io::Error::from_raw_os_error(libc::ENOTDIR)));
         }
-        Ok(FsRestorer { root, dirs: Vec::new(), summary: RestoreSummary::default(), checked_parent: None })
+        // SAFETY: geteuid, getegid and umask have no preconditions and cannot fail; the umask is
+        // put back at once.
+        let (me, umask) = unsafe {
+            let old = libc::umask(0o077);
+            libc::umask(old);
+            ((libc::geteuid(), libc::getegid()), old as u32)
+        };
+        Ok(FsRestorer {
+            root,
+            dirs: Vec::new(),
+            summary: RestoreSummary::default(),
+            checked_parent: None,
+            parent_setgid: true,
+            me,
+            umask,
+        })
     }
 
     /// Creates the object `meta` names (its path relative to the root; "." is the root). For
@@ -215,6 +236,46 @@ impl FsRestorer {
             }
             ObjectKind::Volume => Err(RestoreError::Unsupported { path: meta.path.clone(), kind: meta.kind }),
         }
+    }
+
+    /// Creates a regular file whose contents were already checked against their digest (a
+    /// packed small file), with its final permissions at once when they are plain ones: what
+    /// would be hidden behind mode 0600 until checked has been checked. Finish it with
+    /// [`FsRestorer::finish_verified`].
+    pub fn create_verified(&mut self, meta: &ObjectMeta) -> Result<File, RestoreError> {
+        assert_eq!(meta.kind, ObjectKind::File, "only regular files are created verified");
+        let comps = components(&meta.path).map_err(|reason| unsafe_path(&meta.path, reason))?;
+        meta.validate().map_err(|what| RestoreError::Invalid { path: meta.path.clone(), what })?;
+        let Some(name) = comps.last() else {
+            return Err(unsafe_path(&meta.path, "only a directory can be the restore root"));
+        };
+        let path = self.checked_parent(&meta.path, &comps, true)?.join(OsStr::from_bytes(name));
+        make_file_mode(&path, self.verified_mode(meta))
+    }
+
+    /// Mode a verified file is created with: its own when plain, else the restoring mode.
+    fn verified_mode(&self, meta: &ObjectMeta) -> u32 {
+        if meta.mode & 0o7000 == 0 { meta.mode & 0o777 } else { FILE_MODE_WHILE_RESTORING }
+    }
+
+    /// Finishes a file [`FsRestorer::create_verified`] returned: size if a trailing hole,
+    /// owner and mode only where creation did not already give the right ones, mtime.
+    pub fn finish_verified(&mut self, file: File, meta: &ObjectMeta, end: u64) -> Result<(), RestoreError> {
+        let path = || self.root.join(OsStr::from_bytes(&meta.path));
+        if end != meta.size {
+            file.set_len(meta.size).map_err(|source| RestoreError::Create { path: path(), source })?;
+        }
+        let owned = (meta.uid, meta.gid) == self.me && !self.parent_setgid;
+        let created = self.verified_mode(meta) & !self.umask;
+        if !owned || created != meta.mode & PERMISSION_BITS {
+            let p = path();
+            return self.apply_metadata(&file, &p, meta).map(|()| self.summary.files += 1);
+        }
+        let failed = |source| RestoreError::Metadata { path: path(), source };
+        let mtime = system_time(meta.mtime, meta.mtime_nsec).map_err(failed)?;
+        file.set_times(FileTimes::new().set_modified(mtime)).map_err(failed)?;
+        self.summary.files += 1;
+        Ok(())
     }
 
     /// Finishes a file [`FsRestorer::create`] returned, once all its data is written: sets its
@@ -298,13 +359,16 @@ impl FsRestorer {
             return Ok(dir);
         }
         let mut cur = self.root.clone();
+        // The root's own group bit is not looked at: assume the worst.
+        self.parent_setgid = true;
         for name in parents {
             cur.push(OsStr::from_bytes(name));
+            self.parent_setgid = true;
             match fs::symlink_metadata(&cur) {
                 Ok(md) if md.file_type().is_symlink() => {
                     return Err(unsafe_path(raw, "a parent directory is a symbolic link"));
                 }
-                Ok(md) if md.is_dir() => {}
+                Ok(md) if md.is_dir() => self.parent_setgid = md.mode() & libc::S_ISGID != 0,
                 Ok(_) => return Err(create_error(&cur, libc::ENOTDIR)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     fs::create_dir(&cur)
@@ -438,11 +502,16 @@ fn depth(path: &[u8]) -> usize {
 
 /// Creates a regular file that did not exist, replacing any non-directory at `path`.
 fn make_file(path: &Path) -> Result<File, RestoreError> {
+    make_file_mode(path, FILE_MODE_WHILE_RESTORING)
+}
+
+/// Creates a new regular file with `mode` (trimmed by the umask), replacing any non-directory.
+fn make_file_mode(path: &Path, mode: u32) -> Result<File, RestoreError> {
     let open = || {
         OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(FILE_MODE_WHILE_RESTORING)
+            .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
     };

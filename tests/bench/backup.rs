@@ -19,9 +19,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde_json::{Value, json};
@@ -158,6 +160,20 @@ fn words(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The bench process's own peak RSS (VmHWM, KiB) when it last spawned a measured child. Linux
+/// charges a posix_spawn/vfork parent's peak RSS to the child at exec, so no child's ru_maxrss
+/// is reported below it: the bench keeps itself small, and says what the floor was.
+static RSS_FLOOR_KIB: AtomicU64 = AtomicU64::new(0);
+
+fn own_peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `sync; echo 3 > /proc/sys/vm/drop_caches`.
 fn drop_caches(cfg: &Config) {
     let _ = Command::new("sync").status();
@@ -174,6 +190,7 @@ fn timed(cfg: &Config, cmd: &mut Command, logs: &Path, label: &str) -> Res<Run> 
     let err_path = logs.join(format!("{label}.err"));
     let out = File::create(&out_path).map_err(|e| format!("{}: {e}", out_path.display()))?;
     let err = File::create(&err_path).map_err(|e| format!("{}: {e}", err_path.display()))?;
+    RSS_FLOOR_KIB.fetch_max(own_peak_rss_kib(), Ordering::Relaxed);
     let t = Instant::now();
     let child = cmd
         .stdin(Stdio::null())
@@ -236,125 +253,166 @@ fn cvol_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// One entry of a tree listing: `%m %U %G %T@ %y %n %l` and the inode.
+/// One record of a sorted tree listing (`%P//%i//%m %U %G %T@ %y %n %l`, NUL-terminated).
 #[derive(Debug)]
 struct Entry {
-    meta: String,
-    links: u64,
+    path: Vec<u8>,
     inode: String,
+    /// `%m %U %G %T@ %y %n %l`: mode, uid, gid, mtime, type, links, symlink target.
+    meta: String,
 }
 
-/// `find DIR -printf '%P\0%m %U %G %T@ %y %n %l\0%i\0'`: path → entry.
-fn listing(dir: &Path) -> Res<BTreeMap<String, Entry>> {
-    let out = Command::new("find")
-        .arg(dir)
-        .args(["-printf", r"%P\0%m %U %G %T@ %y %n %l\0%i\0"])
-        .output()
-        .map_err(|e| format!("find: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "find {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let fields: Vec<String> =
-        out.stdout.split(|&b| b == 0).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
-    let mut map = BTreeMap::new();
-    for c in fields.chunks_exact(3) {
-        let links = c[1].split(' ').nth(5).and_then(|n| n.parse().ok()).unwrap_or(1);
-        let path = if c[0].is_empty() { ".".to_string() } else { c[0].clone() };
-        map.insert(path, Entry { meta: c[1].clone(), links, inode: c[2].clone() });
-    }
-    Ok(map)
-}
-
-/// For each non-directory with several links: the first path (in order) of its group of hard
-/// links within the tree.
-fn link_groups(list: &BTreeMap<String, Entry>) -> BTreeMap<&str, &str> {
-    let mut first: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut out = BTreeMap::new();
-    for (path, e) in list {
-        if e.links > 1 && !e.meta.contains(" d ") {
-            let f = *first.entry(e.inode.as_str()).or_insert(path.as_str());
-            out.insert(path.as_str(), f);
+impl Entry {
+    fn parse(raw: &[u8]) -> Entry {
+        let split = |s: &[u8]| match s.windows(2).position(|w| w == b"//") {
+            Some(i) => (s[..i].to_vec(), s[i + 2..].to_vec()),
+            None => (s.to_vec(), Vec::new()),
+        };
+        let (path, rest) = split(raw);
+        let (inode, meta) = split(&rest);
+        Entry {
+            path,
+            inode: String::from_utf8_lossy(&inode).into_owned(),
+            meta: String::from_utf8_lossy(&meta).into_owned(),
         }
     }
-    out
+
+    fn name(&self) -> String {
+        if self.path.is_empty() { ".".into() } else { String::from_utf8_lossy(&self.path).into_owned() }
+    }
+
+    /// Whether it is a non-directory with several links.
+    fn linked(&self) -> bool {
+        let f: Vec<&str> = self.meta.splitn(7, ' ').collect();
+        f.len() > 5 && f[4] != "d" && f[5].parse::<u64>().is_ok_and(|n| n > 1)
+    }
+}
+
+/// The order `LC_ALL=C sort -z` gives the records: paths never contain `//`, so comparing
+/// `path//` decides before the rest of the record matters.
+fn path_order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    a.path.iter().chain(b"//").cmp(b.path.iter().chain(b"//"))
+}
+
+/// Writes the sorted listing of `dir` to `out`.
+fn listing(dir: &Path, out: &Path) -> Res<()> {
+    let cmd =
+        format!("find {} -printf '%P//%i//%m %U %G %T@ %y %n %l\\0' | LC_ALL=C sort -z > {}", q(dir), q(out));
+    let st = shell(&cmd).status().map_err(|e| format!("{cmd}: {e}"))?;
+    if st.success() { Ok(()) } else { Err(format!("{cmd}: {st}")) }
+}
+
+fn entries(path: &Path) -> Res<impl Iterator<Item = Entry>> {
+    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(BufReader::new(f).split(0).map_while(Result::ok).map(|r| Entry::parse(&r)))
 }
 
 /// Compares the restored tree with the corpus: content with `diff -r --no-dereference`, metadata
-/// with `find -printf`.
-fn check_tree(src: &Path, restored: &Path) -> Res<TreeCheck> {
+/// with sorted `find -printf` listings, merged as they stream (the bench process stays small:
+/// Linux charges its peak RSS to every child it spawns).
+fn check_tree(src: &Path, restored: &Path, logs: &Path) -> Res<TreeCheck> {
     let mut details = Vec::new();
-    let diff = Command::new("diff")
+    let diff_out = logs.join("check-diff.out");
+    let status = Command::new("diff")
         .args(["-r", "--no-dereference"])
         .arg(src)
         .arg(restored)
+        .stdout(File::create(&diff_out).map_err(|e| format!("{}: {e}", diff_out.display()))?)
+        .stderr(Stdio::piped())
         .output()
         .map_err(|e| format!("diff: {e}"))?;
-    let content_lines: Vec<String> = String::from_utf8_lossy(&diff.stdout)
-        .lines()
-        .chain(String::from_utf8_lossy(&diff.stderr).lines())
-        .map(str::to_string)
-        .collect();
-    match diff.status.code() {
-        Some(0) => {}
-        Some(1) => {
-            details.push(format!("content: diff -r reports {} lines of differences", content_lines.len()));
-            details.extend(content_lines.iter().take(SHOWN_DIFFERENCES).map(|l| format!("  {l}")));
+    if !status.status.success() {
+        let (mut n, mut first) = (0usize, Vec::new());
+        let f = File::open(&diff_out).map_err(|e| format!("{}: {e}", diff_out.display()))?;
+        for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+            n += 1;
+            if first.len() < SHOWN_DIFFERENCES {
+                first.push(format!("  {}", String::from_utf8_lossy(&line)));
+            }
         }
-        _ => {
-            details.push("content: diff -r failed".into());
-            details.extend(content_lines.iter().take(SHOWN_DIFFERENCES).map(|l| format!("  {l}")));
-        }
+        let stderr = String::from_utf8_lossy(&status.stderr);
+        first.extend(stderr.lines().take(SHOWN_DIFFERENCES).map(|l| format!("  {l}")));
+        let failed = if status.status.code() == Some(1) { "" } else { " (diff failed)" };
+        details.push(format!("content: diff -r reports {n} lines of differences{failed}"));
+        details.extend(first);
     }
 
-    let a = listing(src)?;
-    let b = listing(restored)?;
-    let mut meta = Vec::new();
-    let mut count = 0usize;
-    for (path, ea) in &a {
-        match b.get(path) {
-            None => {
-                count += 1;
-                if meta.len() < SHOWN_DIFFERENCES {
-                    meta.push(format!("  missing from the restore: {path} ({})", ea.meta));
-                }
+    let (la, lb) = (logs.join("check-corpus.list"), logs.join("check-restored.list"));
+    listing(src, &la)?;
+    listing(restored, &lb)?;
+    let (mut ia, mut ib) = (entries(&la)?, entries(&lb)?);
+    let (mut a, mut b) = (ia.next(), ib.next());
+    let (mut meta, mut count, mut total) = (Vec::new(), 0usize, 0usize);
+    let mut note = |s: String, count: &mut usize| {
+        *count += 1;
+        if meta.len() < SHOWN_DIFFERENCES {
+            meta.push(format!("  {s}"));
+        }
+    };
+    // Hard links: for each linked path, the first path of its group (by inode), per side.
+    let (mut first_a, mut first_b) = (BTreeMap::new(), BTreeMap::new());
+    let (mut group_a, mut group_b) = (BTreeMap::new(), BTreeMap::new());
+    loop {
+        let order = match (&a, &b) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => path_order(x, y),
+        };
+        if order.is_le()
+            && let Some(x) = &a
+        {
+            total += 1;
+            if x.linked() {
+                let f = first_a.entry(x.inode.clone()).or_insert_with(|| x.name()).clone();
+                group_a.insert(x.name(), f);
             }
-            Some(eb) if eb.meta != ea.meta => {
-                count += 1;
-                if meta.len() < SHOWN_DIFFERENCES {
-                    meta.push(format!("  {path}: corpus [{}] restored [{}]", ea.meta, eb.meta));
-                }
+        }
+        if order.is_ge()
+            && let Some(y) = &b
+            && y.linked()
+        {
+            let f = first_b.entry(y.inode.clone()).or_insert_with(|| y.name()).clone();
+            group_b.insert(y.name(), f);
+        }
+        match (order, &a, &b) {
+            (std::cmp::Ordering::Less, Some(x), _) => {
+                note(format!("missing from the restore: {} [{}]", x.name(), x.meta), &mut count);
+                a = ia.next();
             }
-            Some(_) => {}
+            (std::cmp::Ordering::Greater, _, Some(y)) => {
+                note(format!("only in the restore: {} [{}]", y.name(), y.meta), &mut count);
+                b = ib.next();
+            }
+            (_, Some(x), Some(y)) => {
+                if x.meta != y.meta {
+                    note(format!("{}: corpus [{}] restored [{}]", x.name(), x.meta, y.meta), &mut count);
+                }
+                a = ia.next();
+                b = ib.next();
+            }
+            _ => unreachable!("ordering follows presence"),
         }
     }
-    for (path, eb) in &b {
-        if !a.contains_key(path) {
-            count += 1;
-            if meta.len() < SHOWN_DIFFERENCES {
-                meta.push(format!("  only in the restore: {path} ({})", eb.meta));
-            }
+    for (path, f) in &group_a {
+        if group_b.get(path) != Some(f) {
+            note(
+                format!(
+                    "hard link {path}: linked with {f} in the corpus, with {:?} in the restore",
+                    group_b.get(path)
+                ),
+                &mut count,
+            );
         }
     }
-    let (ga, gb) = (link_groups(&a), link_groups(&b));
-    for (path, fa) in &ga {
-        if gb.get(path) != Some(fa) {
-            count += 1;
-            if meta.len() < SHOWN_DIFFERENCES {
-                meta.push(format!(
-                    "  hard link {path}: corpus links it with {fa}, restore with {:?}",
-                    gb.get(path)
-                ));
-            }
+    for (path, f) in &group_b {
+        if !group_a.contains_key(path) {
+            note(format!("hard link {path}: linked with {f} in the restore only"), &mut count);
         }
     }
     if count > 0 {
         details.push(format!(
-            "metadata: {count} entries differ (of {} in the corpus) in [mode uid gid mtime type links symlink-target]",
-            a.len()
+            "metadata: {count} differences (of {total} entries in the corpus) in [mode uid gid mtime type links symlink-target]"
         ));
         details.extend(meta);
     }
@@ -387,6 +445,39 @@ fn ensure_corpus(cfg: &Config, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Size of the file system each restore gets (a sparse image file).
+const RESTORE_FS_SIZE: &str = "8G";
+
+/// Mounts a file system made just now at `dir`, in the image file `img`; `false` (and a plain
+/// directory) where that cannot be done. Each restore gets its own because deleting an earlier
+/// restore's 200,000 files leaves ext4's inode allocator scanning "recently deleted" inodes,
+/// which slowed whichever restore ran next by up to three times, peer or coffer alike.
+fn fresh_fs(dir: &Path, img: &Path) -> Res<bool> {
+    unmount(dir);
+    let _ = std::fs::remove_file(img);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let made = Command::new("truncate")
+        .args(["-s", RESTORE_FS_SIZE])
+        .arg(img)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("mkfs.ext4").args(["-q", "-F"]).arg(img).status().is_ok_and(|s| s.success())
+        && Command::new("mount").args(["-o", "loop"]).arg(img).arg(dir).status().is_ok_and(|s| s.success());
+    if !made {
+        println!("  (no fresh file system for {}: restoring into a plain directory)", dir.display());
+    }
+    Ok(made)
+}
+
+/// Unmounts `dir` if something is mounted there.
+fn unmount(dir: &Path) {
+    let mounted = std::fs::read_to_string("/proc/self/mounts")
+        .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(&*dir.to_string_lossy())));
+    if mounted {
+        let _ = Command::new("umount").arg(dir).status();
+    }
+}
+
 /// Removes and recreates the work directory.
 fn fresh(dir: &Path) -> Res<()> {
     if dir.exists() {
@@ -403,7 +494,9 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
     let src = cfg.corpus_root.join(name);
     let w = cfg.dir.join("work");
     let (out, state, target) = (w.join("peer.tar.lz4"), w.join("state"), w.join("target"));
-    let (peer_dir, coffer_dir, logs) = (w.join("peer-restore"), w.join("coffer-restore"), w.join("logs"));
+    // Restores go into a tree below a mount point, clear of the new file system's lost+found.
+    let (peer_mnt, coffer_mnt, logs) = (w.join("peer-restore"), w.join("coffer-restore"), w.join("logs"));
+    let (peer_dir, coffer_dir) = (peer_mnt.join("tree"), coffer_mnt.join("tree"));
     let peer_backup = format!("tar -cf - -C {} {name} | lz4 -1 -q > {}", q(&cfg.corpus_root), q(&out));
     let peer_restore = format!("lz4 -dc {} | tar -x -C {}", q(&out), q(&peer_dir));
     let mut backup_args: Vec<String> =
@@ -435,10 +528,13 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
     let commands = vec![
         format!("peer backup:    {peer_backup}"),
         format!("coffer backup:  {}", show(&backup_args)),
+        format!(
+            "restore targets: a new ext4 file system (loop-mounted {RESTORE_FS_SIZE} image) for every restore, peer and coffer"
+        ),
         format!("peer restore:   mkdir {} && {peer_restore}", q(&peer_dir)),
         format!("coffer restore: {}", show(&restore_args)),
         format!(
-            "check:          diff -r --no-dereference {0} {1}; find {{{0},{1}}} -printf '%P %m %U %G %T@ %y %n %l' (+ %i for hard links), compared by path",
+            "check:          diff -r --no-dereference {0} {1}; for each: find DIR -printf '%P//%i//%m %U %G %T@ %y %n %l\\0' | LC_ALL=C sort -z, merged by path (inodes only group hard links)",
             q(&src),
             q(&coffer_dir)
         ),
@@ -461,7 +557,10 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
     };
     println!("{name} ({what}: {})", r.marker);
     let mut coffer_restored = false;
+    let (peer_img, coffer_img) = (cfg.dir.join("peer-restore.img"), cfg.dir.join("coffer-restore.img"));
     for round in 1..=cfg.runs {
+        unmount(&peer_mnt);
+        unmount(&coffer_mnt);
         fresh(&w)?;
         let tag = format!("{name} round {round}/{}", cfg.runs);
 
@@ -500,6 +599,7 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
         }
 
         if peer_ok {
+            fresh_fs(&peer_mnt, &peer_img)?;
             std::fs::create_dir_all(&peer_dir).map_err(|e| format!("{}: {e}", peer_dir.display()))?;
             let run = timed(cfg, &mut shell(&peer_restore), &logs, "peer-restore")?;
             if run.ok() {
@@ -515,6 +615,7 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
 
         coffer_restored = false;
         if coffer_ok {
+            fresh_fs(&coffer_mnt, &coffer_img)?;
             let run = timed(cfg, Command::new(&cfg.coffer).args(&restore_args), &logs, "coffer-restore")?;
             r.coffer_restore_json = parse_json(&run.stdout);
             if run.ok() {
@@ -536,7 +637,7 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
     }
     if coffer_restored {
         println!("  {name}: checking the restored tree against the corpus");
-        let check = check_tree(&src, &coffer_dir)?;
+        let check = check_tree(&src, &coffer_dir, &logs)?;
         if check.identical {
             println!("  {name}: restored tree identical");
         } else {
@@ -547,6 +648,10 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
         }
         r.tree = Some(check);
     }
+    unmount(&peer_mnt);
+    unmount(&coffer_mnt);
+    let _ = std::fs::remove_file(&peer_img);
+    let _ = std::fs::remove_file(&coffer_img);
     if let Err(e) = std::fs::remove_dir_all(&w) {
         println!("  cannot remove {}: {e}", w.display());
     }
@@ -869,6 +974,11 @@ fn real_main() -> Res<ExitCode> {
     println!("{}", "=".repeat(100));
     print!("{env}");
     println!("  load avg:   {load_end} (at end)");
+    let floor = RSS_FLOOR_KIB.load(Ordering::Relaxed);
+    println!(
+        "  RSS floor:  {:.1} MiB: the bench's own peak RSS, which Linux charges to each child it spawns (no RSS below reads lower)",
+        floor as f64 / 1024.0
+    );
     println!();
     println!("Commands (per corpus; every one timed as wall clock from spawn to exit, peak RSS from wait4):");
     for r in &results {
@@ -915,6 +1025,7 @@ fn real_main() -> Res<ExitCode> {
             "peer": format!("{tar}; {lz4}"), "corpus_root": cfg.corpus_root.display().to_string(),
             "bench_dir": dir.display().to_string(), "caches_dropped": cfg.drop_caches,
             "runs": runs, "loadavg_start": load_start, "loadavg_end": load_end,
+            "rss_floor_kib": RSS_FLOOR_KIB.load(Ordering::Relaxed),
         },
         "corpora": results.iter().map(|r| json!({
             "name": r.name, "what": r.what, "marker": r.marker, "commands": r.commands,
