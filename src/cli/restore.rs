@@ -64,6 +64,7 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
             "objects": r.objects, "bytes": r.bytes, "seconds": r.seconds, "mb_per_s": rate,
             "failures": r.failures, "differences": r.differences,
             "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
+            "skipped_sockets": r.fs.as_ref().map(|f| f.skipped_sockets),
         }));
         return;
     }
@@ -83,6 +84,14 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
     let more = (r.failures.len() + r.differences.len()).saturating_sub(100);
     if more > 0 {
         println!("  … and {more} more (--json lists all)");
+    }
+    if let Some(fs) = &r.fs
+        && fs.skipped_sockets > 0
+    {
+        println!(
+            "  {} sockets were recorded but not recreated (a socket belongs to a running program)",
+            fs.skipped_sockets
+        );
     }
     if let Some(fs) = &r.fs
         && fs.ownership_failures > 0
