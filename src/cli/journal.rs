@@ -38,8 +38,10 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
         );
         println!("catalog: {} sessions, {} media", c.sessions().count(), c.media().count());
         if let Some(cut) = &report.cut {
+            let when =
+                if damage.is_some() { "cut once the damage is dealt with" } else { "cut at the next open" };
             println!(
-                "torn tail: {} bytes at {} byte {} ({}); cut at the next open",
+                "torn tail: {} bytes at {} byte {} ({}); {when}",
                 cut.bytes, cut.file, cut.offset, cut.reason
             );
         }

@@ -84,12 +84,6 @@ impl DeviceError {
             }
         }
     }
-
-    /// Whether retrying on another medium or device may help (the device is full or failing),
-    /// as opposed to bad input.
-    pub fn is_device_fault(&self) -> bool {
-        matches!(self, DeviceError::Io { .. } | DeviceError::Full { .. })
-    }
 }
 
 /// A medium made ready for writing.

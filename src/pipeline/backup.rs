@@ -207,8 +207,7 @@ fn read_sources(
     raw_pool: Pool,
     queues: Vec<crossbeam_channel::Sender<Unit>>,
 ) -> Result<Vec<String>, ReadError> {
-    let mut reader = Reader::new(raw_pool, queues)
-        .map_err(|e| ReadError::Volume { path: "io_uring".into(), source: e })?;
+    let mut reader = Reader::new(raw_pool, queues).map_err(ReadError::Setup)?;
     for s in sources {
         match s {
             Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,

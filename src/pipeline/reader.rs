@@ -5,7 +5,7 @@
 //! Problems with single files (vanished, unreadable, changed while read) are collected for the
 //! session summary and do not stop the backup.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,9 @@ pub enum ReadError {
     /// A source root cannot be read at all.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The kernel refused io_uring.
+    #[error(transparent)]
+    Setup(std::io::Error),
     /// A volume cannot be read.
     #[error("cannot read volume {path}: {source}")]
     Volume {
@@ -59,8 +62,8 @@ pub struct Reader {
     packed: Vec<StoredObject>,
     ring: Ring,
     open_flags: i32,
-    /// Paths of files that could not be read (hard links to them are skipped).
-    unread: HashSet<Vec<u8>>,
+    /// Paths of files that could not be read, each with the later link stored in its place.
+    unread: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Problems met, for the summary.
     pub problems: Vec<String>,
 }
@@ -92,7 +95,7 @@ impl Reader {
             ring: Ring::new()?,
             // Reading must not change access times; only the owner or root may ask for that.
             open_flags: if is_root() { libc::O_NOATIME } else { 0 },
-            unread: HashSet::new(),
+            unread: HashMap::new(),
             problems: Vec::new(),
         })
     }
@@ -195,16 +198,60 @@ impl Reader {
     }
 
     /// Packs an object without data (a hard link to a file that could not be read is skipped).
-    fn meta_only(&mut self, e: TreeEntry) -> Result<(), ReadError> {
-        if let Some(target) = &e.meta.hardlink
-            && self.unread.contains(target.as_slice())
+    fn meta_only(&mut self, mut e: TreeEntry) -> Result<(), ReadError> {
+        if let Some(target) = e.meta.hardlink.clone()
+            && let Some(stored_as) = self.unread.get(target.as_slice())
         {
-            let why = "it is a hard link to a file that could not be read";
-            self.problems.push(format!("{}: not backed up: {why}", e.source.display()));
-            return Ok(());
+            match stored_as.clone() {
+                // An earlier link stood in for the unreadable first one: name it instead.
+                Some(p) => e.meta.hardlink = Some(serde_bytes::ByteBuf::from(p)),
+                None => return self.link_as_file(e, target.into_vec()),
+            }
         }
         let id = self.object_id();
         self.pack_object(id, e.meta, &[])
+    }
+
+    /// A hard link whose first name could not be read (it vanished, say) is read as the file
+    /// itself under this name, and later links name it instead.
+    fn link_as_file(&mut self, mut e: TreeEntry, first: Vec<u8>) -> Result<(), ReadError> {
+        let md = match std::fs::symlink_metadata(&e.source) {
+            Ok(md) if md.is_file() => md,
+            Ok(_) => {
+                let why = "it is a hard link to a file that could not be read, and is no file now";
+                self.problems.push(format!("{}: not backed up: {why}", e.source.display()));
+                return Ok(());
+            }
+            Err(err) => {
+                self.problems.push(format!("{}: not backed up: {err}", e.source.display()));
+                return Ok(());
+            }
+        };
+        e.meta.kind = ObjectKind::File;
+        e.meta.hardlink = None;
+        e.meta.size = md.len();
+        e.allocated = md.blocks() * 512;
+        let stored = if e.meta.size as usize <= self.small_max {
+            match std::fs::read(&e.source) {
+                Ok(data) => {
+                    let mut meta = e.meta.clone();
+                    meta.size = data.len() as u64;
+                    let id = self.object_id();
+                    self.pack_object(id, meta, &data)?;
+                    true
+                }
+                Err(err) => {
+                    self.problems.push(format!("{}: not backed up: {err}", e.source.display()));
+                    false
+                }
+            }
+        } else {
+            self.large_file(&e)?
+        };
+        if stored {
+            self.unread.insert(first, Some(e.meta.path));
+        }
+        Ok(())
     }
 
     /// Packs one small file whose bytes start `data`.
@@ -213,7 +260,7 @@ impl Reader {
             Ok(n) => n,
             Err(err) => {
                 self.problems.push(format!("{}: not backed up: {err}", e.source.display()));
-                self.unread.insert(e.meta.path.clone());
+                self.unread.insert(e.meta.path.clone(), None);
                 return Ok(());
             }
         };
@@ -269,6 +316,7 @@ impl Reader {
             Ok(f) => f,
             Err(e) => {
                 self.problems.push(format!("{}: not backed up: {e}", entry.source.display()));
+                self.unread.insert(entry.meta.path.clone(), None);
                 return Ok(false);
             }
         };

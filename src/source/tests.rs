@@ -304,23 +304,6 @@ fn changed_during_read_sees_writes_and_replacement() {
     assert!(changed_during_read(g, &after));
 }
 
-#[test]
-fn forgotten_link_target_makes_the_next_link_a_file() {
-    let dir = tempfile::tempdir().unwrap();
-    write_file(&dir.path().join("h1"), b"x");
-    fs::hard_link(dir.path().join("h1"), dir.path().join("h2")).unwrap();
-    fs::hard_link(dir.path().join("h1"), dir.path().join("h3")).unwrap();
-    let mut walker = TreeWalker::new(dir.path(), WalkOptions::default()).unwrap();
-    walker.next().unwrap().unwrap();
-    let h1 = walker.next().unwrap().unwrap();
-    assert_eq!(h1.meta.kind, ObjectKind::File);
-    walker.forget_link_target(&h1);
-    let h2 = walker.next().unwrap().unwrap();
-    assert_eq!(h2.meta.kind, ObjectKind::File);
-    let h3 = walker.next().unwrap().unwrap();
-    assert_eq!(h3.meta.hardlink.as_deref().map(|t| &t[..]), Some(&b"h2"[..]));
-}
-
 /// Unmounts a test mount when dropped.
 struct Mount<'a>(&'a Path);
 

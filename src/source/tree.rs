@@ -114,13 +114,6 @@ impl TreeWalker {
         Ok(walker)
     }
 
-    /// Forgets the hard-link group of `entry` (a `File` with several links), so the next path
-    /// to the same inode is yielded as a `File` again. Call it when the first link could not be
-    /// stored: later links would otherwise name a file the session does not hold.
-    pub fn forget_link_target(&mut self, entry: &TreeEntry) {
-        self.links.remove(&(entry.dev, entry.ino));
-    }
-
     /// Reads one child's metadata and, for a directory to descend into, pushes its frame.
     fn visit(&mut self, rel: Vec<u8>, abs: PathBuf) -> Result<TreeEntry, SourceProblem> {
         if rel.len() > MAX_PATH_LEN {
