@@ -33,6 +33,8 @@ pub enum Command {
     Verify(cli::restore::VerifyArgs),
     /// List sessions, or the objects of one.
     Ls(cli::ls::LsArgs),
+    /// Move finished sessions from a staging target (NVRAM) to a slower one.
+    Drain(cli::drain::DrainArgs),
     /// Rebuild the catalog from the media of a target alone.
     Scan(cli::scan::ScanArgs),
     /// Inspect the journal.

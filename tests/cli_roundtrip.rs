@@ -235,6 +235,7 @@ fn scan_rebuilds_the_catalog_from_the_media_alone() {
     env.backup_ok(&a, &[]);
     env.backup_ok(&b, &["--unit", "1M"]);
     let journaled = env.ls_sessions();
+    let journaled_objects = [env.ls_session("1"), env.ls_session("2")];
 
     fs::remove_dir_all(&env.state).unwrap();
     let to = env.to();
@@ -257,6 +258,8 @@ fn scan_rebuilds_the_catalog_from_the_media_alone() {
         assert_eq!(s["started"], old["started"], "{s}");
         assert_eq!(s["bytes_in"], old["bytes_in"], "{s}");
     }
+    // Every object as the journal had it: path, kind, size, mtime, place.
+    assert_eq!([env.ls_session("1"), env.ls_session("2")], journaled_objects);
 
     for (session, src, tree) in [("1", &a, &sa), ("2", &b, &sb)] {
         let dest = env.path(&format!("restored-{session}"));

@@ -53,8 +53,8 @@ mod tests;
 pub use record::{
     FIRST_KIND, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel,
     MAX_DEFINITION_LEN, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MediumAdded, MediumKind, MediumRemoved,
-    MediumState, MediumUpdated, ObjectStored, Record, RecordBody, SessionFinished, SessionMode, SessionPart,
-    SessionPruned, SessionStarted, StoredObject,
+    MediumState, MediumUpdated, ObjectStored, PartMoved, Record, RecordBody, SessionFinished, SessionMode,
+    SessionPart, SessionPruned, SessionStarted, StoredObject,
 };
 pub use state::{Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 
@@ -132,6 +132,9 @@ pub enum CatalogError {
          session has not recorded: record the part first"
     )]
     UnknownPart { session: u64, object: u64, stream: u16, part: u32 },
+    /// Moving a part the session does not have.
+    #[error("session {session} has no part {part} on stream {stream} to move")]
+    NoSuchPart { session: u64, stream: u16, part: u32 },
     /// A job id the catalog does not hold.
     #[error("no job {job} in the catalog: it was never saved or has been deleted")]
     UnknownJob { job: u64 },

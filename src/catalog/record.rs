@@ -10,6 +10,7 @@
 //! | 34   | `ObjectStored`    | 1       |
 //! | 35   | `SessionFinished` | 1       |
 //! | 36   | `SessionPruned`   | 1       |
+//! | 37   | `PartMoved`       | 1       |
 //! | 48   | `JobSaved`        | 1       |
 //! | 49   | `JobStateChanged` | 1       |
 //! | 50   | `JobDeleted`      | 1       |
@@ -298,6 +299,24 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// A finished session's part was copied byte for byte to another medium (a staging ring
+/// drained to a slower target) and is read from there from now on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartMoved {
+    /// Session.
+    pub session: u64,
+    /// Stream.
+    pub stream: u16,
+    /// Part number.
+    pub part: u32,
+    /// Medium it now lies on.
+    pub medium: [u8; 16],
+    /// Where it starts there.
+    pub position: u64,
+    /// Tape file number there (0 elsewhere).
+    pub file_number: u32,
+}
+
 /// The next free session and job ids, when they are above what the catalog's sessions and jobs
 /// imply (after pruning and deletion): snapshots carry them so ids are never reused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -405,6 +424,14 @@ impl RecordBody for SessionFinished {
 
 impl RecordBody for SessionPruned {
     const KIND: u16 = 36;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for PartMoved {
+    const KIND: u16 = 37;
     const VERSION: u8 = 1;
     fn validate(&self) -> Result<(), &'static str> {
         Ok(())
@@ -556,6 +583,8 @@ records! {
     SessionFinished,
     /// Kind 36.
     SessionPruned,
+    /// Kind 37.
+    PartMoved,
     /// Kind 48.
     JobSaved,
     /// Kind 49.
@@ -623,6 +652,7 @@ impl Record {
             (ObjectStored::KIND, 1) => body::<ObjectStored>(payload).map_err(fail)?.into(),
             (SessionFinished::KIND, 1) => body::<SessionFinished>(payload).map_err(fail)?.into(),
             (SessionPruned::KIND, 1) => body::<SessionPruned>(payload).map_err(fail)?.into(),
+            (PartMoved::KIND, 1) => body::<PartMoved>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
             (JobStateChanged::KIND, 1) => body::<JobStateChanged>(payload).map_err(fail)?.into(),
             (JobDeleted::KIND, 1) => body::<JobDeleted>(payload).map_err(fail)?.into(),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::CatalogError;
 use super::record::{
     IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, MediumAdded, MediumRemoved,
-    MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionPart, SessionPruned,
+    MediumState, MediumUpdated, ObjectStored, PartMoved, Record, SessionFinished, SessionPart, SessionPruned,
     SessionStarted, StoredObject,
 };
 
@@ -223,6 +223,7 @@ impl Catalog {
             Record::ObjectStored(b) => self.object_stored(b),
             Record::SessionFinished(b) => self.session_finished(b),
             Record::SessionPruned(b) => self.session_pruned(b),
+            Record::PartMoved(b) => self.part_moved(b),
             Record::JobSaved(b) => self.job_saved(b),
             Record::JobStateChanged(b) => self.job_state_changed(b),
             Record::JobDeleted(b) => self.job_deleted(b),
@@ -415,6 +416,26 @@ impl Catalog {
             return Err(CatalogError::SessionRunning { session: b.session });
         }
         self.sessions.remove(&b.session);
+        Ok(())
+    }
+
+    fn part_moved(&mut self, b: &PartMoved) -> Result<(), CatalogError> {
+        if !self.media.contains_key(&b.medium) {
+            return Err(unknown_medium(b.medium));
+        }
+        let s =
+            self.sessions.get_mut(&b.session).ok_or(CatalogError::UnknownSession { session: b.session })?;
+        if !s.is_finished() {
+            return Err(CatalogError::SessionRunning { session: b.session });
+        }
+        let part = s.parts.get_mut(&(b.stream, b.part)).ok_or(CatalogError::NoSuchPart {
+            session: b.session,
+            stream: b.stream,
+            part: b.part,
+        })?;
+        part.medium = b.medium;
+        part.position = b.position;
+        part.file_number = b.file_number;
         Ok(())
     }
 

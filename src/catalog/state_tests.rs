@@ -205,6 +205,31 @@ fn finish_and_prune_rules() {
     assert_eq!(c.next_session_id(), 2);
 }
 
+fn moved(session: u64, stream: u16, part: u32, medium: [u8; 16], position: u64) -> Record {
+    Record::PartMoved(PartMoved { session, stream, part, medium, position, file_number: 0 })
+}
+
+#[test]
+fn part_move_rules() {
+    let mut c = catalog();
+    let err = refused(&mut c, moved(1, 0, 0, DISK, 4096));
+    assert_eq!(err, CatalogError::SessionRunning { session: 1 });
+    c.apply(&finish(1)).unwrap();
+    let err = refused(&mut c, moved(1, 0, 1, DISK, 4096));
+    assert_eq!(err, CatalogError::NoSuchPart { session: 1, stream: 0, part: 1 });
+    let err = refused(&mut c, moved(1, 0, 0, [3; 16], 4096));
+    assert!(matches!(err, CatalogError::UnknownMedium { .. }));
+    let err = refused(&mut c, moved(2, 0, 0, DISK, 4096));
+    assert_eq!(err, CatalogError::UnknownSession { session: 2 });
+    c.apply(&moved(1, 0, 0, DISK, 4096)).unwrap();
+    let p = c.session(1).unwrap().part(0, 0).unwrap();
+    assert_eq!((p.medium, p.position), (DISK, 4096));
+    // The session left the tape: the tape can go, and a snapshot keeps the new place.
+    assert_eq!(c.sessions_on(TAPE).count(), 0);
+    let (again, _) = rebuilt(&c);
+    assert_eq!(again, c);
+}
+
 #[test]
 fn job_rules() {
     let mut c = catalog();

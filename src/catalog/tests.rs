@@ -129,6 +129,11 @@ fn session_records() -> impl Strategy<Value = Record> {
             })
         }),
         any::<u64>().prop_map(|session| Record::SessionPruned(SessionPruned { session })),
+        (any::<(u64, u16, u32, u64, u32)>(), uuid()).prop_map(
+            |((session, stream, part, position, file_number), medium)| {
+                Record::PartMoved(PartMoved { session, stream, part, medium, position, file_number })
+            }
+        ),
     ]
 }
 
@@ -230,6 +235,7 @@ fn kinds_and_versions_are_stable() {
         (34, 1, "ObjectStored"),
         (35, 1, "SessionFinished"),
         (36, 1, "SessionPruned"),
+        (37, 1, "PartMoved"),
         (48, 1, "JobSaved"),
         (49, 1, "JobStateChanged"),
         (50, 1, "JobDeleted"),

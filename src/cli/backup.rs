@@ -11,6 +11,7 @@ use clap::Args as ClapArgs;
 use coffer::device::{TargetSpec, open_target};
 use coffer::pipeline::DEFAULT_UNIT;
 use coffer::pipeline::backup::{BackupRequest, BackupSummary, Source, run as run_backup};
+use coffer::pipeline::drain::DrainReport;
 use coffer::source::mode::{Chosen, DEFAULT_FILE_THRESHOLD, RequestedMode, choose, probe};
 use serde_json::json;
 
@@ -38,6 +39,10 @@ pub struct BackupArgs {
     /// Do not cross into other file systems below a source directory.
     #[arg(long)]
     pub one_file_system: bool,
+    /// Land the session on this fast target (nvram:PATH) first, then drain it to the --to
+    /// target.
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<String>,
 }
 
 fn parse_unit(s: &str) -> Result<usize, String> {
@@ -52,10 +57,11 @@ fn parse_unit(s: &str) -> Result<usize, String> {
 /// Runs `coffer backup`.
 pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     let spec: TargetSpec = match a.targets.as_slice() {
-        [] => format!("disk:{}", ctx.state.join("media").display()).parse()?,
+        [] => super::drain::default_target(ctx)?,
         [one] => one.parse()?,
         _ => bail!("one --to target per backup for now; several devices at once come with multistream jobs"),
     };
+    let stage: Option<TargetSpec> = a.stage.as_deref().map(str::parse).transpose()?;
     let sources = resolve_sources(&a)?;
     let description = a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
     let req = BackupRequest {
@@ -66,7 +72,8 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         one_file_system: a.one_file_system,
     };
     let mut store = ctx.open_store()?;
-    let target = open_target(&spec).with_context(|| format!("cannot use target {spec}"))?;
+    let first = stage.as_ref().unwrap_or(&spec);
+    let target = open_target(first).with_context(|| format!("cannot use target {first}"))?;
     let interactive = ctx.interactive();
     let t0 = Instant::now();
     let summary = run_backup(&req, target, &mut store, |p| {
@@ -86,8 +93,25 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     if interactive {
         eprintln!();
     }
-    report(ctx, &spec, &summary);
-    Ok(if summary.error.is_some() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    // The session is durable on the stage; draining moves it (and any left by earlier runs).
+    let drained = match &stage {
+        Some(st) if summary.error.is_none() => Some(super::drain::drain_to(&mut store, st, &spec)?),
+        _ => None,
+    };
+    report(ctx, first, &summary, drained.as_ref());
+    if let (Some(st), Some(d)) = (&stage, &drained)
+        && !ctx.json
+    {
+        super::drain::print_report(st, &spec, d);
+    }
+    let drain_problems = drained.as_ref().is_some_and(|d| !d.problems.is_empty());
+    Ok(if summary.error.is_some() {
+        ExitCode::from(2)
+    } else if drain_problems {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Chooses file or volume mode for each source and names trees when there are several.
@@ -121,7 +145,7 @@ fn resolve_sources(a: &BackupArgs) -> anyhow::Result<Vec<Source>> {
     Ok(out)
 }
 
-fn report(ctx: &Ctx, spec: &TargetSpec, s: &BackupSummary) {
+fn report(ctx: &Ctx, spec: &TargetSpec, s: &BackupSummary, drained: Option<&DrainReport>) {
     let ratio = if s.bytes_stored > 0 { s.bytes_in as f64 / s.bytes_stored as f64 } else { 0.0 };
     let rate = s.bytes_in as f64 / s.seconds.max(1e-6) / 1e6;
     if ctx.json {
@@ -130,6 +154,7 @@ fn report(ctx: &Ctx, spec: &TargetSpec, s: &BackupSummary) {
             "target": spec.to_string(), "objects": s.objects, "bytes_in": s.bytes_in,
             "bytes_stored": s.bytes_stored, "ratio": ratio, "mb_per_s": rate, "seconds": s.seconds,
             "problems": s.problems, "error": s.error,
+            "drained": drained.map(super::drain::report_json),
         }));
         return;
     }

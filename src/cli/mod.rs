@@ -3,6 +3,7 @@
 //! context here, at the edge.
 
 pub mod backup;
+pub mod drain;
 pub mod journal;
 pub mod ls;
 pub mod restore;
@@ -35,6 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => restore::run_verify(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Scan(a) => scan::run(&ctx, a),
+        Command::Drain(a) => drain::run(&ctx, a),
         Command::Journal { what } => journal::run(&ctx, what),
     }
 }

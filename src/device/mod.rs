@@ -152,6 +152,11 @@ pub trait Media: Send {
     fn unreadable(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Where parts may lie on `barcode`, oldest first, for a medium that does not simply hold
+    /// them from its label to the end of its data (a ring that has wrapped); `None` otherwise.
+    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<std::ops::Range<u64>>>, DeviceError> {
+        Ok(None)
+    }
 }
 
 /// A stream of a medium's bytes, read sequentially.

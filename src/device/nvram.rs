@@ -833,6 +833,10 @@ impl Media for NvramMedia {
         let map = self.mapped("?")?;
         Ok(check_region(map.as_slice(), &self.what)?.map(|(l, _)| l).into_iter().collect())
     }
+
+    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<std::ops::Range<u64>>>, DeviceError> {
+        Ok(Some(self.ring()?.live()))
+    }
 }
 
 /// Sequential reader of a region's bytes.

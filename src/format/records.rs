@@ -287,6 +287,8 @@ pub struct IndexEntry {
     pub kind: ObjectKind,
     /// Size of the whole object.
     pub size: u64,
+    /// Modification time, seconds since the epoch (what `ls` shows after a scan).
+    pub mtime: i64,
     /// Offset of the piece this entry locates (non-zero for later segments).
     pub segment_offset: u64,
     /// Bytes of the object in this piece.

@@ -127,6 +127,7 @@ fn sample_stream() -> Vec<u8> {
         path: b"etc/hosts".to_vec(),
         kind: ObjectKind::File,
         size: 3000,
+        mtime: 1_700_000_000,
         segment_offset: 0,
         length: 3000,
         stream: 1,

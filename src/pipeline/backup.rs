@@ -310,7 +310,7 @@ fn evicted_records(store: &Store, running: u64, medium: [u8; 16], ranges: &[(u64
 }
 
 /// Records that make the catalog know a mounted medium.
-fn medium_records(store: &Store, m: &Mounted) -> Vec<Record> {
+pub(super) fn medium_records(store: &Store, m: &Mounted) -> Vec<Record> {
     if store.catalog().medium(m.label.medium).is_some() {
         return Vec::new();
     }

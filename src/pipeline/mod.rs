@@ -15,6 +15,7 @@ pub mod affinity;
 pub mod backup;
 pub mod compare;
 pub mod compress;
+pub mod drain;
 pub mod fetch;
 pub mod pool;
 pub mod readback;

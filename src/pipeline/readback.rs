@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::pool::{Recycler, Reused};
 use crate::device::{DeviceError, Media, PartReader, open_media};
 use crate::format::records::{ObjectEnd, ObjectMeta, PackedEntry, SegmentHeader};
 use crate::format::{Body, FormatError, HEADER_LEN, Header, Kind, PackEntries, decode_record, unpack};
@@ -65,7 +66,7 @@ pub struct Span {
 #[derive(Debug)]
 pub struct RawRecord {
     /// Header and payload.
-    pub bytes: Vec<u8>,
+    pub bytes: Reused,
     /// Where it was read.
     pub place: Place,
 }
@@ -84,7 +85,7 @@ pub enum Decoded {
         /// Offset within the object.
         offset: u64,
         /// The bytes.
-        data: Vec<u8>,
+        data: Reused,
     },
     /// End of an object.
     End(u64, ObjectEnd),
@@ -94,7 +95,7 @@ pub enum Decoded {
         /// Entries.
         entries: Vec<(PackedEntry, Range<usize>, bool)>,
         /// Their bytes.
-        data: Vec<u8>,
+        data: Reused,
     },
     /// The record is damaged.
     Bad(FormatError),
@@ -137,6 +138,7 @@ pub struct StreamReader {
     stream: u16,
     parts: Vec<PartLoc>,
     media: HashMap<String, Box<dyn Media>>,
+    buffers: Recycler,
 }
 
 impl std::fmt::Debug for dyn Media {
@@ -152,8 +154,9 @@ struct Open {
 
 impl StreamReader {
     /// A reader of `stream` of `session`, whose parts are `parts` (indexed by part number).
-    pub fn new(session: u64, stream: u16, parts: Vec<PartLoc>) -> StreamReader {
-        StreamReader { session, stream, parts, media: HashMap::new() }
+    /// Record buffers come from `buffers`.
+    pub fn new(session: u64, stream: u16, parts: Vec<PartLoc>, buffers: Recycler) -> StreamReader {
+        StreamReader { session, stream, parts, media: HashMap::new(), buffers }
     }
 
     fn open(&mut self, part: u32, offset: u64) -> Result<Open, StreamError> {
@@ -188,7 +191,7 @@ impl StreamReader {
             let mut cur = self.open(span.part, span.offset)?;
             let mut first = true;
             loop {
-                let (header, bytes) = read_record(&mut cur)?;
+                let (header, bytes) = read_record(&mut cur, &self.buffers)?;
                 let place = cur.place.clone();
                 cur.place.offset += bytes.len() as u64;
                 cur.place.absolute += bytes.len() as u64;
@@ -250,7 +253,7 @@ enum Flow {
 }
 
 /// Reads one whole record (header validated, payload unchecked: the decoders check CRCs).
-fn read_record(cur: &mut Open) -> Result<(Header, Vec<u8>), StreamError> {
+fn read_record(cur: &mut Open, buffers: &Recycler) -> Result<(Header, Reused), StreamError> {
     let damaged = |what: String| StreamError::Damaged { place: cur.place.clone(), what };
     let mut head = [0u8; HEADER_LEN];
     let got = read_full(&mut *cur.reader, &mut head)?;
@@ -259,7 +262,7 @@ fn read_record(cur: &mut Open) -> Result<(Header, Vec<u8>), StreamError> {
     }
     let (header, _) = Header::decode(&head, cur.place.absolute).map_err(|e| damaged(e.to_string()))?;
     let total = HEADER_LEN + header.stored_len as usize;
-    let mut bytes = vec![0u8; total];
+    let mut bytes = buffers.take(total);
     bytes[..HEADER_LEN].copy_from_slice(&head);
     if read_full(&mut *cur.reader, &mut bytes[HEADER_LEN..])? < total - HEADER_LEN {
         return Err(damaged("the medium's data ends inside a record".into()));
@@ -279,10 +282,10 @@ fn read_full(r: &mut dyn PartReader, buf: &mut [u8]) -> Result<usize, DeviceErro
 }
 
 /// A decoder thread: checks and decodes records in the order it gets them.
-pub fn decode_loop(input: Receiver<RawRecord>, output: Sender<Item>) {
+pub fn decode_loop(input: Receiver<RawRecord>, output: Sender<Item>, buffers: Recycler) {
     for raw in input {
         let at = raw.place.absolute;
-        let (seq, decoded) = match decode(&raw.bytes, at) {
+        let (seq, decoded) = match decode(&raw.bytes, at, &buffers) {
             Ok(x) => x,
             Err(e) => (0, Decoded::Bad(e)),
         };
@@ -292,7 +295,7 @@ pub fn decode_loop(input: Receiver<RawRecord>, output: Sender<Item>) {
     }
 }
 
-fn decode(bytes: &[u8], at: u64) -> Result<(u64, Decoded), FormatError> {
+fn decode(bytes: &[u8], at: u64, buffers: &Recycler) -> Result<(u64, Decoded), FormatError> {
     let (rec, _) = decode_record(bytes, at)?;
     let h = rec.header;
     let d = match rec.body {
@@ -300,7 +303,7 @@ fn decode(bytes: &[u8], at: u64) -> Result<(u64, Decoded), FormatError> {
         Body::Segment(s) => Decoded::Segment(h.object_id, s),
         Body::ObjectEnd(e) => Decoded::End(h.object_id, e),
         Body::Data(p) => {
-            let mut data = vec![0u8; h.raw_len as usize];
+            let mut data = buffers.take(h.raw_len as usize);
             let n = unpack(&h, p, &mut data, at)?.len();
             if h.flags.contains(crate::format::Flags::RAW) {
                 data.copy_from_slice(p);
@@ -309,7 +312,7 @@ fn decode(bytes: &[u8], at: u64) -> Result<(u64, Decoded), FormatError> {
             Decoded::Data { id: h.object_id, offset: h.offset, data }
         }
         Body::Pack(p) => {
-            let mut data = vec![0u8; h.raw_len as usize];
+            let mut data = buffers.take(h.raw_len as usize);
             unpack(&h, p, &mut data, at)?;
             if h.flags.contains(crate::format::Flags::RAW) {
                 data.copy_from_slice(p);

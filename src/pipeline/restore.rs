@@ -17,6 +17,7 @@ use crossbeam_channel::bounded;
 use super::QUEUE_DEPTH;
 use super::affinity::{allowed_cores, pin_current_thread};
 use super::compare::Comparer;
+use super::pool::{Recycler, Reused};
 use super::readback::{
     Decoded, Item, PartLoc, Place, RawRecord, Span, StreamError, StreamReader, decode_loop,
 };
@@ -30,6 +31,8 @@ use crate::uring::Ring;
 /// disk, so more threads than cores keep both busy (on 2 cores, 4 measured best: 2 and 3 left
 /// the cores idle, 8 spent more on lock contention than it gained).
 const FILE_WORKERS: usize = 4;
+/// Free record buffers kept for reuse, per kind (encoded, decoded); each is at most a unit.
+const RECYCLE_KEEP: usize = 8;
 
 /// Objects not restored that are named one by one; past this they are counted.
 const MAX_NAMED_MISSING: usize = 100_000;
@@ -193,18 +196,21 @@ pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, Pla
     };
 
     let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
+    let data_bufs = Recycler::new(RECYCLE_KEEP);
+    let raw_bufs = Recycler::new(RECYCLE_KEEP);
     let mut ins = Vec::new();
     let mut outs = Vec::new();
     let mut threads = Vec::new();
     for (i, &core) in cores.iter().enumerate() {
         let (rtx, rrx) = bounded::<RawRecord>(QUEUE_DEPTH);
         let (itx, irx) = bounded::<Item>(QUEUE_DEPTH);
+        let buffers = data_bufs.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("decode-{i}"))
                 .spawn(move || {
                     let _ = pin_current_thread(core);
-                    decode_loop(rrx, itx)
+                    decode_loop(rrx, itx, buffers)
                 })
                 .expect("spawn decoder"),
         );
@@ -218,7 +224,7 @@ pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, Pla
             let mut k = 0;
             let mut errors = Vec::new();
             for (stream, locs, spans) in plan.streams {
-                match StreamReader::new(session, stream, locs).run(&spans, &ins, k) {
+                match StreamReader::new(session, stream, locs, raw_bufs.clone()).run(&spans, &ins, k) {
                     Ok(next) => k = next,
                     Err(StreamError::Stopped) => break,
                     Err(e) => {
@@ -304,7 +310,7 @@ impl Sink<'_> {
         }
     }
 
-    fn pack(&mut self, entries: Vec<(PackedEntry, Range<usize>, bool)>, data: Arc<Vec<u8>>, place: &Place) {
+    fn pack(&mut self, entries: Vec<(PackedEntry, Range<usize>, bool)>, data: Arc<Reused>, place: &Place) {
         for (entry, range, ok) in entries {
             let id = entry.object_id;
             if !self.wanted(id) {

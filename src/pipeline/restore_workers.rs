@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+use super::pool::Reused;
 use crate::format::records::ObjectMeta;
 use crate::fsrestore::{FsRestorer, RestoreSummary};
 
@@ -26,7 +27,7 @@ pub struct FileJob {
     /// Its metadata.
     pub meta: ObjectMeta,
     /// The pack's bytes.
-    pub data: Arc<Vec<u8>>,
+    pub data: Arc<Reused>,
     /// Where the file's bytes are in them.
     pub range: Range<usize>,
 }

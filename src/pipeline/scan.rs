@@ -5,6 +5,7 @@
 //! next part at a following block boundary.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use crate::catalog::{
     Catalog, MediumAdded, MediumKind, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished,
@@ -140,7 +141,7 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
             path: e.path.clone(),
             kind: e.kind,
             size: e.size,
-            mtime: 0,
+            mtime: e.mtime,
             segment_offset: e.segment_offset,
             length: e.length,
             stream: e.stream,
@@ -211,6 +212,7 @@ fn walk_medium(
     found: &mut BTreeMap<u64, Found>,
 ) -> Result<(u64, Vec<String>), DeviceError> {
     let block = label.block_size as u64;
+    let ranges = media.part_ranges(&label.barcode)?;
     let reader = media.open(&label.barcode, 0)?;
     let mut c = Cursor { media, barcode: label.barcode.clone(), reader };
     let mut problems = Vec::new();
@@ -219,17 +221,37 @@ fn walk_medium(
     if !c.fill(&mut head)? {
         return Ok((0, problems));
     }
-    let mut pos = round_up(
+    let first = round_up(
         HEADER_LEN as u64 + Header::decode(&head, 0).map(|(h, _)| h.stored_len as u64).unwrap_or(0),
         block,
     );
+    let ranges = ranges.unwrap_or_else(|| std::iter::once(first..u64::MAX).collect());
+    let mut end = first;
+    for range in ranges {
+        end = walk_range(&mut c, range, label, found, &mut problems)?;
+    }
+    Ok((end, problems))
+}
+
+/// Walks the parts that lie in `range` (from its start to the end of the data, a blank block,
+/// or the range's end); returns where the last whole part ends.
+fn walk_range(
+    c: &mut Cursor<'_>,
+    range: Range<u64>,
+    label: &VolumeLabel,
+    found: &mut BTreeMap<u64, Found>,
+    problems: &mut Vec<String>,
+) -> Result<u64, DeviceError> {
+    let block = label.block_size as u64;
+    let mut head = [0u8; HEADER_LEN];
+    let mut pos = range.start;
     let mut end = pos;
-    loop {
+    while pos < range.end {
         c.seek(pos)?;
         if !c.fill(&mut head)? || head.iter().all(|&b| b == 0) {
             break;
         }
-        match walk_part(&mut c, &mut head, label, found) {
+        match walk_part(c, &mut head, label, found) {
             Ok(part_end) => {
                 end = round_up(part_end, block);
                 pos = end;
@@ -239,14 +261,14 @@ fn walk_medium(
                     "medium {} at byte {pos}: {what}; looking for the next part",
                     label.barcode
                 ));
-                match next_part(&mut c, pos + block, block)? {
+                match next_part(c, pos + block, block)? {
                     Some(p) => pos = p,
                     None => break,
                 }
             }
         }
     }
-    Ok((end, problems))
+    Ok(end)
 }
 
 /// Finds the next block that starts with a session header, from `from`.

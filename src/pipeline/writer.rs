@@ -253,6 +253,7 @@ impl StreamWriter {
             path: f.path.clone(),
             kind: f.kind,
             size: f.size,
+            mtime: f.mtime,
             segment_offset: f.segment_offset,
             length: f.length,
             stream: f.stream,
