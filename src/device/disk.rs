@@ -1,5 +1,8 @@
 //! `disk:DIR`: media are volume files of a fixed maximum size in a directory, named
-//! `<barcode>.cvol`, each starting with its label. Writes go through io_uring with `O_DIRECT`
+//! `<barcode>.cvol`, each starting with its label. `disk:/dev/sdX` (any block device, or an
+//! image file with `,raw`) is one medium of the device's size: label, end-of-data marks
+//! ([`super::endmark`]), then parts; it is labelled only when its first blocks are blank, and
+//! a device holding anything else is refused. Writes go through io_uring with `O_DIRECT`
 //! where the file system allows it (staged in an aligned buffer so that every write is whole
 //! blocks), else buffered; a part is durable once `fdatasync` returned.
 //!
@@ -11,6 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::aligned::{ALIGN, AlignedBuf, round_up};
+use super::endmark::{DATA_START, EndMark, MARK_BLOCK};
 use super::label::{LABEL_READ_LEN, label_block, new_label, parse_label};
 use super::{DeviceError, Media, Mounted, PartReader, PartStart, Target};
 use crate::catalog::MediumKind;
@@ -31,12 +35,15 @@ const READ_LEN: usize = 8 << 20;
 const EXT: &str = "cvol";
 
 const _: () = assert!(STAGE_LEN.is_multiple_of(DISK_BLOCK));
+const _: () = assert!(MARK_BLOCK == DISK_BLOCK as u64 && DATA_START.is_multiple_of(DISK_BLOCK as u64));
 const _: () = assert!(MIN_VOLUME_SIZE as usize > 2 * DISK_BLOCK);
 
-/// Writes to volume files in a directory.
+/// Writes to volume files in a directory, or to one raw disk.
 #[derive(Debug)]
 pub struct DiskTarget {
+    /// The directory, or the raw disk.
     dir: PathBuf,
+    raw: bool,
     volume_size: u64,
     pool: String,
     ring: Ring,
@@ -53,6 +60,8 @@ struct Volume {
     /// Where the next flushed byte goes (block-aligned).
     end: u64,
     part_open: bool,
+    /// A raw disk's end-of-data mark as last written.
+    mark: Option<EndMark>,
 }
 
 fn volume_path(dir: &Path, barcode: &str) -> PathBuf {
@@ -72,6 +81,34 @@ fn open_volume(path: &Path, create: bool) -> std::io::Result<File> {
         }
         r => r,
     }
+}
+
+/// How a disk target is named: `disk:DIR`, `disk:/dev/sdX`, `disk:/srv/image,raw`.
+pub fn describe(path: &Path, raw: bool) -> String {
+    if raw && !is_block_device(path) {
+        format!("disk:{},raw", path.display())
+    } else {
+        format!("disk:{}", path.display())
+    }
+}
+
+/// Whether `path` is a block device (and so a raw disk).
+pub fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// Size of a raw disk: a block device's or an image file's.
+fn raw_size(file: &File, what: &str) -> Result<u64, DeviceError> {
+    use std::io::Seek;
+    let mut f = file;
+    f.seek(std::io::SeekFrom::End(0)).map_err(DeviceError::io("size", what))
+}
+
+/// A barcode for a raw disk's label.
+fn raw_barcode() -> String {
+    let id = uuid::Uuid::new_v4();
+    format!("RAW-{}", &id.simple().to_string()[..12].to_uppercase())
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -113,6 +150,16 @@ impl DiskTarget {
     /// A target writing volume files of at most `volume_size` bytes into `dir` (created if
     /// missing) for media pool `pool`.
     pub fn new(dir: &Path, volume_size: u64, pool: &str) -> Result<DiskTarget, DeviceError> {
+        Self::with_layout(dir, false, volume_size, pool)
+    }
+
+    /// A target writing to the raw disk `path` (a block device or an image file) as one
+    /// medium of `pool`.
+    pub fn raw(path: &Path, pool: &str) -> Result<DiskTarget, DeviceError> {
+        Self::with_layout(path, true, MIN_VOLUME_SIZE, pool)
+    }
+
+    fn with_layout(dir: &Path, raw: bool, volume_size: u64, pool: &str) -> Result<DiskTarget, DeviceError> {
         let what = dir.display().to_string();
         if volume_size < MIN_VOLUME_SIZE {
             return Err(DeviceError::BadSpec {
@@ -120,10 +167,13 @@ impl DiskTarget {
                 detail: format!("volume size must be at least {MIN_VOLUME_SIZE} bytes"),
             });
         }
-        std::fs::create_dir_all(dir).map_err(DeviceError::io("create directory", &what))?;
+        if !raw {
+            std::fs::create_dir_all(dir).map_err(DeviceError::io("create directory", &what))?;
+        }
         let ring = Ring::new().map_err(DeviceError::io("set up io_uring for", &what))?;
         Ok(DiskTarget {
             dir: dir.to_owned(),
+            raw,
             volume_size: round_up(volume_size, DISK_BLOCK as u64),
             pool: pool.to_owned(),
             ring,
@@ -163,8 +213,86 @@ impl DiskTarget {
         self.ring.fdatasync(&file).map_err(DeviceError::io("sync", &what))?;
         sync_dir(&self.dir).map_err(DeviceError::io("sync", self.dir.display().to_string()))?;
         let end = block.len() as u64;
-        self.vol = Some(Volume { file, label: label.clone(), path, end, part_open: false });
+        self.vol = Some(Volume { file, label: label.clone(), path, end, part_open: false, mark: None });
         Ok(self.mounted(label, true))
+    }
+
+    /// Mounts the raw disk: reads its label and end mark, or labels it if it is blank.
+    fn mount_raw(&mut self) -> Result<Mounted, DeviceError> {
+        let path = self.dir.clone();
+        let what = path.display().to_string();
+        let bad = |detail: String| DeviceError::BadMedium { what: what.clone(), detail };
+        let file = open_volume(&path, false).map_err(DeviceError::io("open", &what))?;
+        let size = raw_size(&file, &what)?;
+        if size < MIN_VOLUME_SIZE {
+            return Err(bad(format!(
+                "{size} bytes: too small for a coffer disk (at least {MIN_VOLUME_SIZE})"
+            )));
+        }
+        self.volume_size = size - size % DISK_BLOCK as u64;
+        let mut head = AlignedBuf::new(DATA_START as usize);
+        let n = self.ring.read_at(&file, 0, &mut head).map_err(DeviceError::io("read", &what))?;
+        if n < head.len() {
+            return Err(bad("cannot read its first blocks".into()));
+        }
+        let (label, mark, new) = if head.iter().all(|&b| b == 0) {
+            let label = new_label(raw_barcode(), &self.pool, DISK_BLOCK as u32);
+            let mark = EndMark::fresh(label.medium);
+            let block = label_block(&label, DISK_BLOCK);
+            head[..block.len()].copy_from_slice(&block);
+            let at = mark.offset() as usize;
+            head[at..at + super::endmark::MARK_LEN].copy_from_slice(&mark.encode());
+            self.ring.write_at(&file, 0, &head).map_err(DeviceError::io("write label to", &what))?;
+            self.ring.fdatasync(&file).map_err(DeviceError::io("sync", &what))?;
+            (label, mark, true)
+        } else {
+            let label = parse_label(&head[..DISK_BLOCK], &what).map_err(|_| {
+                bad("holds data that is not a coffer disk: coffer labels only a disk whose first 12 KiB \
+                     are zero (clear them, e.g. with wipefs and dd, if its contents may go)"
+                    .into())
+            })?;
+            let mark = EndMark::newest(&head[DISK_BLOCK..], label.medium).ok_or_else(|| {
+                bad(format!(
+                    "coffer disk {} has no readable end-of-data mark: `coffer scan` reads its sessions; \
+                     it is not written to",
+                    label.barcode
+                ))
+            })?;
+            if label.pool != self.pool {
+                return Err(bad(format!("it belongs to pool {}, not {}", label.pool, self.pool)));
+            }
+            (label, mark, false)
+        };
+        if !self.has_room(mark.end) {
+            return Err(DeviceError::Full { what, detail: "the disk is full".into() });
+        }
+        self.vol = Some(Volume {
+            file,
+            label: label.clone(),
+            path,
+            end: mark.end,
+            part_open: false,
+            mark: Some(mark),
+        });
+        Ok(self.mounted(label, new))
+    }
+
+    /// After a part was synced: records the raw disk's new end, and syncs that.
+    fn write_mark(&mut self) -> Result<(), DeviceError> {
+        let v = self.vol.as_mut().expect("a volume is mounted");
+        let Some(mark) = v.mark else {
+            return Ok(());
+        };
+        let next = mark.next(v.end);
+        let mut block = AlignedBuf::new(DISK_BLOCK);
+        block[..super::endmark::MARK_LEN].copy_from_slice(&next.encode());
+        let what = v.path.display().to_string();
+        self.ring
+            .write_at(&v.file, next.offset(), &block)
+            .map_err(DeviceError::io("write end mark to", &what))?;
+        self.ring.fdatasync(&v.file).map_err(DeviceError::io("sync", &what))?;
+        v.mark = Some(next);
+        Ok(())
     }
 
     fn mounted(&self, label: VolumeLabel, new: bool) -> Mounted {
@@ -179,7 +307,7 @@ impl DiskTarget {
 
 impl Target for DiskTarget {
     fn describe(&self) -> String {
-        format!("disk:{}", self.dir.display())
+        describe(&self.dir, self.raw)
     }
 
     fn block_size(&self) -> usize {
@@ -192,6 +320,9 @@ impl Target for DiskTarget {
         {
             return Ok(self.mounted(v.label.clone(), false));
         }
+        if self.raw {
+            return self.mount_raw();
+        }
         let (volumes, unreadable) = list_volumes(&self.dir)?;
         for e in unreadable {
             tracing::warn!(target: "device", "{e}: left alone");
@@ -203,7 +334,8 @@ impl Target for DiskTarget {
             let end = round_up(len, DISK_BLOCK as u64);
             if label.pool == self.pool && self.has_room(end) {
                 let file = open_volume(&path, false).map_err(DeviceError::io("open", &what))?;
-                self.vol = Some(Volume { file, label: label.clone(), path, end, part_open: false });
+                self.vol =
+                    Some(Volume { file, label: label.clone(), path, end, part_open: false, mark: None });
                 return Ok(self.mounted(label, false));
             }
         }
@@ -250,11 +382,17 @@ impl Target for DiskTarget {
         let what = v.path.display().to_string();
         self.ring.fdatasync(&v.file).map_err(DeviceError::io("sync", what))?;
         v.part_open = false;
-        Ok(())
+        self.write_mark()
     }
 
     fn next_medium(&mut self) -> Result<Mounted, DeviceError> {
         assert!(!self.vol().part_open, "close the part before changing media");
+        if self.raw {
+            return Err(DeviceError::Full {
+                what: self.describe(),
+                detail: "the disk is full (it is one medium): back up to another target".into(),
+            });
+        }
         self.create_volume()
     }
 }
@@ -263,18 +401,56 @@ impl Target for DiskTarget {
 #[derive(Debug)]
 pub struct DiskMedia {
     dir: PathBuf,
+    raw: bool,
     unreadable: Vec<String>,
 }
 
 impl DiskMedia {
     /// Media in `dir`.
     pub fn new(dir: &Path) -> DiskMedia {
-        DiskMedia { dir: dir.to_owned(), unreadable: Vec::new() }
+        DiskMedia { dir: dir.to_owned(), raw: false, unreadable: Vec::new() }
     }
+
+    /// The one medium of the raw disk `path`.
+    pub fn raw(path: &Path) -> DiskMedia {
+        DiskMedia { dir: path.to_owned(), raw: true, unreadable: Vec::new() }
+    }
+}
+
+/// A raw disk's label and where its data ends: at its newest end mark, or (marks unreadable)
+/// at the end of the device, so that `scan` still finds what is there.
+fn raw_label_and_end(file: &File, what: &str) -> Result<(VolumeLabel, u64), DeviceError> {
+    let mut head = vec![0u8; DATA_START as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut head, 0).map_err(DeviceError::io("read", what))?;
+    let label = parse_label(&head[..DISK_BLOCK], what)?;
+    let end = match EndMark::newest(&head[DISK_BLOCK..], label.medium) {
+        Some(m) => m.end,
+        None => raw_size(file, what)?,
+    };
+    Ok((label, end))
 }
 
 impl Media for DiskMedia {
     fn open(&mut self, barcode: &str, position: u64) -> Result<Box<dyn PartReader>, DeviceError> {
+        if self.raw {
+            let what = self.dir.display().to_string();
+            let file = File::open(&self.dir).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => DeviceError::MissingMedium {
+                    barcode: barcode.to_owned(),
+                    target: describe(&self.dir, true),
+                    detail: format!("{what} does not exist: attach the disk, or restore from another copy"),
+                },
+                _ => DeviceError::io("open", &what)(e),
+            })?;
+            let (label, len) = raw_label_and_end(&file, &what)?;
+            if label.barcode != barcode {
+                return Err(DeviceError::BadMedium {
+                    what,
+                    detail: format!("its label says {}, not {barcode}", label.barcode),
+                });
+            }
+            return DiskReader::boxed(file, what, len, position);
+        }
         let path = volume_path(&self.dir, barcode);
         let what = path.display().to_string();
         let file = File::open(&path).map_err(|e| match e.kind() {
@@ -295,20 +471,21 @@ impl Media for DiskMedia {
             });
         }
         let len = file.metadata().map_err(DeviceError::io("stat", &what))?.len();
-        let ring = Ring::new().map_err(DeviceError::io("set up io_uring for", &what))?;
-        Ok(Box::new(DiskReader {
-            file,
-            what,
-            ring,
-            len,
-            pos: position,
-            buf: vec![0; READ_LEN],
-            at: 0,
-            filled: 0,
-        }))
+        DiskReader::boxed(file, what, len, position)
     }
 
     fn labels(&mut self) -> Result<Vec<VolumeLabel>, DeviceError> {
+        if self.raw {
+            let what = self.dir.display().to_string();
+            let file = File::open(&self.dir).map_err(DeviceError::io("open", &what))?;
+            return match raw_label_and_end(&file, &what) {
+                Ok((label, _)) => Ok(vec![label]),
+                Err(e) => {
+                    self.unreadable = vec![e.to_string()];
+                    Ok(Vec::new())
+                }
+            };
+        }
         let (volumes, unreadable) = list_volumes(&self.dir)?;
         self.unreadable = unreadable.iter().map(|e| e.to_string()).collect();
         Ok(volumes.into_iter().map(|(_, l)| l).collect())
@@ -316,6 +493,16 @@ impl Media for DiskMedia {
 
     fn unreadable(&mut self) -> Vec<String> {
         std::mem::take(&mut self.unreadable)
+    }
+
+    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<std::ops::Range<u64>>>, DeviceError> {
+        if !self.raw {
+            return Ok(None);
+        }
+        let what = self.dir.display().to_string();
+        let file = File::open(&self.dir).map_err(DeviceError::io("open", &what))?;
+        let (_, end) = raw_label_and_end(&file, &what)?;
+        Ok(Some(std::iter::once(DATA_START..end).collect()))
     }
 }
 
@@ -330,6 +517,13 @@ struct DiskReader {
     buf: Vec<u8>,
     at: usize,
     filled: usize,
+}
+
+impl DiskReader {
+    fn boxed(file: File, what: String, len: u64, pos: u64) -> Result<Box<dyn PartReader>, DeviceError> {
+        let ring = Ring::new().map_err(DeviceError::io("set up io_uring for", &what))?;
+        Ok(Box::new(DiskReader { file, what, ring, len, pos, buf: vec![0; READ_LEN], at: 0, filled: 0 }))
+    }
 }
 
 impl PartReader for DiskReader {

@@ -12,6 +12,7 @@
 
 pub mod aligned;
 pub mod disk;
+pub mod endmark;
 pub mod label;
 pub mod null;
 pub mod nvram;

@@ -1,4 +1,5 @@
 //! Target specifications as people write them: `disk:DIR[,volume=SIZE][,pool=NAME]`,
+//! `disk:/dev/sdX[,pool=NAME]` or `disk:IMAGE,raw` (one raw disk),
 //! `nvram:PATH[,size=SIZE][,pool=NAME]`, `null:`. Sizes take K, M, G, T suffixes (powers of
 //! 1024).
 
@@ -23,6 +24,8 @@ pub enum TargetSpec {
         volume_size: u64,
         /// Media pool.
         pool: String,
+        /// `dir` is one raw disk (an image file given `,raw`; block devices are raw anyway).
+        raw: bool,
     },
     /// A persistent-memory region or file used as a ring of session parts.
     Nvram {
@@ -49,7 +52,12 @@ impl std::str::FromStr for TargetSpec {
         let mut volume_size = DEFAULT_VOLUME_SIZE;
         let mut size = None;
         let mut pool = DEFAULT_POOL.to_owned();
+        let mut raw = false;
         for opt in parts {
+            if kind == "disk" && opt == "raw" {
+                raw = true;
+                continue;
+            }
             let (k, v) = opt.split_once('=').ok_or_else(|| bad("options are key=value"))?;
             match (kind, k) {
                 ("disk", "volume") => {
@@ -64,7 +72,8 @@ impl std::str::FromStr for TargetSpec {
             "disk" if path.is_empty() => Err(bad("disk targets need a directory: disk:/srv/backup")),
             "disk" => {
                 let dir = std::path::absolute(path).map_err(|e| bad(&e.to_string()))?;
-                Ok(TargetSpec::Disk { dir, volume_size, pool })
+                let raw = raw || super::disk::is_block_device(&dir);
+                Ok(TargetSpec::Disk { dir, volume_size, pool, raw })
             }
             "nvram" if path.is_empty() => {
                 Err(bad("nvram targets need a file or device: nvram:/dev/pmem0 or nvram:/srv/coffer.nvr"))
@@ -83,7 +92,7 @@ impl std::str::FromStr for TargetSpec {
 impl std::fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TargetSpec::Disk { dir, .. } => write!(f, "disk:{}", dir.display()),
+            TargetSpec::Disk { dir, raw, .. } => f.write_str(&super::disk::describe(dir, *raw)),
             TargetSpec::Nvram { path, .. } => write!(f, "nvram:{}", path.display()),
             TargetSpec::Null => write!(f, "null:"),
         }
@@ -105,7 +114,10 @@ pub fn parse_size(s: &str) -> Option<u64> {
 /// Opens a target for writing.
 pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>, DeviceError> {
     Ok(match spec {
-        TargetSpec::Disk { dir, volume_size, pool } => Box::new(DiskTarget::new(dir, *volume_size, pool)?),
+        TargetSpec::Disk { dir, pool, raw: true, .. } => Box::new(DiskTarget::raw(dir, pool)?),
+        TargetSpec::Disk { dir, volume_size, pool, raw: false } => {
+            Box::new(DiskTarget::new(dir, *volume_size, pool)?)
+        }
         TargetSpec::Nvram { path, size, pool } => Box::new(NvramTarget::new(path, *size, pool)?),
         TargetSpec::Null => Box::new(NullTarget::new()),
     })
@@ -114,6 +126,7 @@ pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>, DeviceError> {
 /// Opens the media at a location the catalog recorded (a target's description).
 pub fn open_media(location: &str) -> Result<Box<dyn Media>, DeviceError> {
     match location.parse::<TargetSpec>()? {
+        TargetSpec::Disk { dir, raw: true, .. } => Ok(Box::new(DiskMedia::raw(&dir))),
         TargetSpec::Disk { dir, .. } => Ok(Box::new(DiskMedia::new(&dir))),
         TargetSpec::Nvram { path, .. } => Ok(Box::new(NvramMedia::new(&path))),
         TargetSpec::Null => Err(DeviceError::BadSpec {
@@ -132,8 +145,16 @@ mod tests {
         let s: TargetSpec = "disk:/srv/b,volume=64M,pool=weekly".parse().unwrap();
         assert_eq!(
             s,
-            TargetSpec::Disk { dir: "/srv/b".into(), volume_size: 64 << 20, pool: "weekly".into() }
+            TargetSpec::Disk {
+                dir: "/srv/b".into(),
+                volume_size: 64 << 20,
+                pool: "weekly".into(),
+                raw: false
+            }
         );
+        let s: TargetSpec = "disk:/srv/disk.img,raw".parse().unwrap();
+        assert!(matches!(s, TargetSpec::Disk { raw: true, .. }));
+        assert_eq!(s.to_string(), "disk:/srv/disk.img,raw");
         assert_eq!("null:".parse::<TargetSpec>().unwrap(), TargetSpec::Null);
         let s: TargetSpec = "nvram:/dev/pmem0,size=64M,pool=fast".parse().unwrap();
         assert_eq!(
