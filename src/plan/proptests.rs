@@ -96,7 +96,7 @@ fn check_plan(plan: &Plan, items: &[Item], devices: &[Device], options: &Options
     let total: u64 = items.iter().map(|i| i.size).sum();
     let want = split::threshold(total, devices.len(), options.min_segment, options.align);
     assert_eq!(plan.threshold, want);
-    assert!(plan.threshold >= options.min_segment && plan.threshold % options.align == 0);
+    assert!(plan.threshold >= options.min_segment && plan.threshold.is_multiple_of(options.align));
     assert!(plan.threshold >= total.div_ceil(devices.len() as u64));
     assert_eq!(
         plan.devices.iter().map(|d| d.device).collect::<Vec<_>>(),
@@ -107,7 +107,7 @@ fn check_plan(plan: &Plan, items: &[Item], devices: &[Device], options: &Options
         assert!(dev.capacity.is_none_or(|c| dp.bytes <= c), "{dp:?} over {dev:?}");
         for p in &dp.pieces {
             assert!(p.len <= plan.threshold, "{p:?} longer than {}", plan.threshold);
-            assert!(p.offset % options.align == 0, "{p:?} not aligned to {}", options.align);
+            assert!(p.offset.is_multiple_of(options.align), "{p:?} not aligned to {}", options.align);
         }
     }
     assert_covered(items, by_item(plan.devices.iter().flat_map(|d| &d.pieces)));
@@ -150,7 +150,7 @@ proptest! {
             let live: Vec<usize> = devices.iter().map(|d| d.id).filter(|&d| b.is_operative(d)).collect();
             let Some(&dev) = live.get(pick.index(live.len().max(1))) else { break };
             if !fail_after_writes(&mut b, dev, writes, cut, &mut durable, &devices, options.align) {
-                return Ok(());
+                break;
             }
         }
         for d in &devices {
@@ -170,7 +170,8 @@ proptest! {
 
 /// Device `dev` writes `writes` pieces, takes one more and makes a `cut / 2^32` part of it
 /// durable, then fails. Returns false when the failure could not be absorbed (checked to be for
-/// a good reason, and to change nothing), so the run stops.
+/// a good reason, and to change nothing): the device then writes that piece whole and stays in
+/// service, and the run stops failing devices.
 fn fail_after_writes(
     b: &mut Balancer,
     dev: usize,
@@ -188,11 +189,12 @@ fn fail_after_writes(
         on_dev.push(piece);
     }
     // Durable ranges the executor reports: sometimes the acknowledged pieces too.
-    let mut reported: Vec<Piece> = if cut % 2 == 0 { on_dev.clone() } else { Vec::new() };
+    let mut reported: Vec<Piece> = if cut.is_multiple_of(2) { on_dev.clone() } else { Vec::new() };
     let mut partial = None;
-    if let Some(piece) = b.next(dev) {
-        let len = (u128::from(piece.len) * u128::from(cut) >> 32) as u64;
-        if len > 0 || (piece.len == 0 && cut % 3 == 0) {
+    let taken = b.next(dev);
+    if let Some(piece) = taken {
+        let len = ((u128::from(piece.len) * u128::from(cut)) >> 32) as u64;
+        if len > 0 || (piece.len == 0 && cut.is_multiple_of(3)) {
             partial = Some(Piece { len, ..piece });
             reported.push(Piece { len, ..piece });
         }
@@ -228,6 +230,10 @@ fn fail_after_writes(
                     assert!(u128::from(free) < devices.len() as u128 * u128::from(align), "{err}");
                 }
                 e => panic!("unexpected {e}"),
+            }
+            if let Some(piece) = taken {
+                b.written(dev, piece).unwrap();
+                durable.push((dev, piece));
             }
             false
         }

@@ -26,7 +26,7 @@ pub(super) fn split(item: Item, threshold: u64, align: u64, out: &mut Vec<Piece>
         out.push(Piece { item: item.id, offset: 0, len: item.size });
         return;
     }
-    assert!(threshold % align == 0, "threshold {threshold} not a multiple of {align}");
+    assert!(threshold.is_multiple_of(align), "threshold {threshold} not a multiple of {align}");
     let (size, align) = (u128::from(item.size), u128::from(align));
     let count = size.div_ceil(u128::from(threshold));
     let units = size.div_ceil(align);

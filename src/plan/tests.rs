@@ -95,7 +95,7 @@ fn one_huge_item_is_split_evenly() {
         plan.pieces_of(0).iter().map(|(_, p)| p.offset).collect::<Vec<_>>(),
         [0, 7, 15, 23].map(|u| u * a)
     );
-    assert!(plan.devices.iter().all(|d| d.pieces.iter().all(|p| p.offset % DEFAULT_ALIGN == 0)));
+    assert!(plan.devices.iter().all(|d| d.pieces.iter().all(|p| p.offset.is_multiple_of(DEFAULT_ALIGN))));
 }
 
 #[test]
