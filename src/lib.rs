@@ -8,6 +8,7 @@ pub mod format;
 pub mod fsrestore;
 pub mod journal;
 pub mod pipeline;
+pub mod plan;
 pub mod source;
 pub mod store;
 pub mod uring;
