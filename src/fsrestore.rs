@@ -371,7 +371,7 @@ impl FsRestorer {
                 Ok(md) if md.is_dir() => self.parent_setgid = md.mode() & libc::S_ISGID != 0,
                 Ok(_) => return Err(create_error(&cur, libc::ENOTDIR)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                    fs::create_dir(&cur)
+                    create_dir_racing(&DirBuilder::new(), &cur)
                         .map_err(|source| RestoreError::Create { path: cur.clone(), source })?;
                 }
                 Err(source) => return Err(RestoreError::Create { path: cur, source }),
@@ -398,7 +398,7 @@ impl FsRestorer {
                 builder.create(path).map_err(|e| create_io(path, e))?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                builder.create(path).map_err(|e| create_io(path, e))?;
+                create_dir_racing(&builder, path).map_err(|e| create_io(path, e))?;
             }
             Err(e) => return Err(create_io(path, e)),
         }
@@ -589,4 +589,16 @@ fn create_io(path: &Path, source: io::Error) -> RestoreError {
 
 fn create_error(path: &Path, errno: i32) -> RestoreError {
     create_io(path, io::Error::from_raw_os_error(errno))
+}
+
+/// Creates a directory that another restore thread may be creating at the same moment (as
+/// the parent of a file it restores): a directory already there is what was wanted.
+fn create_dir_racing(builder: &DirBuilder, path: &Path) -> io::Result<()> {
+    match builder.create(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(path) {
+            Ok(md) if md.is_dir() => Ok(()),
+            _ => Err(e),
+        },
+        r => r,
+    }
 }

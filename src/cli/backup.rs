@@ -43,6 +43,34 @@ pub struct BackupArgs {
     /// target.
     #[arg(long, value_name = "STAGE")]
     pub stage: Option<String>,
+    /// With several --to targets: print which files and segments would go to which target,
+    /// and write nothing.
+    #[arg(long)]
+    pub plan_only: bool,
+}
+
+/// `--plan-only`: the plan, for people (a line per target) or as JSON.
+fn plan_only(
+    ctx: &Ctx,
+    req: &BackupRequest,
+    targets: &[Box<dyn coffer::device::Target>],
+    specs: &[TargetSpec],
+) -> anyhow::Result<ExitCode> {
+    let p = coffer::pipeline::multi::make_plan(req, targets)?;
+    if ctx.json {
+        let paths: Vec<String> =
+            p.entries.iter().map(|e| String::from_utf8_lossy(&e.meta.path).into_owned()).collect();
+        super::print_json(&json!({
+            "targets": specs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "plan": p.plan, "paths": paths, "problems": p.problems,
+        }));
+    } else {
+        for (d, s) in specs.iter().enumerate() {
+            println!("device {d}: {s}");
+        }
+        print!("{}", p.plan.summary());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_unit(s: &str) -> Result<usize, String> {
@@ -56,12 +84,15 @@ fn parse_unit(s: &str) -> Result<usize, String> {
 
 /// Runs `coffer backup`.
 pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
-    let spec: TargetSpec = match a.targets.as_slice() {
-        [] => super::drain::default_target(ctx)?,
-        [one] => one.parse()?,
-        _ => bail!("one --to target per backup for now; several devices at once come with multistream jobs"),
+    let specs: Vec<TargetSpec> = match a.targets.as_slice() {
+        [] => vec![super::drain::default_target(ctx)?],
+        many => many.iter().map(|t| t.parse()).collect::<Result<_, _>>()?,
     };
+    let spec = specs[0].clone();
     let stage: Option<TargetSpec> = a.stage.as_deref().map(str::parse).transpose()?;
+    if stage.is_some() && specs.len() > 1 {
+        bail!("--stage drains to one target: give one --to with it");
+    }
     let sources = resolve_sources(&a)?;
     let description = a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
     let req = BackupRequest {
@@ -71,12 +102,21 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         job: 0,
         one_file_system: a.one_file_system,
     };
+    let writing: Vec<TargetSpec> = match &stage {
+        Some(st) => vec![st.clone()],
+        None => specs.clone(),
+    };
+    let mut targets = Vec::new();
+    for t in &writing {
+        targets.push(open_target(t).with_context(|| format!("cannot use target {t}"))?);
+    }
+    if a.plan_only {
+        return plan_only(ctx, &req, &targets, &writing);
+    }
     let mut store = ctx.open_store()?;
-    let first = stage.as_ref().unwrap_or(&spec);
-    let target = open_target(first).with_context(|| format!("cannot use target {first}"))?;
     let interactive = ctx.interactive();
     let t0 = Instant::now();
-    let summary = run_backup(&req, target, &mut store, |p| {
+    let summary = run_backup(&req, targets, &mut store, |p| {
         if interactive {
             let secs = t0.elapsed().as_secs_f64().max(1e-3);
             let raw = p.raw.load(Ordering::Relaxed);
@@ -98,7 +138,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         Some(st) if summary.error.is_none() => Some(super::drain::drain_to(&mut store, st, &spec)?),
         _ => None,
     };
-    report(ctx, first, &summary, drained.as_ref());
+    report(ctx, &writing, &summary, drained.as_ref());
     if let (Some(st), Some(d)) = (&stage, &drained)
         && !ctx.json
     {
@@ -145,16 +185,25 @@ fn resolve_sources(a: &BackupArgs) -> anyhow::Result<Vec<Source>> {
     Ok(out)
 }
 
-fn report(ctx: &Ctx, spec: &TargetSpec, s: &BackupSummary, drained: Option<&DrainReport>) {
+fn report(ctx: &Ctx, specs: &[TargetSpec], s: &BackupSummary, drained: Option<&DrainReport>) {
+    let spec = specs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + ");
+    let streams: Vec<_> = s
+        .streams
+        .iter()
+        .map(|t| {
+            json!({"stream": t.stream, "target": t.target, "objects": t.objects, "bytes": t.bytes, "error": t.error})
+        })
+        .collect();
     let ratio = if s.bytes_stored > 0 { s.bytes_in as f64 / s.bytes_stored as f64 } else { 0.0 };
     let rate = s.bytes_in as f64 / s.seconds.max(1e-6) / 1e6;
     if ctx.json {
         super::print_json(&json!({
             "session": s.session, "status": format!("{:?}", s.status).to_lowercase(),
-            "target": spec.to_string(), "objects": s.objects, "bytes_in": s.bytes_in,
+            "target": spec, "objects": s.objects, "bytes_in": s.bytes_in,
             "bytes_stored": s.bytes_stored, "ratio": ratio, "mb_per_s": rate, "seconds": s.seconds,
             "problems": s.problems, "error": s.error,
             "drained": drained.map(super::drain::report_json),
+            "streams": streams, "moved": s.moved,
         }));
         return;
     }
@@ -169,6 +218,26 @@ fn report(ctx: &Ctx, spec: &TargetSpec, s: &BackupSummary, drained: Option<&Drai
         human_bytes(s.bytes_stored),
         s.seconds
     );
+    for t in &s.streams {
+        let how = t.error.as_ref().map_or_else(String::new, |e| format!(" — FAILED: {e}"));
+        println!(
+            "  MULTI STREAM [session {}] SUBJOB {}: {} objects, {} on {}{how}",
+            s.session,
+            t.stream,
+            t.objects,
+            human_bytes(t.bytes),
+            t.target
+        );
+    }
+    for m in &s.moved {
+        println!(
+            "  moved {} from failed device {} to the others in {} pieces ({} were already durable there)",
+            human_bytes(m.bytes),
+            m.from,
+            m.moves.len(),
+            human_bytes(m.kept)
+        );
+    }
     if s.error.is_some() {
         println!("  the objects journaled before the failure stay restorable: `coffer ls {}`", s.session);
     }

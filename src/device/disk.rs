@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use super::aligned::{ALIGN, AlignedBuf, round_up};
 use super::endmark::{DATA_START, EndMark, MARK_BLOCK};
 use super::label::{LABEL_READ_LEN, label_block, new_label, parse_label};
+use super::throttle::Throttle;
 use super::{DeviceError, Media, Mounted, PartReader, PartStart, Target};
 use crate::catalog::MediumKind;
 use crate::format::records::VolumeLabel;
@@ -50,6 +51,7 @@ pub struct DiskTarget {
     vol: Option<Volume>,
     stage: AlignedBuf,
     staged: usize,
+    throttle: Option<Throttle>,
 }
 
 #[derive(Debug)]
@@ -180,7 +182,14 @@ impl DiskTarget {
             vol: None,
             stage: AlignedBuf::new(STAGE_LEN),
             staged: 0,
+            throttle: None,
         })
+    }
+
+    /// Limits writes to `rate` bytes per second.
+    pub fn with_rate(mut self, rate: Option<u64>) -> DiskTarget {
+        self.throttle = rate.map(Throttle::new);
+        self
     }
 
     fn vol(&mut self) -> &mut Volume {
@@ -195,6 +204,9 @@ impl DiskTarget {
         self.ring.write_at(&vol.file, vol.end, &self.stage[..len]).map_err(DeviceError::io("write", what))?;
         vol.end += len as u64;
         self.staged = 0;
+        if let Some(t) = &mut self.throttle {
+            t.pace(len as u64);
+        }
         Ok(())
     }
 
@@ -383,6 +395,18 @@ impl Target for DiskTarget {
         self.ring.fdatasync(&v.file).map_err(DeviceError::io("sync", what))?;
         v.part_open = false;
         self.write_mark()
+    }
+
+    fn free_space(&self) -> Option<u64> {
+        if self.raw {
+            return self.vol.as_ref().map(|v| self.volume_size.saturating_sub(v.end));
+        }
+        let st = crate::source::mode::statvfs(&self.dir)?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    fn rate(&self) -> Option<u64> {
+        self.throttle.as_ref().map(|t| t.rate)
     }
 
     fn next_medium(&mut self) -> Result<Mounted, DeviceError> {

@@ -17,6 +17,7 @@ pub mod label;
 pub mod null;
 pub mod nvram;
 pub mod spec;
+pub mod throttle;
 
 use crate::format::records::VolumeLabel;
 
@@ -139,6 +140,15 @@ pub trait Target: Send {
     /// Whether the medium is a ring that reuses its space rather than filling up.
     fn is_ring(&self) -> bool {
         false
+    }
+    /// Bytes the target can still take, where it can tell (a planner spreading a job over
+    /// several targets gives a smaller one less).
+    fn free_space(&self) -> Option<u64> {
+        None
+    }
+    /// Bytes per second it writes, where known (a throttled target, a tape drive's rate).
+    fn rate(&self) -> Option<u64> {
+        None
     }
 }
 

@@ -26,6 +26,8 @@ pub enum TargetSpec {
         pool: String,
         /// `dir` is one raw disk (an image file given `,raw`; block devices are raw anyway).
         raw: bool,
+        /// Write at most this many bytes per second.
+        rate: Option<u64>,
     },
     /// A persistent-memory region or file used as a ring of session parts.
     Nvram {
@@ -53,6 +55,7 @@ impl std::str::FromStr for TargetSpec {
         let mut size = None;
         let mut pool = DEFAULT_POOL.to_owned();
         let mut raw = false;
+        let mut rate = None;
         for opt in parts {
             if kind == "disk" && opt == "raw" {
                 raw = true;
@@ -62,6 +65,9 @@ impl std::str::FromStr for TargetSpec {
             match (kind, k) {
                 ("disk", "volume") => {
                     volume_size = parse_size(v).ok_or_else(|| bad("volume size like 4G"))?
+                }
+                ("disk", "rate") => {
+                    rate = Some(parse_size(v).ok_or_else(|| bad("rate like 100M (bytes per second)"))?)
                 }
                 ("nvram", "size") => size = Some(parse_size(v).ok_or_else(|| bad("region size like 256M"))?),
                 ("disk" | "nvram", "pool") if !v.is_empty() && v.len() <= 64 => pool = v.to_owned(),
@@ -73,7 +79,7 @@ impl std::str::FromStr for TargetSpec {
             "disk" => {
                 let dir = std::path::absolute(path).map_err(|e| bad(&e.to_string()))?;
                 let raw = raw || super::disk::is_block_device(&dir);
-                Ok(TargetSpec::Disk { dir, volume_size, pool, raw })
+                Ok(TargetSpec::Disk { dir, volume_size, pool, raw, rate })
             }
             "nvram" if path.is_empty() => {
                 Err(bad("nvram targets need a file or device: nvram:/dev/pmem0 or nvram:/srv/coffer.nvr"))
@@ -114,9 +120,11 @@ pub fn parse_size(s: &str) -> Option<u64> {
 /// Opens a target for writing.
 pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>, DeviceError> {
     Ok(match spec {
-        TargetSpec::Disk { dir, pool, raw: true, .. } => Box::new(DiskTarget::raw(dir, pool)?),
-        TargetSpec::Disk { dir, volume_size, pool, raw: false } => {
-            Box::new(DiskTarget::new(dir, *volume_size, pool)?)
+        TargetSpec::Disk { dir, pool, raw: true, rate, .. } => {
+            Box::new(DiskTarget::raw(dir, pool)?.with_rate(*rate))
+        }
+        TargetSpec::Disk { dir, volume_size, pool, raw: false, rate } => {
+            Box::new(DiskTarget::new(dir, *volume_size, pool)?.with_rate(*rate))
         }
         TargetSpec::Nvram { path, size, pool } => Box::new(NvramTarget::new(path, *size, pool)?),
         TargetSpec::Null => Box::new(NullTarget::new()),
@@ -149,9 +157,12 @@ mod tests {
                 dir: "/srv/b".into(),
                 volume_size: 64 << 20,
                 pool: "weekly".into(),
-                raw: false
+                raw: false,
+                rate: None,
             }
         );
+        let s: TargetSpec = "disk:/srv/b,rate=100M".parse().unwrap();
+        assert!(matches!(s, TargetSpec::Disk { rate: Some(r), .. } if r == 100 << 20));
         let s: TargetSpec = "disk:/srv/disk.img,raw".parse().unwrap();
         assert!(matches!(s, TargetSpec::Disk { raw: true, .. }));
         assert_eq!(s.to_string(), "disk:/srv/disk.img,raw");

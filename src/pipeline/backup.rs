@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
 
 use super::affinity::{allowed_cores, pin_current_thread};
+use super::coord::Coordinator;
 use super::pool::Pool;
 use super::reader::{ReadError, Reader};
-use super::writer::{Event, Progress, SessionInfo, StreamWriter};
+use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Encoded, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
     MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionMode, SessionPart,
@@ -71,6 +72,25 @@ pub struct BackupSummary {
     pub problems: Vec<String>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// Per stream of a multistream session: its target and how it went.
+    pub streams: Vec<StreamSummary>,
+    /// What moved off failed devices to the others.
+    pub moved: Vec<crate::plan::Moved>,
+}
+
+/// How one stream of a multistream session went.
+#[derive(Debug, Clone)]
+pub struct StreamSummary {
+    /// Stream number (the sub-job).
+    pub stream: u16,
+    /// Its target.
+    pub target: String,
+    /// Objects (and segments) it stored.
+    pub objects: u64,
+    /// Object bytes it stored.
+    pub bytes: u64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }
 
 /// Why a backup could not run or finish.
@@ -85,17 +105,72 @@ pub enum BackupError {
     /// A source cannot be read at all.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The job cannot be spread over the targets (no room, bad device list).
+    #[error("cannot plan the job over the targets: {0}")]
+    Plan(crate::plan::PlanError),
 }
 
-/// Runs a backup of `req` to `target`, journaling into `store`. `progress` is called about
-/// five times a second with the live counters.
+/// Runs a backup of `req` to `targets`, journaling into `store`: one stream to a single
+/// target, or a multistream session planned over several ([`super::multi`]). `progress` is
+/// called about five times a second with the live counters.
 pub fn run(
     req: &BackupRequest,
-    target: Box<dyn Target>,
+    targets: Vec<Box<dyn Target>>,
     store: &mut Store,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<BackupSummary, BackupError> {
+    assert!(!targets.is_empty(), "a backup needs a target");
+    if targets.len() > 1 {
+        return super::multi::run(req, targets, store, on_progress);
+    }
+    let target = targets.into_iter().next().expect("one target");
     let t0 = Instant::now();
+    let (session, info) = start_session(req, store, 1)?;
+    let progress = Arc::new(Progress::default());
+    let (event_tx, events) = bounded::<(u16, Event)>(64);
+    let sources = req.sources.clone();
+    let opts = WalkOptions { one_file_system: req.one_file_system };
+    let stream = StreamJob::start(req.unit, target, info, event_tx, progress.clone(), move |reader| {
+        for s in &sources {
+            match s {
+                Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
+                Source::Volume(path) => reader.add_volume(path)?,
+            }
+        }
+        Ok(())
+    });
+    let control = control_loop(store, session, &events, &progress, &mut on_progress, None);
+    let (written, read) = stream.join();
+    let (objects, stored_raw, stored) = control?.totals;
+
+    // The writer's failure explains a reader that stopped; otherwise the reader's own.
+    let (status, error, problems) = match (&written, read) {
+        (Ok(_), Ok(problems)) => (SessionStatus::Complete, None, problems),
+        (Err(e), _) => (SessionStatus::Failed, Some(e.to_string()), Vec::new()),
+        (Ok(_), Err(e)) => (SessionStatus::Failed, Some(e.to_string()), Vec::new()),
+    };
+    let summary = BackupSummary {
+        session,
+        status,
+        objects,
+        bytes_in: progress.raw.load(Ordering::Relaxed),
+        bytes_stored: progress.stored.load(Ordering::Relaxed),
+        seconds: 0.0,
+        problems,
+        error,
+        streams: Vec::new(),
+        moved: Vec::new(),
+    };
+    finish_session(store, summary, stored_raw, stored, t0)
+}
+
+/// Journals the start of a session of `streams` streams; returns its id and the facts its
+/// streams write in their headers (stream 0's).
+pub(super) fn start_session(
+    req: &BackupRequest,
+    store: &mut Store,
+    streams: u16,
+) -> Result<(u64, SessionInfo), StoreError> {
     let session = store.catalog().next_session_id();
     let started = crate::clock::unix_now();
     let mode = if req.sources.iter().any(|s| matches!(s, Source::Volume(_))) {
@@ -110,7 +185,7 @@ pub fn run(
         source: req.description.clone(),
         started,
         stream: 0,
-        streams: 1,
+        streams,
     };
     store.commit(&[Record::from(SessionStarted {
         session,
@@ -118,134 +193,155 @@ pub fn run(
         host: info.host.clone(),
         source: info.source.clone(),
         started,
-        streams: 1,
+        streams,
         mode,
     })])?;
-
-    let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
-    let n = cores.len().max(1);
-    let raw_pool = Pool::new(n * (QUEUE_DEPTH + 2) + 3, req.unit);
-    let out_pool = Pool::new(n * (QUEUE_DEPTH + 1) + 1, compress_scratch_len(req.unit));
-    let progress = Arc::new(Progress::default());
-    let (event_tx, events) = bounded::<Event>(64);
-
-    let mut unit_txs = Vec::new();
-    let mut outs = Vec::new();
-    let mut threads = Vec::new();
-    for (i, &core) in cores.iter().enumerate() {
-        let (utx, urx) = bounded::<Unit>(QUEUE_DEPTH);
-        let (etx, erx) = bounded::<Encoded>(QUEUE_DEPTH);
-        let (rp, op) = (raw_pool.clone(), out_pool.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("compress-{i}"))
-                .spawn(move || {
-                    // Unpinned is slower, not wrong: carry on if the kernel refuses.
-                    let _ = pin_current_thread(core);
-                    compress::run(urx, etx, rp, op)
-                })
-                .expect("spawn compressor"),
-        );
-        unit_txs.push(utx);
-        outs.push(erx);
-    }
-
-    let writer = {
-        let progress = progress.clone();
-        let out_pool = out_pool.clone();
-        std::thread::Builder::new()
-            .name("writer".into())
-            .spawn(move || write_stream(target, info, outs, event_tx, progress, out_pool))
-            .expect("spawn writer")
-    };
-    let reader = {
-        let sources = req.sources.clone();
-        let opts = WalkOptions { one_file_system: req.one_file_system };
-        std::thread::Builder::new()
-            .name("reader".into())
-            .spawn(move || read_sources(&sources, opts, raw_pool, unit_txs))
-            .expect("spawn reader")
-    };
-
-    let control = control_loop(store, session, &events, &progress, &mut on_progress);
-    let written = writer.join().expect("writer thread");
-    let read = reader.join().expect("reader thread");
-    for t in threads {
-        t.join().expect("compressor thread");
-    }
-    let (objects, stored_raw, stored) = control?;
-
-    // The writer's failure explains a reader that stopped; otherwise the reader's own.
-    let (status, error, problems) = match (&written, read) {
-        (Ok(_), Ok(problems)) => (SessionStatus::Complete, None, problems),
-        (Err(e), _) => (SessionStatus::Failed, Some(e.to_string()), Vec::new()),
-        (Ok(_), Err(e)) => (SessionStatus::Failed, Some(e.to_string()), Vec::new()),
-    };
-    store.commit(&[Record::from(SessionFinished {
-        session,
-        ended: crate::clock::unix_now(),
-        status,
-        objects,
-        raw_bytes: stored_raw,
-        stored_bytes: stored,
-    })])?;
-    Ok(BackupSummary {
-        session,
-        status,
-        objects,
-        bytes_in: progress.raw.load(Ordering::Relaxed),
-        bytes_stored: progress.stored.load(Ordering::Relaxed),
-        seconds: t0.elapsed().as_secs_f64(),
-        problems,
-        error,
-    })
+    Ok((session, info))
 }
 
-fn read_sources(
-    sources: &[Source],
-    opts: WalkOptions,
-    raw_pool: Pool,
-    queues: Vec<crossbeam_channel::Sender<Unit>>,
-) -> Result<Vec<String>, ReadError> {
-    let mut reader = Reader::new(raw_pool, queues).map_err(ReadError::Setup)?;
-    for s in sources {
-        match s {
-            Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
-            Source::Volume(path) => reader.add_volume(path)?,
+/// Journals the end of a session and completes its summary.
+pub(super) fn finish_session(
+    store: &mut Store,
+    mut summary: BackupSummary,
+    raw_bytes: u64,
+    stored_bytes: u64,
+    t0: Instant,
+) -> Result<BackupSummary, BackupError> {
+    store.commit(&[Record::from(SessionFinished {
+        session: summary.session,
+        ended: crate::clock::unix_now(),
+        status: summary.status,
+        objects: summary.objects,
+        raw_bytes,
+        stored_bytes,
+    })])?;
+    summary.seconds = t0.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// How a stream's writer and reader ended (the reader with the problems it met).
+pub(super) type StreamEnd = (Result<(), DeviceError>, Result<Vec<String>, ReadError>);
+
+/// One stream's data plane: a reader fed by a closure, one pinned compressor per core, and a
+/// writer to one target.
+pub(super) struct StreamJob {
+    writer: std::thread::JoinHandle<Result<(), DeviceError>>,
+    reader: std::thread::JoinHandle<Result<Vec<String>, ReadError>>,
+    compressors: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl StreamJob {
+    /// Starts the threads; `feed` runs on the reader thread and adds the stream's objects.
+    pub(super) fn start(
+        unit: usize,
+        target: Box<dyn Target>,
+        info: SessionInfo,
+        events: Events,
+        progress: Arc<Progress>,
+        feed: impl FnOnce(&mut Reader) -> Result<(), ReadError> + Send + 'static,
+    ) -> StreamJob {
+        let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
+        let n = cores.len().max(1);
+        let raw_pool = Pool::new(n * (QUEUE_DEPTH + 2) + 3, unit);
+        let out_pool = Pool::new(n * (QUEUE_DEPTH + 1) + 1, compress_scratch_len(unit));
+        let stream = info.stream;
+        let mut unit_txs = Vec::new();
+        let mut outs = Vec::new();
+        let mut compressors = Vec::new();
+        for (i, &core) in cores.iter().enumerate() {
+            let (utx, urx) = bounded::<Unit>(QUEUE_DEPTH);
+            let (etx, erx) = bounded::<Encoded>(QUEUE_DEPTH);
+            let (rp, op) = (raw_pool.clone(), out_pool.clone());
+            compressors.push(
+                std::thread::Builder::new()
+                    .name(format!("compress-{stream}-{i}"))
+                    .spawn(move || {
+                        // Unpinned is slower, not wrong: carry on if the kernel refuses.
+                        let _ = pin_current_thread(core);
+                        compress::run(urx, etx, rp, op)
+                    })
+                    .expect("spawn compressor"),
+            );
+            unit_txs.push(utx);
+            outs.push(erx);
         }
+        let writer = std::thread::Builder::new()
+            .name(format!("writer-{stream}"))
+            .spawn(move || write_stream(target, info, outs, events, progress, out_pool))
+            .expect("spawn writer");
+        let reader = std::thread::Builder::new()
+            .name(format!("reader-{stream}"))
+            .spawn(move || {
+                let mut reader = Reader::new(raw_pool, unit_txs).map_err(ReadError::Setup)?;
+                feed(&mut reader)?;
+                reader.finish()
+            })
+            .expect("spawn reader");
+        StreamJob { writer, reader, compressors }
     }
-    reader.finish()
+
+    /// Waits for the stream's threads; returns how the writer and the reader ended.
+    pub(super) fn join(self) -> StreamEnd {
+        let written = self.writer.join().expect("writer thread");
+        let read = self.reader.join().expect("reader thread");
+        for t in self.compressors {
+            t.join().expect("compressor thread");
+        }
+        (written, read)
+    }
 }
 
 /// The writer thread: takes encoded records from the compressors in turn and writes them.
+/// A failure is also reported as an event, so that the control thread can move the stream's
+/// work elsewhere while the other streams go on.
 fn write_stream(
     target: Box<dyn Target>,
     info: SessionInfo,
     outs: Vec<Receiver<Encoded>>,
-    events: crossbeam_channel::Sender<Event>,
+    events: Events,
     progress: Arc<Progress>,
     out_pool: Pool,
 ) -> Result<(), DeviceError> {
-    let mut w = StreamWriter::start(target, info, events, progress, out_pool)?;
-    let mut k = 0usize;
-    // A closed queue at the compressor whose turn it is means the reader sent no more.
-    while let Ok(rec) = outs[k % outs.len()].recv() {
-        w.write(rec)?;
-        k += 1;
-    }
-    w.finish(SessionStatus::Complete, crate::clock::unix_now()).map(|_| ())
+    let stream = info.stream;
+    let r = (|| {
+        let mut w = StreamWriter::start(target, info, events.clone(), progress, out_pool)?;
+        let mut k = 0usize;
+        // A closed queue at the compressor whose turn it is means the reader sent no more.
+        while let Ok(rec) = outs[k % outs.len()].recv() {
+            w.write(rec)?;
+            k += 1;
+        }
+        w.finish(SessionStatus::Complete, crate::clock::unix_now()).map(|_| ())
+    })();
+    let last = match &r {
+        Ok(()) => Event::Closed,
+        Err(e) => Event::Failed(e.to_string()),
+    };
+    let _ = events.send((stream, last));
+    r
+}
+
+/// What the control loop saw: objects, raw and stored bytes made durable, and the streams
+/// that failed, each with why.
+#[derive(Debug, Default)]
+pub(super) struct Controlled {
+    pub totals: (u64, u64, u64),
+    pub failed: Vec<(u16, String)>,
+    /// Per stream: objects and object bytes made durable.
+    pub per_stream: std::collections::BTreeMap<u16, (u64, u64)>,
 }
 
 /// Journals what the writer reports until it hangs up; returns objects, raw and stored bytes
 /// made durable.
-fn control_loop(
+pub(super) fn control_loop(
     store: &mut Store,
     session: u64,
-    events: &Receiver<Event>,
+    events: &Receiver<(u16, Event)>,
     progress: &Progress,
     on_progress: &mut impl FnMut(&Progress),
-) -> Result<(u64, u64, u64), StoreError> {
-    let mut durable = (0u64, 0u64, 0u64);
+    coord: Option<&Coordinator>,
+) -> Result<Controlled, StoreError> {
+    let mut out = Controlled::default();
     let mut used = std::collections::HashMap::new();
     loop {
         let ev = match events.recv_timeout(Duration::from_millis(200)) {
@@ -256,6 +352,7 @@ fn control_loop(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        let (stream, ev) = ev;
         let records = match ev {
             Event::Medium(m) => medium_records(store, &m),
             Event::Part { stream, part, start } => vec![Record::from(SessionPart {
@@ -268,9 +365,15 @@ fn control_loop(
             })],
             Event::Durable { objects, medium, used: u } => {
                 used.insert(medium, u);
-                durable.0 += objects.len() as u64;
-                durable.1 += objects.iter().map(|o| o.length).sum::<u64>();
-                durable.2 = progress.stored.load(Ordering::Relaxed);
+                out.totals.0 += objects.len() as u64;
+                out.totals.1 += objects.iter().map(|o| o.length).sum::<u64>();
+                out.totals.2 = progress.stored.load(Ordering::Relaxed);
+                let mine = out.per_stream.entry(stream).or_default();
+                mine.0 += objects.len() as u64;
+                mine.1 += objects.iter().map(|o| o.length).sum::<u64>();
+                if let Some(c) = coord {
+                    c.journaled(stream.into(), &objects);
+                }
                 let mut recs: Vec<Record> = objects
                     .into_iter()
                     .map(|object| Record::from(ObjectStored { session, object }))
@@ -283,11 +386,34 @@ fn control_loop(
                 let u = used.get(&medium).copied().unwrap_or(0);
                 vec![Record::from(MediumUpdated { medium, used: u, state: MediumState::Full })]
             }
+            Event::Synced => {
+                if let Some(c) = coord {
+                    c.synced(stream.into());
+                }
+                Vec::new()
+            }
+            Event::Closed => {
+                if let Some(c) = coord {
+                    let _ = c.closed(stream.into());
+                }
+                Vec::new()
+            }
+            Event::Failed(why) => {
+                if let Some(c) = coord {
+                    // What it had not made durable goes to the others; an error here (no
+                    // device left) stops every stream, which the summary reports.
+                    let _ = c.failed(stream.into());
+                }
+                out.failed.push((stream, why));
+                Vec::new()
+            }
         };
-        store.commit(&records)?;
+        if !records.is_empty() {
+            store.commit(&records)?;
+        }
     }
     on_progress(progress);
-    Ok(durable)
+    Ok(out)
 }
 
 /// Sessions with a part in an overwritten range of a ring medium are gone: prune them. The

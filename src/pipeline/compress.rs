@@ -30,6 +30,7 @@ pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_p
                 Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw }
             }
             Work::Encoded(v) => Encoded { bytes: EncodedBytes::Small(v), track: unit.track, raw: 0 },
+            Work::Sync => Encoded { bytes: EncodedBytes::Small(Vec::new()), track: unit.track, raw: 0 },
         };
         if output.send(encoded).is_err() {
             return;

@@ -36,6 +36,9 @@ pub enum Deal {
     Large(TreeEntry),
     /// An entry the walker had to skip.
     Problem(String),
+    /// Everything dealt before must be made durable before the reader goes on (a
+    /// multi-device sub-job ran out of work).
+    Sync,
 }
 
 /// A batch whose files were read.
@@ -53,6 +56,8 @@ pub enum Fetched {
     Large(TreeEntry),
     /// Passed through.
     Problem(String),
+    /// Passed through.
+    Sync,
 }
 
 /// A fetch thread: reads the files of each batch it gets, in order.
@@ -69,6 +74,7 @@ pub fn fetch_loop(input: Receiver<Deal>, output: Sender<Fetched>, pool: Pool, op
             Deal::Batch(entries) => fetch(&mut ring, entries, pool.take(), open_flags),
             Deal::Large(e) => Fetched::Large(e),
             Deal::Problem(p) => Fetched::Problem(p),
+            Deal::Sync => Fetched::Sync,
         };
         if output.send(out).is_err() {
             return;
@@ -159,7 +165,9 @@ impl Dealer {
     /// Adds an entry; `false` when the reader has stopped.
     pub fn add(&mut self, e: TreeEntry) -> bool {
         let size = e.meta.size as usize;
-        if e.meta.kind == ObjectKind::File && size > self.small_max {
+        let segment = e.placed.is_some_and(|p| p.segment.is_some());
+        let large = e.meta.kind == ObjectKind::File && (size > self.small_max || segment);
+        if large || e.meta.kind == ObjectKind::Volume {
             return self.flush() && self.send(Deal::Large(e));
         }
         if e.meta.kind == ObjectKind::File {
@@ -175,6 +183,11 @@ impl Dealer {
     /// Passes a problem on, in order.
     pub fn problem(&mut self, p: String) -> bool {
         self.flush() && self.send(Deal::Problem(p))
+    }
+
+    /// Asks for everything dealt so far to be made durable.
+    pub fn sync(&mut self) -> bool {
+        self.flush() && self.send(Deal::Sync)
     }
 
     /// Sends the last batch.

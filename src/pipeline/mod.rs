@@ -15,8 +15,10 @@ pub mod affinity;
 pub mod backup;
 pub mod compare;
 pub mod compress;
+pub mod coord;
 pub mod drain;
 pub mod fetch;
+pub mod multi;
 pub mod pool;
 pub mod readback;
 pub mod reader;
@@ -69,6 +71,8 @@ pub enum Track {
     Ends(Box<StoredObject>),
     /// A pack: every object in it starts and ends here.
     Packed(Vec<StoredObject>),
+    /// Not a record: close the part so that everything before is durable, and say so.
+    Sync,
 }
 
 /// Work for a compressor: one record to encode.
@@ -98,6 +102,8 @@ pub enum Work {
     },
     /// A record the reader encoded itself (metadata, object ends).
     Encoded(Vec<u8>),
+    /// No record: a sync point, passed on in order.
+    Sync,
 }
 
 /// A unit on its way through the pipeline.

@@ -17,7 +17,7 @@ use super::pool::Pool;
 use super::{SMALL_FILE_DIVISOR, Track, Unit, Work, stored};
 use crate::catalog::StoredObject;
 use crate::device::aligned::{ALIGN, AlignedBuf, round_up};
-use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, Payload};
+use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, Payload, SegmentHeader};
 use crate::format::{HEADER_LEN, MAX_META_LEN, PackBuilder, encode_meta};
 use crate::source::{SourceError, TreeEntry, TreeWalker, WalkOptions, changed_during_read, data_extents};
 use crate::uring::{FileReadResult, Ring};
@@ -101,8 +101,10 @@ impl Reader {
     }
 
     fn send(&mut self, work: Work, track: Track) -> Result<(), ReadError> {
+        // A sync point is no record: it takes no sequence number.
+        let is_record = !matches!(work, Work::Sync);
         let unit = Unit { seq: self.next_seq, work, track };
-        self.next_seq += 1;
+        self.next_seq += u64::from(is_record);
         let q = &self.queues[self.next_unit % self.queues.len()];
         self.next_unit += 1;
         q.send(unit).map_err(|_| ReadError::Stopped)
@@ -125,6 +127,14 @@ impl Reader {
         opts: WalkOptions,
     ) -> Result<(), ReadError> {
         let walker = TreeWalker::new(root, opts)?;
+        let prefix = prefix.map(<[u8]>::to_vec);
+        self.add_dealt(move |dealer| deal(walker, dealer, prefix))
+    }
+
+    /// Adds the entries that `source`, run on a thread of its own, gives the [`Dealer`] (a
+    /// walk, or the pieces a multi-device plan hands this stream). Fetch threads read the small
+    /// files; this thread packs them in the order dealt and streams the large ones.
+    pub fn add_dealt(&mut self, source: impl FnOnce(Dealer) + Send) -> Result<(), ReadError> {
         // Each fetcher holds at most one buffer in hand and one queued, the reader one: with
         // 2F + 1 a fetcher never waits for a buffer, so stopping never deadlocks.
         let pool = Pool::new(2 * FETCHERS + 1, BATCH_BYTES);
@@ -137,7 +147,6 @@ impl Reader {
             ends.push((wrx, ftx));
         }
         let (small_max, open_flags) = (self.small_max, self.open_flags);
-        let prefix = prefix.map(<[u8]>::to_vec);
         std::thread::scope(|scope| {
             for (i, (wrx, ftx)) in ends.into_iter().enumerate() {
                 let pool = pool.clone();
@@ -148,7 +157,7 @@ impl Reader {
             }
             std::thread::Builder::new()
                 .name("walker".into())
-                .spawn_scoped(scope, move || deal(walker, Dealer::new(work_txs, small_max), prefix))
+                .spawn_scoped(scope, move || source(Dealer::new(work_txs, small_max)))
                 .expect("spawn walker");
             let fetched_rxs = fetched_rxs;
             let mut k = 0;
@@ -166,6 +175,7 @@ impl Reader {
                         self.problems.push(p);
                         Ok(())
                     }
+                    Fetched::Sync => self.flush_pack().and_then(|()| self.send(Work::Sync, Track::Sync)),
                 };
                 if let Err(e) = r {
                     break Err(e);
@@ -175,6 +185,14 @@ impl Reader {
             drop(fetched_rxs);
             result
         })
+    }
+
+    /// The id of the object `e` becomes: the plan's, or the next free one.
+    fn id_for(&mut self, e: &TreeEntry) -> u64 {
+        match e.placed {
+            Some(p) => p.id,
+            None => self.object_id(),
+        }
     }
 
     fn object_id(&mut self) -> u64 {
@@ -208,7 +226,7 @@ impl Reader {
                 None => return self.link_as_file(e, target.into_vec()),
             }
         }
-        let id = self.object_id();
+        let id = self.id_for(&e);
         self.pack_object(id, e.meta, &[])
     }
 
@@ -236,7 +254,7 @@ impl Reader {
                 Ok(data) => {
                     let mut meta = e.meta.clone();
                     meta.size = data.len() as u64;
-                    let id = self.object_id();
+                    let id = self.id_for(&e);
                     self.pack_object(id, meta, &data)?;
                     true
                 }
@@ -264,6 +282,7 @@ impl Reader {
                 return Ok(());
             }
         };
+        let id = self.id_for(&e);
         let mut meta = e.meta;
         let changed = r.stat.is_none_or(|st| {
             st.stx_size != meta.size
@@ -275,7 +294,6 @@ impl Reader {
             self.problems.push(format!("{}: changed while being read", e.source.display()));
             meta.size = n as u64;
         }
-        let id = self.object_id();
         self.pack_object(id, meta, &data[..n])
     }
 
@@ -321,18 +339,37 @@ impl Reader {
             }
         };
         let size = entry.meta.size;
-        let extents = if entry.allocated < size {
+        let mut extents = if entry.allocated < size {
             data_extents(&file, size).unwrap_or_else(|_| vec![(0, size)])
         } else {
             vec![(0, size)]
         };
-        let id = self.object_id();
-        let (length, digest, short) = self.stream_object(id, &entry.meta, &file, &extents)?;
-        let changed = file.metadata().map(|m| changed_during_read(entry, &m)).unwrap_or(true);
+        let id = self.id_for(entry);
+        let segment = entry.placed.and_then(|p| p.segment);
+        if let Some(seg) = segment {
+            extents = clip_extents(&extents, seg.offset, seg.offset + seg.len);
+            let header = SegmentHeader {
+                object_id: id,
+                offset: seg.offset,
+                size: seg.len,
+                index: seg.index,
+                count: seg.count,
+            };
+            // The segment header comes first: restore knows before the metadata that the file
+            // is written in pieces, possibly from several streams.
+            self.encoded(id, &header, Track::Starts(id))?;
+        }
+        let starts = if segment.is_some() { Track::Nothing } else { Track::Starts(id) };
+        let (length, digest, short) = self.stream_object(id, &entry.meta, &file, &extents, starts)?;
+        // A block device's metadata says nothing of its contents.
+        let is_file = entry.meta.kind == ObjectKind::File;
+        let changed = is_file && file.metadata().map(|m| changed_during_read(entry, &m)).unwrap_or(true);
         if changed || short {
             self.problems.push(format!("{}: changed while being read", entry.source.display()));
         }
-        self.end_object(id, &entry.meta, length, digest)?;
+        let mut f = stored(id, &entry.meta, length, digest);
+        f.segment_offset = segment.map_or(0, |s| s.offset);
+        self.encoded(id, &ObjectEnd { length, digest }, Track::Ends(Box::new(f)))?;
         Ok(true)
     }
 
@@ -344,8 +381,9 @@ impl Reader {
         meta: &ObjectMeta,
         file: &File,
         extents: &[(u64, u64)],
+        starts: Track,
     ) -> Result<(u64, [u8; 32], bool), ReadError> {
-        self.encoded(id, meta, Track::Starts(id))?;
+        self.encoded(id, meta, starts)?;
         let mut hasher = blake3::Hasher::new();
         let mut held: Option<(u64, AlignedBuf, usize)> = None;
         let mut length = 0;
@@ -429,7 +467,7 @@ impl Reader {
             vec![(0, size)]
         };
         let id = self.object_id();
-        let (length, digest, short) = self.stream_object(id, &meta, &file, &extents)?;
+        let (length, digest, short) = self.stream_object(id, &meta, &file, &extents, Track::Starts(id))?;
         if short {
             self.problems.push(format!("{}: ended before its size", path.display()));
         }
@@ -460,6 +498,17 @@ fn deal(walker: TreeWalker, mut dealer: Dealer, prefix: Option<Vec<u8>>) {
         }
     }
     dealer.finish();
+}
+
+/// The parts of `extents` (offset, length) that lie in `[start, end)`.
+fn clip_extents(extents: &[(u64, u64)], start: u64, end: u64) -> Vec<(u64, u64)> {
+    extents
+        .iter()
+        .filter_map(|&(o, l)| {
+            let (a, b) = (o.max(start), (o + l).min(end));
+            (a < b).then_some((a, b - a))
+        })
+        .collect()
 }
 
 /// Opens a large file to back up: direct I/O (it is read once; the page cache would only be
@@ -493,7 +542,7 @@ fn read_full(ring: &mut Ring, file: &File, mut pos: u64, buf: &mut [u8]) -> usiz
 }
 
 /// Puts `prefix/` before a path (the root "." becomes the prefix itself).
-fn prefix_path(meta: &mut ObjectMeta, prefix: &[u8]) {
+pub(super) fn prefix_path(meta: &mut ObjectMeta, prefix: &[u8]) {
     let join = |p: &[u8]| {
         if p == b"." { prefix.to_vec() } else { [prefix, b"/", p].concat() }
     };

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, Select, bounded};
 
 use super::QUEUE_DEPTH;
 use super::affinity::{allowed_cores, pin_current_thread};
@@ -23,7 +23,7 @@ use super::readback::{
 };
 use super::restore_workers::{FileJob, Workers, add_summaries};
 use crate::catalog::{Catalog, StoredObject};
-use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry};
+use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, SegmentHeader};
 use crate::fsrestore::{FsRestorer, RestoreError, RestoreSummary};
 use crate::uring::Ring;
 
@@ -175,8 +175,15 @@ pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, Pla
         Action::Verify(Some(dir)) => Some(Comparer::new(dir)),
         _ => None,
     };
-    let objects: HashMap<u64, &StoredObject> =
-        catalog.objects(req.session).unwrap_or(&[]).iter().map(|o| (o.id, o)).collect();
+    let stored = catalog.objects(req.session).unwrap_or(&[]);
+    let mut pieces: HashMap<u64, u32> = HashMap::new();
+    for o in stored {
+        *pieces.entry(o.id).or_default() += 1;
+    }
+    // An object stored in several pieces was split across streams: each is a segment.
+    let segments: HashMap<(u64, u64), &StoredObject> =
+        stored.iter().filter(|o| pieces[&o.id] > 1).map(|o| ((o.id, o.segment_offset), o)).collect();
+    let objects: HashMap<u64, &StoredObject> = stored.iter().rev().map(|o| (o.id, o)).collect();
     let workers = match &req.action {
         Action::Restore(root) => Some(Workers::start(root, FILE_WORKERS)),
         Action::Verify(_) => None,
@@ -188,8 +195,12 @@ pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, Pla
         workers,
         compare,
         objects,
+        segments,
         open: HashMap::new(),
+        segment_next: HashMap::new(),
+        split: HashMap::new(),
         done: HashSet::new(),
+        deferred_links: Vec::new(),
         report: RestoreReport::default(),
         selected: plan.selected.clone(),
         worker_summary: RestoreSummary::default(),
@@ -198,52 +209,49 @@ pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, Pla
     let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
     let data_bufs = Recycler::new(RECYCLE_KEEP);
     let raw_bufs = Recycler::new(RECYCLE_KEEP);
-    let mut ins = Vec::new();
-    let mut outs = Vec::new();
-    let mut threads = Vec::new();
-    for (i, &core) in cores.iter().enumerate() {
-        let (rtx, rrx) = bounded::<RawRecord>(QUEUE_DEPTH);
-        let (itx, irx) = bounded::<Item>(QUEUE_DEPTH);
-        let buffers = data_bufs.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("decode-{i}"))
-                .spawn(move || {
-                    let _ = pin_current_thread(core);
-                    decode_loop(rrx, itx, buffers)
-                })
-                .expect("spawn decoder"),
-        );
-        ins.push(rtx);
-        outs.push(irx);
-    }
     let session = req.session;
-    let reader = std::thread::Builder::new()
-        .name("reader".into())
-        .spawn(move || {
-            let mut k = 0;
-            let mut errors = Vec::new();
-            for (stream, locs, spans) in plan.streams {
-                match StreamReader::new(session, stream, locs, raw_bufs.clone()).run(&spans, &ins, k) {
-                    Ok(next) => k = next,
-                    Err(StreamError::Stopped) => break,
-                    Err(e) => {
-                        errors.push(e.to_string());
-                        break;
+    // Every stream at once (a multistream session's devices are read in parallel): each has a
+    // reader and one decoder per core, and the sink takes each stream's records in order.
+    let mut lanes = Vec::new();
+    let mut threads = Vec::new();
+    let mut readers = Vec::new();
+    for (stream, locs, spans) in plan.streams {
+        let mut ins = Vec::new();
+        let mut outs = Vec::new();
+        for (i, &core) in cores.iter().enumerate() {
+            let (rtx, rrx) = bounded::<RawRecord>(QUEUE_DEPTH);
+            let (itx, irx) = bounded::<Item>(QUEUE_DEPTH);
+            let buffers = data_bufs.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("decode-{stream}-{i}"))
+                    .spawn(move || {
+                        let _ = pin_current_thread(core);
+                        decode_loop(rrx, itx, buffers)
+                    })
+                    .expect("spawn decoder"),
+            );
+            ins.push(rtx);
+            outs.push(irx);
+        }
+        let raw_bufs = raw_bufs.clone();
+        readers.push(
+            std::thread::Builder::new()
+                .name(format!("reader-{stream}"))
+                .spawn(move || {
+                    match StreamReader::new(session, stream, locs, raw_bufs).run(&spans, &ins, 0) {
+                        Ok(_) | Err(StreamError::Stopped) => None,
+                        Err(e) => Some(e.to_string()),
                     }
-                }
-            }
-            errors
-        })
-        .expect("spawn reader");
-
-    let mut k = 0;
-    while let Ok(item) = outs[k % outs.len()].recv() {
-        sink.take(item);
-        k += 1;
+                })
+                .expect("spawn reader"),
+        );
+        lanes.push(Lane { outs, next: 0, done: false });
     }
-    drop(outs);
-    let stream_errors = reader.join().expect("reader thread");
+    take_all(&mut lanes, &mut sink);
+    drop(lanes);
+    let stream_errors: Vec<String> =
+        readers.into_iter().filter_map(|r| r.join().expect("reader thread")).collect();
     for t in threads {
         t.join().expect("decoder thread");
     }
@@ -255,13 +263,60 @@ pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, Pla
     Ok(report)
 }
 
-/// An object being read back.
+/// One stream's decoded records, in order: decoder `next % n` has the next one.
+struct Lane {
+    outs: Vec<Receiver<Item>>,
+    next: usize,
+    done: bool,
+}
+
+/// Feeds the sink from every stream as records come, each stream in its own order.
+fn take_all(lanes: &mut [Lane], sink: &mut Sink<'_>) {
+    loop {
+        let live: Vec<usize> = (0..lanes.len()).filter(|&i| !lanes[i].done).collect();
+        if live.is_empty() {
+            return;
+        }
+        let turns: Vec<Receiver<Item>> =
+            live.iter().map(|&i| lanes[i].outs[lanes[i].next % lanes[i].outs.len()].clone()).collect();
+        let mut sel = Select::new();
+        for r in &turns {
+            sel.recv(r);
+        }
+        let op = sel.select();
+        let at = op.index();
+        let got = op.recv(&turns[at]);
+        let l = &mut lanes[live[at]];
+        match got {
+            Ok(item) => {
+                l.next += 1;
+                sink.take(item);
+            }
+            // The decoder whose turn it is hung up: the stream has ended.
+            Err(_) => l.done = true,
+        }
+    }
+}
+
+/// An object (or one segment of a split one) being read back.
 struct OpenObject {
     meta: ObjectMeta,
     file: Option<File>,
     hasher: blake3::Hasher,
     length: u64,
     place: Place,
+    /// Offset of the segment, when the object was split across streams.
+    segment: Option<u64>,
+}
+
+/// A split object being restored: the file its segments share, finished when the last one
+/// is whole.
+struct Split {
+    file: Option<File>,
+    /// Segments not yet read whole.
+    left: u32,
+    /// A segment failed: the file is not finished.
+    failed: bool,
 }
 
 /// Where restored or verified objects go.
@@ -271,8 +326,16 @@ struct Sink<'c> {
     workers: Option<Workers>,
     compare: Option<Comparer>,
     objects: HashMap<u64, &'c StoredObject>,
-    open: HashMap<u64, OpenObject>,
+    /// Segments of split objects, by (object, offset).
+    segments: HashMap<(u64, u64), &'c StoredObject>,
+    /// Open objects by (stream, object).
+    open: HashMap<(u16, u64), OpenObject>,
+    /// The segment header just read on a stream, for the metadata that follows it.
+    segment_next: HashMap<(u16, u64), SegmentHeader>,
+    split: HashMap<u64, Split>,
     done: HashSet<u64>,
+    /// Hard links read before their target (it is in another stream): made at the end.
+    deferred_links: Vec<(u64, ObjectMeta, Place)>,
     report: RestoreReport,
     selected: Option<HashSet<u64>>,
     worker_summary: RestoreSummary,
@@ -295,17 +358,23 @@ impl Sink<'_> {
     }
 
     fn take(&mut self, item: Item) {
+        let s = item.place.stream;
         match item.decoded {
+            Decoded::Segment(id, h) if self.wanted(id) => {
+                self.segment_next.insert((s, id), h);
+            }
             Decoded::Meta(id, meta) if self.wanted(id) => self.begin(id, meta, item.place),
-            Decoded::Data { id, offset, data } if self.open.contains_key(&id) => self.data(id, offset, &data),
-            Decoded::End(id, end) if self.open.contains_key(&id) => self.end(id, end),
+            Decoded::Data { id, offset, data } if self.open.contains_key(&(s, id)) => {
+                self.data((s, id), offset, &data)
+            }
+            Decoded::End(id, end) if self.open.contains_key(&(s, id)) => self.end((s, id), end),
             Decoded::Pack { entries, data } => self.pack(entries, Arc::new(data), &item.place),
             Decoded::Bad(e) => {
-                let near = self.open.keys().map(|&id| self.name(id)).collect::<Vec<_>>().join(", ");
+                let near = self.open.keys().map(|&(_, id)| self.name(id)).collect::<Vec<_>>().join(", ");
                 let near = if near.is_empty() { String::new() } else { format!(" (in {near})") };
                 self.fail(format!("damaged record on {}{near}: {e}", item.place));
             }
-            // Segments, and records of objects not selected or already failed.
+            // Records of objects not selected or already failed.
             _ => {}
         }
     }
@@ -333,34 +402,86 @@ impl Sink<'_> {
                     self.report.failures.extend(w.wait_all(&mut self.done, &mut self.report.objects));
                 }
             }
+            let key = (place.stream, id);
             self.begin(id, entry.meta, place.clone());
-            self.data(id, 0, &data[range]);
-            self.end(id, ObjectEnd { length: entry.length, digest: entry.digest });
+            self.data(key, 0, &data[range]);
+            self.end(key, ObjectEnd { length: entry.length, digest: entry.digest });
         }
     }
 
     fn begin(&mut self, id: u64, meta: ObjectMeta, place: Place) {
+        let key = (place.stream, id);
+        let segment = self.segment_next.remove(&key);
         // A volume comes back as an image file named by its device path under the root.
         let meta =
             if meta.kind == ObjectKind::Volume && self.fs.is_some() { volume_image(meta) } else { meta };
-        let file = match &mut self.fs {
-            Some(fs) => match fs.create(&meta) {
+        let file = match segment {
+            Some(h) => match self.split_file(id, &meta, h.count) {
                 Ok(f) => f,
                 Err(e) => {
                     self.fail(format!("{}: not restored: {e}", self.name(id)));
                     return;
                 }
             },
-            None => None,
+            None => match self.fs.as_mut().map(|fs| fs.create(&meta)) {
+                None => None,
+                Some(Ok(f)) => f,
+                Some(Err(RestoreError::HardlinkTarget { .. })) if meta.kind == ObjectKind::Hardlink => {
+                    // Its file may come in another stream: try again at the end.
+                    self.deferred_links.push((id, meta, place));
+                    return;
+                }
+                Some(Err(e)) => {
+                    self.fail(format!("{}: not restored: {e}", self.name(id)));
+                    return;
+                }
+            },
         };
-        if let Some(c) = &mut self.compare {
+        if let Some(c) = &mut self.compare
+            && segment.is_none_or(|h| h.index == 0)
+        {
             c.metadata(&meta);
         }
-        self.open.insert(id, OpenObject { meta, file, hasher: blake3::Hasher::new(), length: 0, place });
+        let open = OpenObject {
+            meta,
+            file,
+            hasher: blake3::Hasher::new(),
+            length: 0,
+            place,
+            segment: segment.map(|h| h.offset),
+        };
+        self.open.insert(key, open);
     }
 
-    fn data(&mut self, id: u64, offset: u64, data: &[u8]) {
-        let Some(o) = self.open.get_mut(&id) else {
+    /// The file a segment of split object `id` goes into: made by the first segment read,
+    /// shared by the others.
+    fn split_file(&mut self, id: u64, meta: &ObjectMeta, count: u32) -> Result<Option<File>, RestoreError> {
+        if let Some(s) = self.split.get(&id) {
+            return Ok(match &s.file {
+                Some(f) => Some(f.try_clone().map_err(|source| RestoreError::Create {
+                    path: PathBuf::from(String::from_utf8_lossy(&meta.path).into_owned()),
+                    source,
+                })?),
+                None => None,
+            });
+        }
+        let file = match &mut self.fs {
+            Some(fs) => fs.create(meta)?,
+            None => None,
+        };
+        let shared = match &file {
+            Some(f) => Some(f.try_clone().map_err(|source| RestoreError::Create {
+                path: PathBuf::from(String::from_utf8_lossy(&meta.path).into_owned()),
+                source,
+            })?),
+            None => None,
+        };
+        self.split.insert(id, Split { file: shared, left: count, failed: false });
+        Ok(file)
+    }
+
+    fn data(&mut self, key: (u16, u64), offset: u64, data: &[u8]) {
+        let Some(o) = self.open.get_mut(&key) else {
             return;
         };
         o.hasher.update(data);
@@ -369,8 +490,8 @@ impl Sink<'_> {
         if let Some(f) = &o.file
             && let Err(e) = self.ring.write_at(f, offset, data)
         {
-            let what = format!("{}: writing failed: {e}", self.name(id));
-            self.open.remove(&id);
+            let what = format!("{}: writing failed: {e}", self.name(key.1));
+            self.drop_open(key);
             self.fail(what);
             return;
         }
@@ -379,25 +500,52 @@ impl Sink<'_> {
         }
     }
 
-    fn end(&mut self, id: u64, end: ObjectEnd) {
-        let Some(o) = self.open.remove(&id) else {
+    /// Gives up on an open object (a split one is then not finished either).
+    fn drop_open(&mut self, key: (u16, u64)) {
+        if let Some(o) = self.open.remove(&key)
+            && o.segment.is_some()
+            && let Some(s) = self.split.get_mut(&key.1)
+        {
+            s.failed = true;
+        }
+    }
+
+    fn end(&mut self, key: (u16, u64), end: ObjectEnd) {
+        let id = key.1;
+        let Some(o) = self.open.remove(&key) else {
             return;
         };
         let digest = *o.hasher.finalize().as_bytes();
         let name = self.name(id);
+        let fail_split = |sink: &mut Self| {
+            if let Some(s) = o.segment.and_then(|_| sink.split.get_mut(&id)) {
+                s.failed = true;
+            }
+        };
         if o.length != end.length || digest != end.digest {
+            fail_split(self);
             self.fail(format!(
                 "{name} read from {}: contents do not match the digest written with them",
                 o.place
             ));
             return;
         }
-        let catalog_digest = self.objects.get(&id).map(|s| s.digest).filter(|d| *d != [0; 32]);
+        let catalog = match o.segment {
+            Some(off) => self.segments.get(&(id, off)),
+            None => self.objects.get(&id),
+        };
+        let catalog_digest = catalog.map(|s| s.digest).filter(|d| *d != [0; 32]);
         if catalog_digest.is_some_and(|d| d != digest) {
+            fail_split(self);
             self.fail(format!(
                 "{name} read from {}: contents differ from what the catalog recorded",
                 o.place
             ));
+            return;
+        }
+        if let Some(off) = o.segment {
+            let _ = off;
+            self.segment_done(id, o.meta, o.file);
             return;
         }
         if let (Some(fs), Some(file)) = (&mut self.fs, o.file)
@@ -413,15 +561,55 @@ impl Sink<'_> {
         self.report.objects += 1;
     }
 
+    /// One segment of a split object is whole; the last one finishes the file.
+    fn segment_done(&mut self, id: u64, meta: ObjectMeta, file: Option<File>) {
+        drop(file);
+        let Some(s) = self.split.get_mut(&id) else {
+            return;
+        };
+        s.left = s.left.saturating_sub(1);
+        if s.left > 0 || s.failed {
+            return;
+        }
+        let s = self.split.remove(&id).expect("present above");
+        if let (Some(fs), Some(file)) = (&mut self.fs, s.file)
+            && let Err(e) = fs.finish_file(file, &meta)
+        {
+            let name = self.name(id);
+            self.fail(format!("{name}: {e}"));
+            return;
+        }
+        if let Some(c) = &mut self.compare {
+            c.end(&meta, meta.size);
+        }
+        self.done.insert(id);
+        self.report.objects += 1;
+    }
+
     fn finish(mut self) -> RestoreReport {
         if let Some(w) = self.workers.take() {
             let (failures, summary) = w.finish(&mut self.done, &mut self.report.objects);
             self.report.failures.extend(failures);
             self.worker_summary = summary;
         }
-        for (id, o) in std::mem::take(&mut self.open) {
+        for ((_, id), o) in std::mem::take(&mut self.open) {
             let n = self.name(id);
             self.fail(format!("{n}: its end was never read (from {})", o.place));
+        }
+        for (id, meta, place) in std::mem::take(&mut self.deferred_links) {
+            let key = (place.stream, id);
+            self.begin(id, meta, place);
+            self.end(key, ObjectEnd { length: 0, digest: *blake3::hash(b"").as_bytes() });
+        }
+        for (id, meta, place) in std::mem::take(&mut self.deferred_links) {
+            let target = meta
+                .hardlink
+                .as_deref()
+                .map_or_else(String::new, |t| String::from_utf8_lossy(t).into_owned());
+            let n = self.name(id);
+            self.fail(format!(
+                "{n} (from {place}): not restored: the file it links to, {target}, was not restored"
+            ));
         }
         // Every object that did not come back is named, whatever else went wrong.
         let mut missing: Vec<u64> =

@@ -62,7 +62,16 @@ pub enum Event {
         /// `[start, end)` position ranges.
         ranges: Vec<(u64, u64)>,
     },
+    /// A sync point was reached: everything before it is durable (and reported).
+    Synced,
+    /// The stream failed (sent by the writer thread, last).
+    Failed(String),
+    /// The stream ended cleanly (sent by the writer thread, last).
+    Closed,
 }
+
+/// Events, each with the stream that sent it.
+pub type Events = Sender<(u16, Event)>;
 
 /// Counters the control thread reads for progress.
 #[derive(Debug, Default)]
@@ -98,7 +107,7 @@ pub struct SessionInfo {
 pub struct StreamWriter {
     target: Box<dyn Target>,
     info: SessionInfo,
-    events: Sender<Event>,
+    events: Events,
     progress: Arc<Progress>,
     medium: Mounted,
     part: u32,
@@ -129,12 +138,12 @@ impl StreamWriter {
     pub fn start(
         mut target: Box<dyn Target>,
         info: SessionInfo,
-        events: Sender<Event>,
+        events: Events,
         progress: Arc<Progress>,
         out_pool: super::pool::Pool,
     ) -> Result<StreamWriter, DeviceError> {
         let medium = target.mount()?;
-        let _ = events.send(Event::Medium(medium.clone()));
+        let _ = events.send((info.stream, Event::Medium(medium.clone())));
         let part_start = target.begin_part()?;
         let mut w = StreamWriter {
             target,
@@ -162,11 +171,7 @@ impl StreamWriter {
 
     /// Announces the part just begun and writes its header.
     fn open_part(&mut self, continues: Option<PartRef>) -> Result<(), DeviceError> {
-        let _ = self.events.send(Event::Part {
-            stream: self.info.stream,
-            part: self.part,
-            start: self.part_start,
-        });
+        self.emit(Event::Part { stream: self.info.stream, part: self.part, start: self.part_start });
         let header = SessionHeader {
             session_id: self.info.session,
             job_id: self.info.job,
@@ -202,8 +207,19 @@ impl StreamWriter {
         (HEADER_LEN + MAX_META_LEN + self.target.block_size()) as u64
     }
 
-    /// Writes the next record of the stream.
+    fn emit(&self, ev: Event) {
+        // The control thread outlives the writers; a send fails only when it stopped on an
+        // error of its own, which it reports.
+        let _ = self.events.send((self.info.stream, ev));
+    }
+
+    /// Writes the next record of the stream (or, for a sync point, makes everything durable).
     pub fn write(&mut self, rec: Encoded) -> Result<(), DeviceError> {
+        if matches!(rec.track, Track::Sync) {
+            self.checkpoint()?;
+            self.emit(Event::Synced);
+            return Ok(());
+        }
         let len = rec.bytes.as_slice().len() as u64;
         if self.target.remaining() < len + self.end_reserve() {
             if self.medium.capacity < len + 2 * self.end_reserve() {
@@ -234,6 +250,7 @@ impl StreamWriter {
                     self.finished(f, (self.part, position));
                 }
             }
+            Track::Sync => unreachable!("sync points are handled above"),
         }
         if let EncodedBytes::Pooled(buf, _) = rec.bytes {
             self.out_pool.give(buf);
@@ -281,7 +298,7 @@ impl StreamWriter {
     fn report_evictions(&mut self) {
         let ranges = self.target.take_evicted();
         if !ranges.is_empty() {
-            let _ = self.events.send(Event::Evicted { medium: self.medium.label.medium, ranges });
+            self.emit(Event::Evicted { medium: self.medium.label.medium, ranges });
         }
     }
 
@@ -290,7 +307,7 @@ impl StreamWriter {
         self.report_evictions();
         let used = self.part_start.position + self.part_len;
         let objects = std::mem::take(&mut self.pending);
-        let _ = self.events.send(Event::Durable { objects, medium: self.medium.label.medium, used });
+        self.emit(Event::Durable { objects, medium: self.medium.label.medium, used });
         self.since_checkpoint = 0;
         Ok(())
     }
@@ -321,12 +338,12 @@ impl StreamWriter {
         self.session_record(&cont)?;
         self.close_part()?;
         if !self.target.is_ring() {
-            let _ = self.events.send(Event::MediumFull(self.medium.label.medium));
+            self.emit(Event::MediumFull(self.medium.label.medium));
         }
         let prev = PartRef { medium: self.medium.label.medium, part: self.part };
         self.medium = self.target.next_medium()?;
         self.report_evictions();
-        let _ = self.events.send(Event::Medium(self.medium.clone()));
+        self.emit(Event::Medium(self.medium.clone()));
         self.part += 1;
         self.part_start = self.target.begin_part()?;
         self.part_len = 0;

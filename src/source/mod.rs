@@ -58,6 +58,31 @@ pub struct TreeEntry {
     /// Bytes actually allocated (`st_blocks * 512`): less than `meta.size` means the file may
     /// be sparse, and [`data_extents`] is worth asking.
     pub allocated: u64,
+    /// Set when a multi-device plan placed this entry: its object id, fixed in advance so that
+    /// every stream agrees, and the segment of the file to read when it was split.
+    pub placed: Option<Placed>,
+}
+
+/// Where a multi-device plan put an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// Object id in the session.
+    pub id: u64,
+    /// The piece of the file to read, when the file was split across devices.
+    pub segment: Option<SegmentOf>,
+}
+
+/// One segment of a split file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentOf {
+    /// Offset in the file.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u64,
+    /// Segment number, from 0, by offset.
+    pub index: u32,
+    /// Segments the file was split into.
+    pub count: u32,
 }
 
 /// How to walk a tree.

@@ -105,14 +105,20 @@ fn mount_device(dir: &Path) -> Option<PathBuf> {
 
 /// Inodes in use on the file system holding `dir`.
 fn used_inodes(dir: &Path) -> Option<u64> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let st = statvfs(dir)?;
+    Some(st.f_files.saturating_sub(st.f_ffree))
+}
+
+/// The file system statistics of the file system holding `path`.
+pub(crate) fn statvfs(path: &Path) -> Option<libc::statvfs> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: statvfs is plain data; zeroed is a valid value to be overwritten.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
-    Some((st.f_files as u64).saturating_sub(st.f_ffree as u64))
+    Some(st)
 }
 
 #[cfg(test)]

@@ -179,6 +179,7 @@ impl TreeWalker {
             dev: md.dev(),
             ino: md.ino(),
             allocated: md.blocks().saturating_mul(512),
+            placed: None,
         })
     }
 
