@@ -54,7 +54,7 @@ pub use record::{
     FIRST_KIND, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel,
     MAX_DEFINITION_LEN, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MediumAdded, MediumKind, MediumRemoved,
     MediumState, MediumUpdated, ObjectStored, PartMoved, Record, RecordBody, SessionFinished, SessionMode,
-    SessionPart, SessionPruned, SessionStarted, StoredObject,
+    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
 };
 pub use state::{Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 

@@ -11,6 +11,7 @@
 //! | 35   | `SessionFinished` | 1       |
 //! | 36   | `SessionPruned`   | 1       |
 //! | 37   | `PartMoved`       | 1       |
+//! | 38   | `StreamCut`       | 1       |
 //! | 48   | `JobSaved`        | 1       |
 //! | 49   | `JobStateChanged` | 1       |
 //! | 50   | `JobDeleted`      | 1       |
@@ -317,6 +318,16 @@ pub struct PartMoved {
     pub file_number: u32,
 }
 
+/// A stream of a running session ended without its trailer (its device failed): what it
+/// holds is read object by object, from the places the catalog recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCut {
+    /// Session.
+    pub session: u64,
+    /// Stream.
+    pub stream: u16,
+}
+
 /// The next free session and job ids, when they are above what the catalog's sessions and jobs
 /// imply (after pruning and deletion): snapshots carry them so ids are never reused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,6 +443,14 @@ impl RecordBody for SessionPruned {
 
 impl RecordBody for PartMoved {
     const KIND: u16 = 37;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for StreamCut {
+    const KIND: u16 = 38;
     const VERSION: u8 = 1;
     fn validate(&self) -> Result<(), &'static str> {
         Ok(())
@@ -585,6 +604,8 @@ records! {
     SessionPruned,
     /// Kind 37.
     PartMoved,
+    /// Kind 38.
+    StreamCut,
     /// Kind 48.
     JobSaved,
     /// Kind 49.
@@ -653,6 +674,7 @@ impl Record {
             (SessionFinished::KIND, 1) => body::<SessionFinished>(payload).map_err(fail)?.into(),
             (SessionPruned::KIND, 1) => body::<SessionPruned>(payload).map_err(fail)?.into(),
             (PartMoved::KIND, 1) => body::<PartMoved>(payload).map_err(fail)?.into(),
+            (StreamCut::KIND, 1) => body::<StreamCut>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
             (JobStateChanged::KIND, 1) => body::<JobStateChanged>(payload).map_err(fail)?.into(),
             (JobDeleted::KIND, 1) => body::<JobDeleted>(payload).map_err(fail)?.into(),

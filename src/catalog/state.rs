@@ -9,7 +9,7 @@ use super::CatalogError;
 use super::record::{
     IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, MediumAdded, MediumRemoved,
     MediumState, MediumUpdated, ObjectStored, PartMoved, Record, SessionFinished, SessionPart, SessionPruned,
-    SessionStarted, StoredObject,
+    SessionStarted, StoredObject, StreamCut,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -73,6 +73,8 @@ pub struct Session {
     parts: BTreeMap<(u16, u32), SessionPart>,
     objects: Vec<StoredObject>,
     finish: Option<SessionFinished>,
+    /// Streams that ended without their trailer.
+    cut: std::collections::BTreeSet<u16>,
 }
 
 impl Session {
@@ -111,6 +113,11 @@ impl Session {
         self.finish.is_some()
     }
 
+    /// Whether `stream` ended without its trailer (read it object by object).
+    pub fn is_cut(&self, stream: u16) -> bool {
+        self.cut.contains(&stream)
+    }
+
     /// Whether any of its parts lies on `medium`.
     pub fn uses_medium(&self, medium: [u8; 16]) -> bool {
         self.parts.values().any(|p| p.medium == medium)
@@ -130,7 +137,12 @@ impl Session {
             .iter()
             .map(move |o| Record::ObjectStored(ObjectStored { session, object: o.clone() }));
         let finish = self.finish.clone().map(Record::SessionFinished);
-        iter::once(Record::SessionStarted(self.start.clone())).chain(parts).chain(objects).chain(finish)
+        let cut = self.cut.iter().map(move |&stream| Record::StreamCut(StreamCut { session, stream }));
+        iter::once(Record::SessionStarted(self.start.clone()))
+            .chain(parts)
+            .chain(objects)
+            .chain(cut)
+            .chain(finish)
     }
 }
 
@@ -224,6 +236,7 @@ impl Catalog {
             Record::SessionFinished(b) => self.session_finished(b),
             Record::SessionPruned(b) => self.session_pruned(b),
             Record::PartMoved(b) => self.part_moved(b),
+            Record::StreamCut(b) => self.stream_cut(b),
             Record::JobSaved(b) => self.job_saved(b),
             Record::JobStateChanged(b) => self.job_state_changed(b),
             Record::JobDeleted(b) => self.job_deleted(b),
@@ -357,7 +370,13 @@ impl Catalog {
         if b.session < self.next_session {
             return Err(CatalogError::StaleId { what: "session", id: b.session, next: self.next_session });
         }
-        let session = Session { start: b.clone(), parts: BTreeMap::new(), objects: Vec::new(), finish: None };
+        let session = Session {
+            start: b.clone(),
+            parts: BTreeMap::new(),
+            objects: Vec::new(),
+            finish: None,
+            cut: Default::default(),
+        };
         self.sessions.insert(b.session, session);
         // Validation keeps ids below u64::MAX.
         self.next_session = b.session + 1;
@@ -416,6 +435,19 @@ impl Catalog {
             return Err(CatalogError::SessionRunning { session: b.session });
         }
         self.sessions.remove(&b.session);
+        Ok(())
+    }
+
+    fn stream_cut(&mut self, b: &StreamCut) -> Result<(), CatalogError> {
+        let s = open_session(&mut self.sessions, b.session)?;
+        if b.stream >= s.start.streams {
+            return Err(CatalogError::UnknownStream {
+                session: b.session,
+                stream: b.stream,
+                streams: s.start.streams,
+            });
+        }
+        s.cut.insert(b.stream);
         Ok(())
     }
 

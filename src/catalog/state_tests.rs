@@ -231,6 +231,23 @@ fn part_move_rules() {
 }
 
 #[test]
+fn stream_cut_rules() {
+    let mut c = catalog();
+    let cut = |session, stream| Record::StreamCut(StreamCut { session, stream });
+    let err = refused(&mut c, cut(1, 2));
+    assert!(matches!(err, CatalogError::UnknownStream { stream: 2, streams: 2, .. }));
+    let err = refused(&mut c, cut(2, 0));
+    assert_eq!(err, CatalogError::UnknownSession { session: 2 });
+    c.apply(&cut(1, 1)).unwrap();
+    assert!(c.session(1).unwrap().is_cut(1) && !c.session(1).unwrap().is_cut(0));
+    let (again, _) = rebuilt(&c);
+    assert_eq!(again, c);
+    c.apply(&finish(1)).unwrap();
+    let err = refused(&mut c, cut(1, 0));
+    assert_eq!(err, CatalogError::SessionFinished { session: 1 });
+}
+
+#[test]
 fn job_rules() {
     let mut c = catalog();
     let err = refused(&mut c, job_state(2, JobState::Hold, 1));

@@ -236,6 +236,7 @@ fn kinds_and_versions_are_stable() {
         (35, 1, "SessionFinished"),
         (36, 1, "SessionPruned"),
         (37, 1, "PartMoved"),
+        (38, 1, "StreamCut"),
         (48, 1, "JobSaved"),
         (49, 1, "JobStateChanged"),
         (50, 1, "JobDeleted"),

@@ -16,7 +16,7 @@ use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Encoded, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
     MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionMode, SessionPart,
-    SessionPruned, SessionStarted,
+    SessionPruned, SessionStarted, StreamCut,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -405,7 +405,7 @@ pub(super) fn control_loop(
                     let _ = c.failed(stream.into());
                 }
                 out.failed.push((stream, why));
-                Vec::new()
+                vec![Record::from(StreamCut { session, stream })]
             }
         };
         if !records.is_empty() {

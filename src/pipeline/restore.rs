@@ -145,7 +145,8 @@ fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
         if locs.is_empty() {
             continue;
         }
-        let spans = if req.paths.is_empty() {
+        // A cut stream has no trailer to stop at: read what the catalog holds, object by object.
+        let spans = if req.paths.is_empty() && !session.is_cut(stream) {
             vec![Span { part: 0, offset: 0, object: None }]
         } else {
             let mut spans: Vec<Span> = sel

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use crate::catalog::{
     Catalog, MediumAdded, MediumKind, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished,
-    SessionMode, SessionPart, SessionStarted, StoredObject,
+    SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut,
 };
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartReader};
@@ -53,7 +53,8 @@ struct Found {
     parts: BTreeMap<(u16, u32), ([u8; 16], u64)>,
     index: Vec<IndexEntry>,
     digests: BTreeMap<u64, [u8; 32]>,
-    trailer: Option<Trailer>,
+    /// Each stream's trailer, by stream.
+    trailers: BTreeMap<u16, Trailer>,
 }
 
 /// Scans every medium of `media` (at `location`) into `store`.
@@ -152,24 +153,25 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
         };
         recs.push(Record::from(ObjectStored { session: id, object }));
     }
-    // A session without a trailer ended in a crash or a failure: it is recorded as failed.
-    let finished = match f.trailer {
-        Some(t) => SessionFinished {
-            session: id,
-            ended: t.ended,
-            status: t.status,
-            objects: t.objects,
-            raw_bytes: t.raw_bytes,
-            stored_bytes: t.stored_bytes,
+    // A stream without a trailer ended in a crash or a device failure: it is cut, and the
+    // session is recorded as failed (what the other streams hold stays restorable).
+    for stream in 0..h.streams {
+        if !f.trailers.contains_key(&stream) {
+            recs.push(Record::from(StreamCut { session: id, stream }));
+        }
+    }
+    let whole = f.trailers.len() == usize::from(h.streams);
+    let sum = |get: fn(&Trailer) -> u64| f.trailers.values().map(get).sum::<u64>();
+    let finished = SessionFinished {
+        session: id,
+        ended: f.trailers.values().map(|t| t.ended).max().unwrap_or(h.started),
+        status: match f.trailers.values().next() {
+            Some(t) if whole => t.status,
+            _ => SessionStatus::Failed,
         },
-        None => SessionFinished {
-            session: id,
-            ended: h.started,
-            status: SessionStatus::Failed,
-            objects: f.index.len() as u64,
-            raw_bytes: 0,
-            stored_bytes: 0,
-        },
+        objects: if whole { sum(|t| t.objects) } else { f.index.len() as u64 },
+        raw_bytes: sum(|t| t.raw_bytes),
+        stored_bytes: sum(|t| t.stored_bytes),
     };
     recs.push(Record::from(finished));
     Ok(Some(recs))
@@ -329,7 +331,8 @@ fn walk_part(
                 Body::Trailer(mut t) => {
                     // The trailer counts the bytes before itself; the journal counted it too.
                     t.stored_bytes += total;
-                    found.entry(t.session_id).or_default().trailer = Some(t);
+                    let stream = session.map_or(0, |(_, stream, _)| stream);
+                    found.entry(t.session_id).or_default().trailers.insert(stream, t);
                     return Ok(at + total);
                 }
                 Body::Continuation(_) => return Ok(at + total),
