@@ -232,3 +232,83 @@ fn when_every_target_fails_the_session_fails_and_keeps_what_was_durable() {
     assert_eq!(env.ls_session("latest").len() as u64, j["objects"].as_u64().unwrap(), "{r}");
     env.coffer_json(&["verify", "latest"]).expect_code(0);
 }
+
+/// Runs a backup and sends it SIGINT after `after`; returns its exit status and JSON summary.
+fn backup_interrupted(env: &Env, src: &Path, to: &[String], after: std::time::Duration) -> (i32, Value) {
+    let mut cmd = env.command(&["--json", "backup", src.to_str().unwrap()]);
+    for t in to {
+        cmd.arg("--to").arg(t);
+    }
+    let child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(after);
+    // SAFETY: kill has no memory preconditions; the pid is our child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let j: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (out.status.code().unwrap_or(-1), j)
+}
+
+#[test]
+fn cancelling_a_multistream_job_closes_every_stream_and_keeps_what_was_written() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..6u64 {
+        write_file(&src.join(format!("f{i}.bin")), &random_bytes(400 + i, 8_000_000));
+    }
+    // Slow targets (2 MB/s each): the job would take about 12 s.
+    let to: Vec<String> = targets(&env, 2).iter().map(|t| format!("{t},rate=2M")).collect();
+    let (code, j) = backup_interrupted(&env, &src, &to, std::time::Duration::from_millis(1500));
+    assert_eq!(code, 130, "{j}");
+    assert_eq!(j["status"], "cancelled", "{j}");
+    assert!(j["objects"].as_u64().unwrap() < 6, "{j}");
+    assert_eq!(env.ls_sessions()[0]["status"], "cancelled");
+    // What was journaled is whole and restorable, from both targets.
+    env.coffer_json(&["verify", "latest"]).expect_code(0);
+    let out = env.path("out");
+    env.restore("latest", &out, &[]).expect_code(0);
+    for o in env.ls_session("latest") {
+        let p = o["path"].as_str().unwrap();
+        if o["kind"] == "file" {
+            assert!(fs::read(out.join(p)).unwrap() == fs::read(src.join(p)).unwrap(), "{p}");
+        }
+    }
+}
+
+#[test]
+fn cancelling_a_single_stream_job_keeps_what_was_written() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..4u64 {
+        write_file(&src.join(format!("f{i}.bin")), &random_bytes(500 + i, 6_000_000));
+    }
+    let to = vec![format!("{},rate=3M", env.to())];
+    let (code, j) = backup_interrupted(&env, &src, &to, std::time::Duration::from_millis(1500));
+    assert_eq!(code, 130, "{j}");
+    assert_eq!(j["status"], "cancelled", "{j}");
+    let files = env.ls_session("latest").iter().filter(|o| o["kind"] == "file").count();
+    assert!(files < 4, "{j}");
+    env.coffer_json(&["verify", "latest"]).expect_code(0);
+    let out = env.path("out");
+    env.restore("latest", &out, &[]).expect_code(0);
+    let restored = fs::read_dir(&out).unwrap().count();
+    assert_eq!(restored, files, "only whole files come back");
+}
+
+#[test]
+fn a_disk_and_an_nvram_ring_share_a_job() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(&src.join("big.bin"), &random_bytes(600, 9_000_000));
+    for i in 0..30u64 {
+        write_file(&src.join(format!("t/{i}.txt")), &text_bytes(i, 20_000));
+    }
+    let to = vec![env.to(), format!("nvram:{},size=64M", env.path("ring.nvr").display())];
+    let r = backup_to(&env, &[&src], &to);
+    r.expect_code(0);
+    let streams = r.json()["streams"].as_array().unwrap().clone();
+    assert!(streams.iter().all(|s| s["objects"].as_u64().unwrap() > 0), "{r}");
+    let out = env.path("out");
+    env.restore("latest", &out, &[]).expect_code(0);
+    assert_same_tree(&snapshot(&src), &snapshot(&out), Ignore::default());
+}

@@ -9,9 +9,10 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use coffer::device::{TargetSpec, open_target};
-use coffer::pipeline::DEFAULT_UNIT;
+use coffer::format::records::SessionStatus;
 use coffer::pipeline::backup::{BackupRequest, BackupSummary, Source, run as run_backup};
 use coffer::pipeline::drain::DrainReport;
+use coffer::pipeline::{Cancel, DEFAULT_UNIT};
 use coffer::source::mode::{Chosen, DEFAULT_FILE_THRESHOLD, RequestedMode, choose, probe};
 use serde_json::json;
 
@@ -101,6 +102,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         unit: if a.unit == 0 { DEFAULT_UNIT } else { a.unit },
         job: 0,
         one_file_system: a.one_file_system,
+        cancel: Cancel::default(),
     };
     let writing: Vec<TargetSpec> = match &stage {
         Some(st) => vec![st.clone()],
@@ -114,6 +116,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         return plan_only(ctx, &req, &targets, &writing);
     }
     let mut store = ctx.open_store()?;
+    cancel_on_signals(&req.cancel)?;
     let interactive = ctx.interactive();
     let t0 = Instant::now();
     let summary = run_backup(&req, targets, &mut store, |p| {
@@ -145,13 +148,30 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         super::drain::print_report(st, &spec, d);
     }
     let drain_problems = drained.as_ref().is_some_and(|d| !d.problems.is_empty());
-    Ok(if summary.error.is_some() {
+    Ok(if summary.status == SessionStatus::Cancelled {
+        ExitCode::from(EXIT_CANCELLED)
+    } else if summary.error.is_some() {
         ExitCode::from(2)
     } else if drain_problems {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Exit status of a cancelled backup (as a shell reports a program stopped by SIGINT).
+const EXIT_CANCELLED: u8 = 130;
+
+/// SIGINT or SIGTERM cancels the backup cleanly (what was read is written and closed); a
+/// second one, while that happens, ends the process at once.
+fn cancel_on_signals(cancel: &Cancel) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, EXIT_CANCELLED.into(), cancel.flag())
+            .context("cannot handle signals")?;
+        signal_hook::flag::register(sig, cancel.flag()).context("cannot handle signals")?;
+    }
+    Ok(())
 }
 
 /// Chooses file or volume mode for each source and names trees when there are several.

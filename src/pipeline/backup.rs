@@ -13,7 +13,7 @@ use super::coord::Coordinator;
 use super::pool::Pool;
 use super::reader::{ReadError, Reader};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
-use super::{Encoded, QUEUE_DEPTH, Unit, compress};
+use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
     MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionMode, SessionPart,
     SessionPruned, SessionStarted, StreamCut,
@@ -51,6 +51,8 @@ pub struct BackupRequest {
     pub job: u64,
     /// Stay on the file system of each tree's root.
     pub one_file_system: bool,
+    /// Cancels the job (and every sub-job of a multistream one).
+    pub cancel: Cancel,
 }
 
 /// How a backup went.
@@ -130,21 +132,30 @@ pub fn run(
     let (event_tx, events) = bounded::<(u16, Event)>(64);
     let sources = req.sources.clone();
     let opts = WalkOptions { one_file_system: req.one_file_system };
-    let stream = StreamJob::start(req.unit, target, info, event_tx, progress.clone(), move |reader| {
-        for s in &sources {
-            match s {
-                Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
-                Source::Volume(path) => reader.add_volume(path)?,
+    let cancel = req.cancel.clone();
+    let stream =
+        StreamJob::start(req.unit, target, info, event_tx, progress.clone(), &req.cancel, move |reader| {
+            reader.cancel = cancel.clone();
+            for s in &sources {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                match s {
+                    Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
+                    Source::Volume(path) => reader.add_volume(path)?,
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        });
     let control = control_loop(store, session, &events, &progress, &mut on_progress, None);
     let (written, read) = stream.join();
     let (objects, stored_raw, stored) = control?.totals;
 
     // The writer's failure explains a reader that stopped; otherwise the reader's own.
     let (status, error, problems) = match (&written, read) {
+        (Ok(_), Ok(problems)) if req.cancel.is_cancelled() => {
+            (SessionStatus::Cancelled, Some(CANCELLED.to_owned()), problems)
+        }
         (Ok(_), Ok(problems)) => (SessionStatus::Complete, None, problems),
         (Err(e), _) => (SessionStatus::Failed, Some(e.to_string()), Vec::new()),
         (Ok(_), Err(e)) => (SessionStatus::Failed, Some(e.to_string()), Vec::new()),
@@ -163,6 +174,9 @@ pub fn run(
     };
     finish_session(store, summary, stored_raw, stored, t0)
 }
+
+/// Why a cancelled session ended, for its summary.
+pub const CANCELLED: &str = "cancelled: what was read before is written and restorable";
 
 /// Journals the start of a session of `streams` streams; returns its id and the facts its
 /// streams write in their headers (stream 0's).
@@ -238,8 +252,10 @@ impl StreamJob {
         info: SessionInfo,
         events: Events,
         progress: Arc<Progress>,
+        cancel: &Cancel,
         feed: impl FnOnce(&mut Reader) -> Result<(), ReadError> + Send + 'static,
     ) -> StreamJob {
+        let cancel = cancel.clone();
         let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
         let n = cores.len().max(1);
         let raw_pool = Pool::new(n * (QUEUE_DEPTH + 2) + 3, unit);
@@ -267,13 +283,18 @@ impl StreamJob {
         }
         let writer = std::thread::Builder::new()
             .name(format!("writer-{stream}"))
-            .spawn(move || write_stream(target, info, outs, events, progress, out_pool))
+            .spawn(move || write_stream(target, info, outs, events, progress, out_pool, cancel))
             .expect("spawn writer");
         let reader = std::thread::Builder::new()
             .name(format!("reader-{stream}"))
             .spawn(move || {
                 let mut reader = Reader::new(raw_pool, unit_txs).map_err(ReadError::Setup)?;
-                feed(&mut reader)?;
+                match feed(&mut reader) {
+                    Err(ReadError::Cancelled) => reader
+                        .problems
+                        .push("the job was cancelled: the object being read then is not stored".into()),
+                    r => r?,
+                }
                 reader.finish()
             })
             .expect("spawn reader");
@@ -301,17 +322,27 @@ fn write_stream(
     events: Events,
     progress: Arc<Progress>,
     out_pool: Pool,
+    cancel: Cancel,
 ) -> Result<(), DeviceError> {
     let stream = info.stream;
     let r = (|| {
-        let mut w = StreamWriter::start(target, info, events.clone(), progress, out_pool)?;
+        let mut w = StreamWriter::start(target, info, events.clone(), progress, out_pool.clone())?;
         let mut k = 0usize;
         // A closed queue at the compressor whose turn it is means the reader sent no more.
         while let Ok(rec) = outs[k % outs.len()].recv() {
-            w.write(rec)?;
             k += 1;
+            if cancel.is_cancelled() {
+                // Cancelled: what is still queued is dropped, not written; the objects it
+                // would have finished are never journaled. The stream closes at once.
+                if let EncodedBytes::Pooled(buf, _) = rec.bytes {
+                    out_pool.give(buf);
+                }
+                continue;
+            }
+            w.write(rec)?;
         }
-        w.finish(SessionStatus::Complete, crate::clock::unix_now()).map(|_| ())
+        let status = if cancel.is_cancelled() { SessionStatus::Cancelled } else { SessionStatus::Complete };
+        w.finish(status, crate::clock::unix_now()).map(|_| ())
     })();
     let last = match &r {
         Ok(()) => Event::Closed,

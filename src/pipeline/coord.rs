@@ -14,6 +14,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use super::Cancel;
 use crate::catalog::StoredObject;
 use crate::plan::{Balancer, Moved, Piece, PlanError};
 
@@ -56,16 +57,19 @@ struct State {
 pub struct Coordinator {
     state: Mutex<State>,
     cv: Condvar,
+    cancel: Cancel,
 }
 
+/// How often a waiting walker looks at the cancel switch.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Coordinator {
-    /// Coordinates streams `0..streams`, which are the balancer's devices.
-    pub fn new(bal: Balancer, streams: usize) -> Coordinator {
+    /// Coordinates streams `0..streams`, which are the balancer's devices; cancelling
+    /// `cancel` ends every walker at its next pull.
+    pub fn new(bal: Balancer, streams: usize, cancel: Cancel) -> Coordinator {
         let lanes = (0..streams).map(|_| Lane::default()).collect();
-        Coordinator {
-            state: Mutex::new(State { bal, lanes, moved: Vec::new(), stopped: None }),
-            cv: Condvar::new(),
-        }
+        let state = Mutex::new(State { bal, lanes, moved: Vec::new(), stopped: None });
+        Coordinator { state, cv: Condvar::new(), cancel }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -78,6 +82,9 @@ impl Coordinator {
     pub fn pull(&self, d: usize) -> Pull {
         let mut st = self.lock();
         loop {
+            if self.cancel.is_cancelled() {
+                st.stopped.get_or_insert_with(|| "cancelled".into());
+            }
             if st.lanes[d].failed || st.stopped.is_some() {
                 return Pull::End;
             }
@@ -98,7 +105,7 @@ impl Coordinator {
                 self.cv.notify_all();
                 return Pull::End;
             }
-            st = self.cv.wait(st).expect("coordinator lock");
+            st = self.cv.wait_timeout(st, CANCEL_POLL).expect("coordinator lock").0;
         }
     }
 
@@ -159,6 +166,11 @@ impl Coordinator {
         self.cv.notify_all();
     }
 
+    /// Whether the job was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
     /// What moved off failed devices, in order.
     pub fn moved(&self) -> Vec<Moved> {
         self.lock().moved.clone()
@@ -183,7 +195,7 @@ mod tests {
         let devs: Vec<Device> = (0..devices).map(|id| Device { id, capacity: None, rate: None }).collect();
         let opts = Options { align: 1, min_segment: 1, ..Options::default() };
         let p = plan(&items, &devs, &opts).unwrap();
-        Coordinator::new(Balancer::new(&p, &devs).unwrap(), devices)
+        Coordinator::new(Balancer::new(&p, &devs).unwrap(), devices, Cancel::default())
     }
 
     fn object(p: Piece) -> StoredObject {
@@ -262,6 +274,25 @@ mod tests {
         let got = waiter.join().unwrap();
         assert_eq!(got, vec![on1[1]], "exactly the unjournaled piece moved");
         assert_eq!(c.moved().len(), 1);
+    }
+
+    #[test]
+    fn cancelling_ends_every_walker_even_a_waiting_one() {
+        let cancel = Cancel::default();
+        let items = [Item { id: 1, size: 10 }, Item { id: 2, size: 10 }];
+        let devs: Vec<Device> = (0..2).map(|id| Device { id, capacity: None, rate: None }).collect();
+        let p = plan(&items, &devs, &Options { align: 1, min_segment: 1, ..Options::default() }).unwrap();
+        let c = Arc::new(Coordinator::new(Balancer::new(&p, &devs).unwrap(), 2, cancel.clone()));
+        let Pull::Piece(_) = c.pull(0) else { panic!() };
+        assert_eq!(c.pull(0), Pull::Sync);
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || c.pull(0))
+        };
+        cancel.cancel();
+        assert_eq!(waiter.join().unwrap(), Pull::End);
+        assert_eq!(c.pull(1), Pull::End, "the other stream does not start its piece");
+        assert_eq!(c.stopped().as_deref(), Some("cancelled"));
     }
 
     #[test]

@@ -60,6 +60,29 @@ pub fn stored(id: u64, meta: &ObjectMeta, length: u64, digest: [u8; 32]) -> Stor
     }
 }
 
+/// A job's cancel switch, shared by whoever may cancel it (a signal, the job engine) and the
+/// threads that stop for it. Cancelling stops reading; what was read is written, made durable
+/// and closed with a trailer saying the session was cancelled.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// Cancels the job.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the job was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The flag itself, for signal handlers.
+    pub fn flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.0.clone()
+    }
+}
+
 /// What the writer must know about a record besides its bytes.
 #[derive(Debug)]
 pub enum Track {

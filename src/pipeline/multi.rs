@@ -57,7 +57,7 @@ pub fn make_plan(req: &BackupRequest, targets: &[Box<dyn Target>]) -> Result<Pla
         .enumerate()
         .map(|(id, t)| Device { id, capacity: t.free_space(), rate: t.rate() })
         .collect();
-    let options = Options { align: req.unit as u64, ..Options::default() };
+    let options = Options { align: req.unit as u64, refine: true, ..Options::default() };
     let plan = plan(&items, &devices, &options).map_err(BackupError::Plan)?;
     Ok(Planned { entries, problems, devices, plan })
 }
@@ -170,7 +170,7 @@ pub fn run(
     let streams =
         u16::try_from(targets.len()).map_err(|_| BackupError::Plan(crate::plan::PlanError::NoDevices))?;
     let (session, info) = start_session(req, store, streams)?;
-    let coord = Arc::new(Coordinator::new(bal, targets.len()));
+    let coord = Arc::new(Coordinator::new(bal, targets.len(), req.cancel.clone()));
     let catalogue = Arc::new(Catalogue::new(planned.entries, &planned.plan));
     let progress = Arc::new(Progress::default());
     let (event_tx, events) = bounded::<(u16, Event)>(64 * targets.len());
@@ -195,7 +195,15 @@ pub fn run(
                 dealer.finish();
             })
         };
-        jobs.push(StreamJob::start(req.unit, target, info, event_tx.clone(), progress.clone(), feed));
+        jobs.push(StreamJob::start(
+            req.unit,
+            target,
+            info,
+            event_tx.clone(),
+            progress.clone(),
+            &req.cancel,
+            feed,
+        ));
     }
     drop(event_tx);
     let control = control_loop(store, session, &events, &progress, &mut on_progress, Some(&coord));
@@ -216,6 +224,7 @@ fn summarize(
     mut problems: Vec<String>,
     progress: &Progress,
 ) -> Result<(BackupSummary, u64, u64), BackupError> {
+    let cancelled = coord.cancelled();
     let mut streams = Vec::new();
     let mut reader_error = None;
     for (d, (written, read)) in ended.into_iter().enumerate() {
@@ -239,12 +248,18 @@ fn summarize(
     }
     let error = coord
         .stopped()
+        .filter(|_| !cancelled)
         .map(|why| format!("the job could not finish on the remaining devices: {why}"))
         .or(reader_error);
+    let (status, error) = match error {
+        Some(e) => (SessionStatus::Failed, Some(e)),
+        None if cancelled => (SessionStatus::Cancelled, Some(super::backup::CANCELLED.to_owned())),
+        None => (SessionStatus::Complete, None),
+    };
     let (objects, raw, stored) = control.totals;
     let summary = BackupSummary {
         session,
-        status: if error.is_some() { SessionStatus::Failed } else { SessionStatus::Complete },
+        status,
         objects,
         bytes_in: progress.raw.load(Ordering::Relaxed),
         bytes_stored: progress.stored.load(Ordering::Relaxed),

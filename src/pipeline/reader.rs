@@ -33,6 +33,9 @@ pub enum ReadError {
     /// The downstream stages stopped (the writer failed or the job was cancelled).
     #[error("the backup stopped downstream")]
     Stopped,
+    /// The job was cancelled while an object was read: it is not stored.
+    #[error("cancelled")]
+    Cancelled,
     /// A source root cannot be read at all.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -66,6 +69,8 @@ pub struct Reader {
     unread: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Problems met, for the summary.
     pub problems: Vec<String>,
+    /// Stops reading (between files, and between units of a large one).
+    pub cancel: super::Cancel,
 }
 
 impl std::fmt::Debug for Reader {
@@ -97,6 +102,7 @@ impl Reader {
             open_flags: if is_root() { libc::O_NOATIME } else { 0 },
             unread: HashMap::new(),
             problems: Vec::new(),
+            cancel: super::Cancel::default(),
         })
     }
 
@@ -128,7 +134,8 @@ impl Reader {
     ) -> Result<(), ReadError> {
         let walker = TreeWalker::new(root, opts)?;
         let prefix = prefix.map(<[u8]>::to_vec);
-        self.add_dealt(move |dealer| deal(walker, dealer, prefix))
+        let cancel = self.cancel.clone();
+        self.add_dealt(move |dealer| deal(walker, dealer, prefix, &cancel))
     }
 
     /// Adds the entries that `source`, run on a thread of its own, gives the [`Dealer`] (a
@@ -391,6 +398,13 @@ impl Reader {
         'extents: for &(start, len) in extents {
             let mut pos = start;
             while pos < start + len {
+                if self.cancel.is_cancelled() {
+                    // Not ended: the writer never reports it durable, the catalog never has it.
+                    if let Some((_, b, _)) = held.take() {
+                        self.raw_pool.give(b);
+                    }
+                    return Err(ReadError::Cancelled);
+                }
                 let want = (start + len - pos).min(self.unit as u64) as usize;
                 let mut buf = self.raw_pool.take();
                 // Direct I/O reads whole blocks: ask for the aligned length, keep what is wanted.
@@ -482,8 +496,11 @@ impl Reader {
 }
 
 /// The walker thread: lists the tree and deals its entries out in batches.
-fn deal(walker: TreeWalker, mut dealer: Dealer, prefix: Option<Vec<u8>>) {
+fn deal(walker: TreeWalker, mut dealer: Dealer, prefix: Option<Vec<u8>>, cancel: &super::Cancel) {
     for item in walker {
+        if cancel.is_cancelled() {
+            break;
+        }
         let more = match item {
             Ok(mut e) => {
                 if let Some(p) = &prefix {

@@ -413,6 +413,11 @@ impl Sink<'_> {
     fn begin(&mut self, id: u64, meta: ObjectMeta, place: Place) {
         let key = (place.stream, id);
         let segment = self.segment_next.remove(&key);
+        if !self.objects.contains_key(&id) {
+            // Records of an object the catalog does not hold (a cancelled job's last one, or
+            // one whose stream failed before it was durable): never whole, never restored.
+            return;
+        }
         // A volume comes back as an image file named by its device path under the root.
         let meta =
             if meta.kind == ObjectKind::Volume && self.fs.is_some() { volume_image(meta) } else { meta };

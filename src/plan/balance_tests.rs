@@ -14,7 +14,7 @@ fn p(item: u64, offset: u64, len: u64) -> Piece {
     Piece { item, offset, len }
 }
 
-const UNALIGNED: Options = Options { order: Order::Descending, min_segment: 0, align: 1 };
+const UNALIGNED: Options = Options { order: Order::Descending, min_segment: 0, align: 1, refine: false };
 
 /// The worked example on three devices: 0 has [0@0+50, 3], 1 has [0@50+50, 4], 2 has [1, 2].
 fn example() -> (Plan, Vec<Device>) {

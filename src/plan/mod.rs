@@ -120,11 +120,19 @@ pub struct Options {
     pub min_segment: u64,
     /// Segment boundaries fall on multiples of this many bytes; at least 1.
     pub align: u64,
+    /// When the claims' threshold leaves the devices unequal, try finer ones (the threshold
+    /// over 2 … 8) and keep the plan that finishes first. Off: exactly the claims' threshold.
+    pub refine: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { order: Order::Descending, min_segment: DEFAULT_MIN_SEGMENT, align: DEFAULT_ALIGN }
+        Self {
+            order: Order::Descending,
+            min_segment: DEFAULT_MIN_SEGMENT,
+            align: DEFAULT_ALIGN,
+            refine: false,
+        }
     }
 }
 

@@ -17,6 +17,55 @@ pub fn plan(items: &[Item], devices: &[Device], options: &Options) -> Result<Pla
     }
     let total = check_items(items)?;
     let threshold = split::threshold(total, devices.len(), options.min_segment, options.align);
+    let mut best = place_all(items, devices, options, total, threshold)?;
+    if !options.refine {
+        return Ok(best);
+    }
+    // Few large items can leave the devices unequal at the claims' threshold (four equal files
+    // on three devices: two, one, one). A finer threshold, total / (k × devices), cuts them
+    // into more segments; the plan that finishes first wins (ties: the coarser one).
+    let weights = fill::weights(devices);
+    for k in 2..=REFINE_MAX {
+        if makespan(&best, &weights) <= ideal(total, &weights) * (1.0 + REFINE_GOOD_ENOUGH) {
+            break;
+        }
+        let n = devices.len().saturating_mul(k);
+        let finer = split::threshold(total, n, options.min_segment, options.align);
+        if finer >= best.threshold {
+            continue;
+        }
+        if let Ok(p) = place_all(items, devices, options, total, finer)
+            && makespan(&p, &weights) < makespan(&best, &weights)
+        {
+            best = p;
+        }
+    }
+    Ok(best)
+}
+
+/// Finest refinement tried: the threshold divided by at most this.
+const REFINE_MAX: usize = 8;
+/// A plan whose slowest device finishes within this fraction of the ideal is kept as it is.
+const REFINE_GOOD_ENOUGH: f64 = 0.005;
+
+/// When the slowest device finishes, in bytes per unit of weight.
+fn makespan(plan: &Plan, weights: &[u64]) -> f64 {
+    plan.devices.iter().zip(weights).map(|(d, &w)| d.bytes as f64 / w as f64).fold(0.0, f64::max)
+}
+
+/// The makespan of a perfect split.
+fn ideal(total: u64, weights: &[u64]) -> f64 {
+    total as f64 / weights.iter().map(|&w| w as f64).sum::<f64>()
+}
+
+/// Splits at `threshold`, sorts and places every piece.
+fn place_all(
+    items: &[Item],
+    devices: &[Device],
+    options: &Options,
+    total: u64,
+    threshold: u64,
+) -> Result<Plan, PlanError> {
     let mut pieces = Vec::with_capacity(items.len());
     for item in items {
         split::split(*item, threshold, options.align, &mut pieces);

@@ -26,10 +26,11 @@ fn device() -> impl Strategy<Value = (Option<u16>, Option<u64>)> {
 fn options() -> impl Strategy<Value = Options> {
     let align = prop_oneof![Just(1u64), Just(4096), Just(1 << 20), Just(DEFAULT_ALIGN)];
     let order = prop_oneof![Just(Order::Descending), Just(Order::Ascending)];
-    (order, 0u64..=8 << 20, align).prop_map(|(order, min_segment, align)| Options {
+    (order, 0u64..=8 << 20, align, any::<bool>()).prop_map(|(order, min_segment, align, refine)| Options {
         order,
         min_segment,
         align,
+        refine,
     })
 }
 
@@ -94,10 +95,27 @@ fn assert_fair_refusal(err: &PlanError, devices: &[Device], total: u64, align: u
 
 fn check_plan(plan: &Plan, items: &[Item], devices: &[Device], options: &Options) {
     let total: u64 = items.iter().map(|i| i.size).sum();
-    let want = split::threshold(total, devices.len(), options.min_segment, options.align);
-    assert_eq!(plan.threshold, want);
+    let n = devices.len();
+    let at = |k: usize| split::threshold(total, n * k, options.min_segment, options.align);
+    if options.refine {
+        // The claims' threshold, or a refinement of it that finishes sooner.
+        assert!((1..=8).any(|k| plan.threshold == at(k)), "threshold {} is no refinement", plan.threshold);
+        let plain = super::plan(items, devices, &Options { refine: false, ..*options }).unwrap();
+        let weights = super::fill::weights(devices);
+        let span = |p: &Plan| {
+            p.devices.iter().zip(&weights).map(|(d, &w)| d.bytes as f64 / w as f64).fold(0.0, f64::max)
+        };
+        assert!(
+            span(plan) <= span(&plain),
+            "refining made it worse:\n{}\n{}",
+            plan.summary(),
+            plain.summary()
+        );
+    } else {
+        assert_eq!(plan.threshold, at(1));
+        assert!(plan.threshold >= total.div_ceil(n as u64));
+    }
     assert!(plan.threshold >= options.min_segment && plan.threshold.is_multiple_of(options.align));
-    assert!(plan.threshold >= total.div_ceil(devices.len() as u64));
     assert_eq!(
         plan.devices.iter().map(|d| d.device).collect::<Vec<_>>(),
         devices.iter().map(|d| d.id).collect::<Vec<_>>()

@@ -13,7 +13,7 @@ fn devices(n: usize) -> Vec<Device> {
 }
 
 fn bytes_only(align: u64) -> Options {
-    Options { order: Order::Descending, min_segment: 0, align }
+    Options { order: Order::Descending, min_segment: 0, align, refine: false }
 }
 
 fn bytes(plan: &Plan) -> Vec<u64> {
@@ -117,7 +117,7 @@ fn a_piece_no_device_can_hold_is_cut_to_the_room_left() {
     // 100 bytes, two devices of 60: threshold 50 would fit, so force one whole item of 100 by
     // a large min_segment; claims 38/44 cut it by the space remaining.
     let devs = [0, 1].map(|id| Device { id, capacity: Some(60), rate: None });
-    let opts = Options { order: Order::Descending, min_segment: 100, align: 8 };
+    let opts = Options { order: Order::Descending, min_segment: 100, align: 8, refine: false };
     let plan = plan(&items(&[100]), &devs, &opts).unwrap();
     assert_eq!(plan.threshold, 104);
     assert_eq!(plan.devices[0].pieces, vec![p(0, 0, 56)]);
@@ -209,4 +209,23 @@ fn the_plan_renders_as_a_summary_and_as_json() {
     assert_eq!(json["threshold"], 67);
     assert_eq!(json["order"], "descending");
     assert_eq!(json["devices"][1]["pieces"][0], serde_json::json!({"item": 0, "offset": 50, "len": 50}));
+}
+
+#[test]
+fn refining_evens_out_few_large_items() {
+    // Four equal files on three devices: the claims' threshold splits nothing (2, 1, 1 files).
+    let items: Vec<Item> = (1..=4).map(|id| Item { id, size: 512 << 20 }).collect();
+    let devices: Vec<Device> = (0..3).map(|id| Device { id, capacity: None, rate: None }).collect();
+    let plain = plan(&items, &devices, &Options::default()).unwrap();
+    let bytes = |p: &Plan| p.devices.iter().map(|d| d.bytes).collect::<Vec<_>>();
+    assert_eq!(bytes(&plain).iter().max(), Some(&(1024 << 20)));
+    let refined = plan(&items, &devices, &Options { refine: true, ..Options::default() }).unwrap();
+    let b = bytes(&refined);
+    let (lo, hi) = (*b.iter().min().unwrap(), *b.iter().max().unwrap());
+    assert!(hi - lo <= DEFAULT_ALIGN, "{}", refined.summary());
+    assert!(refined.threshold < plain.threshold);
+    // Already even: refining changes nothing.
+    let even: Vec<Item> = (1..=3).map(|id| Item { id, size: 512 << 20 }).collect();
+    let a = plan(&even, &devices, &Options::default()).unwrap();
+    assert_eq!(plan(&even, &devices, &Options { refine: true, ..Options::default() }).unwrap(), a);
 }

@@ -22,9 +22,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
@@ -33,7 +33,10 @@ const CORPORA: [(&str, &str); 3] = [("c1", "source tree"), ("c2", "large files")
 /// Differences listed per tree before the rest are only counted.
 const SHOWN_DIFFERENCES: usize = 10;
 
-type Res<T> = Result<T, String>;
+#[path = "support.rs"]
+mod support;
+
+use support::*;
 
 #[derive(Debug)]
 struct Config {
@@ -45,19 +48,6 @@ struct Config {
     unit: Option<String>,
     drop_caches: bool,
     coffer: PathBuf,
-}
-
-/// One timed child process.
-#[derive(Debug)]
-struct Run {
-    secs: f64,
-    /// `sync` right after the run: the time to make its writes durable.
-    sync_secs: f64,
-    /// Peak resident set of the child (and its reaped children), KiB.
-    rss_kib: u64,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
 }
 
 impl Run {
@@ -127,118 +117,6 @@ fn best(v: &[f64]) -> Option<f64> {
     v.iter().copied().reduce(f64::min)
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.into())
-}
-
-/// Quotes for sh.
-fn q(p: &Path) -> String {
-    let s = p.display().to_string();
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+,:=".contains(&b)) {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-/// Output of a short command, trimmed; empty if it cannot run.
-fn capture(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The words of `s` joined by single spaces.
-fn words(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The bench process's own peak RSS (VmHWM, KiB) when it last spawned a measured child. Linux
-/// charges a posix_spawn/vfork parent's peak RSS to the child at exec, so no child's ru_maxrss
-/// is reported below it: the bench keeps itself small, and says what the floor was.
-static RSS_FLOOR_KIB: AtomicU64 = AtomicU64::new(0);
-
-fn own_peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// `sync; echo 3 > /proc/sys/vm/drop_caches`.
-fn drop_caches(cfg: &Config) {
-    let _ = Command::new("sync").status();
-    if cfg.drop_caches {
-        let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
-    }
-}
-
-/// Runs `cmd` with stdout and stderr to files in `logs`, reaps it with `wait4` for its peak RSS,
-/// then times a `sync`.
-fn timed(cfg: &Config, cmd: &mut Command, logs: &Path, label: &str) -> Res<Run> {
-    drop_caches(cfg);
-    let out_path = logs.join(format!("{label}.out"));
-    let err_path = logs.join(format!("{label}.err"));
-    let out = File::create(&out_path).map_err(|e| format!("{}: {e}", out_path.display()))?;
-    let err = File::create(&err_path).map_err(|e| format!("{}: {e}", err_path.display()))?;
-    RSS_FLOOR_KIB.fetch_max(own_peak_rss_kib(), Ordering::Relaxed);
-    let t = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    loop {
-        // SAFETY: `pid` is our child, not yet reaped (`Child` is never waited on); `status` and
-        // `usage` are valid for writes for the duration of the call.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, usage.as_mut_ptr()) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4 on {label}: {e}"));
-        }
-    }
-    let secs = t.elapsed().as_secs_f64();
-    drop(child);
-    // SAFETY: wait4 returned the pid, so it filled in the rusage (and it started zeroed, which is
-    // a valid rusage anyway).
-    let usage = unsafe { usage.assume_init() };
-    let t = Instant::now();
-    let _ = Command::new("sync").status();
-    let sync_secs = t.elapsed().as_secs_f64();
-    Ok(Run {
-        secs,
-        sync_secs,
-        rss_kib: usage.ru_maxrss.max(0) as u64,
-        status: ExitStatus::from_raw(status),
-        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-    })
-}
-
-/// A shell pipeline, run by bash with `pipefail` so that a failing `tar` is not hidden by `lz4`.
-fn shell(cmd: &str) -> Command {
-    let mut c = Command::new("bash");
-    c.args(["-c", &format!("set -o pipefail; {cmd}")]);
-    c
-}
-
-/// Total size of the `*.cvol` files under `dir`.
 fn cvol_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
@@ -419,32 +297,6 @@ fn check_tree(src: &Path, restored: &Path, logs: &Path) -> Res<TreeCheck> {
     Ok(TreeCheck { identical: details.is_empty(), details })
 }
 
-/// Makes sure the corpus is there; builds it with make-corpora.sh if allowed.
-fn ensure_corpus(cfg: &Config, name: &str) -> Result<(), String> {
-    let present =
-        |n: &str| cfg.corpus_root.join(format!("{n}.done")).is_file() && cfg.corpus_root.join(n).is_dir();
-    if present(name) {
-        return Ok(());
-    }
-    if cfg.no_build {
-        return Err(format!(
-            "{name}: not in {} and COFFER_BENCH_NO_BUILD=1: skipped",
-            cfg.corpus_root.display()
-        ));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bench/make-corpora.sh");
-    println!("{name}: missing in {}: building it with {}", cfg.corpus_root.display(), script.display());
-    let status = Command::new("bash")
-        .arg(&script)
-        .env("CORPUS", &cfg.corpus_root)
-        .status()
-        .map_err(|e| format!("{name}: cannot run {}: {e}", script.display()))?;
-    if !status.success() || !present(name) {
-        return Err(format!("{name}: make-corpora.sh failed ({status}): skipped"));
-    }
-    Ok(())
-}
-
 /// Size of the file system each restore gets (a sparse image file).
 const RESTORE_FS_SIZE: &str = "8G";
 
@@ -564,7 +416,7 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
         fresh(&w)?;
         let tag = format!("{name} round {round}/{}", cfg.runs);
 
-        let run = timed(cfg, &mut shell(&peer_backup), &logs, "peer-backup")?;
+        let run = timed(cfg.drop_caches, &mut shell(&peer_backup), &logs, "peer-backup")?;
         let peer_ok = run.ok();
         if peer_ok {
             r.peer.backup.push(run.secs);
@@ -577,7 +429,8 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
             println!("  {tag}: peer backup FAILED: {}", run.why());
         }
 
-        let run = timed(cfg, Command::new(&cfg.coffer).args(&backup_args), &logs, "coffer-backup")?;
+        let run =
+            timed(cfg.drop_caches, Command::new(&cfg.coffer).args(&backup_args), &logs, "coffer-backup")?;
         let coffer_ok = run.ok();
         r.coffer_backup_json = parse_json(&run.stdout);
         if coffer_ok {
@@ -601,7 +454,7 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
         if peer_ok {
             fresh_fs(&peer_mnt, &peer_img)?;
             std::fs::create_dir_all(&peer_dir).map_err(|e| format!("{}: {e}", peer_dir.display()))?;
-            let run = timed(cfg, &mut shell(&peer_restore), &logs, "peer-restore")?;
+            let run = timed(cfg.drop_caches, &mut shell(&peer_restore), &logs, "peer-restore")?;
             if run.ok() {
                 r.peer.restore.push(run.secs);
                 r.peer.restore_sync.push(run.secs + run.sync_secs);
@@ -616,7 +469,12 @@ fn bench_corpus(cfg: &Config, name: &str, what: &str) -> Res<CorpusResult> {
         coffer_restored = false;
         if coffer_ok {
             fresh_fs(&coffer_mnt, &coffer_img)?;
-            let run = timed(cfg, Command::new(&cfg.coffer).args(&restore_args), &logs, "coffer-restore")?;
+            let run = timed(
+                cfg.drop_caches,
+                Command::new(&cfg.coffer).args(&restore_args),
+                &logs,
+                "coffer-restore",
+            )?;
             r.coffer_restore_json = parse_json(&run.stdout);
             if run.ok() {
                 coffer_restored = true;
@@ -798,33 +656,6 @@ fn report(results: &[CorpusResult]) -> String {
     s
 }
 
-/// Finds target/release/coffer next to the bench executable; builds it if missing or older.
-fn locate_coffer() -> Res<PathBuf> {
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| format!("{}: no target directory above it", exe.display()))?;
-    let bin = release.join("coffer");
-    let stale = match (mtime(&bin), mtime(&exe)) {
-        (Some(b), Some(e)) => b < e,
-        _ => true,
-    };
-    if stale {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        println!("{} is missing or older than the bench: cargo build --release --bin coffer", bin.display());
-        let status = Command::new(&cargo)
-            .args(["build", "--release", "--bin", "coffer"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-        if !status.success() || !bin.is_file() {
-            return Err(format!("cargo build --release --bin coffer failed ({status})"));
-        }
-    }
-    Ok(bin)
-}
-
 /// The unit size `coffer backup` uses by default, from its help.
 fn default_unit(coffer: &Path) -> String {
     let help = capture(&coffer.display().to_string(), &["backup", "--help"]);
@@ -958,7 +789,7 @@ fn real_main() -> Res<ExitCode> {
     let mut skipped = Vec::new();
     for name in &cfg.corpora {
         let what = CORPORA.iter().find(|(n, _)| n == name).map_or("", |(_, w)| *w);
-        if let Err(e) = ensure_corpus(&cfg, name) {
+        if let Err(e) = ensure_corpus(&cfg.corpus_root, cfg.no_build, name) {
             println!("{e}");
             skipped.push(e);
             continue;
