@@ -312,3 +312,35 @@ fn a_disk_and_an_nvram_ring_share_a_job() {
     env.restore("latest", &out, &[]).expect_code(0);
     assert_same_tree(&snapshot(&src), &snapshot(&out), Ignore::default());
 }
+
+#[test]
+fn a_faster_target_gets_more_and_a_measured_one_is_planned_by_its_speed() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..12u64 {
+        write_file(&src.join(format!("f{i}.bin")), &random_bytes(700 + i, 2_000_000 + 100_000 * i as usize));
+    }
+    let (fast, slow) = (env.path("fast"), env.path("slow"));
+    let to_fast = format!("disk:{},rate=40M", fast.display());
+    let to_slow = format!("disk:{},rate=20M", slow.display());
+    let r = env.coffer_json(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--to",
+        &to_fast,
+        "--to",
+        &to_slow,
+        "--plan-only",
+    ]);
+    r.expect_code(0);
+    let j = r.json();
+    let bytes: Vec<f64> =
+        j["plan"]["devices"].as_array().unwrap().iter().map(|d| d["bytes"].as_f64().unwrap()).collect();
+    let share = bytes[0] / (bytes[0] + bytes[1]);
+    assert!((share - 2.0 / 3.0).abs() < 0.05, "the 2x faster target got {:.1}% of the bytes", share * 100.0);
+    // A measured target: the plan runs (the rate is whatever this disk does).
+    let m = format!("disk:{},measure", env.path("m").display());
+    env.coffer_json(&["backup", src.to_str().unwrap(), "--to", &m, "--to", &to_slow, "--plan-only"])
+        .expect_code(0);
+    assert!(!env.path("m/.coffer-rate-probe").exists(), "the probe file was left behind");
+}

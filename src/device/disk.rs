@@ -30,12 +30,15 @@ pub const DEFAULT_VOLUME_SIZE: u64 = 8 << 30;
 pub const MIN_VOLUME_SIZE: u64 = 1 << 20;
 /// Bytes gathered before one write.
 const STAGE_LEN: usize = 8 << 20;
+/// Bytes written to measure a directory's write rate.
+pub const MEASURE_BYTES: u64 = 64 << 20;
 /// Bytes read ahead by a part reader.
 const READ_LEN: usize = 8 << 20;
 /// Extension of volume files.
 const EXT: &str = "cvol";
 
 const _: () = assert!(STAGE_LEN.is_multiple_of(DISK_BLOCK));
+const _: () = assert!(MEASURE_BYTES.is_multiple_of(STAGE_LEN as u64));
 const _: () = assert!(MARK_BLOCK == DISK_BLOCK as u64 && DATA_START.is_multiple_of(DISK_BLOCK as u64));
 const _: () = assert!(MIN_VOLUME_SIZE as usize > 2 * DISK_BLOCK);
 
@@ -52,6 +55,8 @@ pub struct DiskTarget {
     stage: AlignedBuf,
     staged: usize,
     throttle: Option<Throttle>,
+    /// Write rate measured at start (`measure`).
+    measured: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -183,6 +188,7 @@ impl DiskTarget {
             stage: AlignedBuf::new(STAGE_LEN),
             staged: 0,
             throttle: None,
+            measured: None,
         })
     }
 
@@ -190,6 +196,35 @@ impl DiskTarget {
     pub fn with_rate(mut self, rate: Option<u64>) -> DiskTarget {
         self.throttle = rate.map(Throttle::new);
         self
+    }
+
+    /// Measures the directory's write rate by writing [`MEASURE_BYTES`] to a scratch file
+    /// (direct I/O where allowed, synced) and removing it; the planner then counts on it.
+    pub fn measure_rate(&mut self) -> Result<u64, DeviceError> {
+        let path = self.dir.join(".coffer-rate-probe");
+        let what = path.display().to_string();
+        let _ = std::fs::remove_file(&path);
+        let file = open_volume(&path, true).map_err(DeviceError::io("create", &what))?;
+        let mut buf = AlignedBuf::new(STAGE_LEN);
+        // Not zeros: a file system that compresses or dedups zeros would flatter itself.
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+        }
+        let t0 = std::time::Instant::now();
+        let mut at = 0;
+        let r = (|| {
+            while at < MEASURE_BYTES {
+                self.ring.write_at(&file, at, &buf)?;
+                at += STAGE_LEN as u64;
+            }
+            self.ring.fdatasync(&file)
+        })();
+        let secs = t0.elapsed().as_secs_f64().max(1e-6);
+        let _ = std::fs::remove_file(&path);
+        r.map_err(DeviceError::io("write", &what))?;
+        let rate = (MEASURE_BYTES as f64 / secs) as u64;
+        self.measured = Some(rate.max(1));
+        Ok(rate)
     }
 
     fn vol(&mut self) -> &mut Volume {
@@ -406,7 +441,7 @@ impl Target for DiskTarget {
     }
 
     fn rate(&self) -> Option<u64> {
-        self.throttle.as_ref().map(|t| t.rate)
+        self.throttle.as_ref().map(|t| t.rate).or(self.measured)
     }
 
     fn next_medium(&mut self) -> Result<Mounted, DeviceError> {

@@ -1,5 +1,6 @@
 //! Target specifications as people write them: `disk:DIR[,volume=SIZE][,pool=NAME]`,
-//! `disk:/dev/sdX[,pool=NAME]` or `disk:IMAGE,raw` (one raw disk),
+//! `disk:/dev/sdX[,pool=NAME]` or `disk:IMAGE,raw` (one raw disk); disks also take
+//! `rate=SIZE` (a write-rate cap) and `measure` (measure the write rate at start),
 //! `nvram:PATH[,size=SIZE][,pool=NAME]`, `null:`. Sizes take K, M, G, T suffixes (powers of
 //! 1024).
 
@@ -28,6 +29,8 @@ pub enum TargetSpec {
         raw: bool,
         /// Write at most this many bytes per second.
         rate: Option<u64>,
+        /// Measure the write rate at start, for the planner.
+        measure: bool,
     },
     /// A persistent-memory region or file used as a ring of session parts.
     Nvram {
@@ -56,9 +59,14 @@ impl std::str::FromStr for TargetSpec {
         let mut pool = DEFAULT_POOL.to_owned();
         let mut raw = false;
         let mut rate = None;
+        let mut measure = false;
         for opt in parts {
             if kind == "disk" && opt == "raw" {
                 raw = true;
+                continue;
+            }
+            if kind == "disk" && opt == "measure" {
+                measure = true;
                 continue;
             }
             let (k, v) = opt.split_once('=').ok_or_else(|| bad("options are key=value"))?;
@@ -79,7 +87,10 @@ impl std::str::FromStr for TargetSpec {
             "disk" => {
                 let dir = std::path::absolute(path).map_err(|e| bad(&e.to_string()))?;
                 let raw = raw || super::disk::is_block_device(&dir);
-                Ok(TargetSpec::Disk { dir, volume_size, pool, raw, rate })
+                if raw && measure {
+                    return Err(bad("measure writes a scratch file: it is for directories, not raw disks"));
+                }
+                Ok(TargetSpec::Disk { dir, volume_size, pool, raw, rate, measure })
             }
             "nvram" if path.is_empty() => {
                 Err(bad("nvram targets need a file or device: nvram:/dev/pmem0 or nvram:/srv/coffer.nvr"))
@@ -123,8 +134,12 @@ pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>, DeviceError> {
         TargetSpec::Disk { dir, pool, raw: true, rate, .. } => {
             Box::new(DiskTarget::raw(dir, pool)?.with_rate(*rate))
         }
-        TargetSpec::Disk { dir, volume_size, pool, raw: false, rate } => {
-            Box::new(DiskTarget::new(dir, *volume_size, pool)?.with_rate(*rate))
+        TargetSpec::Disk { dir, volume_size, pool, raw: false, rate, measure } => {
+            let mut t = DiskTarget::new(dir, *volume_size, pool)?.with_rate(*rate);
+            if *measure {
+                t.measure_rate()?;
+            }
+            Box::new(t)
         }
         TargetSpec::Nvram { path, size, pool } => Box::new(NvramTarget::new(path, *size, pool)?),
         TargetSpec::Null => Box::new(NullTarget::new()),
@@ -159,8 +174,11 @@ mod tests {
                 pool: "weekly".into(),
                 raw: false,
                 rate: None,
+                measure: false,
             }
         );
+        assert!(matches!("disk:/srv/b,measure".parse().unwrap(), TargetSpec::Disk { measure: true, .. }));
+        assert!("disk:/srv/b.img,raw,measure".parse::<TargetSpec>().is_err());
         let s: TargetSpec = "disk:/srv/b,rate=100M".parse().unwrap();
         assert!(matches!(s, TargetSpec::Disk { rate: Some(r), .. } if r == 100 << 20));
         let s: TargetSpec = "disk:/srv/disk.img,raw".parse().unwrap();
