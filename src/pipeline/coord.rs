@@ -101,7 +101,14 @@ impl Coordinator {
                 lane.syncs.push_back(lane.pulled);
                 return Pull::Sync;
             }
-            if st.lanes.iter().all(|l| l.failed || (l.idle && l.in_flight.is_empty())) {
+            // Quiet: every operative stream idle, nothing in flight, nothing queued (a failed
+            // stream's pieces may have been queued on an idle one that has not pulled yet).
+            let quiet = (0..st.lanes.len()).all(|e| {
+                let l = &st.lanes[e];
+                l.failed
+                    || (l.idle && l.in_flight.is_empty() && st.bal.pending(e).is_none_or(|p| p.is_empty()))
+            });
+            if quiet {
                 self.cv.notify_all();
                 return Pull::End;
             }
@@ -274,6 +281,38 @@ mod tests {
         let got = waiter.join().unwrap();
         assert_eq!(got, vec![on1[1]], "exactly the unjournaled piece moved");
         assert_eq!(c.moved().len(), 1);
+    }
+
+    /// Drains lane `d` until it asks for a sync point, and acknowledges it.
+    fn drain(c: &Coordinator, d: usize) -> Vec<Piece> {
+        let mut got = Vec::new();
+        while let Pull::Piece(p) = c.pull(d) {
+            got.push(p);
+        }
+        c.synced(d);
+        got
+    }
+
+    #[test]
+    fn a_stream_does_not_end_while_moved_work_waits_on_another() {
+        let c = Arc::new(coordinator(&[10, 10, 10], 3));
+        drain(&c, 0);
+        drain(&c, 2);
+        let Pull::Piece(p) = c.pull(1) else { panic!() };
+        let moved = c.failed(1).unwrap();
+        let to = moved.moves[0].to;
+        let other = 2 - to;
+        // The lane that got nothing must wait: the lane that got the work may still fail.
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || c.pull(other))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(!waiter.is_finished(), "lane {other} ended while lane {to} had work queued");
+        assert_eq!(c.pull(to), Pull::Piece(p));
+        c.failed(to).unwrap();
+        // Now the waiting lane gets it.
+        assert_eq!(waiter.join().unwrap(), Pull::Piece(p));
     }
 
     #[test]

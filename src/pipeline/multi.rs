@@ -58,7 +58,24 @@ pub fn make_plan(req: &BackupRequest, targets: &[Box<dyn Target>]) -> Result<Pla
         .map(|(id, t)| Device { id, capacity: t.free_space(), rate: t.rate() })
         .collect();
     let options = Options { align: req.unit as u64, refine: true, ..Options::default() };
-    let plan = plan(&items, &devices, &options).map_err(BackupError::Plan)?;
+    let mut problems = problems;
+    let (plan, devices) = match plan(&items, &devices, &options) {
+        Ok(p) => (p, devices),
+        // Free space is counted against the bytes before compression; when they do not fit
+        // that way they may still fit compressed: plan without limits, and let a target that
+        // fills up hand its work on.
+        Err(e) if e.is_lack_of_room() => {
+            problems.push(format!(
+                "the targets' free space is less than the {} bytes to back up before compression \
+                 ({e}); planning without space limits: a target that fills up hands its work to \
+                 the others",
+                items.iter().map(|i| i.size).sum::<u64>()
+            ));
+            let open: Vec<Device> = devices.iter().map(|d| Device { capacity: None, ..*d }).collect();
+            (plan(&items, &open, &options).map_err(BackupError::Plan)?, open)
+        }
+        Err(e) => return Err(BackupError::Plan(e)),
+    };
     Ok(Planned { entries, problems, devices, plan })
 }
 
