@@ -241,8 +241,8 @@ fn report(ctx: &Ctx, specs: &[TargetSpec], s: &BackupSummary, drained: Option<&D
     for t in &s.streams {
         let how = t.error.as_ref().map_or_else(String::new, |e| format!(" — FAILED: {e}"));
         println!(
-            "  MULTI STREAM [session {}] SUBJOB {}: {} objects, {} on {}{how}",
-            s.session,
+            "  MULTI STREAM [JOB {}] SUBJOB {}: {} objects, {} on {}{how}",
+            s.job,
             t.stream,
             t.objects,
             human_bytes(t.bytes),

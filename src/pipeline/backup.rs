@@ -60,6 +60,8 @@ pub struct BackupRequest {
 pub struct BackupSummary {
     /// Session id.
     pub session: u64,
+    /// The master job's number: its job id, or the session id for a backup run by hand.
+    pub job: u64,
     /// How it ended.
     pub status: SessionStatus,
     /// Objects stored.
@@ -162,6 +164,7 @@ pub fn run(
     };
     let summary = BackupSummary {
         session,
+        job: if req.job == 0 { session } else { req.job },
         status,
         objects,
         bytes_in: progress.raw.load(Ordering::Relaxed),

@@ -226,14 +226,15 @@ pub fn run(
     let control = control_loop(store, session, &events, &progress, &mut on_progress, Some(&coord));
     let ended: Vec<_> = jobs.into_iter().map(StreamJob::join).collect();
     let control = control?;
-    summarize(session, &names, ended, control, &coord, planned.problems, &progress)
+    let job = if req.job == 0 { session } else { req.job };
+    summarize((session, job), &names, ended, control, &coord, planned.problems, &progress)
         .and_then(|(summary, raw, stored)| finish_session(store, summary, raw, stored, t0))
 }
 
 /// The session's outcome from its streams': complete when every piece found a durable home
 /// (some streams may have failed and handed their work on), failed otherwise.
 fn summarize(
-    session: u64,
+    (session, job): (u64, u64),
     names: &[String],
     ended: Vec<super::backup::StreamEnd>,
     control: super::backup::Controlled,
@@ -276,6 +277,7 @@ fn summarize(
     let (objects, raw, stored) = control.totals;
     let summary = BackupSummary {
         session,
+        job,
         status,
         objects,
         bytes_in: progress.raw.load(Ordering::Relaxed),
