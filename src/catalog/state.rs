@@ -123,6 +123,18 @@ impl Session {
         self.parts.values().any(|p| p.medium == medium)
     }
 
+    /// Refuses a stream number outside the session's streams.
+    fn check_stream(&self, stream: u16) -> Result<(), CatalogError> {
+        if stream >= self.start.streams {
+            return Err(CatalogError::UnknownStream {
+                session: self.id(),
+                stream,
+                streams: self.start.streams,
+            });
+        }
+        Ok(())
+    }
+
     /// The part number that must come next on `stream`.
     fn next_part(&self, stream: u16) -> u32 {
         let last = self.parts.range((stream, 0)..=(stream, u32::MAX)).next_back();
@@ -388,13 +400,7 @@ impl Catalog {
             return Err(unknown_medium(b.medium));
         }
         let s = open_session(&mut self.sessions, b.session)?;
-        if b.stream >= s.start.streams {
-            return Err(CatalogError::UnknownStream {
-                session: b.session,
-                stream: b.stream,
-                streams: s.start.streams,
-            });
-        }
+        s.check_stream(b.stream)?;
         let expected = s.next_part(b.stream);
         if b.part != expected || s.parts.contains_key(&(b.stream, b.part)) {
             return Err(CatalogError::PartOutOfOrder {
@@ -440,13 +446,7 @@ impl Catalog {
 
     fn stream_cut(&mut self, b: &StreamCut) -> Result<(), CatalogError> {
         let s = open_session(&mut self.sessions, b.session)?;
-        if b.stream >= s.start.streams {
-            return Err(CatalogError::UnknownStream {
-                session: b.session,
-                stream: b.stream,
-                streams: s.start.streams,
-            });
-        }
+        s.check_stream(b.stream)?;
         s.cut.insert(b.stream);
         Ok(())
     }

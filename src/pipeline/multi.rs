@@ -11,7 +11,7 @@
 //! before the first byte is placed.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -23,7 +23,7 @@ use super::backup::{
     finish_session, start_session,
 };
 use super::coord::{Coordinator, Pull};
-use super::reader::{ReadError, prefix_path};
+use super::reader::{ReadError, prefix_path, volume_meta};
 use super::writer::{Event, Progress};
 use crate::device::Target;
 use crate::format::records::{ObjectKind, ObjectMeta, SessionStatus};
@@ -112,26 +112,10 @@ fn walk_all(req: &BackupRequest) -> Result<(Vec<TreeEntry>, Vec<String>), ReadEr
 /// A raw volume as a walk entry: one object of the device's (or image's) size.
 fn volume_entry(path: &std::path::Path) -> Result<TreeEntry, ReadError> {
     let err = |source| ReadError::Volume { path: path.to_owned(), source };
-    let md = std::fs::metadata(path).map_err(err)?;
-    let size = if md.file_type().is_block_device() {
-        let mut f = std::fs::File::open(path).map_err(err)?;
-        std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).map_err(err)?
-    } else {
-        md.len()
-    };
-    let meta = ObjectMeta {
-        path: path.as_os_str().as_encoded_bytes().to_vec(),
-        kind: ObjectKind::Volume,
-        mode: md.mode(),
-        uid: md.uid(),
-        gid: md.gid(),
-        mtime: md.mtime(),
-        mtime_nsec: md.mtime_nsec() as u32,
-        size,
-        rdev: md.rdev(),
-        symlink: None,
-        hardlink: None,
-    };
+    let file = std::fs::File::open(path).map_err(err)?;
+    let md = file.metadata().map_err(err)?;
+    let meta = volume_meta(path, &file, &md).map_err(err)?;
+    let size = meta.size;
     let allocated = if md.is_file() { md.blocks() * 512 } else { size };
     Ok(TreeEntry { meta, source: path.to_owned(), dev: md.dev(), ino: md.ino(), allocated, placed: None })
 }

@@ -457,24 +457,8 @@ impl Reader {
             .or_else(|_| File::open(path))
             .map_err(vol_err)?;
         let md = file.metadata().map_err(vol_err)?;
-        let size = if md.file_type().is_block_device() {
-            std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0)).map_err(vol_err)?
-        } else {
-            md.len()
-        };
-        let meta = ObjectMeta {
-            path: path.as_os_str().as_encoded_bytes().to_vec(),
-            kind: ObjectKind::Volume,
-            mode: md.mode(),
-            uid: md.uid(),
-            gid: md.gid(),
-            mtime: md.mtime(),
-            mtime_nsec: md.mtime_nsec() as u32,
-            size,
-            rdev: md.rdev(),
-            symlink: None,
-            hardlink: None,
-        };
+        let meta = volume_meta(path, &file, &md).map_err(vol_err)?;
+        let size = meta.size;
         let extents = if md.is_file() && md.blocks() * 512 < size {
             data_extents(&file, size).unwrap_or_else(|_| vec![(0, size)])
         } else {
@@ -515,6 +499,29 @@ fn deal(walker: TreeWalker, mut dealer: Dealer, prefix: Option<Vec<u8>>, cancel:
         }
     }
     dealer.finish();
+}
+
+/// The metadata of a raw volume (block device or image file) stored as one object named by
+/// its path: a block device's size is where its end is, not what `stat` says.
+pub(super) fn volume_meta(path: &Path, file: &File, md: &std::fs::Metadata) -> std::io::Result<ObjectMeta> {
+    let size = if md.file_type().is_block_device() {
+        std::io::Seek::seek(&mut &*file, std::io::SeekFrom::End(0))?
+    } else {
+        md.len()
+    };
+    Ok(ObjectMeta {
+        path: path.as_os_str().as_encoded_bytes().to_vec(),
+        kind: ObjectKind::Volume,
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime(),
+        mtime_nsec: md.mtime_nsec() as u32,
+        size,
+        rdev: md.rdev(),
+        symlink: None,
+        hardlink: None,
+    })
 }
 
 /// The parts of `extents` (offset, length) that lie in `[start, end)`.
