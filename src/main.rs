@@ -37,6 +37,11 @@ pub enum Command {
     Drain(cli::drain::DrainArgs),
     /// Rebuild the catalog from the media of a target alone.
     Scan(cli::scan::ScanArgs),
+    /// Check a board file (what the box has: libraries, targets, console, status endpoint).
+    Board {
+        #[command(subcommand)]
+        what: cli::board::BoardCommand,
+    },
     /// Inspect the journal.
     Journal {
         #[command(subcommand)]

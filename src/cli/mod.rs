@@ -3,6 +3,7 @@
 //! context here, at the edge.
 
 pub mod backup;
+pub mod board;
 pub mod drain;
 pub mod journal;
 pub mod ls;
@@ -38,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Scan(a) => scan::run(&ctx, a),
         Command::Drain(a) => drain::run(&ctx, a),
         Command::Journal { what } => journal::run(&ctx, what),
+        Command::Board { what } => board::run(&ctx, what),
     }
 }
 

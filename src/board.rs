@@ -1,0 +1,501 @@
+//! The board file: what one box has and how the service uses it — its tape libraries (virtual
+//! or real SCSI), disk and NVRAM targets, the cores to pin, the serial console and the remote
+//! status endpoint (`board/*.toml`, read by `coffer serve --board FILE` and checked by
+//! `coffer board check FILE`).
+//!
+//! Parsing is strict: unknown keys are refused (serde `deny_unknown_fields`), every value is
+//! checked, and an error names the key and says what is expected. The embedded default
+//! ([`DEFAULT_BOARD`], `board/default.toml`) is a box with the built-in virtual library.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::device::spec::parse_size;
+
+/// The board the appliance uses when none is given: the built-in virtual library.
+pub const DEFAULT_BOARD: &str = include_str!("../board/default.toml");
+
+/// Shortest bearer token accepted for the status endpoint.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Most drives, slots or import/export slots in one virtual library.
+pub const MAX_ELEMENTS: u32 = 4096;
+
+/// A whole board file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    /// The box's name, for people (status page, front panel).
+    pub name: String,
+    /// Where the service keeps its state (journal, virtual cartridges by default).
+    #[serde(default = "default_state")]
+    pub state: String,
+    /// Cores the data plane is pinned to; empty: every core the service may use.
+    #[serde(default)]
+    pub cores: Vec<usize>,
+    /// The serial/front-panel console.
+    pub console: Option<Console>,
+    /// The remote status endpoint.
+    pub status: Option<Status>,
+    /// Tape libraries.
+    #[serde(default, rename = "library")]
+    pub libraries: Vec<Library>,
+    /// Disk and NVRAM targets, as `coffer backup --to` takes them.
+    #[serde(default, rename = "target")]
+    pub targets: Vec<NamedTarget>,
+}
+
+fn default_state() -> String {
+    "/var/lib/coffer".into()
+}
+
+/// The serial console.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    /// Its tty, e.g. /dev/ttyS0.
+    pub tty: String,
+    /// Line speed.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// PIN a person enters to log in: 4 to 8 digits.
+    pub pin: String,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+
+/// The remote status endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    /// Address to listen on, e.g. 127.0.0.1:8470 (loopback unless the board says otherwise).
+    pub listen: String,
+    /// Bearer token for everything but /healthz.
+    pub token: String,
+}
+
+/// A tape library: virtual (built in) or real.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Library {
+    /// The built-in virtual library: cartridges are files.
+    Virtual(VirtualLibrary),
+    /// A SCSI library: a changer and its drives.
+    Scsi(ScsiLibrary),
+}
+
+/// The built-in virtual library.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualLibrary {
+    /// Its name: targets say `library:NAME`.
+    pub name: String,
+    /// Tape drives.
+    pub drives: u32,
+    /// Storage slots.
+    pub slots: u32,
+    /// Import/export slots.
+    #[serde(default)]
+    pub import_export: u32,
+    /// Cartridges, barcoded `PREFIX0001L8`…, one in each slot at first.
+    pub cartridges: u32,
+    /// Barcode prefix (letters and digits, 1 to 4).
+    #[serde(default = "default_prefix")]
+    pub barcode_prefix: String,
+    /// Cleaning cartridges (barcoded `CLN…`), in the last slots.
+    #[serde(default)]
+    pub cleaning: u32,
+    /// Capacity of each cartridge, e.g. "8G".
+    pub capacity: String,
+    /// Directory of the cartridge files; default: `<state>/library/<name>`.
+    pub dir: Option<String>,
+    /// Each drive's streaming rate, e.g. "300M" (bytes per second); none: as fast as it goes.
+    pub drive_rate: Option<String>,
+    /// Each drive's buffer, e.g. "256M".
+    pub drive_buffer: Option<String>,
+    /// Faults to inject, for tests and demonstrations.
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<Fault>,
+}
+
+fn default_prefix() -> String {
+    "CFR".into()
+}
+
+/// A real SCSI library.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScsiLibrary {
+    /// Its name: targets say `library:NAME`.
+    pub name: String,
+    /// The changer's generic device, e.g. /dev/sg2.
+    pub changer: String,
+    /// The drives, in data transfer element order, e.g. ["/dev/nst0", "/dev/nst1"].
+    pub drives: Vec<String>,
+}
+
+/// A fault the virtual library injects.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "at", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// A medium error reading or writing block `block` of the cartridge in drive `drive`.
+    MediumError {
+        /// Drive number.
+        drive: u32,
+        /// Block number on the cartridge.
+        block: u64,
+    },
+    /// Drive `drive` goes offline after `after` bytes written.
+    DriveOffline {
+        /// Drive number.
+        drive: u32,
+        /// Bytes, e.g. "2G".
+        after: String,
+    },
+    /// A unit attention (reset) on drive `drive` after `after` bytes written.
+    UnitAttention {
+        /// Drive number.
+        drive: u32,
+        /// Bytes, e.g. "100M".
+        after: String,
+    },
+    /// MOVE MEDIUM fails (`timeout`: never answers in time) on move number `move_number`.
+    MoveFailure {
+        /// Which move, counting from 1.
+        move_number: u32,
+        /// Time out rather than fail.
+        #[serde(default)]
+        timeout: bool,
+    },
+    /// Slot `slot` holds a cartridge whose label is not its barcode.
+    WrongCartridge {
+        /// Slot number, from 1.
+        slot: u32,
+    },
+    /// The cartridge with this barcode is write-protected.
+    WriteProtected {
+        /// Its barcode.
+        barcode: String,
+    },
+    /// Drive `drive` asks for cleaning (TapeAlert) after `after` bytes.
+    CleaningRequired {
+        /// Drive number.
+        drive: u32,
+        /// Bytes, e.g. "4G".
+        after: String,
+    },
+}
+
+/// A disk or NVRAM target with a name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedTarget {
+    /// Its name.
+    pub name: String,
+    /// The target, e.g. `disk:/srv/backup` or `nvram:/dev/pmem0`.
+    pub target: String,
+}
+
+/// Why a board file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    /// Not TOML of the board's shape (an unknown key, a wrong type…).
+    #[error("{0}")]
+    Syntax(String),
+    /// A value that cannot be used.
+    #[error("{key}: {what}")]
+    Value {
+        /// Which key.
+        key: String,
+        /// What is wrong and what is expected.
+        what: String,
+    },
+}
+
+fn bad(key: impl Into<String>, what: impl Into<String>) -> BoardError {
+    BoardError::Value { key: key.into(), what: what.into() }
+}
+
+impl Board {
+    /// Parses and checks a board file's text.
+    pub fn parse(text: &str) -> Result<Board, BoardError> {
+        let board: Board = toml::from_str(text).map_err(|e| BoardError::Syntax(e.to_string()))?;
+        board.check()?;
+        Ok(board)
+    }
+
+    /// The embedded default board.
+    pub fn default_board() -> Board {
+        Board::parse(DEFAULT_BOARD).expect("the embedded default board is valid")
+    }
+
+    fn check(&self) -> Result<(), BoardError> {
+        if self.name.trim().is_empty() || self.name.len() > 64 {
+            return Err(bad("name", "1 to 64 characters"));
+        }
+        if !self.state.starts_with('/') {
+            return Err(bad("state", "an absolute directory, e.g. /var/lib/coffer"));
+        }
+        let mut cores = HashSet::new();
+        if let Some(c) = self.cores.iter().find(|&&c| !cores.insert(c) || c >= 1024) {
+            return Err(bad("cores", format!("core {c} is listed twice or is over 1023")));
+        }
+        if let Some(c) = &self.console {
+            c.check()?;
+        }
+        if let Some(s) = &self.status {
+            s.check()?;
+        }
+        let mut names = HashSet::new();
+        let all = self
+            .libraries
+            .iter()
+            .map(|l| ("library", l.name()))
+            .chain(self.targets.iter().map(|t| ("target", &t.name)));
+        for (what, name) in all {
+            if !name_ok(name) {
+                return Err(bad(
+                    format!("{what}.name"),
+                    format!("'{name}': 1 to 32 letters, digits, '-' or '_'"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(bad(format!("{what}.name"), format!("'{name}' names two devices")));
+            }
+        }
+        for l in &self.libraries {
+            l.check()?;
+        }
+        for t in &self.targets {
+            t.target
+                .parse::<crate::device::TargetSpec>()
+                .map_err(|e| bad(format!("target.{}.target", t.name), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn name_ok(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Console {
+    fn check(&self) -> Result<(), BoardError> {
+        if !self.tty.starts_with("/dev/") {
+            return Err(bad("console.tty", "a device under /dev, e.g. /dev/ttyS0"));
+        }
+        const BAUDS: [u32; 8] = [9600, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600];
+        if !BAUDS.contains(&self.baud) {
+            return Err(bad("console.baud", format!("one of {BAUDS:?}")));
+        }
+        if !(4..=8).contains(&self.pin.len()) || !self.pin.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("console.pin", "4 to 8 digits"));
+        }
+        Ok(())
+    }
+}
+
+impl Status {
+    /// The address to listen on.
+    pub fn addr(&self) -> Result<SocketAddr, BoardError> {
+        self.listen.parse().map_err(|_| bad("status.listen", "an address and port, e.g. 127.0.0.1:8470"))
+    }
+
+    fn check(&self) -> Result<(), BoardError> {
+        self.addr()?;
+        if self.token.len() < MIN_TOKEN_LEN || !self.token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "status.token",
+                format!("at least {MIN_TOKEN_LEN} printable characters without spaces"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Library {
+    /// Its name.
+    pub fn name(&self) -> &String {
+        match self {
+            Library::Virtual(v) => &v.name,
+            Library::Scsi(s) => &s.name,
+        }
+    }
+
+    fn check(&self) -> Result<(), BoardError> {
+        let key = |k: &str| format!("library.{}.{k}", self.name());
+        match self {
+            Library::Scsi(s) => {
+                if !s.changer.starts_with("/dev/") {
+                    return Err(bad(key("changer"), "a device under /dev, e.g. /dev/sg2"));
+                }
+                if s.drives.is_empty() || s.drives.iter().any(|d| !d.starts_with("/dev/")) {
+                    return Err(bad(key("drives"), "one or more devices under /dev, e.g. [\"/dev/nst0\"]"));
+                }
+                Ok(())
+            }
+            Library::Virtual(v) => v.check(&key),
+        }
+    }
+}
+
+impl VirtualLibrary {
+    fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), BoardError> {
+        for (k, n, min) in
+            [("drives", self.drives, 1), ("slots", self.slots, 1), ("import_export", self.import_export, 0)]
+        {
+            if n < min || n > MAX_ELEMENTS {
+                return Err(bad(key(k), format!("{min} to {MAX_ELEMENTS}")));
+            }
+        }
+        if self.cartridges + self.cleaning > self.slots {
+            return Err(bad(
+                key("cartridges"),
+                format!(
+                    "{} data and cleaning cartridges do not fit {} slots",
+                    self.cartridges + self.cleaning,
+                    self.slots
+                ),
+            ));
+        }
+        let p = &self.barcode_prefix;
+        if !(1..=4).contains(&p.len()) || !p.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+            return Err(bad(key("barcode_prefix"), "1 to 4 capital letters or digits"));
+        }
+        size(&key("capacity"), &self.capacity, 1 << 20)?;
+        for (k, v) in [("drive_rate", &self.drive_rate), ("drive_buffer", &self.drive_buffer)] {
+            if let Some(v) = v {
+                size(&key(k), v, 1)?;
+            }
+        }
+        for f in &self.faults {
+            let drive = match f {
+                Fault::MediumError { drive, .. } => Some(*drive),
+                Fault::DriveOffline { drive, after }
+                | Fault::UnitAttention { drive, after }
+                | Fault::CleaningRequired { drive, after } => {
+                    size(&key("fault.after"), after, 0)?;
+                    Some(*drive)
+                }
+                Fault::WrongCartridge { slot } if *slot == 0 || *slot > self.slots => {
+                    return Err(bad(key("fault.slot"), format!("a slot from 1 to {}", self.slots)));
+                }
+                _ => None,
+            };
+            if drive.is_some_and(|d| d >= self.drives) {
+                return Err(bad(key("fault.drive"), format!("a drive from 0 to {}", self.drives - 1)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Capacity of each cartridge, in bytes.
+    pub fn capacity_bytes(&self) -> u64 {
+        parse_size(&self.capacity).expect("checked when parsed")
+    }
+}
+
+/// Parses a size like "8G", at least `min` bytes.
+fn size(key: &str, v: &str, min: u64) -> Result<u64, BoardError> {
+    match parse_size(v) {
+        Some(n) if n >= min => Ok(n),
+        _ => Err(bad(key, format!("'{v}': a size like 512M or 8G, at least {min} bytes"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn the_default_board_is_a_virtual_library() {
+        let b = Board::default_board();
+        let Library::Virtual(v) = &b.libraries[0] else { panic!("{b:?}") };
+        assert_eq!((v.drives, v.cartridges), (2, 16));
+        assert!(b.status.as_ref().unwrap().addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let base = DEFAULT_BOARD;
+        let cases = [
+            (base.replace("name = \"coffer\"", "name = \"coffer\"\ncolour = \"red\""), "colour"),
+            (base.replace("drives = 2", "drives = 0"), "library.vlib.drives"),
+            (base.replace("capacity = \"8G\"", "capacity = \"lots\""), "library.vlib.capacity"),
+            (base.replace("listen = \"127.0.0.1:8470\"", "listen = \"localhost\""), "status.listen"),
+            (base.replace("pin = \"2468\"", "pin = \"12\""), "console.pin"),
+            (base.replace("cartridges = 16", "cartridges = 40"), "library.vlib.cartridges"),
+            (format!("{base}\n[[target]]\nname = \"vlib\"\ntarget = \"disk:/srv\"\n"), "names two devices"),
+            (format!("{base}\n[[target]]\nname = \"d\"\ntarget = \"ftp:/x\"\n"), "target.d.target"),
+            (
+                format!("{base}\n[[library.fault]]\nat = \"medium_error\"\ndrive = 7\nblock = 3\n"),
+                "library.vlib.fault.drive",
+            ),
+            (format!("{base}\n[[library.fault]]\nat = \"gremlins\"\n"), "gremlins"),
+            (base.replace("drives = 2", "drives = 2\ncolour = 1"), "colour"),
+            (
+                format!("{base}\n[[library.fault]]\nat = \"move_failure\"\nmove_number = 1\nwhen = 2\n"),
+                "when",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Board::parse(&text).expect_err(key).to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_scsi_library_and_faults_parse() {
+        let text = r#"
+            name = "box1"
+            [[library]]
+            name = "lto"
+            kind = "scsi"
+            changer = "/dev/sg2"
+            drives = ["/dev/nst0", "/dev/nst1"]
+            [[library]]
+            name = "test"
+            kind = "virtual"
+            drives = 1
+            slots = 4
+            cartridges = 3
+            cleaning = 1
+            capacity = "64M"
+            [[library.fault]]
+            at = "write_protected"
+            barcode = "CFR0002L8"
+            [[library.fault]]
+            at = "drive_offline"
+            drive = 0
+            after = "10M"
+        "#;
+        let b = Board::parse(text).unwrap();
+        assert_eq!(b.libraries.len(), 2);
+        let Library::Virtual(v) = &b.libraries[1] else { panic!() };
+        assert_eq!(v.faults.len(), 2);
+        assert_eq!(v.capacity_bytes(), 64 << 20);
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_refused_or_accepted_without_panic(s in "\\PC{0,400}") {
+            let _ = Board::parse(&s);
+        }
+
+        #[test]
+        fn mangled_default_boards_never_panic(at in 0usize..2000, junk in "[=\\[\\]\"a-z0-9 \n]{0,12}") {
+            let mut text = DEFAULT_BOARD.to_owned();
+            let at = at.min(text.len());
+            if text.is_char_boundary(at) {
+                text.insert_str(at, &junk);
+            }
+            let _ = Board::parse(&text);
+        }
+    }
+}

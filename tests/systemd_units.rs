@@ -1,0 +1,59 @@
+//! The systemd units in `systemd/` pass `systemd-analyze verify` with no complaint (it exits 0
+//! even for unknown keys or bad values, so its output must be empty too). The units name
+//! /usr/bin/coffer; the test points them at the binary under test.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The units, side by side in a temporary directory (one needs the other), running the binary
+/// under test.
+fn units() -> tempfile::TempDir {
+    // Not a hidden directory: systemd does not look for units in one.
+    let dir = tempfile::Builder::new().prefix("coffer-units-").tempdir().unwrap();
+    for unit in ["coffer.service", "coffer-console@.service"] {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(unit);
+        let text = std::fs::read_to_string(&src).unwrap();
+        assert!(text.contains("/usr/bin/coffer"), "{unit} does not run /usr/bin/coffer");
+        let text = text.replace("/usr/bin/coffer", env!("CARGO_BIN_EXE_coffer"));
+        std::fs::write(dir.path().join(unit), text).unwrap();
+    }
+    dir
+}
+
+fn verify(unit: &str, instances: &[&str]) {
+    let dir = units();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(instances)
+        .current_dir(dir.path())
+        .output()
+        .expect("systemd-analyze runs (package systemd; .ci/run installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ours: Vec<&str> =
+        stderr.lines().filter(|l| l.contains(dir.path().to_str().unwrap()) || l.contains(unit)).collect();
+    assert!(out.status.success() && ours.is_empty(), "{unit}: {}\n{stderr}", out.status);
+}
+
+#[test]
+fn the_service_unit_verifies_cleanly() {
+    verify("coffer.service", &["coffer.service"]);
+}
+
+#[test]
+fn the_console_unit_verifies_cleanly() {
+    // It requires the service: both are loaded.
+    verify("coffer-console@.service", &["coffer.service", "coffer-console@ttyS0.service"]);
+}
+
+#[test]
+fn a_broken_unit_is_caught() {
+    // The check itself: a unit with a bad value must not pass.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.service"), "[Service]\nType=notifyy\nExecStart=/bin/true\n").unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "bad.service"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.service"), "{out:?}");
+}
