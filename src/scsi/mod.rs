@@ -27,6 +27,9 @@ mod bytes;
 pub mod cdb;
 pub mod pages;
 pub mod sense;
+pub mod sg;
+pub mod transport;
 
 pub use cdb::Cdb;
 pub use sense::{Outcome, Sense};
+pub use transport::{DataBuf, Response, ScsiError, Transport, issue};
