@@ -347,7 +347,7 @@ pub fn issue(t: &mut dyn Transport, cdb: &Cdb, data: DataBuf<'_>) -> Result<Resp
 }
 
 /// Turns a completion of `cdb` into a response or an error.
-pub fn interpret(cdb: &Cdb, c: &Completion) -> Result<Response, ScsiError> {
+fn interpret(cdb: &Cdb, c: &Completion) -> Result<Response, ScsiError> {
     let command = cdb.name();
     let transferred = cdb.transfer_len().saturating_sub(c.residual);
     match c.status {

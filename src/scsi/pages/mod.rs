@@ -21,7 +21,9 @@ pub mod tape_alert;
 
 pub use element::{Element, ElementStatus, encode_element_status};
 pub use inquiry::{BlockLimits, Inquiry, Position, decode_serial, encode_serial};
-pub use mode::{BlockDescriptor, CompressionPage, ElementAddresses, ModeForm, ModeParams};
+pub use mode::{
+    BlockDescriptor, CompressionPage, ElementAddresses, ElementRange, ModeForm, ModeParams, iter_pages,
+};
 pub use tape_alert::TapeAlert;
 
 /// VPD page code of the unit serial number.
@@ -65,5 +67,7 @@ pub(crate) fn need(what: &'static str, buf: &[u8], needed: usize) -> Result<(), 
     if buf.len() < needed { Err(PageError::Short { what, needed, got: buf.len() }) } else { Ok(()) }
 }
 
+#[cfg(test)]
+mod element_tests;
 #[cfg(test)]
 mod tests;
