@@ -10,6 +10,7 @@ pub mod fsrestore;
 pub mod journal;
 pub mod pipeline;
 pub mod plan;
+pub mod scsi;
 pub mod source;
 pub mod store;
 pub mod uring;
