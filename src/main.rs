@@ -42,6 +42,8 @@ pub enum Command {
         #[command(subcommand)]
         what: cli::board::BoardCommand,
     },
+    /// Run the appliance service (systemd notifications, status endpoint).
+    Serve(cli::serve::ServeArgs),
     /// Inspect the journal.
     Journal {
         #[command(subcommand)]

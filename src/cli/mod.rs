@@ -9,6 +9,7 @@ pub mod journal;
 pub mod ls;
 pub mod restore;
 pub mod scan;
+pub mod serve;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Drain(a) => drain::run(&ctx, a),
         Command::Journal { what } => journal::run(&ctx, what),
         Command::Board { what } => board::run(&ctx, what),
+        Command::Serve(a) => serve::run(&ctx, a),
     }
 }
 
