@@ -11,6 +11,7 @@ pub mod journal;
 pub mod pipeline;
 pub mod plan;
 pub mod scsi;
+pub mod sim;
 pub mod source;
 pub mod store;
 pub mod uring;
