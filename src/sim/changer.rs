@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::state::LibraryState;
 use super::{DRIVE_BASE, IE_BASE, SLOT_BASE, TRANSPORT_ADDR};
 use crate::scsi::cdb::{Cdb, ElementType, MAX_ELEMENT_STATUS_ALLOC, op};
+use crate::scsi::pages::inquiry::DEVICE_TYPE_CHANGER;
 use crate::scsi::pages::{
     ELEMENT_ADDRESS_PAGE, Element, ElementAddresses, ElementRange, Inquiry, ModeForm, ModeParams,
     encode_element_status,
 };
-use crate::scsi::pages::inquiry::DEVICE_TYPE_CHANGER;
 use crate::scsi::sense::{Sense, SenseKey};
 use crate::scsi::transport::{Completion, DataBuf, Transport, TransportError};
 
@@ -58,7 +58,12 @@ impl Changer {
     /// code that writes a different label onto them.
     pub fn foreign(&self) -> Vec<String> {
         let s = self.lock();
-        s.slots.iter().filter_map(|p| p.cart.as_ref()).filter(|k| k.foreign).map(|k| k.barcode.clone()).collect()
+        s.slots
+            .iter()
+            .filter_map(|p| p.cart.as_ref())
+            .filter(|k| k.foreign)
+            .map(|k| k.barcode.clone())
+            .collect()
     }
 
     /// Every element's status, in address order.
@@ -153,7 +158,12 @@ impl Changer {
             import_export: range(IE_BASE, s.ie.len()),
             data_transfer: range(DRIVE_BASE, s.drives.len()),
         };
-        let params = ModeParams { medium_type: 0, device_specific: 0, block_descriptor: None, pages: addrs.encode().to_vec() };
+        let params = ModeParams {
+            medium_type: 0,
+            device_specific: 0,
+            block_descriptor: None,
+            pages: addrs.encode().to_vec(),
+        };
         reply(data, &params.encode_sense(form))
     }
 }

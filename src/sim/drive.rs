@@ -8,7 +8,9 @@ use super::tape::Object;
 use super::{Clock, MAX_BLOCK};
 use crate::scsi::cdb::{Cdb, op};
 use crate::scsi::pages::inquiry::DEVICE_TYPE_TAPE;
-use crate::scsi::pages::{BlockDescriptor, BlockLimits, CompressionPage, ModeForm, ModeParams, Position, tape_alert};
+use crate::scsi::pages::{
+    BlockDescriptor, BlockLimits, CompressionPage, ModeForm, ModeParams, Position, tape_alert,
+};
 use crate::scsi::sense::{Sense, SenseKey};
 use crate::scsi::transport::{Completion, DataBuf, Transport, TransportError};
 
@@ -63,14 +65,18 @@ impl Drive {
         if d.place.cart.as_ref().is_some_and(|k| k.write_protected) {
             return check(Sense::new(SenseKey::DataProtect, 0x27, 0x00), data.len());
         }
-        if fixed != (d.block_size != 0) || data.len() > MAX_BLOCK as usize * if fixed { count as usize } else { 1 } {
+        if fixed != (d.block_size != 0)
+            || data.len() > MAX_BLOCK as usize * if fixed { count as usize } else { 1 }
+        {
             return illegal(0x24, 0x00, data.len());
         }
         let records: Vec<&[u8]> =
             if fixed { data.chunks(d.block_size as usize).collect() } else { vec![data] };
         let used = d.tape.bytes_before(d.pos) + data.len() as u64;
         if used > capacity {
-            let s = Sense::new(SenseKey::VolumeOverflow, 0x00, 0x02).with_eom().with_information(i64::from(count));
+            let s = Sense::new(SenseKey::VolumeOverflow, 0x00, 0x02)
+                .with_eom()
+                .with_information(i64::from(count));
             return check(s, data.len());
         }
         let bad = (0..records.len()).find(|k| d.faults.medium_error.contains(&((d.pos + k) as u64)));
@@ -185,7 +191,14 @@ impl Drive {
         let page = b[2] & 0x3F;
         let mut pages = Vec::new();
         if page == crate::scsi::pages::COMPRESSION_PAGE || page == 0x3F {
-            let c = CompressionPage { dce: d.compression, dcc: true, dde: true, red: 0, compression_algorithm: 1, decompression_algorithm: 1 };
+            let c = CompressionPage {
+                dce: d.compression,
+                dcc: true,
+                dde: true,
+                red: 0,
+                compression_algorithm: 1,
+                decompression_algorithm: 1,
+            };
             pages.extend_from_slice(&c.encode());
         } else if page != 0 {
             return illegal(0x24, 0x00, data.len());
@@ -194,35 +207,57 @@ impl Drive {
         let params = ModeParams {
             medium_type: 0,
             device_specific: 0x10 | if wp { 0x80 } else { 0 },
-            block_descriptor: (b[1] & 0x08 == 0).then(|| BlockDescriptor { density: 0x5A, blocks: 0, block_len: d.block_size }),
+            block_descriptor: (b[1] & 0x08 == 0).then(|| BlockDescriptor {
+                density: 0x5A,
+                blocks: 0,
+                block_len: d.block_size,
+            }),
             pages,
         };
         reply(data, &params.encode_sense(form))
     }
 
     fn mode_select(d: &mut DriveState, form: ModeForm, data: &[u8]) -> Completion {
-        let Ok(p) = ModeParams::decode(data, form) else { return illegal(0x1A, 0x00, 0) };
+        // A parameter list carries mode data length 0; decode it as the length it has.
+        let mut data = data.to_vec();
+        let n = data.len();
+        match form {
+            ModeForm::Six if !data.is_empty() => data[0] = (n - 1) as u8,
+            ModeForm::Ten if data.len() >= 2 => data[..2].copy_from_slice(&((n - 2) as u16).to_be_bytes()),
+            _ => {}
+        }
+        let Ok(p) = ModeParams::decode(&data, form) else { return illegal(0x1A, 0x00, 0) };
         if let Some(bd) = p.block_descriptor {
             if bd.block_len > MAX_BLOCK {
                 return illegal(0x26, 0x00, 0);
             }
             d.block_size = bd.block_len;
         }
-        if let Some(c) = p.page(crate::scsi::pages::COMPRESSION_PAGE).and_then(|pg| CompressionPage::decode(pg).ok()) {
+        if let Some(c) =
+            p.page(crate::scsi::pages::COMPRESSION_PAGE).and_then(|pg| CompressionPage::decode(pg).ok())
+        {
             d.compression = c.dce;
         }
         Completion::good(0)
     }
 
     /// Commands that need a loaded, threaded cartridge.
-    fn medium_command(s: &mut LibraryState, i: usize, b: &[u8], data: DataBuf<'_>, now: std::time::Duration) -> Completion {
+    fn medium_command(
+        s: &mut LibraryState,
+        i: usize,
+        b: &[u8],
+        data: DataBuf<'_>,
+        now: std::time::Duration,
+    ) -> Completion {
         let wp = s.drives[i].place.cart.as_ref().is_some_and(|k| k.write_protected);
         match b[0] {
             op::WRITE_6 => match data {
                 DataBuf::Out(out) => Self::write(s, i, b, out, now),
                 _ => Completion::good(0),
             },
-            op::WRITE_FILEMARKS_6 | op::ERASE_6 if wp => check(Sense::new(SenseKey::DataProtect, 0x27, 0x00), 0),
+            op::WRITE_FILEMARKS_6 | op::ERASE_6 if wp => {
+                check(Sense::new(SenseKey::DataProtect, 0x27, 0x00), 0)
+            }
             op::WRITE_FILEMARKS_6 => {
                 let d = &mut s.drives[i];
                 d.tape.objects.truncate(d.pos);
@@ -271,7 +306,11 @@ impl Drive {
                 let d = &mut s.drives[i];
                 let target = u64::from_be_bytes(b[4..12].try_into().expect("8 bytes"));
                 d.pos = (target as usize).min(d.tape.objects.len());
-                if target as usize > d.tape.objects.len() { check(eod_sense(0), 0) } else { Completion::good(0) }
+                if target as usize > d.tape.objects.len() {
+                    check(eod_sense(0), 0)
+                } else {
+                    Completion::good(0)
+                }
             }
             _ => illegal(0x20, 0x00, data.len()),
         }
@@ -293,7 +332,9 @@ impl Drive {
             None => {}
         }
         match b[0] {
-            op::INQUIRY if b[1] & 1 == 0 => return Ok(reply(data, &inquiry(DEVICE_TYPE_TAPE, "VIRTUAL LTO-8"))),
+            op::INQUIRY if b[1] & 1 == 0 => {
+                return Ok(reply(data, &inquiry(DEVICE_TYPE_TAPE, "VIRTUAL LTO-8")));
+            }
             op::REQUEST_SENSE => return Ok(reply(data, &Sense::new(SenseKey::NoSense, 0, 0).encode())),
             _ => {}
         }
@@ -301,9 +342,10 @@ impl Drive {
             return Ok(check(Sense::new(SenseKey::UnitAttention, asc, ascq), data.len()));
         }
         Ok(match b[0] {
-            op::READ_BLOCK_LIMITS => {
-                reply(data, &BlockLimits { granularity: 0, max_block_len: MAX_BLOCK, min_block_len: 1 }.encode())
-            }
+            op::READ_BLOCK_LIMITS => reply(
+                data,
+                &BlockLimits { granularity: 0, max_block_len: MAX_BLOCK, min_block_len: 1 }.encode(),
+            ),
             op::MODE_SENSE_6 => Self::mode_sense(d, b, ModeForm::Six, data),
             op::MODE_SENSE_10 => Self::mode_sense(d, b, ModeForm::Ten, data),
             op::MODE_SELECT_6 | op::MODE_SELECT_10 => {
@@ -311,16 +353,22 @@ impl Drive {
                 let DataBuf::Out(out) = data else { return Ok(Completion::good(0)) };
                 Self::mode_select(d, form, out)
             }
-            op::LOG_SENSE if b[2] & 0x3F == crate::scsi::pages::TAPE_ALERT_PAGE => reply(data, &d.alerts.encode()),
+            op::LOG_SENSE if b[2] & 0x3F == crate::scsi::pages::TAPE_ALERT_PAGE => {
+                reply(data, &d.alerts.encode())
+            }
             op::LOAD_UNLOAD if d.place.cart.is_none() => check(no_medium(), 0),
             op::LOAD_UNLOAD => {
                 d.pos = 0;
                 d.speed.stop();
                 d.threaded = b[4] & 1 != 0;
-                if d.threaded { Completion::good(0) } else {
+                if d.threaded {
+                    Completion::good(0)
+                } else {
                     match s.save_drive(i) {
                         Ok(()) => Completion::good(0),
-                        Err(e) => return Err(TransportError::Other(format!("{}: saving the tape: {e}", s.name))),
+                        Err(e) => {
+                            return Err(TransportError::Other(format!("{}: saving the tape: {e}", s.name)));
+                        }
                     }
                 }
             }

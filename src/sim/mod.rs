@@ -161,8 +161,12 @@ fn drive_faults(faults: &[Fault], drive: u32) -> state::DriveFaults {
         match fault {
             Fault::MediumError { drive: d, block } if *d == drive => f.medium_error.push(*block),
             Fault::DriveOffline { drive: d, after } if *d == drive => f.offline_after = Some(size_of(after)),
-            Fault::UnitAttention { drive: d, after } if *d == drive => f.attention_after = Some(size_of(after)),
-            Fault::CleaningRequired { drive: d, after } if *d == drive => f.clean_after = Some(size_of(after)),
+            Fault::UnitAttention { drive: d, after } if *d == drive => {
+                f.attention_after = Some(size_of(after))
+            }
+            Fault::CleaningRequired { drive: d, after } if *d == drive => {
+                f.clean_after = Some(size_of(after))
+            }
             _ => {}
         }
     }

@@ -114,28 +114,40 @@ pub struct LibraryState {
 }
 
 impl LibraryState {
-    pub(super) fn new(c: &VirtualLibrary, mut store: Box<dyn CartridgeStore>) -> Result<LibraryState, SimError> {
+    pub(super) fn new(
+        c: &VirtualLibrary,
+        mut store: Box<dyn CartridgeStore>,
+    ) -> Result<LibraryState, SimError> {
         let err = |what: String| SimError::Config { name: c.name.clone(), what };
         if c.drives > u32::from(SLOT_BASE - DRIVE_BASE) {
             return Err(err(format!("{} drives: at most {}", c.drives, SLOT_BASE - DRIVE_BASE)));
         }
         if c.cartridges + c.cleaning > c.slots {
-            return Err(err(format!("{} cartridges and {} cleaning do not fit {} slots", c.cartridges, c.cleaning, c.slots)));
+            return Err(err(format!(
+                "{} cartridges and {} cleaning do not fit {} slots",
+                c.cartridges, c.cleaning, c.slots
+            )));
         }
         let protected: Vec<&str> = c
             .faults
             .iter()
-            .filter_map(|f| if let Fault::WriteProtected { barcode } = f { Some(barcode.as_str()) } else { None })
+            .filter_map(
+                |f| if let Fault::WriteProtected { barcode } = f { Some(barcode.as_str()) } else { None },
+            )
             .collect();
-        let foreign: Vec<u32> =
-            c.faults.iter().filter_map(|f| if let Fault::WrongCartridge { slot } = f { Some(*slot) } else { None }).collect();
+        let foreign: Vec<u32> = c
+            .faults
+            .iter()
+            .filter_map(|f| if let Fault::WrongCartridge { slot } = f { Some(*slot) } else { None })
+            .collect();
         let cart = |barcode: String, cleaning: bool| Cartridge {
             write_protected: protected.contains(&barcode.as_str()),
             barcode,
             cleaning,
             foreign: false,
         };
-        let mut all: Vec<Cartridge> = (1..=c.cartridges).map(|i| cart(format!("{}{i:04}L8", c.barcode_prefix), false)).collect();
+        let mut all: Vec<Cartridge> =
+            (1..=c.cartridges).map(|i| cart(format!("{}{i:04}L8", c.barcode_prefix), false)).collect();
         all.extend((1..=c.cleaning).map(|i| cart(format!("CLN{i:03}L1"), true)));
         let mut s = LibraryState {
             name: c.name.clone(),
@@ -148,7 +160,13 @@ impl LibraryState {
             move_failures: c
                 .faults
                 .iter()
-                .filter_map(|f| if let Fault::MoveFailure { move_number, timeout } = f { Some((*move_number, *timeout)) } else { None })
+                .filter_map(|f| {
+                    if let Fault::MoveFailure { move_number, timeout } = f {
+                        Some((*move_number, *timeout))
+                    } else {
+                        None
+                    }
+                })
                 .collect(),
         };
         let map = store.load_map().map_err(|source| SimError::Store { name: c.name.clone(), source })?;
@@ -164,7 +182,11 @@ impl LibraryState {
             None => {
                 let cleaning_start = c.slots - c.cleaning;
                 for k in all {
-                    let slot = if k.cleaning { cleaning_start + k.barcode[3..6].parse::<u32>().unwrap_or(1) - 1 } else { k.barcode[c.barcode_prefix.len()..][..4].parse::<u32>().unwrap_or(1) - 1 };
+                    let slot = if k.cleaning {
+                        cleaning_start + k.barcode[3..6].parse::<u32>().unwrap_or(1) - 1
+                    } else {
+                        k.barcode[c.barcode_prefix.len()..][..4].parse::<u32>().unwrap_or(1) - 1
+                    };
                     s.slots[slot as usize].cart = Some(k);
                 }
             }
@@ -226,7 +248,11 @@ impl LibraryState {
         let drives = self.drives.iter().enumerate().map(|(i, d)| (DRIVE_BASE + i as u16, &d.place));
         let slots = self.slots.iter().enumerate().map(|(i, p)| (SLOT_BASE + i as u16, p));
         let ie = self.ie.iter().enumerate().map(|(i, p)| (IE_BASE + i as u16, p));
-        drives.chain(slots).chain(ie).filter_map(|(a, p)| Some((a, p.cart.as_ref()?.barcode.clone()))).collect()
+        drives
+            .chain(slots)
+            .chain(ie)
+            .filter_map(|(a, p)| Some((a, p.cart.as_ref()?.barcode.clone())))
+            .collect()
     }
 
     /// Drive `i` received a cartridge: load its tape, position at the start, report 28/00.

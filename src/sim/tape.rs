@@ -179,7 +179,9 @@ impl CartridgeStore for FileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let bad = |l: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{}: bad line '{l}'", path.display()));
+        let bad = |l: &str| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: bad line '{l}'", path.display()))
+        };
         let mut map = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let (a, b) = line.split_once(' ').ok_or_else(|| bad(line))?;
