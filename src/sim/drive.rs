@@ -207,7 +207,7 @@ impl Drive {
         let params = ModeParams {
             medium_type: 0,
             device_specific: 0x10 | if wp { 0x80 } else { 0 },
-            block_descriptor: (b[1] & 0x08 == 0).then(|| BlockDescriptor {
+            block_descriptor: (b[1] & 0x08 == 0).then_some(BlockDescriptor {
                 density: 0x5A,
                 blocks: 0,
                 block_len: d.block_size,
