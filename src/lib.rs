@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod scsi;
 pub mod service;
+pub mod sim;
 pub mod source;
 pub mod store;
 pub mod uring;

@@ -1,0 +1,295 @@
+//! The library's state: which cartridge is in which element, and each drive's loaded tape,
+//! position, settings, counters and pending conditions. Pure data and rules; the transports
+//! turn CDBs into calls here.
+
+use std::time::Duration;
+
+use super::tape::{CartridgeStore, Tape};
+use super::{DRIVE_BASE, EARLY_WARNING_PERCENT, IE_BASE, SLOT_BASE, SimError, TRANSPORT_ADDR};
+use crate::board::{Fault, VirtualLibrary};
+use crate::scsi::cdb::ElementType;
+use crate::scsi::pages::TapeAlert;
+use crate::scsi::sense::{Sense, SenseKey};
+
+/// A cartridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cartridge {
+    /// Its barcode.
+    pub barcode: String,
+    /// Its write-protect tab is set.
+    pub write_protected: bool,
+    /// A cleaning cartridge.
+    pub cleaning: bool,
+    /// Its label is not its barcode (injected fault).
+    pub foreign: bool,
+}
+
+/// One element's content.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Place {
+    pub cart: Option<Cartridge>,
+    /// Element the cartridge came from.
+    pub source: Option<u16>,
+}
+
+/// Faults injected into one drive.
+#[derive(Debug, Clone, Default)]
+pub(super) struct DriveFaults {
+    pub medium_error: Vec<u64>,
+    pub offline_after: Option<u64>,
+    pub attention_after: Option<u64>,
+    pub clean_after: Option<u64>,
+}
+
+/// What a drive has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriveCounters {
+    /// Bytes written since the library was opened.
+    pub bytes: u64,
+    /// Times the buffer ran dry while streaming and the drive had to reposition.
+    pub repositions: u64,
+}
+
+/// The speed model: a buffer drained at `rate` in simulated time.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Speed {
+    pub rate: Option<u64>,
+    pub buffer: u64,
+    level: u64,
+    last: Option<Duration>,
+}
+
+impl Speed {
+    /// The host delivered `n` bytes at `now`; returns whether the drive had to reposition.
+    pub fn write(&mut self, n: u64, now: Duration) -> bool {
+        let Some(rate) = self.rate else { return false };
+        let mut dry = false;
+        if let Some(last) = self.last {
+            let drained = (now.saturating_sub(last).as_secs_f64() * rate as f64) as u64;
+            dry = drained > self.level;
+            self.level = self.level.saturating_sub(drained);
+        }
+        // A full buffer makes the host wait; the level cannot pass the buffer.
+        self.level = (self.level + n).min(self.buffer.max(1));
+        self.last = Some(now);
+        dry
+    }
+
+    /// The drive stopped on purpose (filemark, rewind, unload): the next write starts afresh.
+    pub fn stop(&mut self) {
+        self.level = 0;
+        self.last = None;
+    }
+}
+
+/// One drive.
+#[derive(Debug, Default)]
+pub(super) struct DriveState {
+    pub place: Place,
+    pub tape: Tape,
+    /// Threaded and ready (false after UNLOAD).
+    pub threaded: bool,
+    pub pos: usize,
+    pub block_size: u32,
+    pub compression: bool,
+    pub attention: Option<(u8, u8)>,
+    /// `Some(false)`: NOT READY once more; `Some(true)`: gone.
+    pub offline: Option<bool>,
+    pub counters: DriveCounters,
+    pub alerts: TapeAlert,
+    pub speed: Speed,
+    pub faults: DriveFaults,
+}
+
+/// The whole library.
+pub struct LibraryState {
+    pub(super) name: String,
+    pub(super) slots: Vec<Place>,
+    pub(super) ie: Vec<Place>,
+    pub(super) drives: Vec<DriveState>,
+    pub(super) store: Box<dyn CartridgeStore>,
+    pub(super) capacity: u64,
+    pub(super) moves: u32,
+    pub(super) move_failures: Vec<(u32, bool)>,
+}
+
+impl LibraryState {
+    pub(super) fn new(
+        c: &VirtualLibrary,
+        mut store: Box<dyn CartridgeStore>,
+    ) -> Result<LibraryState, SimError> {
+        let err = |what: String| SimError::Config { name: c.name.clone(), what };
+        if c.drives > u32::from(SLOT_BASE - DRIVE_BASE) {
+            return Err(err(format!("{} drives: at most {}", c.drives, SLOT_BASE - DRIVE_BASE)));
+        }
+        if c.cartridges + c.cleaning > c.slots {
+            return Err(err(format!(
+                "{} cartridges and {} cleaning do not fit {} slots",
+                c.cartridges, c.cleaning, c.slots
+            )));
+        }
+        let protected: Vec<&str> = c
+            .faults
+            .iter()
+            .filter_map(
+                |f| if let Fault::WriteProtected { barcode } = f { Some(barcode.as_str()) } else { None },
+            )
+            .collect();
+        let foreign: Vec<u32> = c
+            .faults
+            .iter()
+            .filter_map(|f| if let Fault::WrongCartridge { slot } = f { Some(*slot) } else { None })
+            .collect();
+        let cart = |barcode: String, cleaning: bool| Cartridge {
+            write_protected: protected.contains(&barcode.as_str()),
+            barcode,
+            cleaning,
+            foreign: false,
+        };
+        let mut all: Vec<Cartridge> =
+            (1..=c.cartridges).map(|i| cart(format!("{}{i:04}L8", c.barcode_prefix), false)).collect();
+        all.extend((1..=c.cleaning).map(|i| cart(format!("CLN{i:03}L1"), true)));
+        let mut s = LibraryState {
+            name: c.name.clone(),
+            slots: vec![Place::default(); c.slots as usize],
+            ie: vec![Place::default(); c.import_export as usize],
+            drives: (0..c.drives).map(|_| DriveState::default()).collect(),
+            store: Box::new(super::MemoryStore::default()),
+            capacity: c.capacity_bytes(),
+            moves: 0,
+            move_failures: c
+                .faults
+                .iter()
+                .filter_map(|f| {
+                    if let Fault::MoveFailure { move_number, timeout } = f {
+                        Some((*move_number, *timeout))
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let map = store.load_map().map_err(|source| SimError::Store { name: c.name.clone(), source })?;
+        s.store = store;
+        match map {
+            Some(map) => {
+                for (addr, barcode) in map {
+                    let Some(k) = all.iter().position(|x| x.barcode == barcode) else { continue };
+                    let Some(place) = s.place_mut(addr) else { continue };
+                    place.cart = Some(all.remove(k));
+                }
+            }
+            None => {
+                let cleaning_start = c.slots - c.cleaning;
+                for k in all {
+                    let slot = if k.cleaning {
+                        cleaning_start + k.barcode[3..6].parse::<u32>().unwrap_or(1) - 1
+                    } else {
+                        k.barcode[c.barcode_prefix.len()..][..4].parse::<u32>().unwrap_or(1) - 1
+                    };
+                    s.slots[slot as usize].cart = Some(k);
+                }
+            }
+        }
+        for slot in foreign {
+            if let Some(k) = s.slots.get_mut(slot as usize - 1).and_then(|p| p.cart.as_mut()) {
+                k.foreign = true;
+            }
+        }
+        for (i, d) in s.drives.iter_mut().enumerate() {
+            d.faults = super::drive_faults(&c.faults, i as u32);
+            d.speed.rate = c.drive_rate.as_deref().map(super::size_of);
+            d.speed.buffer = c.drive_buffer.as_deref().map_or(256 << 20, super::size_of);
+        }
+        for i in 0..s.drives.len() {
+            if s.drives[i].place.cart.is_some() {
+                s.load_drive(i).map_err(|source| SimError::Store { name: c.name.clone(), source })?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Number of drives.
+    pub fn drive_count(&self) -> usize {
+        self.drives.len()
+    }
+
+    /// The kind and index of element `addr`, if it exists.
+    pub(super) fn element(&self, addr: u16) -> Option<(ElementType, usize)> {
+        let within = |base: u16, n: usize| addr.checked_sub(base).map(usize::from).filter(|i| *i < n);
+        if addr == TRANSPORT_ADDR {
+            return Some((ElementType::Transport, 0));
+        }
+        None.or_else(|| within(DRIVE_BASE, self.drives.len()).map(|i| (ElementType::DataTransfer, i)))
+            .or_else(|| within(SLOT_BASE, self.slots.len()).map(|i| (ElementType::Storage, i)))
+            .or_else(|| within(IE_BASE, self.ie.len()).map(|i| (ElementType::ImportExport, i)))
+    }
+
+    pub(super) fn place(&self, addr: u16) -> Option<&Place> {
+        match self.element(addr)? {
+            (ElementType::DataTransfer, i) => Some(&self.drives[i].place),
+            (ElementType::Storage, i) => Some(&self.slots[i]),
+            (ElementType::ImportExport, i) => Some(&self.ie[i]),
+            (ElementType::Transport, _) => None,
+        }
+    }
+
+    pub(super) fn place_mut(&mut self, addr: u16) -> Option<&mut Place> {
+        match self.element(addr)? {
+            (ElementType::DataTransfer, i) => Some(&mut self.drives[i].place),
+            (ElementType::Storage, i) => Some(&mut self.slots[i]),
+            (ElementType::ImportExport, i) => Some(&mut self.ie[i]),
+            (ElementType::Transport, _) => None,
+        }
+    }
+
+    /// Which cartridge is where, for the store.
+    pub(super) fn map(&self) -> Vec<(u16, String)> {
+        let drives = self.drives.iter().enumerate().map(|(i, d)| (DRIVE_BASE + i as u16, &d.place));
+        let slots = self.slots.iter().enumerate().map(|(i, p)| (SLOT_BASE + i as u16, p));
+        let ie = self.ie.iter().enumerate().map(|(i, p)| (IE_BASE + i as u16, p));
+        drives
+            .chain(slots)
+            .chain(ie)
+            .filter_map(|(a, p)| Some((a, p.cart.as_ref()?.barcode.clone())))
+            .collect()
+    }
+
+    /// Drive `i` received a cartridge: load its tape, position at the start, report 28/00.
+    pub(super) fn load_drive(&mut self, i: usize) -> std::io::Result<()> {
+        let barcode = self.drives[i].place.cart.as_ref().map(|k| k.barcode.clone()).unwrap_or_default();
+        let tape = self.store.load(&barcode)?;
+        let d = &mut self.drives[i];
+        d.tape = tape;
+        d.pos = 0;
+        d.threaded = true;
+        d.attention = Some((0x28, 0x00));
+        d.speed.stop();
+        Ok(())
+    }
+
+    /// Saves drive `i`'s tape.
+    pub(super) fn save_drive(&mut self, i: usize) -> std::io::Result<()> {
+        let d = &self.drives[i];
+        if let Some(k) = &d.place.cart {
+            self.store.save(&k.barcode, &d.tape)?;
+        }
+        Ok(())
+    }
+
+    /// Early-warning threshold in bytes.
+    pub(super) fn early_warning(&self) -> u64 {
+        self.capacity - self.capacity / 100 * EARLY_WARNING_PERCENT
+    }
+}
+
+/// NOT READY, MEDIUM NOT PRESENT.
+pub(super) fn no_medium() -> Sense {
+    Sense::new(SenseKey::NotReady, 0x3A, 0x00)
+}
+
+impl std::fmt::Debug for LibraryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibraryState").field("name", &self.name).field("map", &self.map()).finish()
+    }
+}
