@@ -15,4 +15,5 @@ pub mod service;
 pub mod sim;
 pub mod source;
 pub mod store;
+pub mod tape;
 pub mod uring;
