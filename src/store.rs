@@ -103,6 +103,10 @@ impl Store {
         if self.poisoned {
             return Err(StoreError::Poisoned);
         }
+        if records.is_empty() {
+            // Nothing to make durable: no journal write, no sync.
+            return Ok(());
+        }
         let mut refused = None;
         for r in records {
             if let Err(e) = self.catalog.apply(r) {

@@ -55,6 +55,14 @@ pub struct BackupRequest {
     pub cancel: Cancel,
 }
 
+impl BackupRequest {
+    /// The master job's number for session `session`: the job's id, or the session's when
+    /// the backup was run by hand.
+    pub fn job_number(&self, session: u64) -> u64 {
+        if self.job == 0 { session } else { self.job }
+    }
+}
+
 /// How a backup went.
 #[derive(Debug, Clone)]
 pub struct BackupSummary {
@@ -164,7 +172,7 @@ pub fn run(
     };
     let summary = BackupSummary {
         session,
-        job: if req.job == 0 { session } else { req.job },
+        job: req.job_number(session),
         status,
         objects,
         bytes_in: progress.raw.load(Ordering::Relaxed),
@@ -442,9 +450,7 @@ pub(super) fn control_loop(
                 vec![Record::from(StreamCut { session, stream })]
             }
         };
-        if !records.is_empty() {
-            store.commit(&records)?;
-        }
+        store.commit(&records)?;
     }
     on_progress(progress);
     Ok(out)

@@ -210,7 +210,7 @@ pub fn run(
     let control = control_loop(store, session, &events, &progress, &mut on_progress, Some(&coord));
     let ended: Vec<_> = jobs.into_iter().map(StreamJob::join).collect();
     let control = control?;
-    let job = if req.job == 0 { session } else { req.job };
+    let job = req.job_number(session);
     summarize((session, job), &names, ended, control, &coord, planned.problems, &progress)
         .and_then(|(summary, raw, stored)| finish_session(store, summary, raw, stored, t0))
 }

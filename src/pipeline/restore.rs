@@ -549,8 +549,7 @@ impl Sink<'_> {
             ));
             return;
         }
-        if let Some(off) = o.segment {
-            let _ = off;
+        if o.segment.is_some() {
             self.segment_done(id, o.meta, o.file);
             return;
         }
