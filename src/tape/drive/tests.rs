@@ -6,6 +6,7 @@ use super::*;
 use crate::board::{Fault, VirtualLibrary};
 use crate::scsi::transport::issue as run;
 use crate::sim::{self, DRIVE_BASE, ManualClock, MemoryStore, Opened, SLOT_BASE};
+use crate::tape::{TapeIo, TapePos};
 
 fn library(capacity: &str, faults: Vec<Fault>) -> Opened {
     let c = VirtualLibrary {
@@ -55,7 +56,7 @@ fn parts_written_with_filemarks_read_back_and_are_found_again() {
         d.write_block(&block(i)).unwrap();
     }
     d.write_filemark().unwrap();
-    assert_eq!(d.position().unwrap(), 10);
+    assert_eq!(d.position().unwrap(), TapePos { object: 10, file: 2 });
     d.rewind().unwrap();
     let mut buf = vec![0u8; 4096];
     for i in 0..5 {
@@ -64,14 +65,14 @@ fn parts_written_with_filemarks_read_back_and_are_found_again() {
     }
     assert_eq!(d.read_block(&mut buf).unwrap(), Read::Filemark);
     // Straight to the second part's third block: object 8 in file 1, which starts at 6.
-    d.locate(8, 1, 6).unwrap();
+    d.locate(TapePos { object: 8, file: 1 }, 6).unwrap();
     d.read_block(&mut buf).unwrap();
     assert_eq!(buf, block(7));
     assert_eq!(d.read_block(&mut buf).unwrap(), Read::Filemark);
     assert_eq!(d.read_block(&mut buf).unwrap(), Read::EndOfData);
     // Appending goes after the last filemark.
-    d.to_end_of_data().unwrap();
-    assert_eq!(d.position().unwrap(), 10);
+    assert_eq!(d.to_end_of_data().unwrap(), TapePos { object: 10, file: 2 });
+    assert_eq!(d.position().unwrap(), TapePos { object: 10, file: 2 });
 }
 
 #[test]
@@ -84,7 +85,7 @@ fn spacing_finds_the_same_block_as_locate() {
     }
     let mut buf = vec![0u8; 1000];
     // File 2 starts at object 4 (block 2 then filemark at 5): object 4 is its block.
-    d.locate_by_spacing(4, 2, 4).unwrap();
+    d.locate_by_spacing(TapePos { object: 4, file: 2 }, 4).unwrap();
     assert_eq!(d.read_block(&mut buf).unwrap(), Read::Block(100));
     assert_eq!(buf[0], 2);
 }
