@@ -8,6 +8,7 @@ pub mod device;
 pub mod format;
 pub mod fsrestore;
 pub mod journal;
+pub mod library;
 pub mod pipeline;
 pub mod plan;
 pub mod scsi;

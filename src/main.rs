@@ -15,6 +15,10 @@ pub struct Args {
     /// directory ($XDG_STATE_HOME/coffer or ~/.local/state/coffer).
     #[arg(long, global = true, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// The board file: what the box has (tape libraries, named targets, console, status
+    /// endpoint). Default: $COFFER_BOARD, else the built-in board (one virtual library).
+    #[arg(long, global = true, value_name = "FILE", env = "COFFER_BOARD")]
+    pub board: Option<PathBuf>,
     /// Print results as JSON, for scripts.
     #[arg(long, global = true)]
     pub json: bool,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
-use coffer::device::{TargetSpec, open_target};
+use coffer::device::{TargetSpec, open_targets};
 use coffer::format::records::SessionStatus;
 use coffer::pipeline::backup::{BackupRequest, BackupSummary, Source, run as run_backup};
 use coffer::pipeline::drain::DrainReport;
@@ -55,14 +55,14 @@ fn plan_only(
     ctx: &Ctx,
     req: &BackupRequest,
     targets: &[Box<dyn coffer::device::Target>],
-    specs: &[TargetSpec],
+    specs: &[String],
 ) -> anyhow::Result<ExitCode> {
     let p = coffer::pipeline::multi::make_plan(req, targets)?;
     if ctx.json {
         let paths: Vec<String> =
             p.entries.iter().map(|e| String::from_utf8_lossy(&e.meta.path).into_owned()).collect();
         super::print_json(&json!({
-            "targets": specs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "targets": specs,
             "plan": p.plan, "paths": paths, "problems": p.problems,
         }));
     } else {
@@ -108,14 +108,20 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         Some(st) => vec![st.clone()],
         None => specs.clone(),
     };
+    // A library target writes through each of its drives: one writer (and stream) per drive.
     let mut targets = Vec::new();
+    let mut names = Vec::new();
     for t in &writing {
-        targets.push(open_target(t).with_context(|| format!("cannot use target {t}"))?);
+        for w in open_targets(t).with_context(|| format!("cannot use target {t}"))? {
+            names.push(if matches!(t, TargetSpec::Library { .. }) { w.describe() } else { t.to_string() });
+            targets.push(w);
+        }
     }
     if a.plan_only {
-        return plan_only(ctx, &req, &targets, &writing);
+        return plan_only(ctx, &req, &targets, &names);
     }
     let mut store = ctx.open_store()?;
+    coffer::library::learn_catalog(store.catalog());
     cancel_on_signals(&req.cancel)?;
     let interactive = ctx.interactive();
     let t0 = Instant::now();
@@ -141,7 +147,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         Some(st) if summary.error.is_none() => Some(super::drain::drain_to(&mut store, st, &spec)?),
         _ => None,
     };
-    report(ctx, &writing, &summary, drained.as_ref());
+    report(ctx, &names, &summary, drained.as_ref());
     if let (Some(st), Some(d)) = (&stage, &drained)
         && !ctx.json
     {
@@ -205,7 +211,7 @@ fn resolve_sources(a: &BackupArgs) -> anyhow::Result<Vec<Source>> {
     Ok(out)
 }
 
-fn report(ctx: &Ctx, specs: &[TargetSpec], s: &BackupSummary, drained: Option<&DrainReport>) {
+fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, drained: Option<&DrainReport>) {
     let spec = specs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + ");
     let streams: Vec<_> = s
         .streams

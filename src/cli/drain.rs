@@ -25,7 +25,10 @@ pub struct DrainArgs {
 
 /// The target sessions go to when none is named.
 pub fn default_target(ctx: &Ctx) -> anyhow::Result<TargetSpec> {
-    Ok(format!("disk:{}", ctx.state.join("media").display()).parse()?)
+    match ctx.board()?.libraries.first() {
+        Some(l) => Ok(format!("library:{}", l.name()).parse()?),
+        None => Ok(format!("disk:{}", ctx.state.join("media").display()).parse()?),
+    }
 }
 
 /// Runs `coffer drain`.

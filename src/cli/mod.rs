@@ -31,7 +31,12 @@ pub fn init_tracing() {
 /// Runs a command; the exit code says how it went (0 ok, 1 a finding such as a mismatch,
 /// 2 an error).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx { state: state_dir(args.state)?, json: args.json };
+    let ctx = Ctx { state: state_dir(args.state)?, json: args.json, board_file: args.board };
+    // Tape libraries are opened from the board on first use; a bad board file is reported
+    // by the commands that need it.
+    if let Ok(board) = ctx.board() {
+        coffer::library::configure(board, ctx.state.clone());
+    }
     match args.command {
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run_restore(&ctx, a),
@@ -52,9 +57,24 @@ pub struct Ctx {
     pub state: PathBuf,
     /// Output JSON.
     pub json: bool,
+    /// The board file given, if any.
+    pub board_file: Option<PathBuf>,
 }
 
 impl Ctx {
+    /// The board: the file given, or the built-in one.
+    pub fn board(&self) -> anyhow::Result<coffer::board::Board> {
+        match &self.board_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read board file {}", f.display()))?;
+                coffer::board::Board::parse(&text)
+                    .with_context(|| format!("{} is not a usable board file", f.display()))
+            }
+            None => Ok(coffer::board::Board::default_board()),
+        }
+    }
+
     /// Opens the state for writing.
     pub fn open_store(&self) -> anyhow::Result<Store> {
         let (store, report) = Store::open(&self.state, Mode::Write).with_context(|| {

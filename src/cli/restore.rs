@@ -58,6 +58,7 @@ fn exit(r: &RestoreReport) -> ExitCode {
 
 fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
     let rate = r.bytes as f64 / r.seconds.max(1e-6) / 1e6;
+    let tape = coffer::library::activity();
     if ctx.json {
         super::print_json(&json!({
             "command": what, "session": session, "ok": r.failures.is_empty() && r.differences.is_empty(),
@@ -65,6 +66,9 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
             "failures": r.failures, "differences": r.differences,
             "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
             "skipped_sockets": r.fs.as_ref().map(|f| f.skipped_sockets),
+            "tape": tape.iter().map(|(name, seeks, read, _, moves)| json!({
+                "library": name, "seeks": seeks, "blocks_read": read, "moves": moves,
+            })).collect::<Vec<_>>(),
         }));
         return;
     }
@@ -75,6 +79,9 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
         human_bytes(r.bytes),
         r.seconds
     );
+    for (name, seeks, read, _, moves) in &tape {
+        println!("  tape: library {name}: {seeks} seeks, {read} data blocks read, {moves} robot moves");
+    }
     for f in r.failures.iter().take(50) {
         println!("  error: {f}");
     }

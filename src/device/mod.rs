@@ -17,11 +17,12 @@ pub mod label;
 pub mod null;
 pub mod nvram;
 pub mod spec;
+pub mod tape;
 pub mod throttle;
 
 use crate::format::records::VolumeLabel;
 
-pub use spec::{TargetSpec, open_media, open_target};
+pub use spec::{TargetSpec, open_media, open_target, open_targets};
 
 /// Why a device operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,14 @@ pub enum DeviceError {
         /// Where it was looked for.
         target: String,
         /// What to do.
+        detail: String,
+    },
+    /// A device failed (a drive, a robot, a library).
+    #[error("{what}: {detail}")]
+    Failed {
+        /// Which device.
+        what: String,
+        /// What happened, and what to do.
         detail: String,
     },
     /// A target specification that cannot be used.
@@ -157,6 +166,19 @@ pub trait Media: Send {
     /// Opens the stream of the medium `barcode` from byte `position` (a part's start, or any
     /// record's position within it) to the end of its data.
     fn open(&mut self, barcode: &str, position: u64) -> Result<Box<dyn PartReader>, DeviceError>;
+    /// Opens the stream of `barcode` at `offset` into the part that starts at `part_position`
+    /// and is file `file_number` of a tape (a drive that cannot LOCATE spaces over that many
+    /// filemarks).
+    fn open_part(
+        &mut self,
+        barcode: &str,
+        part_position: u64,
+        file_number: u32,
+        offset: u64,
+    ) -> Result<Box<dyn PartReader>, DeviceError> {
+        let _ = file_number;
+        self.open(barcode, part_position + offset)
+    }
     /// Labels of every readable medium the target holds (for `scan`).
     fn labels(&mut self) -> Result<Vec<VolumeLabel>, DeviceError>;
     /// Media that the last [`Media::labels`] could not read, each with why.

@@ -1,7 +1,8 @@
 //! Target specifications as people write them: `disk:DIR[,volume=SIZE][,pool=NAME]`,
 //! `disk:/dev/sdX[,pool=NAME]` or `disk:IMAGE,raw` (one raw disk); disks also take
 //! `rate=SIZE` (a write-rate cap) and `measure` (measure the write rate at start),
-//! `nvram:PATH[,size=SIZE][,pool=NAME]`, `null:`. Sizes take K, M, G, T suffixes (powers of
+//! `nvram:PATH[,size=SIZE][,pool=NAME]`, `library:NAME[,pool=NAME][,block=SIZE][,drives=N]`
+//! (a tape library of the board file: one writer per drive), `null:`. Sizes take K, M, G, T suffixes (powers of
 //! 1024).
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use super::disk::{DEFAULT_VOLUME_SIZE, DiskMedia, DiskTarget};
 use super::null::NullTarget;
 use super::nvram::{NvramMedia, NvramTarget};
+use super::tape::{TapeMedia, TapeTarget};
 use super::{DeviceError, Media, Target};
 
 /// Default media pool.
@@ -41,6 +43,17 @@ pub enum TargetSpec {
         /// Media pool.
         pool: String,
     },
+    /// The cartridges of one pool in a tape library of the board, one writer per drive.
+    Library {
+        /// The library's name in the board file.
+        name: String,
+        /// Media pool.
+        pool: String,
+        /// Block size for cartridges labelled now.
+        block: usize,
+        /// Write through at most this many drives (default: every online drive).
+        drives: Option<usize>,
+    },
     /// Discards everything.
     Null,
 }
@@ -60,6 +73,8 @@ impl std::str::FromStr for TargetSpec {
         let mut raw = false;
         let mut rate = None;
         let mut measure = false;
+        let mut block = super::tape::DEFAULT_TAPE_BLOCK;
+        let mut drives = None;
         for opt in parts {
             if kind == "disk" && opt == "raw" {
                 raw = true;
@@ -78,7 +93,18 @@ impl std::str::FromStr for TargetSpec {
                     rate = Some(parse_size(v).ok_or_else(|| bad("rate like 100M (bytes per second)"))?)
                 }
                 ("nvram", "size") => size = Some(parse_size(v).ok_or_else(|| bad("region size like 256M"))?),
-                ("disk" | "nvram", "pool") if !v.is_empty() && v.len() <= 64 => pool = v.to_owned(),
+                ("library", "block") => {
+                    block = parse_size(v)
+                        .map(|b| b as usize)
+                        .filter(|b| super::tape::TAPE_BLOCK_RANGE.contains(b) && b % 4096 == 0)
+                        .ok_or_else(|| bad("block size from 64K to 1M, a multiple of 4K"))?
+                }
+                ("library", "drives") => {
+                    drives = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("drives=N, N ≥ 1"))?)
+                }
+                ("disk" | "nvram" | "library", "pool") if !v.is_empty() && v.len() <= 64 => {
+                    pool = v.to_owned()
+                }
                 _ => return Err(bad(&format!("unknown option '{k}' for {kind} targets"))),
             }
         }
@@ -99,9 +125,13 @@ impl std::str::FromStr for TargetSpec {
                 let path = std::path::absolute(path).map_err(|e| bad(&e.to_string()))?;
                 Ok(TargetSpec::Nvram { path, size, pool })
             }
+            "library" if path.is_empty() => {
+                Err(bad("library targets name a library of the board: library:vlib"))
+            }
+            "library" => Ok(TargetSpec::Library { name: path.to_owned(), pool, block, drives }),
             "null" if path.is_empty() => Ok(TargetSpec::Null),
             "null" => Err(bad("null: takes nothing after the colon")),
-            _ => Err(bad("unknown target kind: use disk:DIR, nvram:PATH or null:")),
+            _ => Err(bad("unknown target kind: use disk:DIR, nvram:PATH, library:NAME or null:")),
         }
     }
 }
@@ -111,6 +141,7 @@ impl std::fmt::Display for TargetSpec {
         match self {
             TargetSpec::Disk { dir, raw, .. } => f.write_str(&super::disk::describe(dir, *raw)),
             TargetSpec::Nvram { path, .. } => write!(f, "nvram:{}", path.display()),
+            TargetSpec::Library { name, .. } => write!(f, "library:{name}"),
             TargetSpec::Null => write!(f, "null:"),
         }
     }
@@ -128,9 +159,27 @@ pub fn parse_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
-/// Opens a target for writing.
+/// Opens the writers of a target: one, or for a library one per drive it may use.
+pub fn open_targets(spec: &TargetSpec) -> Result<Vec<Box<dyn Target>>, DeviceError> {
+    match spec {
+        TargetSpec::Library { name, pool, block, drives } => {
+            let lib = crate::library::open(name)?;
+            let online = lib.drive_counts().1;
+            let n = drives.map_or(online, |d| d.min(online)).max(1);
+            Ok((0..n)
+                .map(|k| Box::new(TapeTarget::new(lib.clone(), pool, *block, k)) as Box<dyn Target>)
+                .collect())
+        }
+        _ => Ok(vec![open_target(spec)?]),
+    }
+}
+
+/// Opens a target for writing (a library: one writer).
 pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>, DeviceError> {
     Ok(match spec {
+        TargetSpec::Library { name, pool, block, .. } => {
+            Box::new(TapeTarget::new(crate::library::open(name)?, pool, *block, 0))
+        }
         TargetSpec::Disk { dir, pool, raw: true, rate, .. } => {
             Box::new(DiskTarget::raw(dir, pool)?.with_rate(*rate))
         }
@@ -152,6 +201,7 @@ pub fn open_media(location: &str) -> Result<Box<dyn Media>, DeviceError> {
         TargetSpec::Disk { dir, raw: true, .. } => Ok(Box::new(DiskMedia::raw(&dir))),
         TargetSpec::Disk { dir, .. } => Ok(Box::new(DiskMedia::new(&dir))),
         TargetSpec::Nvram { path, .. } => Ok(Box::new(NvramMedia::new(&path))),
+        TargetSpec::Library { name, .. } => Ok(Box::new(TapeMedia::new(crate::library::open(&name)?))),
         TargetSpec::Null => Err(DeviceError::BadSpec {
             spec: location.to_owned(),
             detail: "a null target keeps nothing to read back".into(),

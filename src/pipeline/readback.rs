@@ -48,6 +48,8 @@ pub struct PartLoc {
     pub location: String,
     /// Where the part starts on it.
     pub position: u64,
+    /// Its tape file number (0 elsewhere).
+    pub file_number: u32,
 }
 
 /// A stretch of a stream to read: from `offset` in `part`, to the trailer or, for one object,
@@ -168,7 +170,7 @@ impl StreamReader {
             self.media.insert(loc.location.clone(), open_media(&loc.location)?);
         }
         let media = self.media.get_mut(&loc.location).expect("inserted above");
-        let reader = media.open(&loc.barcode, loc.position + offset)?;
+        let reader = media.open_part(&loc.barcode, loc.position, loc.file_number, offset)?;
         let place = Place {
             barcode: loc.barcode.as_str().into(),
             stream: self.stream,

@@ -140,6 +140,7 @@ fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
                 barcode: m.barcode().to_owned(),
                 location: m.info().location.clone(),
                 position: p.position,
+                file_number: p.file_number,
             });
         }
         if locs.is_empty() {

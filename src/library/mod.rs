@@ -1,0 +1,516 @@
+//! The library manager: one tape library (its robot and drives) shared by every tape target
+//! and reader of the process. It keeps the inventory (READ ELEMENT STATUS at start and after
+//! every move), hands out drives ([`Lease`]: one user at a time, offline drives never), moves
+//! cartridges, and remembers which cartridges must not be written (write-protected, a label
+//! that is not its barcode, another program's data) and which are full.
+//!
+//! Libraries are named in the board file and opened on first use through [`open`], after
+//! the command line or the service [`configure`]d the board. The virtual library (the
+//! built-in default) keeps its cartridges as files under `<state>/library/<name>`.
+//!
+//! Locking: the manager's state is behind one mutex held only for bookkeeping and robot
+//! moves; tape I/O happens on a leased drive outside it, so drives stream in parallel.
+
+pub mod changer;
+pub mod inventory;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::board::{Board, Library as LibraryConfig};
+use crate::device::DeviceError;
+use crate::scsi::cdb::ElementType;
+use crate::scsi::transport::Transport;
+use crate::tape::{TapeDrive, TapeIo};
+
+pub use inventory::{Inventory, Known, Place};
+
+/// How long a reader or writer waits for a free drive before giving up.
+const LEASE_WAIT: Duration = Duration::from_secs(600);
+
+/// Counters of what the library's drives did, for reports and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Data blocks read.
+    pub blocks_read: AtomicU64,
+    /// Data blocks written.
+    pub blocks_written: AtomicU64,
+    /// Seeks (LOCATE, or the SPACE fallback).
+    pub seeks: AtomicU64,
+    /// Robot moves.
+    pub moves: AtomicU64,
+}
+
+/// One drive bay: the drive, unless leased, and whether it may be used.
+struct Bay {
+    address: u16,
+    io: Option<Box<dyn TapeIo>>,
+    offline: Option<String>,
+}
+
+struct Inner {
+    changer: Box<dyn Transport + Send>,
+    inventory: Inventory,
+    bays: Vec<Bay>,
+    known: Known,
+}
+
+/// A tape library.
+pub struct Library {
+    name: String,
+    capacity: u64,
+    rate: Option<u64>,
+    inner: Mutex<Inner>,
+    freed: Condvar,
+    /// What the drives did.
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A drive handed to one user; it goes back to the library when dropped.
+pub struct Lease {
+    lib: Arc<Library>,
+    bay: usize,
+    io: Option<Box<dyn TapeIo>>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("library", &self.lib.name).field("bay", &self.bay).finish()
+    }
+}
+
+impl Lease {
+    /// The drive.
+    pub fn io(&mut self) -> &mut dyn TapeIo {
+        self.io.as_deref_mut().expect("a lease holds its drive until dropped")
+    }
+
+    /// The drive's number in the library (data transfer element order).
+    pub fn drive(&self) -> usize {
+        self.bay
+    }
+
+    /// The library.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.lib
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut g = self.lib.lock();
+        g.bays[self.bay].io = self.io.take();
+        drop(g);
+        self.lib.freed.notify_all();
+    }
+}
+
+impl Library {
+    /// A library of `changer` and `drives` (in data transfer element order); `capacity` is a
+    /// cartridge's nominal size, `rate` a drive's streaming rate if known.
+    pub fn new(
+        name: &str,
+        mut changer: Box<dyn Transport + Send>,
+        drives: Vec<Box<dyn TapeIo>>,
+        capacity: u64,
+        rate: Option<u64>,
+    ) -> Result<Arc<Library>, DeviceError> {
+        let inventory = changer::read_inventory(&mut *changer).map_err(|e| fail(name, e))?;
+        let addresses = inventory.drives();
+        if addresses.len() != drives.len() {
+            return Err(fail(
+                name,
+                format!(
+                    "the changer reports {} drives, the board names {}: list every drive, in element order",
+                    addresses.len(),
+                    drives.len()
+                ),
+            ));
+        }
+        let bays = addresses
+            .into_iter()
+            .zip(drives)
+            .map(|(address, io)| Bay { address, io: Some(io), offline: None })
+            .collect();
+        let inner = Inner { changer, inventory, bays, known: Known::default() };
+        Ok(Arc::new(Library {
+            name: name.to_owned(),
+            capacity,
+            rate,
+            inner: Mutex::new(inner),
+            freed: Condvar::new(),
+            stats: Stats::default(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Its name in the board file.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `library:NAME`, where its media are found again.
+    pub fn location(&self) -> String {
+        format!("library:{}", self.name)
+    }
+
+    /// A cartridge's nominal capacity.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// A drive's streaming rate, if known.
+    pub fn rate(&self) -> Option<u64> {
+        self.rate
+    }
+
+    /// Number of drives, and how many are online.
+    pub fn drive_counts(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.bays.len(), g.bays.iter().filter(|b| b.offline.is_none()).count())
+    }
+
+    /// The inventory as last read.
+    pub fn inventory(&self) -> Inventory {
+        self.lock().inventory.clone()
+    }
+
+    /// Reads the inventory again (after someone opened the door, or on request).
+    pub fn refresh(&self) -> Result<Inventory, DeviceError> {
+        let mut g = self.lock();
+        let inv = changer::read_inventory(&mut *g.changer).map_err(|e| fail(&self.name, e))?;
+        g.inventory = inv.clone();
+        Ok(inv)
+    }
+
+    /// Each drive: number, online or why not, and the barcode loaded.
+    pub fn drives(&self) -> Vec<(usize, Option<String>, Option<String>)> {
+        let g = self.lock();
+        g.bays
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (i, b.offline.clone(), g.inventory.at(b.address).and_then(|e| e.volume_tag.clone()))
+            })
+            .collect()
+    }
+
+    /// Takes drive `drive` out of use (with why), or puts it back (`None`).
+    pub fn set_offline(&self, drive: usize, why: Option<String>) -> Result<(), DeviceError> {
+        let mut g = self.lock();
+        let bay = g.bays.get_mut(drive).ok_or_else(|| fail(&self.name, format!("no drive {drive}")))?;
+        if let Some(w) = &why {
+            tracing::warn!(target: "library", "{} drive {drive} offline: {w}", self.name);
+        }
+        bay.offline = why;
+        drop(g);
+        self.freed.notify_all();
+        Ok(())
+    }
+
+    /// Tells the manager what the catalog knows: barcode → pool of coffer's cartridges, and
+    /// which are full.
+    pub fn learn(
+        &self,
+        pools: impl IntoIterator<Item = (String, String)>,
+        full: impl IntoIterator<Item = String>,
+    ) {
+        let mut g = self.lock();
+        g.known.pool.extend(pools);
+        g.known.full.extend(full);
+    }
+
+    /// Marks `barcode` full (it reached early warning).
+    pub fn mark_full(&self, barcode: &str) {
+        self.lock().known.full.insert(barcode.to_owned());
+    }
+
+    /// Marks `barcode` as never to be written, with why.
+    pub fn mark_unusable(&self, barcode: &str, why: String) {
+        tracing::warn!(target: "library", "{}: {barcode} will not be written: {why}", self.name);
+        self.lock().known.unusable.insert(barcode.to_owned(), why);
+    }
+
+    /// Cartridges that will not be written, with why.
+    pub fn unusable(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self.lock().known.unusable.clone().into_iter().collect();
+        v.sort();
+        v
+    }
+
+    /// Records that `barcode` was labelled for `pool`.
+    pub fn note_pool(&self, barcode: &str, pool: &str) {
+        self.lock().known.pool.insert(barcode.to_owned(), pool.to_owned());
+    }
+
+    /// Chooses and claims the next cartridge to write for `pool` (the one in `loaded` if it
+    /// fits), or `None` when none is left.
+    pub fn claim(&self, pool: &str, loaded: Option<&str>) -> Option<String> {
+        let mut g = self.lock();
+        // A cartridge in another drive is in use there, or stuck in a drive taken offline.
+        let carts: Vec<(String, u16)> = g
+            .inventory
+            .data_cartridges()
+            .into_iter()
+            .filter(|(b, at)| Some(b.as_str()) == loaded || !g.bays.iter().any(|bay| bay.address == *at))
+            .collect();
+        let pick = inventory::choose(&carts, &g.known, pool, loaded)?;
+        g.known.claimed.insert(pick.clone());
+        Some(pick)
+    }
+
+    /// Gives up a claim.
+    pub fn release(&self, barcode: &str) {
+        self.lock().known.claimed.remove(barcode);
+    }
+
+    /// Why nothing can be claimed for `pool`, for the error.
+    pub fn why_none(&self, pool: &str) -> String {
+        let g = self.lock();
+        let carts = g.inventory.data_cartridges();
+        let full = carts.iter().filter(|(b, _)| g.known.full.contains(b)).count();
+        let other = carts.iter().filter(|(b, _)| g.known.pool.get(b).is_some_and(|p| p != pool)).count();
+        let mut why = format!(
+            "no cartridge left to write for pool '{pool}': {} data cartridges, {full} full, {other} in other pools, {} in use",
+            carts.len(),
+            g.known.claimed.len()
+        );
+        for (b, w) in &g.known.unusable {
+            why.push_str(&format!("; {b}: {w}"));
+        }
+        why + "; load blank cartridges (coffer media load) or free some"
+    }
+
+    /// A free online drive, preferring one that holds `want`; waits while all are busy.
+    pub fn lease(self: &Arc<Self>, want: Option<&str>) -> Result<Lease, DeviceError> {
+        let deadline = std::time::Instant::now() + LEASE_WAIT;
+        let mut g = self.lock();
+        loop {
+            let online: Vec<usize> = (0..g.bays.len()).filter(|&i| g.bays[i].offline.is_none()).collect();
+            if online.is_empty() {
+                return Err(fail(
+                    &self.name,
+                    "every drive is offline: check them and bring one online".into(),
+                ));
+            }
+            let holds = |g: &Inner, i: usize, b: &str| {
+                g.inventory.at(g.bays[i].address).and_then(|e| e.volume_tag.as_deref()) == Some(b)
+            };
+            let empty = |g: &Inner, i: usize| g.inventory.at(g.bays[i].address).is_none_or(|e| !e.full);
+            let free: Vec<usize> = online.iter().copied().filter(|&i| g.bays[i].io.is_some()).collect();
+            let pick = want
+                .and_then(|b| free.iter().copied().find(|&i| holds(&g, i, b)))
+                .or_else(|| free.iter().copied().find(|&i| empty(&g, i)))
+                .or_else(|| free.first().copied());
+            if let Some(i) = pick {
+                let io = g.bays[i].io.take();
+                return Ok(Lease { lib: self.clone(), bay: i, io });
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(fail(&self.name, format!("all {} online drives stayed busy", online.len())));
+            }
+            g = self.freed.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// The barcode in the leased drive, as the inventory says.
+    pub fn loaded(&self, lease: &Lease) -> Option<String> {
+        let g = self.lock();
+        g.inventory
+            .at(g.bays[lease.bay].address)
+            .and_then(|e| e.volume_tag.clone())
+            .filter(|_| g.inventory.at(g.bays[lease.bay].address).is_some_and(|e| e.full))
+    }
+
+    /// Puts `barcode` into the leased drive (returning what it held to its slot) and waits
+    /// until the drive is ready. The position is then the beginning of the tape.
+    pub fn load(&self, lease: &mut Lease, barcode: &str) -> Result<(), DeviceError> {
+        if self.loaded(lease).as_deref() == Some(barcode) {
+            return lease.io().ready().map_err(|e| fail(&self.name, e.to_string()));
+        }
+        self.unload(lease)?;
+        let mut g = self.lock();
+        let from = g.inventory.find(barcode).ok_or_else(|| DeviceError::MissingMedium {
+            barcode: barcode.to_owned(),
+            target: self.location(),
+            detail: "no element holds it: put it in a mail slot and run `coffer media inventory`".into(),
+        })?;
+        if from.kind == ElementType::DataTransfer {
+            return Err(fail(&self.name, format!("{barcode} is in use in another drive")));
+        }
+        let (from, to) = (from.address, g.bays[lease.bay].address);
+        self.robot_move(&mut g, from, to)?;
+        drop(g);
+        lease.io().ready().map_err(|e| fail(&self.name, e.to_string()))
+    }
+
+    /// Unloads the leased drive's cartridge and returns it to its slot (nothing if empty).
+    pub fn unload(&self, lease: &mut Lease) -> Result<(), DeviceError> {
+        let Some(barcode) = self.loaded(lease) else { return Ok(()) };
+        if let Err(e) = lease.io().unload() {
+            // A drive without a threaded tape says so; the robot can still take it.
+            tracing::debug!(target: "library", "unload of {barcode}: {e}");
+        }
+        let mut g = self.lock();
+        let from = g.bays[lease.bay].address;
+        let to = g.inventory.home_for(from).ok_or_else(|| {
+            fail(&self.name, format!("no empty slot to put {barcode} back: take a cartridge out"))
+        })?;
+        self.robot_move(&mut g, from, to)
+    }
+
+    /// Moves a cartridge between two elements named by address.
+    pub fn move_between(&self, from: u16, to: u16) -> Result<(), DeviceError> {
+        let mut g = self.lock();
+        self.robot_move(&mut g, from, to)
+    }
+
+    fn robot_move(&self, g: &mut Inner, from: u16, to: u16) -> Result<(), DeviceError> {
+        let robot = g.inventory.robot().unwrap_or(0);
+        self.stats.moves.fetch_add(1, Ordering::Relaxed);
+        let moved = changer::move_medium(&mut *g.changer, robot, from, to);
+        // The inventory is read again whatever happened: a failed move may have moved.
+        match changer::read_inventory(&mut *g.changer) {
+            Ok(inv) => g.inventory = inv,
+            Err(e) => tracing::warn!(target: "library", "{}: inventory after a move: {e}", self.name),
+        }
+        moved.map_err(|e| fail(&self.name, e))
+    }
+}
+
+fn fail(name: &str, detail: String) -> DeviceError {
+    DeviceError::Failed { what: format!("library {name}"), detail }
+}
+
+/// The board and state directory libraries are opened from.
+struct Registry {
+    board: Board,
+    state: PathBuf,
+    open: HashMap<String, Arc<Library>>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+fn registry() -> MutexGuard<'static, Option<Registry>> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Says which board describes the box and where the state lives (virtual cartridges go under
+/// `<state>/library/<name>` unless the board says otherwise). Libraries opened before are
+/// forgotten.
+pub fn configure(board: Board, state: PathBuf) {
+    *registry() = Some(Registry { board, state, open: HashMap::new() });
+}
+
+/// The board [`configure`] was given (the built-in one if none was).
+pub fn board() -> Board {
+    registry().as_ref().map_or_else(Board::default_board, |r| r.board.clone())
+}
+
+/// The library `name` of the configured board, opened on first use.
+pub fn open(name: &str) -> Result<Arc<Library>, DeviceError> {
+    let mut g = registry();
+    let r = g.get_or_insert_with(|| Registry {
+        board: Board::default_board(),
+        state: PathBuf::from(Board::default_board().state),
+        open: HashMap::new(),
+    });
+    if let Some(l) = r.open.get(name) {
+        return Ok(l.clone());
+    }
+    let config = r.board.libraries.iter().find(|l| l.name() == name).cloned().ok_or_else(|| {
+        let names: Vec<&String> = r.board.libraries.iter().map(|l| l.name()).collect();
+        DeviceError::BadSpec {
+            spec: format!("library:{name}"),
+            detail: format!("the board has no library '{name}' (it has {names:?})"),
+        }
+    })?;
+    let lib = match &config {
+        LibraryConfig::Virtual(v) => open_virtual(v, &r.state)?,
+        LibraryConfig::Scsi(s) => open_scsi(s)?,
+    };
+    r.open.insert(name.to_owned(), lib.clone());
+    Ok(lib)
+}
+
+fn open_virtual(
+    v: &crate::board::VirtualLibrary,
+    state: &std::path::Path,
+) -> Result<Arc<Library>, DeviceError> {
+    let dir = v.dir.as_ref().map_or_else(|| state.join("library").join(&v.name), PathBuf::from);
+    let store = crate::sim::FileStore::open(&dir)
+        .map_err(DeviceError::io("open the cartridge store", dir.display().to_string()))?;
+    let clock: Arc<dyn crate::sim::Clock> = Arc::new(crate::sim::SystemClock::default());
+    let opened = crate::sim::open(v, Box::new(store), clock).map_err(|e| fail(&v.name, e.to_string()))?;
+    let drives: Vec<Box<dyn TapeIo>> = opened
+        .drives
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Box::new(TapeDrive::new(Box::new(d), format!("{} drive {i}", v.name))) as Box<dyn TapeIo>
+        })
+        .collect();
+    let rate = v.drive_rate.as_deref().and_then(crate::device::spec::parse_size);
+    Library::new(&v.name, Box::new(opened.changer), drives, v.capacity_bytes(), rate)
+}
+
+fn open_scsi(s: &crate::board::ScsiLibrary) -> Result<Arc<Library>, DeviceError> {
+    let open_sg =
+        |path: &str| crate::scsi::sg::SgDevice::open(path).map_err(|e| fail(&s.name, format!("{path}: {e}")));
+    let changer = open_sg(&s.changer)?;
+    let mut drives: Vec<Box<dyn TapeIo>> = Vec::new();
+    for path in &s.drives {
+        drives.push(Box::new(TapeDrive::new(Box::new(open_sg(path)?), path.clone())));
+    }
+    // A real cartridge's size is not known in advance: the drive's early warning says when
+    // it is full.
+    Library::new(&s.name, Box::new(changer), drives, u64::MAX / 4, None)
+}
+
+/// Tells every open library what the catalog knows of its cartridges (pools, which are full).
+pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
+    let open: Vec<Arc<Library>> =
+        registry().as_ref().map(|r| r.open.values().cloned().collect()).unwrap_or_default();
+    for lib in open {
+        let location = lib.location();
+        let ours = catalog.media().filter(|m| m.info().location == location);
+        let (pools, full): (Vec<_>, Vec<_>) = ours
+            .map(|m| {
+                let full =
+                    (m.state() != crate::catalog::MediumState::Writable).then(|| m.barcode().to_owned());
+                ((m.barcode().to_owned(), m.info().pool.clone()), full)
+            })
+            .unzip();
+        lib.learn(pools, full.into_iter().flatten());
+    }
+}
+
+/// What the open libraries' drives and robots did in this process, by library name:
+/// (name, seeks, data blocks read, data blocks written, robot moves).
+pub fn activity() -> Vec<(String, u64, u64, u64, u64)> {
+    let open: Vec<Arc<Library>> =
+        registry().as_ref().map(|r| r.open.values().cloned().collect()).unwrap_or_default();
+    let mut v: Vec<_> = open
+        .iter()
+        .map(|l| {
+            let s = &l.stats;
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            (l.name.clone(), get(&s.seeks), get(&s.blocks_read), get(&s.blocks_written), get(&s.moves))
+        })
+        .collect();
+    v.sort();
+    v
+}
