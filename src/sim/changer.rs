@@ -124,10 +124,9 @@ impl Changer {
             return Ok(illegal(0x3B, 0x0D, 0));
         }
         if let Some((ElementType::DataTransfer, i)) = s.element(from) {
-            if let Err(e) = s.save_drive(i) {
+            if let Err(e) = s.take_from_drive(i) {
                 return Err(TransportError::Other(format!("{}: saving the tape: {e}", s.name)));
             }
-            s.drives[i].threaded = false;
         }
         let cart = s.place_mut(from).and_then(|p| p.cart.take());
         let dest = s.place_mut(to).expect("checked above");

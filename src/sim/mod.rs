@@ -33,6 +33,7 @@
 
 mod changer;
 mod drive;
+mod speed;
 mod state;
 mod tape;
 
@@ -43,7 +44,7 @@ use std::time::Duration;
 pub use changer::Changer;
 pub use drive::Drive;
 pub use state::{DriveCounters, LibraryState};
-pub use tape::{CartridgeStore, FileStore, MemoryStore, Object, Tape};
+pub use tape::{CartridgeStore, FileMedium, FileStore, Medium, MemoryMedium, MemoryStore, Object, Tape};
 
 use crate::board::{Fault, VirtualLibrary};
 use crate::device::spec::parse_size;
@@ -60,6 +61,10 @@ pub const IE_BASE: u16 = 0x2000;
 pub const EARLY_WARNING_PERCENT: u64 = 2;
 /// Largest block a drive reads or writes.
 pub const MAX_BLOCK: u32 = 8 << 20;
+/// A drive's buffer when the board names none.
+pub const DEFAULT_DRIVE_BUFFER: u64 = 256 << 20;
+/// Time a drive takes to reposition after its buffer ran dry, when the board names none.
+pub const DEFAULT_REPOSITION_MS: u64 = 1000;
 
 const _: () = assert!(SLOT_BASE as u32 + crate::board::MAX_ELEMENTS <= IE_BASE as u32);
 const _: () = assert!(MAX_BLOCK as usize <= tape::MAX_RECORD);
@@ -68,6 +73,8 @@ const _: () = assert!(MAX_BLOCK as usize <= tape::MAX_RECORD);
 pub trait Clock: Send + Sync {
     /// Time since an arbitrary fixed start.
     fn now(&self) -> Duration;
+    /// Lets `d` pass: the host waits on the drive.
+    fn sleep(&self, d: Duration);
 }
 
 /// A clock tests move by hand.
@@ -87,6 +94,11 @@ impl Clock for ManualClock {
     fn now(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
     }
+
+    /// Time passes at once: the wait is simulated, the test does not stall.
+    fn sleep(&self, d: Duration) {
+        self.advance(d);
+    }
 }
 
 /// The monotonic clock of the machine.
@@ -102,6 +114,10 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     fn now(&self) -> Duration {
         self.0.elapsed()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
     }
 }
 

@@ -21,6 +21,8 @@ fn library(capacity: &str, faults: Vec<Fault>) -> Opened {
         dir: None,
         drive_rate: None,
         drive_buffer: None,
+        drive_reposition_ms: None,
+        positioning: true,
         faults,
     };
     sim::open(&c, Box::new(MemoryStore::default()), Arc::new(ManualClock::default())).unwrap()
