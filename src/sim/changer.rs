@@ -32,8 +32,12 @@ pub(super) fn reply(data: DataBuf<'_>, bytes: &[u8]) -> Completion {
     }
 }
 
-/// CHECK CONDITION with `sense` and `residual`.
+/// CHECK CONDITION with `sense` and `residual`. An INFORMATION field wider than fixed format
+/// carries (the residue of a SPACE(16) over 2^31 or more objects) is sent in descriptor
+/// format, as SSC asks.
 pub(super) fn check(sense: Sense, residual: usize) -> Completion {
+    let wide = sense.information.is_some_and(|i| i32::try_from(i).is_err());
+    let sense = if wide { sense.descriptor() } else { sense };
     Completion::check(sense.encode(), residual)
 }
 

@@ -53,6 +53,12 @@ impl Drive {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The library's state, for tests that check what is held while the host waits.
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> Arc<Mutex<LibraryState>> {
+        self.state.clone()
+    }
+
     /// What this drive has done.
     pub fn counters(&self) -> DriveCounters {
         self.lock().drives[self.index].counters

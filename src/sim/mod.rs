@@ -193,3 +193,5 @@ fn drive_faults(faults: &[Fault], drive: u32) -> state::DriveFaults {
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_store;

@@ -283,6 +283,16 @@ pub struct MemoryMedium {
 }
 
 impl MemoryMedium {
+    /// A medium holding `bytes` (a cartridge file's contents).
+    pub fn new(bytes: Vec<u8>) -> MemoryMedium {
+        MemoryMedium { bytes: Arc::new(Mutex::new(bytes)) }
+    }
+
+    /// What it holds, in the file format.
+    pub fn contents(&self) -> Vec<u8> {
+        self.bytes().clone()
+    }
+
     fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
         self.bytes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -380,11 +390,7 @@ pub struct MemoryStore {
 
 impl Clone for MemoryStore {
     fn clone(&self) -> Self {
-        let tapes = self
-            .tapes
-            .iter()
-            .map(|(k, m)| (k.clone(), MemoryMedium { bytes: Arc::new(Mutex::new(m.bytes().clone())) }))
-            .collect();
+        let tapes = self.tapes.iter().map(|(k, m)| (k.clone(), MemoryMedium::new(m.contents()))).collect();
         MemoryStore { tapes, map: self.map.clone() }
     }
 }
@@ -393,6 +399,13 @@ impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sizes: HashMap<&str, u64> = self.tapes.iter().map(|(k, m)| (k.as_str(), m.size())).collect();
         f.debug_struct("MemoryStore").field("tapes", &sizes).field("map", &self.map).finish()
+    }
+}
+
+impl MemoryStore {
+    /// The contents of cartridge `barcode` in the file format, if it was ever loaded.
+    pub fn contents(&self, barcode: &str) -> Option<Vec<u8>> {
+        self.tapes.get(barcode).map(MemoryMedium::contents)
     }
 }
 
