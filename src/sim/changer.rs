@@ -127,10 +127,10 @@ impl Changer {
         if from != to && s.place(to).is_some_and(|p| p.cart.is_some()) {
             return Ok(illegal(0x3B, 0x0D, 0));
         }
-        if let Some((ElementType::DataTransfer, i)) = s.element(from) {
-            if let Err(e) = s.take_from_drive(i) {
-                return Err(TransportError::Other(format!("{}: saving the tape: {e}", s.name)));
-            }
+        if let Some((ElementType::DataTransfer, i)) = s.element(from)
+            && let Err(e) = s.take_from_drive(i)
+        {
+            return Err(TransportError::Other(format!("{}: saving the tape: {e}", s.name)));
         }
         let cart = s.place_mut(from).and_then(|p| p.cart.take());
         let dest = s.place_mut(to).expect("checked above");
