@@ -21,6 +21,8 @@ pub const DEFAULT_BOARD: &str = include_str!("../board/default.toml");
 pub const MIN_TOKEN_LEN: usize = 16;
 /// Most drives, slots or import/export slots in one virtual library.
 pub const MAX_ELEMENTS: u32 = 4096;
+/// Longest reposition a virtual drive may be given, in milliseconds.
+pub const MAX_REPOSITION_MS: i64 = 60_000;
 
 /// A whole board file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -114,11 +116,28 @@ pub struct VirtualLibrary {
     pub dir: Option<String>,
     /// Each drive's streaming rate, e.g. "300M" (bytes per second); none: as fast as it goes.
     pub drive_rate: Option<String>,
-    /// Each drive's buffer, e.g. "256M".
+    /// Each drive's buffer, e.g. "256M" (the default).
     pub drive_buffer: Option<String>,
+    /// Milliseconds a drive takes to reposition when its buffer ran dry while streaming
+    /// (0 to [`MAX_REPOSITION_MS`]; default 1000); only with `drive_rate`.
+    pub drive_reposition_ms: Option<i64>,
+    /// Drives answer READ POSITION and LOCATE; `false` refuses them as Linux `tgt` does, so
+    /// that positioning by SPACE is exercised.
+    #[serde(default = "yes", deserialize_with = "positioning")]
+    pub positioning: bool,
     /// Faults to inject, for tests and demonstrations.
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `positioning`, refused by name: inside a tagged `[[library]]` serde's own type errors do
+/// not say which key.
+fn positioning<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    bool::deserialize(d).map_err(|_| serde::de::Error::custom("positioning: true or false"))
 }
 
 fn default_prefix() -> String {
@@ -372,6 +391,21 @@ impl VirtualLibrary {
                 size(&key(k), v, 1)?;
             }
         }
+        match self.drive_reposition_ms {
+            Some(ms) if !(0..=MAX_REPOSITION_MS).contains(&ms) => {
+                return Err(bad(
+                    key("drive_reposition_ms"),
+                    format!("{ms}: 0 to {MAX_REPOSITION_MS} milliseconds, e.g. 1500"),
+                ));
+            }
+            Some(_) if self.drive_rate.is_none() => {
+                return Err(bad(
+                    key("drive_reposition_ms"),
+                    "only means something with drive_rate: set drive_rate or remove it",
+                ));
+            }
+            _ => {}
+        }
         for f in &self.faults {
             let drive = match f {
                 Fault::MediumError { drive, .. } => Some(*drive),
@@ -418,6 +452,7 @@ mod tests {
         let b = Board::default_board();
         let Library::Virtual(v) = &b.libraries[0] else { panic!("{b:?}") };
         assert_eq!((v.drives, v.cartridges), (2, 16));
+        assert_eq!((v.drive_reposition_ms, v.positioning), (Some(1000), true));
         assert!(b.status.as_ref().unwrap().addr().unwrap().ip().is_loopback());
     }
 
@@ -438,6 +473,16 @@ mod tests {
                 "library.vlib.fault.drive",
             ),
             (format!("{base}\n[[library.fault]]\nat = \"gremlins\"\n"), "gremlins"),
+            (
+                base.replace("drive_reposition_ms = 1000", "drive_reposition_ms = 90000"),
+                "library.vlib.drive_reposition_ms",
+            ),
+            (base.replace("drive_rate = \"300M\"\n", ""), "library.vlib.drive_reposition_ms"),
+            (
+                base.replace("drive_reposition_ms = 1000", "drive_reposition_ms = -1"),
+                "library.vlib.drive_reposition_ms",
+            ),
+            (base.replace("positioning = true", "positioning = \"no\""), "positioning"),
             (base.replace("drives = 2", "drives = 2\ncolour = 1"), "colour"),
             (
                 format!("{base}\n[[library.fault]]\nat = \"move_failure\"\nmove_number = 1\nwhen = 2\n"),
@@ -479,6 +524,10 @@ mod tests {
         assert_eq!(b.libraries.len(), 2);
         let Library::Virtual(v) = &b.libraries[1] else { panic!() };
         assert_eq!(v.faults.len(), 2);
+        assert!(v.positioning && v.drive_reposition_ms.is_none());
+        let tgt = text.replace("capacity = \"64M\"", "capacity = \"64M\"\npositioning = false");
+        let Library::Virtual(v) = Board::parse(&tgt).unwrap().libraries.remove(1) else { panic!() };
+        assert!(!v.positioning);
         assert_eq!(v.capacity_bytes(), 64 << 20);
     }
 

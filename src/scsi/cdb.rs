@@ -72,6 +72,8 @@ pub mod op {
     pub const MODE_SENSE_6: u8 = 0x1A;
     /// LOAD UNLOAD (SSC).
     pub const LOAD_UNLOAD: u8 = 0x1B;
+    /// LOCATE(10) (SSC).
+    pub const LOCATE_10: u8 = 0x2B;
     /// READ POSITION (SSC).
     pub const READ_POSITION: u8 = 0x34;
     /// LOG SENSE (SPC).
@@ -107,6 +109,7 @@ pub fn opcode_name(code: u8) -> &'static str {
         op::ERASE_6 => "ERASE",
         op::MODE_SENSE_6 => "MODE SENSE(6)",
         op::LOAD_UNLOAD => "LOAD UNLOAD",
+        op::LOCATE_10 => "LOCATE(10)",
         op::READ_POSITION => "READ POSITION",
         op::LOG_SENSE => "LOG SENSE",
         op::MODE_SELECT_10 => "MODE SELECT(10)",
@@ -440,6 +443,15 @@ pub fn locate16(block: u64, partition: Option<u8>, immediate: bool) -> Cdb {
     c[1] = u8::from(immediate) | if partition.is_some() { 0x02 } else { 0 };
     c[3] = partition.unwrap_or(0);
     c[4..12].copy_from_slice(&block.to_be_bytes());
+    no_data(&c, TimeoutClass::Long)
+}
+
+/// LOCATE(10) to logical object (block) `block`, in the current partition.
+pub fn locate10(block: u32, immediate: bool) -> Cdb {
+    let mut c = [0u8; 10];
+    c[0] = op::LOCATE_10;
+    c[1] = u8::from(immediate);
+    c[3..7].copy_from_slice(&block.to_be_bytes());
     no_data(&c, TimeoutClass::Long)
 }
 

@@ -101,6 +101,7 @@ fn ssc_positioning_commands() {
         0,
         Long,
     );
+    check(locate10(0x0102_0304, true), &[0x2B, 0x01, 0, 1, 2, 3, 4, 0, 0, 0], NO_DATA, 0, Long);
     check(read_block_limits(), &[0x05, 0, 0, 0, 0, 0], FromDevice, 6, Quick);
     check(erase_long(false), &[0x19, 0x01, 0, 0, 0, 0], NO_DATA, 0, Erase);
     check(erase_long(true), &[0x19, 0x03, 0, 0, 0, 0], NO_DATA, 0, Erase);

@@ -32,8 +32,12 @@ pub(super) fn reply(data: DataBuf<'_>, bytes: &[u8]) -> Completion {
     }
 }
 
-/// CHECK CONDITION with `sense` and `residual`.
+/// CHECK CONDITION with `sense` and `residual`. An INFORMATION field wider than fixed format
+/// carries (the residue of a SPACE(16) over 2^31 or more objects) is sent in descriptor
+/// format, as SSC asks.
 pub(super) fn check(sense: Sense, residual: usize) -> Completion {
+    let wide = sense.information.is_some_and(|i| i32::try_from(i).is_err());
+    let sense = if wide { sense.descriptor() } else { sense };
     Completion::check(sense.encode(), residual)
 }
 
@@ -123,11 +127,10 @@ impl Changer {
         if from != to && s.place(to).is_some_and(|p| p.cart.is_some()) {
             return Ok(illegal(0x3B, 0x0D, 0));
         }
-        if let Some((ElementType::DataTransfer, i)) = s.element(from) {
-            if let Err(e) = s.save_drive(i) {
-                return Err(TransportError::Other(format!("{}: saving the tape: {e}", s.name)));
-            }
-            s.drives[i].threaded = false;
+        if let Some((ElementType::DataTransfer, i)) = s.element(from)
+            && let Err(e) = s.take_from_drive(i)
+        {
+            return Err(TransportError::Other(format!("{}: saving the tape: {e}", s.name)));
         }
         let cart = s.place_mut(from).and_then(|p| p.cart.take());
         let dest = s.place_mut(to).expect("checked above");

@@ -1,6 +1,7 @@
 //! A drive transport (SSC): the tape commands over one drive of the shared library state.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::changer::{check, illegal, inquiry, reply};
 use super::state::{DriveCounters, DriveState, LibraryState, no_medium};
@@ -52,12 +53,18 @@ impl Drive {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The library's state, for tests that check what is held while the host waits.
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> Arc<Mutex<LibraryState>> {
+        self.state.clone()
+    }
+
     /// What this drive has done.
     pub fn counters(&self) -> DriveCounters {
         self.lock().drives[self.index].counters
     }
 
-    fn write(s: &mut LibraryState, i: usize, b: &[u8], data: &[u8], now: std::time::Duration) -> Completion {
+    fn write(s: &mut LibraryState, i: usize, b: &[u8], data: &[u8], now: Duration) -> Completion {
         let (early, capacity) = (s.early_warning(), s.capacity);
         let d = &mut s.drives[i];
         let fixed = b[1] & 1 != 0;
@@ -80,11 +87,15 @@ impl Drive {
             return check(s, data.len());
         }
         let bad = (0..records.len()).find(|k| d.faults.medium_error.contains(&((d.pos + k) as u64)));
-        d.tape.objects.truncate(d.pos);
-        for r in records.iter().take(bad.unwrap_or(records.len())) {
-            d.tape.objects.push(Object::Record(r.to_vec()));
+        let good = bad.unwrap_or(records.len());
+        if d.tape.write_records(d.pos, &records[..good]).is_err() {
+            d.pos = d.tape.len();
+            return check(
+                Sense::new(SenseKey::MediumError, 0x0C, 0x00).with_information(i64::from(count)),
+                0,
+            );
         }
-        d.pos = d.tape.objects.len();
+        d.pos = d.tape.len();
         if let Some(k) = bad {
             let left = i64::from(count) - k as i64;
             return check(Sense::new(SenseKey::MediumError, 0x0C, 0x00).with_information(left), 0);
@@ -97,9 +108,10 @@ impl Drive {
     }
 
     /// Counts `n` bytes written and fires the byte-count faults.
-    fn account(d: &mut DriveState, n: u64, now: std::time::Duration) {
+    fn account(d: &mut DriveState, n: u64, now: Duration) {
         d.counters.bytes += n;
-        d.counters.repositions += u64::from(d.speed.write(n, now));
+        let h = d.speed.write(n, now);
+        d.pay(h);
         let bytes = d.counters.bytes;
         if d.faults.offline_after.is_some_and(|a| bytes >= a) && d.offline.is_none() {
             d.offline = Some(false);
@@ -127,18 +139,22 @@ impl Drive {
             if d.faults.medium_error.contains(&(d.pos as u64)) {
                 return check(Sense::new(SenseKey::MediumError, 0x11, 0x00).with_information(left), residual);
             }
-            match d.tape.objects.get(d.pos) {
+            match d.tape.object(d.pos) {
                 None => return check(eod_sense(if fixed { left } else { count as i64 }), residual),
                 Some(Object::Filemark) => {
                     d.pos += 1;
                     return check(filemark_sense(if fixed { left } else { count as i64 }), residual);
                 }
                 Some(Object::Record(r)) => {
-                    let n = r.len().min(len);
-                    buf[k * len..k * len + n].copy_from_slice(&r[..n]);
+                    let r = r as usize;
+                    let n = r.min(len);
+                    if d.tape.read_record(d.pos, &mut buf[k * len..k * len + n]).is_err() {
+                        let s = Sense::new(SenseKey::MediumError, 0x11, 0x00).with_information(left);
+                        return check(s, residual);
+                    }
                     d.pos += 1;
-                    if r.len() != len && !(sili && !fixed && r.len() < len) {
-                        let info = if fixed { left - 1 } else { len as i64 - r.len() as i64 };
+                    if r != len && !(sili && !fixed && r < len) {
+                        let info = if fixed { left - 1 } else { len as i64 - r as i64 };
                         let s = Sense::new(SenseKey::NoSense, 0, 0).with_ili().with_information(info);
                         return check(s, buf.len() - k * len - n);
                     }
@@ -151,40 +167,49 @@ impl Drive {
         Completion::good(0)
     }
 
+    /// SPACE over blocks (`code` 0), filemarks (1) or to end of data (3), by the filemark
+    /// index rather than object by object. Spacing blocks stops at a filemark: forward after
+    /// it, backward before it (SSC).
     fn space(d: &mut DriveState, code: u8, count: i64) -> Completion {
-        let objs = &d.tape.objects;
-        if code == 3 {
-            d.pos = objs.len();
-            return Completion::good(0);
+        if code == 2 || code > 3 {
+            return illegal(0x24, 0x00, 0);
         }
-        let marks = code == 1;
-        let mut left = count.unsigned_abs() as i64;
-        while left > 0 {
-            if count > 0 {
-                match objs.get(d.pos) {
-                    None => return check(eod_sense(left), 0),
-                    Some(Object::Filemark) if !marks => {
-                        d.pos += 1;
-                        return check(filemark_sense(left), 0);
-                    }
-                    Some(o) => {
-                        d.pos += 1;
-                        left -= i64::from(!marks || *o == Object::Filemark);
-                    }
+        let (t, pos) = (&d.tape, d.pos);
+        let c = count.unsigned_abs();
+        let before = t.filemarks_before(pos);
+        let (to, sense) = match (code, count > 0) {
+            (3, _) => (t.len(), None),
+            _ if count == 0 => (pos, None),
+            (1, true) => match t.filemark(before + c - 1) {
+                Some(m) => (m + 1, None),
+                None => (t.len(), Some(eod_sense((c - (t.filemarks_before(t.len()) - before)) as i64))),
+            },
+            (1, false) if c <= before => (t.filemark(before - c).expect("counted"), None),
+            (1, false) => (0, Some(bop_sense((c - before) as i64))),
+            (_, true) => {
+                let stop = t.filemark(before).unwrap_or(t.len());
+                let gap = (stop - pos) as u64;
+                match t.filemark(before) {
+                    _ if c <= gap => (pos + c as usize, None),
+                    Some(m) => (m + 1, Some(filemark_sense((c - gap) as i64))),
+                    None => (t.len(), Some(eod_sense((c - gap) as i64))),
                 }
-            } else {
-                if d.pos == 0 {
-                    return check(bop_sense(left), 0);
-                }
-                let o = &objs[d.pos - 1];
-                if *o == Object::Filemark && !marks {
-                    return check(filemark_sense(left), 0);
-                }
-                d.pos -= 1;
-                left -= i64::from(!marks || *o == Object::Filemark);
             }
+            (_, false) => {
+                let stop = before.checked_sub(1).and_then(|i| t.filemark(i));
+                let gap = (pos - stop.map_or(0, |m| m + 1)) as u64;
+                match stop {
+                    _ if c <= gap => (pos - c as usize, None),
+                    Some(m) => (m, Some(filemark_sense((c - gap) as i64))),
+                    None => (0, Some(bop_sense((c - gap) as i64))),
+                }
+            }
+        };
+        d.pos = to;
+        match sense {
+            Some(s) => check(s, 0),
+            None => Completion::good(0),
         }
-        Completion::good(0)
     }
 
     fn mode_sense(d: &DriveState, b: &[u8], form: ModeForm, data: DataBuf<'_>) -> Completion {
@@ -241,13 +266,19 @@ impl Drive {
         Completion::good(0)
     }
 
+    fn locate(d: &mut DriveState, target: u64) -> Completion {
+        let end = d.tape.len();
+        d.pos = usize::try_from(target).map_or(end, |t| t.min(end));
+        if target > end as u64 { check(eod_sense(0), 0) } else { Completion::good(0) }
+    }
+
     /// Commands that need a loaded, threaded cartridge.
     fn medium_command(
         s: &mut LibraryState,
         i: usize,
         b: &[u8],
         data: DataBuf<'_>,
-        now: std::time::Duration,
+        now: Duration,
     ) -> Completion {
         let wp = s.drives[i].place.cart.as_ref().is_some_and(|k| k.write_protected);
         match b[0] {
@@ -260,19 +291,23 @@ impl Drive {
             }
             op::WRITE_FILEMARKS_6 => {
                 let d = &mut s.drives[i];
-                d.tape.objects.truncate(d.pos);
-                d.tape.objects.extend((0..u24(b, 2)).map(|_| Object::Filemark));
-                d.pos = d.tape.objects.len();
-                d.speed.stop();
-                match s.save_drive(i) {
+                if b[1] & 1 == 0 {
+                    let h = d.speed.flush(now);
+                    d.pay(h);
+                }
+                let written = d.tape.write_filemarks(d.pos, u24(b, 2));
+                d.pos = d.tape.len();
+                match written.and_then(|()| s.save_drive(i)) {
                     Ok(()) => Completion::good(0),
                     Err(_) => check(Sense::new(SenseKey::MediumError, 0x0C, 0x00), 0),
                 }
             }
             op::ERASE_6 => {
                 let d = &mut s.drives[i];
-                d.tape.objects.truncate(d.pos);
-                Completion::good(0)
+                match d.tape.truncate(d.pos) {
+                    Ok(()) => Completion::good(0),
+                    Err(_) => check(Sense::new(SenseKey::MediumError, 0x0C, 0x00), 0),
+                }
             }
             op::READ_6 => Self::read(&mut s.drives[i], b, data),
             op::SPACE_6 => {
@@ -285,9 +320,13 @@ impl Drive {
             }
             op::REWIND => {
                 let d = &mut s.drives[i];
+                let h = d.speed.flush(now);
+                d.pay(h);
                 d.pos = 0;
-                d.speed.stop();
                 Completion::good(0)
+            }
+            op::READ_POSITION | op::LOCATE_16 | op::LOCATE_10 if !s.positioning => {
+                illegal(0x20, 0x00, data.len())
             }
             op::READ_POSITION => {
                 let d = &s.drives[i];
@@ -303,25 +342,24 @@ impl Drive {
                 reply(data, &p.encode())
             }
             op::LOCATE_16 => {
-                let d = &mut s.drives[i];
-                let target = u64::from_be_bytes(b[4..12].try_into().expect("8 bytes"));
-                d.pos = (target as usize).min(d.tape.objects.len());
-                if target as usize > d.tape.objects.len() {
-                    check(eod_sense(0), 0)
-                } else {
-                    Completion::good(0)
-                }
+                Self::locate(&mut s.drives[i], u64::from_be_bytes(b[4..12].try_into().expect("8 bytes")))
+            }
+            op::LOCATE_10 => {
+                Self::locate(&mut s.drives[i], u64::from(u32::from_be_bytes(b[3..7].try_into().expect("4"))))
             }
             _ => illegal(0x20, 0x00, data.len()),
         }
     }
 
-    fn run(&self, cdb: &Cdb, data: DataBuf<'_>) -> Result<Completion, TransportError> {
+    /// Runs `cdb` on drive `i` under the library's lock.
+    fn run(
+        s: &mut LibraryState,
+        i: usize,
+        cdb: &Cdb,
+        data: DataBuf<'_>,
+        now: Duration,
+    ) -> Result<Completion, TransportError> {
         let b = cdb.bytes();
-        let now = self.clock.now();
-        let mut guard = self.lock();
-        let s = &mut *guard;
-        let i = self.index;
         let d = &mut s.drives[i];
         match d.offline {
             Some(true) => return Err(TransportError::Other(format!("{}: drive {i} is offline", s.name))),
@@ -358,8 +396,9 @@ impl Drive {
             }
             op::LOAD_UNLOAD if d.place.cart.is_none() => check(no_medium(), 0),
             op::LOAD_UNLOAD => {
+                let h = d.speed.flush(now);
+                d.pay(h);
                 d.pos = 0;
-                d.speed.stop();
                 d.threaded = b[4] & 1 != 0;
                 if d.threaded {
                     Completion::good(0)
@@ -381,6 +420,19 @@ impl Drive {
 
 impl Transport for Drive {
     fn execute(&mut self, cdb: &Cdb, data: DataBuf<'_>) -> Result<Completion, TransportError> {
-        self.run(cdb, data)
+        let now = self.clock.now();
+        let (r, hold) = {
+            let mut s = self.lock();
+            let r = Self::run(&mut s, self.index, cdb, data, now);
+            let d = &mut s.drives[self.index];
+            let hold = std::mem::take(&mut d.hold);
+            d.counters.waited += hold;
+            (r, hold)
+        };
+        // The host waits with the library released: other drives and the robot carry on.
+        if !hold.is_zero() {
+            self.clock.sleep(hold);
+        }
+        r
     }
 }

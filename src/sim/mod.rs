@@ -7,17 +7,28 @@
 //! the robot at [`TRANSPORT_ADDR`], drives from [`DRIVE_BASE`], storage slots from
 //! [`SLOT_BASE`], import/export slots from [`IE_BASE`]. A cartridge has a barcode
 //! (`PREFIX0001L8`…, cleaning cartridges `CLN001L1`…), a write-protect tab and a cleaning
-//! flag; its contents are a [`Tape`] of records and filemarks kept in a [`CartridgeStore`]
-//! (memory for tests, one file per cartridge for the product). Moving a cartridge into a drive
-//! loads its tape and queues UNIT ATTENTION 28/00; moving it out (or UNLOAD, or WRITE
-//! FILEMARKS) saves it. Positions count logical objects (records and filemarks) as SSC does.
-//! Past capacity minus [`EARLY_WARNING_PERCENT`] a write succeeds with EOM (early warning);
-//! past capacity nothing is written and VOLUME OVERFLOW is reported.
+//! flag; its contents are a [`Tape`] of records and filemarks in a [`CartridgeStore`] (memory
+//! for tests, one file per cartridge for the product). A loaded tape keeps only its index in
+//! memory (8 bytes an object); record bytes stay in the store, appended as the host writes and
+//! read back by offset (the file format is specified in the `tape` module). Moving a cartridge into a
+//! drive opens its tape and queues UNIT ATTENTION 28/00. WRITE FILEMARKS is the durability
+//! point (fdatasync), as is the cartridge leaving the drive (UNLOAD, MOVE MEDIUM). Positions
+//! count logical objects (records and filemarks) as SSC does. Past capacity minus
+//! [`EARLY_WARNING_PERCENT`] a write succeeds with EOM (early warning); past capacity nothing
+//! is written and VOLUME OVERFLOW is reported. With the board's `positioning = false` the
+//! drives refuse READ POSITION and LOCATE(10/16) with 05/20/00, as the Linux `tgt` target does,
+//! so that positioning by SPACE is exercised.
 //!
-//! Speed model: each drive streams at `drive_rate` from a buffer of `drive_buffer` bytes in
-//! simulated time from a [`Clock`]; when the host feeds it so slowly that the buffer runs dry
-//! while streaming, the drive stops and repositions (shoe-shine), counted in
-//! [`DriveCounters::repositions`].
+//! Speed model (drives with a `drive_rate`): each drive streams at that rate from a buffer of
+//! `drive_buffer` bytes, in the time of a [`Clock`], and the host loses that time for real: a
+//! write returns once the buffer has room for it, so a host faster than the drive is held to
+//! its rate. When the buffer runs dry while streaming the drive stops (counted in
+//! [`DriveCounters::repositions`]) and waits for its buffer to fill again; the write that
+//! starts it pays `drive_reposition_ms` (default [`DEFAULT_REPOSITION_MS`]). WRITE FILEMARKS
+//! (unless immediate), REWIND and LOAD/UNLOAD return once the buffer is on tape. The wait is
+//! computed under the library's lock and slept after releasing it, so other drives and the
+//! robot carry on; [`DriveCounters::waited`] adds it up. On a [`ManualClock`] the wait moves
+//! the clock at once: tests stay instant and deterministic.
 //!
 //! Fault model (the board's `fault` list, applied deterministically): MEDIUM ERROR 03/11
 //! reading or 03/0C writing a given block; a drive that goes offline after n bytes written
@@ -25,14 +36,19 @@
 //! after n bytes; the k-th MOVE MEDIUM failing with HARDWARE ERROR 15/01 or a transport
 //! timeout; a cartridge in a slot marked foreign (its label is not its barcode: setup code
 //! writes another label with [`Changer::foreign`]); a write-protected cartridge (DATA PROTECT
-//! 27/00); TapeAlert CLEAN NOW after n bytes (LOG SENSE page 0x2E).
+//! 27/00); TapeAlert CLEAN NOW after n bytes (LOG SENSE page 0x2E). A store that fails to
+//! write or read answers MEDIUM ERROR 03/0C or 03/11; a cartridge file torn by a crash is cut
+//! back to its last whole object when loaded (what was written after the last filemark may
+//! be lost, as from a real drive's buffer).
 //!
 //! Not modelled: partitions, compression of data (the page is accepted and reported), more
-//! than one initiator, reservations, the time a robot move or a rewind takes; a loaded tape's
-//! contents are held in memory.
+//! than one initiator, reservations, the time a robot move, a rewind, a locate or a read
+//! takes (reads go as fast as the store), the backhitch after a synchronous filemark, an
+//! immediate REWIND or UNLOAD (they always wait for the buffer), speed matching.
 
 mod changer;
 mod drive;
+mod speed;
 mod state;
 mod tape;
 
@@ -43,7 +59,7 @@ use std::time::Duration;
 pub use changer::Changer;
 pub use drive::Drive;
 pub use state::{DriveCounters, LibraryState};
-pub use tape::{CartridgeStore, FileStore, MemoryStore, Object, Tape};
+pub use tape::{CartridgeStore, FileMedium, FileStore, Medium, MemoryMedium, MemoryStore, Object, Tape};
 
 use crate::board::{Fault, VirtualLibrary};
 use crate::device::spec::parse_size;
@@ -60,6 +76,10 @@ pub const IE_BASE: u16 = 0x2000;
 pub const EARLY_WARNING_PERCENT: u64 = 2;
 /// Largest block a drive reads or writes.
 pub const MAX_BLOCK: u32 = 8 << 20;
+/// A drive's buffer when the board names none.
+pub const DEFAULT_DRIVE_BUFFER: u64 = 256 << 20;
+/// Time a drive takes to reposition after its buffer ran dry, when the board names none.
+pub const DEFAULT_REPOSITION_MS: u64 = 1000;
 
 const _: () = assert!(SLOT_BASE as u32 + crate::board::MAX_ELEMENTS <= IE_BASE as u32);
 const _: () = assert!(MAX_BLOCK as usize <= tape::MAX_RECORD);
@@ -68,6 +88,8 @@ const _: () = assert!(MAX_BLOCK as usize <= tape::MAX_RECORD);
 pub trait Clock: Send + Sync {
     /// Time since an arbitrary fixed start.
     fn now(&self) -> Duration;
+    /// Lets `d` pass: the host waits on the drive.
+    fn sleep(&self, d: Duration);
 }
 
 /// A clock tests move by hand.
@@ -87,6 +109,11 @@ impl Clock for ManualClock {
     fn now(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
     }
+
+    /// Time passes at once: the wait is simulated, the test does not stall.
+    fn sleep(&self, d: Duration) {
+        self.advance(d);
+    }
 }
 
 /// The monotonic clock of the machine.
@@ -102,6 +129,10 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     fn now(&self) -> Duration {
         self.0.elapsed()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
     }
 }
 
@@ -177,3 +208,5 @@ fn drive_faults(faults: &[Fault], drive: u32) -> state::DriveFaults {
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_store;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::speed::{Hold, Speed};
 use super::tape::{CartridgeStore, Tape};
 use super::{DRIVE_BASE, EARLY_WARNING_PERCENT, IE_BASE, SLOT_BASE, SimError, TRANSPORT_ADDR};
 use crate::board::{Fault, VirtualLibrary};
@@ -48,38 +49,8 @@ pub struct DriveCounters {
     pub bytes: u64,
     /// Times the buffer ran dry while streaming and the drive had to reposition.
     pub repositions: u64,
-}
-
-/// The speed model: a buffer drained at `rate` in simulated time.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Speed {
-    pub rate: Option<u64>,
-    pub buffer: u64,
-    level: u64,
-    last: Option<Duration>,
-}
-
-impl Speed {
-    /// The host delivered `n` bytes at `now`; returns whether the drive had to reposition.
-    pub fn write(&mut self, n: u64, now: Duration) -> bool {
-        let Some(rate) = self.rate else { return false };
-        let mut dry = false;
-        if let Some(last) = self.last {
-            let drained = (now.saturating_sub(last).as_secs_f64() * rate as f64) as u64;
-            dry = drained > self.level;
-            self.level = self.level.saturating_sub(drained);
-        }
-        // A full buffer makes the host wait; the level cannot pass the buffer.
-        self.level = (self.level + n).min(self.buffer.max(1));
-        self.last = Some(now);
-        dry
-    }
-
-    /// The drive stopped on purpose (filemark, rewind, unload): the next write starts afresh.
-    pub fn stop(&mut self) {
-        self.level = 0;
-        self.last = None;
-    }
+    /// Time the host was held back: the drive's rate, repositions, flushes.
+    pub waited: Duration,
 }
 
 /// One drive.
@@ -98,6 +69,8 @@ pub(super) struct DriveState {
     pub counters: DriveCounters,
     pub alerts: TapeAlert,
     pub speed: Speed,
+    /// How long the command being run holds the host back, once the library is released.
+    pub hold: Duration,
     pub faults: DriveFaults,
 }
 
@@ -111,6 +84,8 @@ pub struct LibraryState {
     pub(super) capacity: u64,
     pub(super) moves: u32,
     pub(super) move_failures: Vec<(u32, bool)>,
+    /// Drives answer READ POSITION and LOCATE (false: refused, like Linux `tgt`).
+    pub(super) positioning: bool,
 }
 
 impl LibraryState {
@@ -157,6 +132,7 @@ impl LibraryState {
             store: Box::new(super::MemoryStore::default()),
             capacity: c.capacity_bytes(),
             moves: 0,
+            positioning: c.positioning,
             move_failures: c
                 .faults
                 .iter()
@@ -198,8 +174,15 @@ impl LibraryState {
         }
         for (i, d) in s.drives.iter_mut().enumerate() {
             d.faults = super::drive_faults(&c.faults, i as u32);
-            d.speed.rate = c.drive_rate.as_deref().map(super::size_of);
-            d.speed.buffer = c.drive_buffer.as_deref().map_or(256 << 20, super::size_of);
+            d.speed = Speed::new(
+                c.drive_rate.as_deref().map(super::size_of),
+                c.drive_buffer.as_deref().map_or(super::DEFAULT_DRIVE_BUFFER, super::size_of),
+                Duration::from_millis(
+                    c.drive_reposition_ms
+                        .and_then(|ms| u64::try_from(ms).ok())
+                        .unwrap_or(super::DEFAULT_REPOSITION_MS),
+                ),
+            );
         }
         for i in 0..s.drives.len() {
             if s.drives[i].place.cart.is_some() {
@@ -268,12 +251,19 @@ impl LibraryState {
         Ok(())
     }
 
-    /// Saves drive `i`'s tape.
+    /// Makes drive `i`'s tape durable.
     pub(super) fn save_drive(&mut self, i: usize) -> std::io::Result<()> {
-        let d = &self.drives[i];
-        if let Some(k) = &d.place.cart {
-            self.store.save(&k.barcode, &d.tape)?;
-        }
+        self.drives[i].tape.sync()
+    }
+
+    /// Drive `i`'s cartridge leaves it: its tape is made durable and closed.
+    pub(super) fn take_from_drive(&mut self, i: usize) -> std::io::Result<()> {
+        self.save_drive(i)?;
+        let d = &mut self.drives[i];
+        d.tape = Tape::default();
+        d.threaded = false;
+        d.pos = 0;
+        d.speed.stop();
         Ok(())
     }
 
@@ -286,6 +276,14 @@ impl LibraryState {
 /// NOT READY, MEDIUM NOT PRESENT.
 pub(super) fn no_medium() -> Sense {
     Sense::new(SenseKey::NotReady, 0x3A, 0x00)
+}
+
+impl DriveState {
+    /// Charges the host for a write or flush: it waits once the library is released.
+    pub(super) fn pay(&mut self, h: Hold) {
+        self.hold += h.wait;
+        self.counters.repositions += u64::from(h.repositioned);
+    }
 }
 
 impl std::fmt::Debug for LibraryState {

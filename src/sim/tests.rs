@@ -24,6 +24,8 @@ pub(super) fn config(faults: Vec<crate::board::Fault>) -> VirtualLibrary {
         dir: None,
         drive_rate: Some("1M".into()),
         drive_buffer: Some("64K".into()),
+        drive_reposition_ms: None,
+        positioning: true,
         faults,
     }
 }
@@ -236,4 +238,118 @@ fn file_store_keeps_data_and_positions_across_reopen() {
     let (buf, r) = read(&mut o.drives[1], 4);
     r.unwrap();
     assert_eq!(&buf, b"kept");
+}
+
+#[test]
+fn a_fast_host_is_held_to_the_drive_rate_and_a_filemark_waits_for_the_tape() {
+    let (mut o, clock) = lib(&config(vec![]));
+    load(&mut o, 0, 0);
+    let block = vec![1u8; 64 << 10];
+    let start = clock.now();
+    for _ in 0..8 {
+        write(&mut o.drives[0], &block).unwrap();
+    }
+    // The first block fills the 64 KiB buffer; each next one waits for 64 KiB of tape.
+    assert_eq!(clock.now() - start, Duration::from_micros(7 * 62_500));
+    issue(&mut o.drives[0], &cdb::write_filemarks6(1, false), DataBuf::None).unwrap();
+    // Half a megabyte at 1 MiB/s: on tape half a second after the first write.
+    assert_eq!(clock.now() - start, Duration::from_millis(500));
+    let c = o.drives[0].counters();
+    assert_eq!((c.bytes, c.repositions, c.waited), (512 << 10, 0, Duration::from_millis(500)));
+    // An immediate filemark does not wait; a rewind then waits for the block to be on tape.
+    write(&mut o.drives[0], &block).unwrap();
+    let t = clock.now();
+    issue(&mut o.drives[0], &cdb::write_filemarks6(1, true), DataBuf::None).unwrap();
+    assert_eq!(clock.now(), t);
+    issue(&mut o.drives[0], &cdb::rewind(false), DataBuf::None).unwrap();
+    assert_eq!(clock.now() - t, Duration::from_micros(62_500));
+}
+
+/// A clock that records, whenever the host is made to wait, whether the library is free.
+#[derive(Default)]
+struct Probe {
+    clock: ManualClock,
+    state: std::sync::Mutex<Option<Arc<std::sync::Mutex<LibraryState>>>>,
+    free: std::sync::Mutex<Vec<bool>>,
+}
+
+impl Clock for Probe {
+    fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        if let Some(s) = &*self.state.lock().unwrap() {
+            self.free.lock().unwrap().push(s.try_lock().is_ok());
+        }
+        self.clock.advance(d);
+    }
+}
+
+#[test]
+fn the_host_waits_with_the_library_released() {
+    let probe = Arc::new(Probe::default());
+    let mut o = open(&config(vec![]), Box::new(MemoryStore::default()), probe.clone()).unwrap();
+    *probe.state.lock().unwrap() = Some(o.drives[0].shared());
+    load(&mut o, 0, 0);
+    for _ in 0..4 {
+        write(&mut o.drives[0], &[0; 64 << 10]).unwrap();
+    }
+    issue(&mut o.drives[0], &cdb::unload(false), DataBuf::None).unwrap();
+    let free = probe.free.lock().unwrap().clone();
+    assert_eq!(free, vec![true; 4], "three writes and the unload waited");
+}
+
+#[test]
+fn spacing_backward_over_blocks_stops_before_a_filemark() {
+    let (mut o, _) = lib(&config(vec![]));
+    load(&mut o, 0, 0);
+    let d = &mut o.drives[0];
+    for r in [&b"a"[..], b"b"] {
+        write(d, r).unwrap();
+        issue(d, &cdb::write_filemarks6(1, false), DataBuf::None).unwrap();
+    }
+    write(d, b"c").unwrap();
+    // Objects: a, mark, b, mark, c. From the end, back five blocks: stopped by the mark at 3.
+    let e = issue(d, &cdb::space16(Space::Blocks(-5)), DataBuf::None).unwrap_err();
+    assert!(matches!(e.outcome(), Some(Outcome::Filemark { .. })), "{e}");
+    assert_eq!(e.sense().and_then(|s| s.information), Some(4));
+    assert_eq!(position(d).block, 3);
+    issue(d, &cdb::space16(Space::Filemarks(-2)), DataBuf::None).unwrap_err();
+    assert_eq!(position(d).block, 0);
+    issue(d, &cdb::space16(Space::Filemarks(2)), DataBuf::None).unwrap();
+    assert_eq!(position(d).block, 4);
+    let e = issue(d, &cdb::space16(Space::Filemarks(1)), DataBuf::None).unwrap_err();
+    assert!(matches!(e.outcome(), Some(Outcome::EndOfData)), "{e}");
+    assert_eq!(position(d).block, 5);
+    let e = issue(d, &cdb::space16(Space::Blocks(-2)), DataBuf::None).unwrap_err();
+    assert!(matches!(e.outcome(), Some(Outcome::Filemark { .. })), "{e}");
+    assert_eq!(position(d).block, 3);
+}
+
+#[test]
+fn without_positioning_read_position_and_locate_are_refused_as_tgt_does() {
+    let mut c = config(vec![]);
+    let (mut o, _) = lib(&c);
+    load(&mut o, 0, 0);
+    write(&mut o.drives[0], b"x").unwrap();
+    write(&mut o.drives[0], b"y").unwrap();
+    issue(&mut o.drives[0], &cdb::locate10(1, false), DataBuf::None).unwrap();
+    assert_eq!(position(&mut o.drives[0]).block, 1);
+    c.positioning = false;
+    let (mut o, _) = lib(&c);
+    load(&mut o, 0, 0);
+    let d = &mut o.drives[0];
+    write(d, b"x").unwrap();
+    let mut buf = [0u8; 32];
+    for (cmd, data) in [
+        (cdb::read_position_long(), DataBuf::In(&mut buf)),
+        (cdb::locate16(0, None, false), DataBuf::None),
+        (cdb::locate10(0, false), DataBuf::None),
+    ] {
+        let e = issue(d, &cmd, data).unwrap_err();
+        assert!(e.is_unsupported(), "{e}");
+        assert_eq!(e.sense().map(|s| (s.asc, s.ascq)), Some((0x20, 0x00)), "{e}");
+    }
+    issue(d, &cdb::space6(Space::Blocks(-1)), DataBuf::None).unwrap();
 }

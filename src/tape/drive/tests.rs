@@ -9,6 +9,12 @@ use crate::sim::{self, DRIVE_BASE, ManualClock, MemoryStore, Opened, SLOT_BASE};
 use crate::tape::{TapeIo, TapePos};
 
 fn library(capacity: &str, faults: Vec<Fault>) -> Opened {
+    library_with(capacity, faults, true)
+}
+
+/// A library whose drives answer READ POSITION and LOCATE or, without `positioning`, refuse
+/// them as Linux `tgt` does.
+fn library_with(capacity: &str, faults: Vec<Fault>, positioning: bool) -> Opened {
     let c = VirtualLibrary {
         name: "t".into(),
         drives: 1,
@@ -21,6 +27,8 @@ fn library(capacity: &str, faults: Vec<Fault>) -> Opened {
         dir: None,
         drive_rate: None,
         drive_buffer: None,
+        drive_reposition_ms: None,
+        positioning,
         faults,
     };
     sim::open(&c, Box::new(MemoryStore::default()), Arc::new(ManualClock::default())).unwrap()
@@ -119,4 +127,43 @@ fn a_write_protected_cartridge_is_refused() {
     let mut d = loaded(o, 0);
     d.ready().unwrap();
     assert!(matches!(d.write_block(&[1; 512]), Err(TapeError::WriteProtected { .. })));
+}
+
+#[test]
+fn without_read_position_or_locate_spacing_finds_the_end_and_the_blocks() {
+    let mut d = loaded(library_with("16M", Vec::new(), false), 0);
+    d.ready().unwrap();
+    // Files of 5, 3 and 2 blocks; the last one has no filemark yet.
+    let mut n = 0u8;
+    for (blocks, mark) in [(5, true), (3, true), (2, false)] {
+        for _ in 0..blocks {
+            d.write_block(&[n; 256]).unwrap();
+            n += 1;
+        }
+        if mark {
+            d.write_filemark().unwrap();
+        }
+    }
+    assert_eq!(d.position().unwrap(), TapePos { object: 12, file: 2 });
+    d.rewind().unwrap();
+    assert_eq!(d.to_end_of_data().unwrap(), TapePos { object: 12, file: 2 });
+    assert_eq!(d.position().unwrap(), TapePos { object: 12, file: 2 });
+    let mut buf = vec![0u8; 1024];
+    // Block 6 (the second of file 1, which starts at object 6) is object 7.
+    for (to, file_start, block) in
+        [(TapePos { object: 7, file: 1 }, 6, 6), (TapePos { object: 11, file: 2 }, 10, 9)]
+    {
+        d.locate(to, file_start).unwrap();
+        assert_eq!(d.position().unwrap(), to);
+        assert_eq!(d.read_block(&mut buf).unwrap(), Read::Block(256));
+        assert_eq!(buf[0], block);
+    }
+    assert_eq!(d.read_block(&mut buf).unwrap(), Read::EndOfData);
+    d.locate(TapePos { object: 0, file: 0 }, 0).unwrap();
+    d.read_block(&mut buf).unwrap();
+    assert_eq!(buf[0], 0);
+    // Appending after the end found by spacing continues the last file.
+    assert_eq!(d.to_end_of_data().unwrap(), TapePos { object: 12, file: 2 });
+    d.write_filemark().unwrap();
+    assert_eq!(d.to_end_of_data().unwrap(), TapePos { object: 13, file: 3 });
 }
