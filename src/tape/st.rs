@@ -55,8 +55,10 @@
 //!   attentions) only when the device is opened or loaded; a changed cartridge shows as `EIO`
 //!   until then. [`TapeIo::ready`] therefore closes and reopens, then reads `GMT_ONLINE` and
 //!   `GMT_DR_OPEN`, a few times with a pause while the drive is still loading.
-//! - **Closing** after a write makes `st` write a filemark (its default): an unfinished part
-//!   left when the drive is dropped ends in a filemark on the medium.
+//! - **Automatic filemarks.** Closing the device, rewinding, unloading, `MTSEEK` or `MTBSF`
+//!   right after a write (no filemark since) makes `st` write a filemark first: an unfinished
+//!   part abandoned that way ends in a filemark on the medium, which our count (reset by those
+//!   moves anyway) does not include.
 //!
 //! Fault model: every failure is a [`TapeError`] naming the device; errnos that callers act on
 //! (`ENOMEDIUM`, `EACCES`/`EROFS`, `ENOSPC`) become their variants. After an error other than
@@ -146,6 +148,7 @@ impl StDrive {
             at: TapePos::default(),
         };
         d.logical = d.tune();
+        d.block = d.status()?.block_size;
         Ok(d)
     }
 
@@ -164,7 +167,7 @@ impl StDrive {
                 self.name
             );
         }
-        logical.is_ok()
+        cleared.is_ok() && logical.is_ok()
     }
 
     fn fd(&self) -> Result<BorrowedFd<'_>, TapeError> {
@@ -208,7 +211,7 @@ impl StDrive {
     fn raw_status(&self) -> io::Result<Status> {
         let fd = self.fd.as_ref().ok_or(io::ErrorKind::NotConnected)?;
         let s = mtio::status(fd.as_fd())?;
-        Ok(Status::decode(s.mt_gstat as u32, s.mt_fileno, s.mt_blkno))
+        Ok(Status::decode(s.mt_gstat as u32, s.mt_dsreg as u32, s.mt_fileno, s.mt_blkno))
     }
 
     fn status(&self) -> Result<Status, TapeError> {
@@ -274,8 +277,8 @@ impl StDrive {
         }
     }
 
-    /// Spaces `k` records forward while counting a file.
-    fn probe_space(&self, k: u64) -> Result<Probe, TapeError> {
+    /// Spaces `k` records forward while counting file `file`.
+    fn probe_space(&self, file: u64, k: u64) -> Result<Probe, TapeError> {
         let k = i32::try_from(k).expect("FileCounter spaces at most MAX_SPACE");
         match self.raw_op(Op::Fsr, k) {
             Ok(()) => Ok(Probe::Moved),
@@ -283,7 +286,7 @@ impl StDrive {
                 let s = self.status()?;
                 if s.end_of_data {
                     Ok(Probe::EndOfData)
-                } else if s.filemark {
+                } else if s.filemark && s.file.is_none_or(|f| f == file + 1) {
                     Ok(Probe::Filemark)
                 } else {
                     Err(self.io_err("spacing over records to count them", e))
@@ -296,14 +299,15 @@ impl StDrive {
     /// or at the end of data; returns the count and whether a filemark ended it.
     fn count_file(&self, file: u64) -> Result<(u64, bool), TapeError> {
         let mut c = FileCounter::new();
+        let inconsistent = || TapeError::Protocol {
+            drive: self.name.clone(),
+            detail: format!("spacing over file {file} gave answers no file can have"),
+        };
         loop {
-            match c.next_step() {
+            match c.next_step().map_err(|_| inconsistent())? {
                 CountStep::Space(k) => {
-                    let p = self.probe_space(k)?;
-                    c.record(p).map_err(|_| TapeError::Protocol {
-                        drive: self.name.clone(),
-                        detail: format!("spacing over file {file} gave answers no file can have"),
-                    })?;
+                    let p = self.probe_space(file, k)?;
+                    c.record(p).map_err(|_| inconsistent())?;
                 }
                 CountStep::Return { blocks, crossed_filemark } => {
                     let what = "returning to the start of a file";
@@ -455,6 +459,8 @@ impl TapeIo for StDrive {
                 return Err(TapeError::NoMedium { drive: self.name.clone() });
             }
             if s.online {
+                // `st` takes the block size from the drive on a new cartridge.
+                self.block = s.block_size;
                 return Ok(());
             }
         }
@@ -514,6 +520,7 @@ impl TapeIo for StDrive {
     }
 
     fn read_block(&mut self, buf: &mut [u8]) -> Result<Read, TapeError> {
+        assert!(!buf.is_empty(), "a read into no buffer");
         let want = if self.block == 0 {
             buf.len()
         } else {

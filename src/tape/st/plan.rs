@@ -10,8 +10,12 @@ pub const CHAIN_RECORDS: usize = 64;
 /// The largest count one `MTFSR`/`MTFSF` takes: `st` sends SPACE(6), a 24-bit signed count.
 pub const MAX_SPACE: u64 = 0x7f_ffff;
 
-/// Probes one file's count may take: two per bit of a 64-bit count, and some.
-pub const MAX_COUNT_STEPS: usize = 4 * 64;
+/// The most records one file is counted to hold (a 36 TB tape in 512-byte blocks).
+pub const MAX_FILE_RECORDS: u64 = 1 << 36;
+
+/// Steps one file's count may take: spaces of [`MAX_SPACE`] over the largest file, then a
+/// space and a return per bit of the last interval, with room to spare.
+pub const MAX_COUNT_STEPS: usize = (MAX_FILE_RECORDS / MAX_SPACE) as usize + 4 * 64;
 
 /// The driver's status (`MTIOCGET`), decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,11 +40,14 @@ pub struct Status {
     pub file: Option<u64>,
     /// Blocks since the last filemark, where the driver knows.
     pub block: Option<u64>,
+    /// The block size the driver uses (0: variable).
+    pub block_size: u32,
 }
 
 impl Status {
-    /// Decodes `mt_gstat` (only its low 32 bits carry status), `mt_fileno` and `mt_blkno`.
-    pub fn decode(gstat: u32, fileno: i32, blkno: i32) -> Status {
+    /// Decodes `mt_gstat` (only its low 32 bits carry status), `mt_dsreg` (the block size in
+    /// its low 24 bits), `mt_fileno` and `mt_blkno`.
+    pub fn decode(gstat: u32, dsreg: u32, fileno: i32, blkno: i32) -> Status {
         let has = |bit: u32| gstat & bit != 0;
         Status {
             filemark: has(mtio::GMT_EOF),
@@ -53,6 +60,7 @@ impl Status {
             cleaning: has(mtio::GMT_CLN),
             file: u64::try_from(fileno).ok(),
             block: u64::try_from(blkno).ok(),
+            block_size: dsreg & mtio::MT_ST_BLKSIZE_MASK,
         }
     }
 }
@@ -81,8 +89,12 @@ pub fn errno(e: i32) -> Errno {
 }
 
 /// The records `data` is written as: one record in variable mode (`block` 0), else blocks of
-/// `block` bytes (one `write(2)` each, so that a failure points at one block).
+/// `block` bytes (one `write(2)` each, so that a failure points at one block). No data, no
+/// records (`st` takes a write of 0 bytes as nothing).
 pub fn records(data: &[u8], block: u32) -> Vec<&[u8]> {
+    if data.is_empty() {
+        return Vec::new();
+    }
     if block == 0 {
         return vec![data];
     }
@@ -243,7 +255,7 @@ pub struct Inconsistent;
 /// file's start it spaces 1, 2, 4… records until a space is stopped (by the filemark or the
 /// end of data), then halves the interval, returning to the last known point after each stop.
 /// `st` does not say how far a space stopped by a filemark got, so only spaces that succeed
-/// count. Probes: about twice the bits of the count.
+/// count. Steps: one per [`MAX_SPACE`] records, and about twice the bits of the last interval.
 #[derive(Debug, Clone, Default)]
 pub struct FileCounter {
     /// Records known to be in the file (the tape is after them unless `past_end`).
@@ -268,26 +280,29 @@ impl FileCounter {
         FileCounter { grow: 1, ..FileCounter::default() }
     }
 
-    /// The next move.
-    pub fn next_step(&mut self) -> CountStep {
+    /// The next move; `Err` once the file would be larger than any tape holds.
+    pub fn next_step(&mut self) -> Result<CountStep, Inconsistent> {
         assert!(self.pending.is_none(), "a space's outcome is due first");
         self.steps += 1;
         assert!(self.steps <= MAX_COUNT_STEPS, "counting a file took {} steps", self.steps);
+        if self.lo >= MAX_FILE_RECORDS {
+            return Err(Inconsistent);
+        }
         let Some(hi) = self.hi else {
             self.pending = Some(self.grow);
-            return CountStep::Space(self.grow);
+            return Ok(CountStep::Space(self.grow));
         };
         let filemark = self.filemark.expect("an end was met");
         if self.past_end {
             if hi - self.lo == 1 {
-                return CountStep::Done { blocks: self.lo, filemark };
+                return Ok(CountStep::Done { blocks: self.lo, filemark });
             }
             self.past_end = false;
-            return CountStep::Return { blocks: self.lo, crossed_filemark: filemark };
+            return Ok(CountStep::Return { blocks: self.lo, crossed_filemark: filemark });
         }
         let k = ((hi - self.lo) / 2).max(1);
         self.pending = Some(k);
-        CountStep::Space(k)
+        Ok(CountStep::Space(k))
     }
 
     /// What the last [`CountStep::Space`] met.

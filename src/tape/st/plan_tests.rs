@@ -2,16 +2,17 @@ use super::*;
 
 #[test]
 fn status_bits_decode_as_linux_mtio_h_defines_them() {
-    let s = Status::decode(0x4000_0000 | 0x0100_0000 | 0x0400_0000, 0, 0);
+    let s = Status::decode(0x4000_0000 | 0x0100_0000 | 0x0400_0000, 0x2500_0200, 0, 0);
     assert!(s.bot && s.online && s.write_protected);
     assert!(!s.filemark && !s.early_warning && !s.end_of_data && !s.no_medium && !s.cleaning);
-    assert_eq!((s.file, s.block), (Some(0), Some(0)));
+    assert_eq!((s.file, s.block, s.block_size), (Some(0), Some(0), 512));
 
-    let s = Status::decode(0x8000_0000 | 0x2000_0000 | 0x0800_0000 | 0x0004_0000 | 0x8000, -1, -1);
+    let s = Status::decode(0x8000_0000 | 0x2000_0000 | 0x0800_0000 | 0x0004_0000 | 0x8000, 0, -1, -1);
     assert!(s.filemark && s.early_warning && s.end_of_data && s.no_medium && s.cleaning);
     assert!(!s.online && !s.bot);
     assert_eq!((s.file, s.block), (None, None));
-    assert_eq!(Status::decode(0, 7, 12).file, Some(7));
+    assert_eq!(Status::decode(0, 0, 7, 12).file, Some(7));
+    assert_eq!(Status::decode(0, 0, 7, 12).block_size, 0);
 }
 
 #[test]
@@ -30,6 +31,7 @@ fn records_are_blocks_in_fixed_mode_and_one_record_in_variable_mode() {
     assert_eq!(r.len(), 4);
     assert!(r.iter().all(|b| b.len() == 256));
     assert_eq!(records(&data, 0), vec![&data[..]]);
+    assert!(records(&[], 0).is_empty() && records(&[], 512).is_empty());
 }
 
 #[test]
@@ -142,7 +144,7 @@ impl SimFile {
         let mut f = SimFile { len, filemark, at: 0, past_end: false };
         let mut c = FileCounter::new();
         for steps in 1.. {
-            match c.next_step() {
+            match c.next_step().unwrap() {
                 CountStep::Space(k) => {
                     assert!(!f.past_end, "spacing from past the end");
                     assert!(k > 0);
@@ -193,13 +195,30 @@ fn file_counter_takes_logarithmic_steps_on_large_files() {
 #[test]
 fn file_counter_rejects_contradictions() {
     let mut c = FileCounter::new();
-    assert_eq!(c.next_step(), CountStep::Space(1));
+    assert_eq!(c.next_step(), Ok(CountStep::Space(1)));
     c.record(Probe::Moved).unwrap();
-    assert_eq!(c.next_step(), CountStep::Space(2));
+    assert_eq!(c.next_step(), Ok(CountStep::Space(2)));
     c.record(Probe::Filemark).unwrap();
-    assert_eq!(c.next_step(), CountStep::Return { blocks: 1, crossed_filemark: true });
-    assert_eq!(c.next_step(), CountStep::Space(1));
+    assert_eq!(c.next_step(), Ok(CountStep::Return { blocks: 1, crossed_filemark: true }));
+    assert_eq!(c.next_step(), Ok(CountStep::Space(1)));
     assert_eq!(c.record(Probe::EndOfData), Err(Inconsistent));
+}
+
+#[test]
+fn file_counter_gives_up_on_a_file_larger_than_any_tape() {
+    let mut c = FileCounter::new();
+    let mut spaced = 0;
+    loop {
+        match c.next_step() {
+            Ok(CountStep::Space(k)) => {
+                spaced += k;
+                c.record(Probe::Moved).unwrap();
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(Inconsistent) => break,
+        }
+    }
+    assert!(spaced >= MAX_FILE_RECORDS);
 }
 
 #[test]
