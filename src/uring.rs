@@ -41,6 +41,14 @@ const REQUIRED_OPS: [(u8, &str); 6] = [
     (opcode::Close::CODE, "CLOSE"),
 ];
 
+/// The offset io_uring takes as "the file's current position" (-1), as `read(2)`/`write(2)` use.
+const CURRENT_POS: u64 = u64::MAX;
+
+/// A completion's result as bytes or the error it carries.
+fn to_result(r: i32) -> io::Result<usize> {
+    if r < 0 { Err(io::Error::from_raw_os_error(-r)) } else { Ok(r as usize) }
+}
+
 /// A ring for synchronous use from one thread.
 pub struct Ring {
     ring: IoUring,
@@ -218,6 +226,39 @@ impl Ring {
             buf = &buf[n..];
         }
         Ok(())
+    }
+
+    /// Writes each buffer with one `write(2)` at the file's current position (a device such as a
+    /// tape, where one write is one record), as one linked chain in one submission: the kernel
+    /// runs them in order, and a write that fails or comes up short cancels the rest
+    /// (`ECANCELED`). Returns each write's result, in order.
+    pub fn write_chain(&mut self, fd: &impl AsRawFd, bufs: &[&[u8]]) -> Vec<io::Result<usize>> {
+        assert!(bufs.len() <= self.ring.params().sq_entries() as usize, "chain larger than the ring");
+        let ops: Vec<squeue::Entry> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let len = u32::try_from(b.len()).expect("one record fits u32");
+                let op = opcode::Write::new(types::Fd(fd.as_raw_fd()), b.as_ptr(), len)
+                    .offset(CURRENT_POS)
+                    .build();
+                if i + 1 < bufs.len() { op.flags(squeue::Flags::IO_LINK) } else { op }
+            })
+            .collect();
+        // SAFETY: the buffers are borrowed for this call and `run_all` waits for every completion.
+        let results = unsafe { self.run_all(&ops) };
+        results.into_iter().map(to_result).collect()
+    }
+
+    /// Reads once (one record from a tape) at the file's current position; returns how many
+    /// bytes came.
+    pub fn read_next(&mut self, fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len().min(u32::MAX as usize) as u32;
+        let op =
+            opcode::Read::new(types::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), len).offset(CURRENT_POS).build();
+        // SAFETY: `buf` is exclusively borrowed for this call and `run_all` waits for the
+        // completion.
+        to_result(unsafe { self.run_all(&[op]) }[0])
     }
 
     /// `fdatasync`: makes the file's data (and the size needed to read it) durable.

@@ -1,11 +1,14 @@
 //! Tape: what the tape target needs from a drive ([`TapeIo`]), implemented over SSC commands
 //! ([`drive::TapeDrive`], SG_IO or the virtual library) and over the Linux `st` driver
-//! ([`st`]). The tape target (parts in fixed blocks, a filemark per part as its durability
+//! ([`st`]: `/dev/nstN`, io_uring for records, the `MTIOCTOP` ioctls for filemarks, spacing and
+//! positioning). The tape target (parts in fixed blocks, a filemark per part as its durability
 //! point, early warning to the next cartridge) builds on it.
 
 pub mod drive;
+pub mod st;
 
 pub use drive::{Read, TapeDrive, TapeError, Written};
+pub use st::StDrive;
 
 /// A position on a tape: logical objects (blocks and filemarks) and filemarks before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

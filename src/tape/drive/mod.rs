@@ -69,6 +69,24 @@ pub enum TapeError {
         /// What was wrong.
         detail: String,
     },
+    /// The drive does not become ready (loading, or a cartridge it cannot use).
+    #[error("{drive}: the drive does not become ready; check the cartridge and the drive's display")]
+    NotReady {
+        /// The drive.
+        drive: String,
+    },
+    /// A call to the operating system's tape driver failed.
+    #[error("{drive}: {what}: {source}{fix}")]
+    Io {
+        /// The drive.
+        drive: String,
+        /// What was being done.
+        what: String,
+        /// What the driver said.
+        source: std::io::Error,
+        /// What to do about it (empty, or starting with "; ").
+        fix: &'static str,
+    },
     /// Any other SCSI failure.
     #[error("{drive}: {source}")]
     Scsi {
