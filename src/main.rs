@@ -46,6 +46,8 @@ pub enum Command {
         #[command(subcommand)]
         what: cli::board::BoardCommand,
     },
+    /// Tape library: inventory, load, unload, label, move cartridges; drives online/offline.
+    Media(cli::media::MediaArgs),
     /// Run the appliance service (systemd notifications, status endpoint).
     Serve(cli::serve::ServeArgs),
     /// Inspect the journal.

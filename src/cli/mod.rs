@@ -7,6 +7,7 @@ pub mod board;
 pub mod drain;
 pub mod journal;
 pub mod ls;
+pub mod media;
 pub mod restore;
 pub mod scan;
 pub mod serve;
@@ -47,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Journal { what } => journal::run(&ctx, what),
         Command::Board { what } => board::run(&ctx, what),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::Media(a) => media::run(&ctx, a),
     }
 }
 

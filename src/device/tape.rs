@@ -397,6 +397,53 @@ impl Drop for TapeTarget {
     }
 }
 
+/// Labels the blank cartridge `barcode` for `pool` in the leased drive. A cartridge that holds
+/// anything (a label, another program's data) is refused and left as it is.
+pub fn label_blank(
+    lease: &mut Lease,
+    barcode: &str,
+    pool: &str,
+    block: usize,
+) -> Result<VolumeLabel, DeviceError> {
+    let lib = lease.library().clone();
+    lib.load(lease, barcode)?;
+    let what = format!("{} {barcode}", lib.location());
+    let fail = |e: TapeError| DeviceError::Failed { what: what.clone(), detail: e.to_string() };
+    let io = lease.io();
+    if io.write_protected().map_err(fail)? {
+        return Err(DeviceError::BadMedium {
+            what,
+            detail: "write-protected: clear its tab to label it".into(),
+        });
+    }
+    io.set_block_size(0).map_err(fail)?;
+    io.rewind().map_err(fail)?;
+    let mut buf = vec![0u8; LABEL_BUF];
+    match io.read_block(&mut buf).map_err(fail)? {
+        Read::EndOfData => {}
+        Read::Block(n) => {
+            let detail = match parse_label(&buf[..n], &what) {
+                Ok(l) => format!("already labelled {} for pool {}: left as it is", l.barcode, l.pool),
+                Err(_) => "holds data coffer did not write: left as it is".into(),
+            };
+            return Err(DeviceError::BadMedium { what, detail });
+        }
+        Read::Filemark => {
+            return Err(DeviceError::BadMedium {
+                what,
+                detail: "not blank (starts with a filemark): left as it is".into(),
+            });
+        }
+    }
+    let label = new_label(barcode.to_owned(), pool, block as u32);
+    let io = lease.io();
+    io.set_block_size(block as u32).map_err(fail)?;
+    io.write_blocks(&label_block(&label, block)).map_err(fail)?;
+    io.write_filemark().map_err(fail)?;
+    lib.note_pool(barcode, pool);
+    Ok(label)
+}
+
 /// The drive a [`TapeMedia`] reads with, shared by its readers: the newest reader owns the
 /// position, an older one repositions before it reads again.
 struct ReadDrive {

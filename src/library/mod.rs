@@ -65,6 +65,8 @@ pub struct Library {
     rate: Option<u64>,
     inner: Mutex<Inner>,
     freed: Condvar,
+    /// File keeping which drives were taken offline, across runs.
+    offline_file: Mutex<Option<PathBuf>>,
     /// What the drives did.
     pub stats: Stats,
 }
@@ -148,6 +150,7 @@ impl Library {
             rate,
             inner: Mutex::new(inner),
             freed: Condvar::new(),
+            offline_file: Mutex::new(None),
             stats: Stats::default(),
         }))
     }
@@ -215,8 +218,33 @@ impl Library {
             tracing::warn!(target: "library", "{} drive {drive} offline: {w}", self.name);
         }
         bay.offline = why;
+        let lines: String = g
+            .bays
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| Some(format!("{i} {}\n", b.offline.as_ref()?)))
+            .collect();
         drop(g);
         self.freed.notify_all();
+        if let Some(path) = self.offline_file.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            std::fs::write(path, lines)
+                .map_err(DeviceError::io("save the offline drives", path.display().to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the offline drives in `path` from now on, taking offline those it lists.
+    pub fn persist_offline(&self, path: PathBuf) -> Result<(), DeviceError> {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut g = self.lock();
+            for line in text.lines() {
+                let (n, why) = line.split_once(' ').unwrap_or((line, "taken offline"));
+                if let Some(bay) = n.parse::<usize>().ok().and_then(|i| g.bays.get_mut(i)) {
+                    bay.offline = Some(why.to_owned());
+                }
+            }
+        }
+        *self.offline_file.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
         Ok(())
     }
 
@@ -321,6 +349,29 @@ impl Library {
             let now = std::time::Instant::now();
             if now >= deadline {
                 return Err(fail(&self.name, format!("all {} online drives stayed busy", online.len())));
+            }
+            g = self.freed.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Drive `drive` itself, waiting while it is busy; an offline drive is an error.
+    pub fn lease_drive(self: &Arc<Self>, drive: usize) -> Result<Lease, DeviceError> {
+        let deadline = std::time::Instant::now() + LEASE_WAIT;
+        let mut g = self.lock();
+        loop {
+            let bay = g.bays.get_mut(drive).ok_or_else(|| fail(&self.name, format!("no drive {drive}")))?;
+            if let Some(why) = &bay.offline {
+                return Err(fail(
+                    &self.name,
+                    format!("drive {drive} is offline ({why}): bring it online first"),
+                ));
+            }
+            if let Some(io) = bay.io.take() {
+                return Ok(Lease { lib: self.clone(), bay: drive, io: Some(io) });
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(fail(&self.name, format!("drive {drive} stayed busy")));
             }
             g = self.freed.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
@@ -442,6 +493,10 @@ pub fn open(name: &str) -> Result<Arc<Library>, DeviceError> {
         LibraryConfig::Virtual(v) => open_virtual(v, &r.state)?,
         LibraryConfig::Scsi(s) => open_scsi(s)?,
     };
+    // Drives a person took offline stay offline until brought back.
+    let dir = r.state.join("library");
+    std::fs::create_dir_all(&dir).map_err(DeviceError::io("create", dir.display().to_string()))?;
+    lib.persist_offline(dir.join(format!("{name}.offline")))?;
     r.open.insert(name.to_owned(), lib.clone());
     Ok(lib)
 }
@@ -473,7 +528,14 @@ fn open_scsi(s: &crate::board::ScsiLibrary) -> Result<Arc<Library>, DeviceError>
     let changer = open_sg(&s.changer)?;
     let mut drives: Vec<Box<dyn TapeIo>> = Vec::new();
     for path in &s.drives {
-        drives.push(Box::new(TapeDrive::new(Box::new(open_sg(path)?), path.clone())));
+        // A non-rewinding st node goes through the kernel's tape driver; an sg node gets SSC
+        // commands directly.
+        if path.starts_with("/dev/nst") {
+            let d = crate::tape::StDrive::open(path).map_err(|e| fail(&s.name, e.to_string()))?;
+            drives.push(Box::new(d));
+        } else {
+            drives.push(Box::new(TapeDrive::new(Box::new(open_sg(path)?), path.clone())));
+        }
     }
     // A real cartridge's size is not known in advance: the drive's early warning says when
     // it is full.
