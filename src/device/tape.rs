@@ -591,6 +591,8 @@ impl Media for TapeMedia {
             let mut d = self.drive.lock().unwrap_or_else(|e| e.into_inner());
             match load_checked(&self.lib, &mut d, &barcode) {
                 Ok(l) => labels.push(l),
+                // A blank cartridge holds nothing to find.
+                Err(DeviceError::BadMedium { detail, .. }) if detail.starts_with("blank") => {}
                 Err(e) => self.unreadable.push(format!("{barcode}: {e}")),
             }
         }
@@ -599,6 +601,35 @@ impl Media for TapeMedia {
 
     fn unreadable(&mut self) -> Vec<String> {
         self.unreadable.clone()
+    }
+
+    /// Each file after the label's holds one part: the ranges between filemarks. Found by
+    /// reading the cartridge through once (scan reads it all anyway).
+    fn part_ranges(&mut self, barcode: &str) -> Result<Option<Vec<std::ops::Range<u64>>>, DeviceError> {
+        let mut d = self.drive.lock().unwrap_or_else(|e| e.into_inner());
+        let block = load_checked(&self.lib, &mut d, barcode)?.block_size as u64;
+        d.owner = 0;
+        let what = format!("{} {barcode}", self.lib.location());
+        let io = d.lease.as_mut().expect("loaded").io();
+        io.rewind().map_err(|e| DeviceError::Failed { what: what.clone(), detail: e.to_string() })?;
+        let mut buf = vec![0u8; block as usize];
+        let (mut object, mut start, mut ranges) = (0u64, None, Vec::new());
+        loop {
+            match io
+                .read_block(&mut buf)
+                .map_err(|e| DeviceError::Failed { what: what.clone(), detail: e.to_string() })?
+            {
+                Read::Block(_) => {}
+                Read::Filemark => {
+                    if let Some(s) = start.replace(object + 1) {
+                        ranges.push(s * block..object * block);
+                    }
+                }
+                Read::EndOfData => break,
+            }
+            object += 1;
+        }
+        Ok(Some(ranges))
     }
 }
 

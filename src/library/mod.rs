@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use crate::board::{Board, Library as LibraryConfig};
 use crate::device::DeviceError;
-use crate::scsi::cdb::ElementType;
 use crate::scsi::transport::Transport;
 use crate::tape::{TapeDrive, TapeIo};
 
@@ -399,10 +398,17 @@ impl Library {
             target: self.location(),
             detail: "no element holds it: put it in a mail slot and run `coffer media inventory`".into(),
         })?;
-        if from.kind == ElementType::DataTransfer {
-            return Err(fail(&self.name, format!("{barcode} is in use in another drive")));
+        let from = from.address;
+        if let Some(other) = g.bays.iter_mut().find(|b| b.address == from) {
+            // In another drive: take it out if that drive is idle, else it is in use.
+            let Some(io) = other.io.as_mut() else {
+                return Err(fail(&self.name, format!("{barcode} is in use in another drive")));
+            };
+            if let Err(e) = io.unload() {
+                tracing::debug!(target: "library", "unload of {barcode}: {e}");
+            }
         }
-        let (from, to) = (from.address, g.bays[lease.bay].address);
+        let to = g.bays[lease.bay].address;
         self.robot_move(&mut g, from, to)?;
         drop(g);
         lease.io().ready().map_err(|e| fail(&self.name, e.to_string()))
