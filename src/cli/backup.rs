@@ -229,7 +229,7 @@ fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, drained: Option<&Drain
             "bytes_stored": s.bytes_stored, "ratio": ratio, "mb_per_s": rate, "seconds": s.seconds,
             "problems": s.problems, "error": s.error,
             "drained": drained.map(super::drain::report_json),
-            "streams": streams, "moved": s.moved,
+            "streams": streams, "moved": s.moved, "tape": coffer::library::activity(),
         }));
         return;
     }

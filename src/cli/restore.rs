@@ -66,9 +66,7 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
             "failures": r.failures, "differences": r.differences,
             "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
             "skipped_sockets": r.fs.as_ref().map(|f| f.skipped_sockets),
-            "tape": tape.iter().map(|(name, seeks, read, _, moves)| json!({
-                "library": name, "seeks": seeks, "blocks_read": read, "moves": moves,
-            })).collect::<Vec<_>>(),
+            "tape": tape,
         }));
         return;
     }
@@ -79,8 +77,11 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
         human_bytes(r.bytes),
         r.seconds
     );
-    for (name, seeks, read, _, moves) in &tape {
-        println!("  tape: library {name}: {seeks} seeks, {read} data blocks read, {moves} robot moves");
+    for a in &tape {
+        println!(
+            "  tape: library {}: {} seeks, {} data blocks read, {} robot moves",
+            a.library, a.seeks, a.blocks_read, a.moves
+        );
     }
     for f in r.failures.iter().take(50) {
         println!("  error: {f}");

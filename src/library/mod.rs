@@ -64,6 +64,8 @@ pub struct Library {
     rate: Option<u64>,
     inner: Mutex<Inner>,
     freed: Condvar,
+    /// The virtual library's own view, for its drives' counters.
+    sim: Mutex<Option<crate::sim::Changer>>,
     /// File keeping which drives were taken offline, across runs.
     offline_file: Mutex<Option<PathBuf>>,
     /// What the drives did.
@@ -150,6 +152,7 @@ impl Library {
             inner: Mutex::new(inner),
             freed: Condvar::new(),
             offline_file: Mutex::new(None),
+            sim: Mutex::new(None),
             stats: Stats::default(),
         }))
     }
@@ -525,7 +528,10 @@ fn open_virtual(
         })
         .collect();
     let rate = v.drive_rate.as_deref().and_then(crate::device::spec::parse_size);
-    Library::new(&v.name, Box::new(opened.changer), drives, v.capacity_bytes(), rate)
+    let view = opened.changer.share();
+    let lib = Library::new(&v.name, Box::new(opened.changer), drives, v.capacity_bytes(), rate)?;
+    *lib.sim.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
+    Ok(lib)
 }
 
 fn open_scsi(s: &crate::board::ScsiLibrary) -> Result<Arc<Library>, DeviceError> {
@@ -566,19 +572,43 @@ pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
     }
 }
 
-/// What the open libraries' drives and robots did in this process, by library name:
-/// (name, seeks, data blocks read, data blocks written, robot moves).
-pub fn activity() -> Vec<(String, u64, u64, u64, u64)> {
+/// What a library's drives and robot did in this process.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Activity {
+    /// The library.
+    pub library: String,
+    /// Seeks (LOCATE or SPACE).
+    pub seeks: u64,
+    /// Data blocks read.
+    pub blocks_read: u64,
+    /// Data blocks written.
+    pub blocks_written: u64,
+    /// Robot moves.
+    pub moves: u64,
+    /// Repositions (shoe-shine) per drive, where the library can tell (the virtual one).
+    pub repositions: Option<Vec<u64>>,
+}
+
+/// What the open libraries did in this process, by library name.
+pub fn activity() -> Vec<Activity> {
     let open: Vec<Arc<Library>> =
         registry().as_ref().map(|r| r.open.values().cloned().collect()).unwrap_or_default();
-    let mut v: Vec<_> = open
+    let mut v: Vec<Activity> = open
         .iter()
         .map(|l| {
             let s = &l.stats;
             let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-            (l.name.clone(), get(&s.seeks), get(&s.blocks_read), get(&s.blocks_written), get(&s.moves))
+            let sim = l.sim.lock().unwrap_or_else(|e| e.into_inner());
+            Activity {
+                library: l.name.clone(),
+                seeks: get(&s.seeks),
+                blocks_read: get(&s.blocks_read),
+                blocks_written: get(&s.blocks_written),
+                moves: get(&s.moves),
+                repositions: sim.as_ref().map(|c| c.drive_counters().iter().map(|d| d.repositions).collect()),
+            }
         })
         .collect();
-    v.sort();
+    v.sort_by(|a, b| a.library.cmp(&b.library));
     v
 }

@@ -54,6 +54,16 @@ impl Changer {
         Changer { state }
     }
 
+    /// Each drive's counters (bytes written, repositions, time the host waited).
+    pub fn drive_counters(&self) -> Vec<super::DriveCounters> {
+        self.lock().drives.iter().map(|d| d.counters).collect()
+    }
+
+    /// Another handle on the same library (for reading counters while the changer is in use).
+    pub fn share(&self) -> Changer {
+        Changer { state: self.state.clone() }
+    }
+
     fn lock(&self) -> MutexGuard<'_, LibraryState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
