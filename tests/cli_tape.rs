@@ -54,7 +54,7 @@ impl Tape {
             .filter_map(|e| {
                 let e = e.ok()?;
                 let name = e.file_name().into_string().ok()?;
-                (name.ends_with(".tape") && e.metadata().ok()?.len() > 2 * BLOCK).then(|| name)
+                (name.ends_with(".tape") && e.metadata().ok()?.len() > 2 * BLOCK).then_some(name)
             })
             .collect();
         v.sort();
