@@ -64,6 +64,8 @@ pub struct Library {
     rate: Option<u64>,
     inner: Mutex<Inner>,
     freed: Condvar,
+    /// A lock file held while the library is open (the virtual library's).
+    held: Mutex<Option<std::fs::File>>,
     /// The virtual library's own view, for its drives' counters.
     sim: Mutex<Option<crate::sim::Changer>>,
     /// File keeping which drives were taken offline, across runs.
@@ -153,6 +155,7 @@ impl Library {
             freed: Condvar::new(),
             offline_file: Mutex::new(None),
             sim: Mutex::new(None),
+            held: Mutex::new(None),
             stats: Stats::default(),
         }))
     }
@@ -517,6 +520,20 @@ fn open_virtual(
     let dir = v.dir.as_ref().map_or_else(|| state.join("library").join(&v.name), PathBuf::from);
     let store = crate::sim::FileStore::open(&dir)
         .map_err(DeviceError::io("open the cartridge store", dir.display().to_string()))?;
+    // One process at a time drives the virtual library: two would each keep their own idea
+    // of where the cartridges are and write the same cartridge files.
+    let lock_path = dir.join("lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(DeviceError::io("create", lock_path.display().to_string()))?;
+    lock.try_lock().map_err(|_| {
+        fail(
+            &v.name,
+            format!(
+                "in use by another coffer process (the service?): stop it, or wait for it (lock {})",
+                lock_path.display()
+            ),
+        )
+    })?;
     let clock: Arc<dyn crate::sim::Clock> = Arc::new(crate::sim::SystemClock::default());
     let opened = crate::sim::open(v, Box::new(store), clock).map_err(|e| fail(&v.name, e.to_string()))?;
     let drives: Vec<Box<dyn TapeIo>> = opened
@@ -531,6 +548,7 @@ fn open_virtual(
     let view = opened.changer.share();
     let lib = Library::new(&v.name, Box::new(opened.changer), drives, v.capacity_bytes(), rate)?;
     *lib.sim.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
+    *lib.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
     Ok(lib)
 }
 
