@@ -115,8 +115,9 @@ fn run_scenario(s: &Scenario) -> (String, f64, u64) {
     }
     for barcode in strs(s, "never_written") {
         let f: PathBuf = carts.join(format!("{barcode}.tape"));
+        // At most what was there: nothing, or a foreign label block and its filemark.
         let len = fs::metadata(&f).map_or(0, |m| m.len());
-        assert!(len <= 16, "{}: {barcode} was written ({len} bytes)", s.name);
+        assert!(len <= 300_000, "{}: {barcode} was written ({len} bytes)", s.name);
     }
     let offline = strs(s, "offline_drives");
     if !offline.is_empty() {
@@ -136,7 +137,7 @@ fn run_scenario(s: &Scenario) -> (String, f64, u64) {
 #[test]
 fn every_fault_scenario_on_the_virtual_library() {
     let all = scenarios();
-    assert!(all.len() >= 8, "scenarios missing: {}", all.len());
+    assert!(all.len() >= 9, "scenarios missing: {}", all.len());
     let mut rows = Vec::new();
     for s in &all {
         let (result, secs, bytes) = run_scenario(s);

@@ -34,8 +34,8 @@
 //! reading or 03/0C writing a given block; a drive that goes offline after n bytes written
 //! (NOT READY 04/03 once, then every command fails at the transport); UNIT ATTENTION 29/00
 //! after n bytes; the k-th MOVE MEDIUM failing with HARDWARE ERROR 15/01 or a transport
-//! timeout; a cartridge in a slot marked foreign (its label is not its barcode: setup code
-//! writes another label with [`Changer::foreign`]); a write-protected cartridge (DATA PROTECT
+//! timeout; a cartridge in a slot marked foreign (when blank, its first load writes a
+//! coffer label naming barcode `ZZ<barcode>` onto it; [`Changer::foreign`] lists them); a write-protected cartridge (DATA PROTECT
 //! 27/00); TapeAlert CLEAN NOW after n bytes (LOG SENSE page 0x2E). A store that fails to
 //! write or read answers MEDIUM ERROR 03/0C or 03/11; a cartridge file torn by a crash is cut
 //! back to its last whole object when loaded (what was written after the last filemark may

@@ -241,7 +241,15 @@ impl LibraryState {
     /// Drive `i` received a cartridge: load its tape, position at the start, report 28/00.
     pub(super) fn load_drive(&mut self, i: usize) -> std::io::Result<()> {
         let barcode = self.drives[i].place.cart.as_ref().map(|k| k.barcode.clone()).unwrap_or_default();
-        let tape = self.store.load(&barcode)?;
+        let mut tape = self.store.load(&barcode)?;
+        if self.drives[i].place.cart.as_ref().is_some_and(|k| k.foreign) && tape.is_empty() {
+            // The injected wrong cartridge: it carries another cartridge's coffer label, as a
+            // cartridge put in the wrong slot (or with a wrong barcode sticker) would.
+            let other = crate::device::label::new_label(format!("ZZ{barcode}"), "default", FOREIGN_BLOCK);
+            tape.write_records(0, &[&crate::device::label::label_block(&other, FOREIGN_BLOCK as usize)])?;
+            tape.write_filemarks(1, 1)?;
+            tape.sync()?;
+        }
         let d = &mut self.drives[i];
         d.tape = tape;
         d.pos = 0;
@@ -272,6 +280,9 @@ impl LibraryState {
         self.capacity - self.capacity / 100 * EARLY_WARNING_PERCENT
     }
 }
+
+/// Block size of the label a foreign cartridge carries.
+const FOREIGN_BLOCK: u32 = 256 << 10;
 
 /// NOT READY, MEDIUM NOT PRESENT.
 pub(super) fn no_medium() -> Sense {

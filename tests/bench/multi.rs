@@ -125,23 +125,6 @@ fn one_run(coffer: &Path, corpus: &Path, dir: &Path, n: usize, rate: &str, drop_
     })
 }
 
-/// Every file of the corpus is in `out` with the same bytes.
-fn same_files(corpus: &Path, out: &Path) -> Res<()> {
-    let entries = std::fs::read_dir(corpus).map_err(|e| e.to_string())?;
-    for e in entries {
-        let p = e.map_err(|e| e.to_string())?.path();
-        if p.is_file() {
-            let name = p.file_name().expect("a file has a name");
-            let status =
-                Command::new("cmp").arg(&p).arg(out.join(name)).status().map_err(|e| e.to_string())?;
-            if !status.success() {
-                return Err(format!("{}: restored file differs", p.display()));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn print_table(results: &[Outcome]) {
     let Some(one) = results.iter().find(|o| o.targets == 1).or(results.first()) else {
         return;

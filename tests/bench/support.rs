@@ -186,3 +186,19 @@ pub fn locate_coffer() -> Res<PathBuf> {
     }
     Ok(bin)
 }
+
+/// Every file at the top of the corpus is in `out` with the same bytes (`cmp`).
+pub fn same_files(corpus: &Path, out: &Path) -> Res<()> {
+    for e in std::fs::read_dir(corpus).map_err(|e| e.to_string())? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        if p.is_file() {
+            let name = p.file_name().expect("a file has a name");
+            let status =
+                Command::new("cmp").arg(&p).arg(out.join(name)).status().map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(format!("{}: restored file differs", p.display()));
+            }
+        }
+    }
+    Ok(())
+}

@@ -144,22 +144,6 @@ fn one_run(
     })
 }
 
-/// Every file of the corpus is in `out` with the same bytes.
-fn same_files(corpus: &Path, out: &Path) -> Res<()> {
-    for e in std::fs::read_dir(corpus).map_err(|e| e.to_string())? {
-        let p = e.map_err(|e| e.to_string())?.path();
-        if p.is_file() {
-            let name = p.file_name().expect("a file has a name");
-            let status =
-                Command::new("cmp").arg(&p).arg(out.join(name)).status().map_err(|e| e.to_string())?;
-            if !status.success() {
-                return Err(format!("{}: restored file differs", p.display()));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn print_table(results: &[Outcome], rate: &str) {
     let Some(one) = results.first() else { return };
     println!();
