@@ -2,7 +2,8 @@
 //! `disk:/dev/sdX[,pool=NAME]` or `disk:IMAGE,raw` (one raw disk); disks also take
 //! `rate=SIZE` (a write-rate cap) and `measure` (measure the write rate at start),
 //! `nvram:PATH[,size=SIZE][,pool=NAME]`, `library:NAME[,pool=NAME][,block=SIZE][,drives=N]`
-//! (a tape library of the board file: one writer per drive), `null:`. Sizes take K, M, G, T suffixes (powers of
+//! (a tape library of the board file: one writer per drive), `tape:/dev/nstN[,pool=][,block=]`
+//! (one drive without a changer: the cartridge in it), `null:`. Sizes take K, M, G, T suffixes (powers of
 //! 1024).
 
 use std::path::PathBuf;
@@ -54,6 +55,15 @@ pub enum TargetSpec {
         /// Write through at most this many drives (default: every online drive).
         drives: Option<usize>,
     },
+    /// One tape drive without a changer (`/dev/nstN` or `/dev/sgN`): the cartridge in it.
+    Tape {
+        /// The drive's device node.
+        path: String,
+        /// Media pool.
+        pool: String,
+        /// Block size for a cartridge labelled now.
+        block: usize,
+    },
     /// Discards everything.
     Null,
 }
@@ -93,7 +103,7 @@ impl std::str::FromStr for TargetSpec {
                     rate = Some(parse_size(v).ok_or_else(|| bad("rate like 100M (bytes per second)"))?)
                 }
                 ("nvram", "size") => size = Some(parse_size(v).ok_or_else(|| bad("region size like 256M"))?),
-                ("library", "block") => {
+                ("library" | "tape", "block") => {
                     block = parse_size(v)
                         .map(|b| b as usize)
                         .filter(|b| super::tape::TAPE_BLOCK_RANGE.contains(b) && b % 4096 == 0)
@@ -102,7 +112,7 @@ impl std::str::FromStr for TargetSpec {
                 ("library", "drives") => {
                     drives = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("drives=N, N ≥ 1"))?)
                 }
-                ("disk" | "nvram" | "library", "pool") if !v.is_empty() && v.len() <= 64 => {
+                ("disk" | "nvram" | "library" | "tape", "pool") if !v.is_empty() && v.len() <= 64 => {
                     pool = v.to_owned()
                 }
                 _ => return Err(bad(&format!("unknown option '{k}' for {kind} targets"))),
@@ -129,9 +139,13 @@ impl std::str::FromStr for TargetSpec {
                 Err(bad("library targets name a library of the board: library:vlib"))
             }
             "library" => Ok(TargetSpec::Library { name: path.to_owned(), pool, block, drives }),
+            "tape" if !path.starts_with("/dev/") => Err(bad("tape targets name a drive: tape:/dev/nst0")),
+            "tape" => Ok(TargetSpec::Tape { path: path.to_owned(), pool, block }),
             "null" if path.is_empty() => Ok(TargetSpec::Null),
             "null" => Err(bad("null: takes nothing after the colon")),
-            _ => Err(bad("unknown target kind: use disk:DIR, nvram:PATH, library:NAME or null:")),
+            _ => Err(bad(
+                "unknown target kind: use disk:DIR, nvram:PATH, library:NAME, tape:/dev/nstN or null:",
+            )),
         }
     }
 }
@@ -142,6 +156,7 @@ impl std::fmt::Display for TargetSpec {
             TargetSpec::Disk { dir, raw, .. } => f.write_str(&super::disk::describe(dir, *raw)),
             TargetSpec::Nvram { path, .. } => write!(f, "nvram:{}", path.display()),
             TargetSpec::Library { name, .. } => write!(f, "library:{name}"),
+            TargetSpec::Tape { path, .. } => write!(f, "tape:{path}"),
             TargetSpec::Null => write!(f, "null:"),
         }
     }
@@ -180,6 +195,9 @@ pub fn open_target(spec: &TargetSpec) -> Result<Box<dyn Target>, DeviceError> {
         TargetSpec::Library { name, pool, block, .. } => {
             Box::new(TapeTarget::new(crate::library::open(name)?, pool, *block, 0))
         }
+        TargetSpec::Tape { path, pool, block } => {
+            Box::new(TapeTarget::new(crate::library::open_drive(path)?, pool, *block, 0))
+        }
         TargetSpec::Disk { dir, pool, raw: true, rate, .. } => {
             Box::new(DiskTarget::raw(dir, pool)?.with_rate(*rate))
         }
@@ -202,6 +220,7 @@ pub fn open_media(location: &str) -> Result<Box<dyn Media>, DeviceError> {
         TargetSpec::Disk { dir, .. } => Ok(Box::new(DiskMedia::new(&dir))),
         TargetSpec::Nvram { path, .. } => Ok(Box::new(NvramMedia::new(&path))),
         TargetSpec::Library { name, .. } => Ok(Box::new(TapeMedia::new(crate::library::open(&name)?))),
+        TargetSpec::Tape { path, .. } => Ok(Box::new(TapeMedia::new(crate::library::open_drive(&path)?))),
         TargetSpec::Null => Err(DeviceError::BadSpec {
             spec: location.to_owned(),
             detail: "a null target keeps nothing to read back".into(),
@@ -245,7 +264,19 @@ mod tests {
             "nvram:/x".parse::<TargetSpec>().unwrap(),
             TargetSpec::Nvram { path: "/x".into(), size: None, pool: DEFAULT_POOL.into() }
         );
+        assert_eq!(
+            "tape:/dev/nst0,pool=weekly".parse::<TargetSpec>().unwrap(),
+            TargetSpec::Tape { path: "/dev/nst0".into(), pool: "weekly".into(), block: 256 << 10 }
+        );
+        assert!(matches!(
+            "library:vlib,block=1M,drives=1".parse().unwrap(),
+            TargetSpec::Library { block: 1048576, drives: Some(1), .. }
+        ));
         for bad in [
+            "tape:nst0",
+            "library:",
+            "library:vlib,block=3M",
+            "library:vlib,drives=0",
             "disk:",
             "tape",
             "disk:/x,volume=lots",

@@ -13,6 +13,7 @@
 
 pub mod changer;
 pub mod inventory;
+pub mod standalone;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -171,7 +172,7 @@ impl Library {
 
     /// `library:NAME`, where its media are found again.
     pub fn location(&self) -> String {
-        format!("library:{}", self.name)
+        if self.name.starts_with("tape:") { self.name.clone() } else { format!("library:{}", self.name) }
     }
 
     /// A cartridge's nominal capacity.
@@ -397,6 +398,13 @@ impl Library {
         if self.loaded(lease).as_deref() == Some(barcode) {
             return lease.io().ready().map_err(|e| fail(&self.name, e.to_string()));
         }
+        if self.name.starts_with("tape:") {
+            return Err(DeviceError::MissingMedium {
+                barcode: barcode.to_owned(),
+                target: self.location(),
+                detail: "this drive has no changer: load the cartridge into it by hand".into(),
+            });
+        }
         self.unload(lease)?;
         let mut g = self.lock();
         let from = g.inventory.find(barcode).ok_or_else(|| DeviceError::MissingMedium {
@@ -481,6 +489,31 @@ pub fn configure(board: Board, state: PathBuf) {
 /// The board [`configure`] was given (the built-in one if none was).
 pub fn board() -> Board {
     registry().as_ref().map_or_else(Board::default_board, |r| r.board.clone())
+}
+
+/// The stand-alone drive at `path` (`/dev/nstN` through st, `/dev/sgN` by SG_IO), opened on
+/// first use.
+pub fn open_drive(path: &str) -> Result<Arc<Library>, DeviceError> {
+    let key = format!("tape:{path}");
+    let mut g = registry();
+    let r = g.get_or_insert_with(|| Registry {
+        board: Board::default_board(),
+        state: PathBuf::from(Board::default_board().state),
+        open: HashMap::new(),
+    });
+    if let Some(l) = r.open.get(&key) {
+        return Ok(l.clone());
+    }
+    let fail = |detail: String| DeviceError::Failed { what: key.clone(), detail };
+    let io: Box<dyn TapeIo> = if path.starts_with("/dev/sg") {
+        let sg = crate::scsi::sg::SgDevice::open(path).map_err(|e| fail(e.to_string()))?;
+        Box::new(TapeDrive::new(Box::new(sg), path.to_owned()))
+    } else {
+        Box::new(crate::tape::StDrive::open(path).map_err(|e| fail(e.to_string()))?)
+    };
+    let lib = standalone::open(path, io)?;
+    r.open.insert(key, lib.clone());
+    Ok(lib)
 }
 
 /// The library `name` of the configured board, opened on first use.
