@@ -32,7 +32,7 @@ use crate::catalog::MediumKind;
 use crate::format::records::VolumeLabel;
 use crate::library::{Lease, Library};
 use crate::scsi::sense::Outcome;
-use crate::tape::{Read, TapeError, TapePos, Written};
+use crate::tape::{Read, TapeError, TapeIo, TapePos, Written};
 
 /// Default block size (the label records the size each cartridge was written with).
 pub const DEFAULT_TAPE_BLOCK: usize = 256 << 10;
@@ -42,6 +42,40 @@ pub const TAPE_BLOCK_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(1 <<
 pub const BATCH_BLOCKS: usize = 16;
 /// Buffer for reading a label (a block of any accepted size).
 const LABEL_BUF: usize = 1 << 20;
+
+/// What the start of a cartridge holds.
+#[derive(Debug)]
+pub enum OnTape {
+    /// Nothing: a blank cartridge.
+    Blank,
+    /// A coffer volume label.
+    Label(VolumeLabel),
+    /// Something else, and what.
+    Foreign(String),
+}
+
+/// Rewinds and reads the first block (in variable mode, so a label of any block size reads).
+pub fn read_label(io: &mut dyn TapeIo, what: &str) -> Result<OnTape, TapeError> {
+    io.set_block_size(0)?;
+    io.rewind()?;
+    let mut buf = vec![0u8; LABEL_BUF];
+    Ok(match io.read_block(&mut buf)? {
+        Read::EndOfData => OnTape::Blank,
+        Read::Filemark => OnTape::Foreign("it starts with a filemark: not a coffer tape".into()),
+        Read::Block(n) => match parse_label(&buf[..n], what) {
+            Ok(l) => OnTape::Label(l),
+            Err(e) => OnTape::Foreign(format!("it holds data coffer did not write ({e})")),
+        },
+    })
+}
+
+/// Writes `label` as the first block of a blank cartridge, then its filemark; the drive is
+/// left in fixed blocks of `block` bytes, after the filemark.
+fn write_label(io: &mut dyn TapeIo, label: &VolumeLabel, block: usize) -> Result<(), TapeError> {
+    io.set_block_size(block as u32)?;
+    io.write_blocks(&label_block(label, block))?;
+    io.write_filemark()
+}
 
 /// A cartridge mounted for writing.
 #[derive(Debug)]
@@ -177,32 +211,20 @@ impl TapeTarget {
         if io.write_protected().map_err(fail)? {
             return Ok(Prepare::Unusable("the cartridge is write-protected".into()));
         }
-        io.set_block_size(0).map_err(fail)?;
-        io.rewind().map_err(fail)?;
-        let mut buf = vec![0u8; LABEL_BUF];
-        let label = match io.read_block(&mut buf).map_err(fail)? {
-            Read::EndOfData => {
+        let label = match read_label(io, barcode).map_err(fail)? {
+            OnTape::Blank => {
                 let label = new_label(barcode.to_owned(), &pool, block as u32);
-                io.set_block_size(block as u32).map_err(fail)?;
-                io.write_blocks(&label_block(&label, block)).map_err(fail)?;
-                io.write_filemark().map_err(fail)?;
+                write_label(io, &label, block).map_err(fail)?;
                 lib.note_pool(barcode, &pool);
                 tracing::info!(target: "library", "{barcode}: labelled for pool {pool}");
                 let next = TapePos { object: 2, file: 1 };
                 self.cart = Some(Loaded { label: label.clone(), block, next, early_warning: false });
                 return Ok(Prepare::Mounted(self.mounted(label, true)));
             }
-            Read::Filemark => {
-                return Ok(Prepare::Unusable("it starts with a filemark: not a coffer tape".into()));
+            OnTape::Foreign(why) => {
+                return Ok(Prepare::Unusable(format!("{why}; coffer never overwrites it")));
             }
-            Read::Block(n) => match parse_label(&buf[..n], barcode) {
-                Ok(l) => l,
-                Err(e) => {
-                    return Ok(Prepare::Unusable(format!(
-                        "it holds data coffer did not write ({e}); coffer never overwrites it"
-                    )));
-                }
-            },
+            OnTape::Label(l) => l,
         };
         if label.barcode != barcode {
             return Ok(Prepare::Unusable(format!(
@@ -416,32 +438,17 @@ pub fn label_blank(
             detail: "write-protected: clear its tab to label it".into(),
         });
     }
-    io.set_block_size(0).map_err(fail)?;
-    io.rewind().map_err(fail)?;
-    let mut buf = vec![0u8; LABEL_BUF];
-    match io.read_block(&mut buf).map_err(fail)? {
-        Read::EndOfData => {}
-        Read::Block(n) => {
-            let detail = match parse_label(&buf[..n], &what) {
-                Ok(l) => format!("already labelled {} for pool {}: left as it is", l.barcode, l.pool),
-                Err(_) => "holds data coffer did not write: left as it is".into(),
-            };
-            return Err(DeviceError::BadMedium { what, detail });
+    let detail = match read_label(io, &what).map_err(fail)? {
+        OnTape::Blank => {
+            let label = new_label(barcode.to_owned(), pool, block as u32);
+            write_label(io, &label, block).map_err(fail)?;
+            lib.note_pool(barcode, pool);
+            return Ok(label);
         }
-        Read::Filemark => {
-            return Err(DeviceError::BadMedium {
-                what,
-                detail: "not blank (starts with a filemark): left as it is".into(),
-            });
-        }
-    }
-    let label = new_label(barcode.to_owned(), pool, block as u32);
-    let io = lease.io();
-    io.set_block_size(block as u32).map_err(fail)?;
-    io.write_blocks(&label_block(&label, block)).map_err(fail)?;
-    io.write_filemark().map_err(fail)?;
-    lib.note_pool(barcode, pool);
-    Ok(label)
+        OnTape::Label(l) => format!("already labelled {} for pool {}: left as it is", l.barcode, l.pool),
+        OnTape::Foreign(why) => format!("{why}: left as it is"),
+    };
+    Err(DeviceError::BadMedium { what, detail })
 }
 
 /// The drive a [`TapeMedia`] reads with, shared by its readers: the newest reader owns the
@@ -488,19 +495,13 @@ fn load_checked(lib: &Arc<Library>, d: &mut ReadDrive, barcode: &str) -> Result<
     let what = format!("{} {barcode}", lib.location());
     let fail = |e: TapeError| DeviceError::Failed { what: what.clone(), detail: e.to_string() };
     let io = lease.io();
-    io.set_block_size(0).map_err(fail)?;
-    io.rewind().map_err(fail)?;
-    let mut buf = vec![0u8; LABEL_BUF];
-    let label = match io.read_block(&mut buf).map_err(fail)? {
-        Read::Block(n) => parse_label(&buf[..n], &what)?,
-        Read::EndOfData => {
+    let label = match read_label(io, &what).map_err(fail)? {
+        OnTape::Label(l) => l,
+        OnTape::Blank => {
             return Err(DeviceError::BadMedium { what, detail: "blank: no volume label".into() });
         }
-        Read::Filemark => {
-            return Err(DeviceError::BadMedium {
-                what,
-                detail: "starts with a filemark: no volume label".into(),
-            });
+        OnTape::Foreign(why) => {
+            return Err(DeviceError::BadMedium { what, detail: format!("no volume label: {why}") });
         }
     };
     if label.barcode != barcode {

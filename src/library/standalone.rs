@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use super::Library;
 use crate::device::DeviceError;
-use crate::device::label::parse_label;
+use crate::device::tape::{OnTape, read_label};
 use crate::scsi::cdb::{Cdb, ElementType, op};
 use crate::scsi::pages::{Element, encode_element_status};
 use crate::scsi::sense::{Sense, SenseKey};
 use crate::scsi::transport::{Completion, DataBuf, Transport, TransportError};
-use crate::tape::{Read, TapeIo};
+use crate::tape::TapeIo;
 
 /// Element address of the one drive.
 const DRIVE: u16 = 1;
@@ -59,18 +59,12 @@ pub fn open(path: &str, mut io: Box<dyn TapeIo>) -> Result<Arc<Library>, DeviceE
 /// The loaded cartridge's name: its label's barcode, or for a blank one a new name (the
 /// label written next carries it).
 fn cartridge_name(io: &mut dyn TapeIo) -> Result<String, String> {
-    io.set_block_size(0).map_err(|e| e.to_string())?;
-    io.rewind().map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 1 << 20];
-    let name = match io.read_block(&mut buf).map_err(|e| e.to_string())? {
-        Read::Block(n) => match parse_label(&buf[..n], io.name()) {
-            Ok(l) => l.barcode,
-            // Someone else's tape: named so the target can refuse it by its label check.
-            Err(_) => "UNLABELLED".to_owned(),
-        },
-        Read::EndOfData | Read::Filemark => {
-            format!("T{}", &uuid::Uuid::new_v4().simple().to_string()[..7].to_uppercase())
-        }
+    let what = io.name().to_owned();
+    let name = match read_label(io, &what).map_err(|e| e.to_string())? {
+        OnTape::Label(l) => l.barcode,
+        // Someone else's tape: named so that the target's label check refuses it.
+        OnTape::Foreign(_) => "UNLABELLED".to_owned(),
+        OnTape::Blank => format!("T{}", &uuid::Uuid::new_v4().simple().to_string()[..7].to_uppercase()),
     };
     io.rewind().map_err(|e| e.to_string())?;
     Ok(name)

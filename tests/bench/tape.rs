@@ -150,7 +150,8 @@ fn print_table(results: &[Outcome], rate: &str) {
     println!(
         "drives  block  backup s  MB/s in  MB/s to tape  vs 1 drive  of {rate}/s × drives  repositions  restore s"
     );
-    let per_drive = support_rate(rate);
+    // The same size syntax the board uses.
+    let per_drive = coffer::device::spec::parse_size(rate).unwrap_or(0) as f64;
     for o in results {
         let stored = o.bytes_stored as f64 / o.secs / 1e6;
         println!(
@@ -166,15 +167,4 @@ fn print_table(results: &[Outcome], rate: &str) {
             o.restore_secs.map_or("-".into(), |s| format!("{s:.2}")),
         );
     }
-}
-
-/// A rate like 300M in bytes per second.
-fn support_rate(s: &str) -> f64 {
-    let (n, m) = match s.as_bytes().last() {
-        Some(b'K' | b'k') => (&s[..s.len() - 1], 1024.0),
-        Some(b'M' | b'm') => (&s[..s.len() - 1], 1024.0 * 1024.0),
-        Some(b'G' | b'g') => (&s[..s.len() - 1], 1024.0 * 1024.0 * 1024.0),
-        _ => (s, 1.0),
-    };
-    n.parse::<f64>().unwrap_or(0.0) * m
 }
