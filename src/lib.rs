@@ -4,6 +4,7 @@
 pub mod board;
 pub mod catalog;
 pub mod clock;
+pub mod control;
 pub mod device;
 pub mod format;
 pub mod fsrestore;

@@ -42,6 +42,52 @@ pub enum StoreError {
     Poisoned,
 }
 
+/// The state as a backup's control loop uses it: read the catalog, commit records. The CLI
+/// hands the [`Store`] itself; the service hands a [`SharedStore`], so that its control plane
+/// can journal jobs and log entries between the backup's commits.
+pub trait State {
+    /// Applies `records` and makes them durable as one group (see [`Store::commit`]).
+    fn commit(&mut self, records: &[Record]) -> Result<(), StoreError>;
+    /// Reads the catalog.
+    fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R;
+}
+
+impl State for Store {
+    fn commit(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        Store::commit(self, records)
+    }
+    fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
+        f(&self.catalog)
+    }
+}
+
+/// A [`Store`] shared between the service's control plane and the job running on its own
+/// thread. The lock is held for one commit or one read, never across a wait for a device.
+#[derive(Debug, Clone)]
+pub struct SharedStore(std::sync::Arc<std::sync::Mutex<Store>>);
+
+impl SharedStore {
+    /// Shares `store`.
+    pub fn new(store: Store) -> SharedStore {
+        SharedStore(std::sync::Arc::new(std::sync::Mutex::new(store)))
+    }
+
+    /// The store, locked (a panic while it was held does not make the journal unusable: the
+    /// store poisons itself on a failed commit).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State for SharedStore {
+    fn commit(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        self.lock().commit(records)
+    }
+    fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
+        f(self.lock().catalog())
+    }
+}
+
 /// The open state: journal and catalog.
 #[derive(Debug)]
 pub struct Store {

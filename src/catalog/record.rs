@@ -13,7 +13,7 @@
 //! | 37   | `PartMoved`       | 1       |
 //! | 38   | `StreamCut`       | 1       |
 //! | 48   | `JobSaved`        | 1       |
-//! | 49   | `JobStateChanged` | 1       |
+//! | 49   | `JobStateChanged` | 2       |
 //! | 50   | `JobDeleted`      | 1       |
 //! | 64   | `LogEntry`        | 1       |
 //! | 80   | `IdsReserved`     | 1       |
@@ -92,6 +92,8 @@ pub enum SessionMode {
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+// Names in JSON (the control protocol) are lower case; postcard writes the variant index.
+#[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for its time and a device.
     Ready,
@@ -109,6 +111,8 @@ pub enum JobState {
 
 /// How much an activity log entry matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+// Names in JSON (the control protocol) are lower case; postcard writes the variant index.
+#[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Something failed.
     Error,
@@ -278,6 +282,32 @@ pub struct JobStateChanged {
     pub at: u64,
     /// Why, for people (may be empty).
     pub message: String,
+    /// When a `Ready` job is next due, seconds since the Unix epoch; `None` when it waits for
+    /// nothing but a device (v1 records upgrade to `None`).
+    pub run_at: Option<u64>,
+}
+
+/// Records as earlier versions wrote them, each with its upgrade to the current struct.
+mod v1 {
+    use serde::Deserialize;
+
+    use super::JobState;
+
+    /// `JobStateChanged` version 1: no due time.
+    #[derive(Deserialize)]
+    pub(super) struct JobStateChanged {
+        job: u64,
+        state: JobState,
+        at: u64,
+        message: String,
+    }
+
+    impl JobStateChanged {
+        pub(super) fn upgrade(self) -> super::JobStateChanged {
+            let JobStateChanged { job, state, at, message } = self;
+            super::JobStateChanged { job, state, at, message, run_at: None }
+        }
+    }
 }
 
 /// A job was deleted.
@@ -474,7 +504,7 @@ impl RecordBody for JobSaved {
 
 impl RecordBody for JobStateChanged {
     const KIND: u16 = 49;
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     fn validate(&self) -> Result<(), &'static str> {
         if !text_ok(&self.message, 0, MAX_MESSAGE_LEN) {
             return Err("job state message over 4096 bytes or holding a NUL");
@@ -676,7 +706,10 @@ impl Record {
             (PartMoved::KIND, 1) => body::<PartMoved>(payload).map_err(fail)?.into(),
             (StreamCut::KIND, 1) => body::<StreamCut>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
-            (JobStateChanged::KIND, 1) => body::<JobStateChanged>(payload).map_err(fail)?.into(),
+            (JobStateChanged::KIND, 1) => {
+                take::<v1::JobStateChanged>(payload).map_err(fail)?.upgrade().into()
+            }
+            (JobStateChanged::KIND, 2) => body::<JobStateChanged>(payload).map_err(fail)?.into(),
             (JobDeleted::KIND, 1) => body::<JobDeleted>(payload).map_err(fail)?.into(),
             (LogEntry::KIND, 1) => body::<LogEntry>(payload).map_err(fail)?.into(),
             (IdsReserved::KIND, 1) => body::<IdsReserved>(payload).map_err(fail)?.into(),
@@ -689,6 +722,11 @@ impl Record {
 
 /// Decodes one struct, refusing trailing bytes.
 fn body<T: RecordBody>(payload: &[u8]) -> Result<T, String> {
+    take(payload)
+}
+
+/// Decodes one struct of any version, refusing trailing bytes.
+fn take<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, String> {
     let (v, rest) = postcard::take_from_bytes::<T>(payload).map_err(|e| e.to_string())?;
     if !rest.is_empty() {
         return Err(format!("{} bytes after the payload", rest.len()));

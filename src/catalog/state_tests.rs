@@ -84,7 +84,7 @@ fn job(job: u64, name: &str) -> Record {
 }
 
 fn job_state(job: u64, state: JobState, at: u64) -> Record {
-    Record::JobStateChanged(JobStateChanged { job, state, at, message: String::new() })
+    Record::JobStateChanged(JobStateChanged { job, state, at, message: String::new(), run_at: None })
 }
 
 fn log(at: u64) -> Record {

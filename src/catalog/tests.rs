@@ -146,9 +146,11 @@ fn other_records() -> impl Strategy<Value = Record> {
         any::<[u8; 16]>().prop_map(|medium| Record::MediumRemoved(MediumRemoved { medium })),
         (id(), "[a-z0-9-]{1,20}", text(300))
             .prop_map(|(job, name, definition)| { Record::JobSaved(JobSaved { job, name, definition }) }),
-        (any::<(u64, u64)>(), select(&JOB_STATES[..]), text(60)).prop_map(|((job, at), state, message)| {
-            Record::JobStateChanged(JobStateChanged { job, state, at, message })
-        }),
+        (any::<(u64, u64, Option<u64>)>(), select(&JOB_STATES[..]), text(60)).prop_map(
+            |((job, at, run_at), state, message)| {
+                Record::JobStateChanged(JobStateChanged { job, state, at, message, run_at })
+            }
+        ),
         any::<u64>().prop_map(|job| Record::JobDeleted(JobDeleted { job })),
         (any::<(u64, Option<u64>)>(), select(&LEVELS[..]), text(60))
             .prop_map(|((at, job), level, message)| Record::LogEntry(LogEntry { at, level, job, message })),
@@ -219,6 +221,7 @@ fn largest_records() -> Vec<Record> {
             state: JobState::Cancelled,
             at: big,
             message: message.clone(),
+            run_at: Some(big),
         }),
         Record::LogEntry(LogEntry { at: big, level: LogLevel::Debug, job: Some(big), message }),
     ]
@@ -238,7 +241,7 @@ fn kinds_and_versions_are_stable() {
         (37, 1, "PartMoved"),
         (38, 1, "StreamCut"),
         (48, 1, "JobSaved"),
-        (49, 1, "JobStateChanged"),
+        (49, 2, "JobStateChanged"),
         (50, 1, "JobDeleted"),
         (64, 1, "LogEntry"),
         (80, 1, "IdsReserved"),
@@ -382,4 +385,24 @@ proptest! {
             prop_assert_eq!(d.validate(), Ok(()));
         }
     }
+}
+
+#[test]
+fn job_state_changes_of_version_1_upgrade_with_no_due_time() {
+    // Version 1 was job, state, at, message: postcard writes varints, the enum index and a
+    // length-prefixed string.
+    let v1 = postcard::to_allocvec(&(7u64, JobState::Hold, 1_700_000_000u64, "held")).unwrap();
+    let r = Record::decode(49, 1, &v1).unwrap();
+    assert_eq!(
+        r,
+        Record::JobStateChanged(JobStateChanged {
+            job: 7,
+            state: JobState::Hold,
+            at: 1_700_000_000,
+            message: "held".into(),
+            run_at: None,
+        })
+    );
+    // Version 2 bytes are not version 1 bytes: a v1 payload read as v2 fails (no Option tag).
+    assert!(Record::decode(49, 2, &v1).is_err());
 }

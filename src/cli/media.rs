@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args as ClapArgs, Subcommand};
-use coffer::device::tape::{DEFAULT_TAPE_BLOCK, label_blank};
 use coffer::library::Library;
+use coffer::library::ops::{self, MediaOp, MediaReport};
 use serde_json::json;
 
 use super::Ctx;
@@ -57,6 +57,11 @@ pub enum MediaCommand {
         /// Place.
         to: String,
     },
+    /// Move a cartridge to a free mail slot, for a person to take out.
+    Eject {
+        /// The cartridge's barcode.
+        barcode: String,
+    },
     /// Take a drive out of use, or put it back.
     Drive {
         /// The drive.
@@ -79,81 +84,38 @@ fn library(ctx: &Ctx, name: Option<&str>) -> anyhow::Result<Arc<Library>> {
 /// Runs `coffer media …`.
 pub fn run(ctx: &Ctx, a: MediaArgs) -> anyhow::Result<ExitCode> {
     let lib = library(ctx, a.library.as_deref())?;
-    match a.what {
-        MediaCommand::Inventory => {
-            lib.refresh()?;
-        }
-        MediaCommand::Load { barcode, drive } => {
-            let mut lease = match drive {
-                Some(d) => lib.lease_drive(d)?,
-                None => lib.lease(Some(&barcode))?,
-            };
-            lib.load(&mut lease, &barcode)?;
-            println_unless_json(ctx, format!("{barcode} loaded into drive {}", lease.drive()));
-        }
-        MediaCommand::Unload { drive } => {
-            let mut lease = lib.lease_drive(drive)?;
-            match lib.loaded(&lease) {
-                Some(b) => {
-                    lib.unload(&mut lease)?;
-                    println_unless_json(ctx, format!("{b} unloaded from drive {drive}"));
-                }
-                None => println_unless_json(ctx, format!("drive {drive} is empty")),
-            }
-        }
-        MediaCommand::Label { barcode, pool } => {
-            let mut lease = lib.lease(Some(&barcode))?;
-            let label = label_blank(&mut lease, &barcode, &pool, DEFAULT_TAPE_BLOCK)?;
-            lib.unload(&mut lease)?;
-            println_unless_json(ctx, format!("{} labelled for pool {}", label.barcode, label.pool));
-        }
-        MediaCommand::Move { from, to } => {
-            let inv = lib.refresh()?;
-            let src =
-                inv.find(&from).map(|e| e.address).or_else(|| inv.address_of(&from)).with_context(|| {
-                    format!("no cartridge or place '{from}' (see `coffer media inventory`)")
-                })?;
-            let dst = inv
-                .address_of(&to)
-                .with_context(|| format!("no place '{to}': say `slot N`, `mail N` or `drive N`"))?;
-            if inv.at(dst).is_some_and(|e| e.full) {
-                bail!("{to} is not empty");
-            }
-            lib.move_between(src, dst)?;
-            println_unless_json(ctx, format!("moved {from} to {to}"));
-        }
-        MediaCommand::Drive { drive, switch: state } => {
-            let why = (state == "offline").then(|| "taken offline by hand".to_owned());
-            lib.set_offline(drive, why)?;
-            println_unless_json(ctx, format!("drive {drive} {state}"));
-        }
-    }
-    print_inventory(ctx, &lib);
+    let op = match a.what {
+        MediaCommand::Inventory => MediaOp::Inventory,
+        MediaCommand::Load { barcode, drive } => MediaOp::Load { barcode, drive },
+        MediaCommand::Unload { drive } => MediaOp::Unload { drive },
+        MediaCommand::Label { barcode, pool } => MediaOp::Label { barcode, pool },
+        MediaCommand::Move { from, to } => MediaOp::Move { from, to },
+        MediaCommand::Eject { barcode } => MediaOp::Eject { barcode },
+        MediaCommand::Drive { drive, switch } => MediaOp::Drive { drive, online: switch == "online" },
+    };
+    let report = ops::apply(&lib, &op)?;
+    print_report(ctx, &report);
     Ok(ExitCode::SUCCESS)
 }
 
-fn println_unless_json(ctx: &Ctx, s: String) {
-    if !ctx.json {
-        println!("{s}");
-    }
-}
-
-/// The inventory, drives and cartridges not written, for people or as JSON.
-fn print_inventory(ctx: &Ctx, lib: &Library) {
-    let places = lib.inventory().places();
-    let drives = lib.drives();
-    let unusable = lib.unusable();
+/// What was done, then the inventory, drives and cartridges not written, for people or as
+/// JSON.
+pub fn print_report(ctx: &Ctx, r: &MediaReport) {
     if ctx.json {
         super::print_json(&json!({
-            "library": lib.name(),
-            "places": places,
-            "drives": drives.iter().map(|(i, off, b)| json!({"drive": i, "offline": off, "barcode": b})).collect::<Vec<_>>(),
-            "unusable": unusable.iter().map(|(b, w)| json!({"barcode": b, "why": w})).collect::<Vec<_>>(),
+            "library": r.library,
+            "done": r.done,
+            "places": r.places,
+            "drives": r.drives,
+            "unusable": r.unusable.iter().map(|(b, w)| json!({"barcode": b, "why": w})).collect::<Vec<_>>(),
         }));
         return;
     }
-    println!("library {}:", lib.name());
-    for p in &places {
+    if !r.done.is_empty() {
+        println!("{}", r.done);
+    }
+    println!("library {}:", r.library);
+    for p in &r.places {
         let what = match (&p.barcode, p.full) {
             (Some(b), true) => b.clone(),
             (None, true) => "(no barcode)".into(),
@@ -161,12 +123,12 @@ fn print_inventory(ctx: &Ctx, lib: &Library) {
         };
         println!("  {:<12} {what}", p.element);
     }
-    for (i, off, _) in &drives {
-        if let Some(why) = off {
-            println!("  drive {i} offline: {why}");
+    for d in &r.drives {
+        if let Some(why) = &d.offline {
+            println!("  drive {} offline: {why}", d.drive);
         }
     }
-    for (b, why) in &unusable {
+    for (b, why) in &r.unusable {
         println!("  {b} not written: {why}");
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod changer;
 pub mod inventory;
+pub mod ops;
 pub mod standalone;
 
 use std::collections::HashMap;

@@ -22,7 +22,7 @@ use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
 use crate::format::records::SessionStatus;
 use crate::source::WalkOptions;
-use crate::store::{Store, StoreError};
+use crate::store::{State, StoreError};
 
 /// What to back up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +128,7 @@ pub enum BackupError {
 pub fn run(
     req: &BackupRequest,
     targets: Vec<Box<dyn Target>>,
-    store: &mut Store,
+    store: &mut impl State,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<BackupSummary, BackupError> {
     assert!(!targets.is_empty(), "a backup needs a target");
@@ -193,10 +193,10 @@ pub const CANCELLED: &str = "cancelled: what was read before is written and rest
 /// streams write in their headers (stream 0's).
 pub(super) fn start_session(
     req: &BackupRequest,
-    store: &mut Store,
+    store: &mut impl State,
     streams: u16,
 ) -> Result<(u64, SessionInfo), StoreError> {
-    let session = store.catalog().next_session_id();
+    let session = store.read(|c| c.next_session_id());
     let started = crate::clock::unix_now();
     let mode = if req.sources.iter().any(|s| matches!(s, Source::Volume(_))) {
         SessionMode::Volume
@@ -226,7 +226,7 @@ pub(super) fn start_session(
 
 /// Journals the end of a session and completes its summary.
 pub(super) fn finish_session(
-    store: &mut Store,
+    store: &mut impl State,
     mut summary: BackupSummary,
     raw_bytes: u64,
     stored_bytes: u64,
@@ -376,7 +376,7 @@ pub(super) struct Controlled {
 /// Journals what the writer reports until it hangs up; returns objects, raw and stored bytes
 /// made durable.
 pub(super) fn control_loop(
-    store: &mut Store,
+    store: &mut impl State,
     session: u64,
     events: &Receiver<(u16, Event)>,
     progress: &Progress,
@@ -459,25 +459,27 @@ pub(super) fn control_loop(
 /// Sessions with a part in an overwritten range of a ring medium are gone: prune them. The
 /// running session is never among them (a ring does not overwrite what it wrote since it was
 /// mounted); a session that never finished cannot be pruned and is reported instead.
-fn evicted_records(store: &Store, running: u64, medium: [u8; 16], ranges: &[(u64, u64)]) -> Vec<Record> {
+fn evicted_records(store: &impl State, running: u64, medium: [u8; 16], ranges: &[(u64, u64)]) -> Vec<Record> {
     let hit = |pos: u64| ranges.iter().any(|&(a, b)| (a..b).contains(&pos));
-    let mut out = Vec::new();
-    for s in store.catalog().sessions_on(medium) {
-        if s.id() == running || !s.parts().any(|p| p.medium == medium && hit(p.position)) {
-            continue;
+    store.read(|c| {
+        let mut out = Vec::new();
+        for s in c.sessions_on(medium) {
+            if s.id() == running || !s.parts().any(|p| p.medium == medium && hit(p.position)) {
+                continue;
+            }
+            if s.is_finished() {
+                out.push(Record::from(SessionPruned { session: s.id() }));
+            } else {
+                tracing::warn!(target: "backup", "session {} was overwritten on a ring medium but never finished", s.id());
+            }
         }
-        if s.is_finished() {
-            out.push(Record::from(SessionPruned { session: s.id() }));
-        } else {
-            tracing::warn!(target: "backup", "session {} was overwritten on a ring medium but never finished", s.id());
-        }
-    }
-    out
+        out
+    })
 }
 
 /// Records that make the catalog know a mounted medium.
-pub(super) fn medium_records(store: &Store, m: &Mounted) -> Vec<Record> {
-    if store.catalog().medium(m.label.medium).is_some() {
+pub(super) fn medium_records(store: &impl State, m: &Mounted) -> Vec<Record> {
+    if store.read(|c| c.medium(m.label.medium).is_some()) {
         return Vec::new();
     }
     vec![Record::from(MediumAdded {

@@ -29,7 +29,7 @@ use crate::device::Target;
 use crate::format::records::{ObjectKind, ObjectMeta, SessionStatus};
 use crate::plan::{Balancer, Device, Item, Options, Piece, Plan, plan};
 use crate::source::{Placed, SegmentOf, TreeEntry, TreeWalker, WalkOptions};
-use crate::store::Store;
+use crate::store::State;
 
 /// The walked sources and the plan over the targets.
 #[derive(Debug)]
@@ -162,7 +162,7 @@ impl Catalogue {
 pub fn run(
     req: &BackupRequest,
     targets: Vec<Box<dyn Target>>,
-    store: &mut Store,
+    store: &mut impl State,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<BackupSummary, BackupError> {
     let t0 = Instant::now();

@@ -1,0 +1,74 @@
+//! The client side of the control socket: connect, send one request, read one reply.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{MAX_LINE, Reply, Request, SOCKET_NAME};
+
+/// How long a client waits for the service's reply (a media move may take minutes on a real
+/// library).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Why a request could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No service listens on the socket.
+    #[error(
+        "no coffer service answers on {path}: {source} (start it with `systemctl start coffer` or \
+         `coffer serve`, and check --state)"
+    )]
+    NotRunning {
+        /// The socket.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The conversation broke off.
+    #[error("the control socket {path} failed: {source}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The service answered something that is not a reply.
+    #[error("the service's reply is malformed: {0}")]
+    Malformed(String),
+}
+
+/// A connection to the running service.
+#[derive(Debug)]
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to the service whose state directory is `state`.
+    pub fn connect(state: &Path) -> Result<Client, ClientError> {
+        let path = state.join(SOCKET_NAME);
+        let stream = UnixStream::connect(&path)
+            .map_err(|source| ClientError::NotRunning { path: path.clone(), source })?;
+        let io = |source| ClientError::Io { path: path.clone(), source };
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
+        let writer = stream.try_clone().map_err(io)?;
+        Ok(Client { path, reader: BufReader::new(stream), writer })
+    }
+
+    /// Sends `req` and waits for the reply.
+    pub fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
+        let io = |source| ClientError::Io { path: self.path.clone(), source };
+        let mut line = serde_json::to_string(req).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes()).map_err(io)?;
+        let mut answer = String::new();
+        let n = (&mut self.reader).take(MAX_LINE as u64 + 1).read_line(&mut answer).map_err(io)?;
+        if n == 0 {
+            return Err(ClientError::Malformed("the service closed the connection".into()));
+        }
+        serde_json::from_str(answer.trim_end()).map_err(|e| ClientError::Malformed(e.to_string()))
+    }
+}
