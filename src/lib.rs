@@ -7,6 +7,7 @@ pub mod clock;
 pub mod control;
 pub mod device;
 pub mod format;
+pub mod jobs;
 pub mod fsrestore;
 pub mod journal;
 pub mod library;

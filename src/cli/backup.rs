@@ -13,7 +13,7 @@ use coffer::format::records::SessionStatus;
 use coffer::pipeline::backup::{BackupRequest, BackupSummary, Source, run as run_backup};
 use coffer::pipeline::drain::DrainReport;
 use coffer::pipeline::{Cancel, DEFAULT_UNIT};
-use coffer::source::mode::{Chosen, DEFAULT_FILE_THRESHOLD, RequestedMode, choose, probe};
+use coffer::source::mode::{DEFAULT_FILE_THRESHOLD, RequestedMode};
 use serde_json::json;
 
 use super::{Ctx, human_bytes};
@@ -182,33 +182,7 @@ fn cancel_on_signals(cancel: &Cancel) -> anyhow::Result<()> {
 
 /// Chooses file or volume mode for each source and names trees when there are several.
 fn resolve_sources(a: &BackupArgs) -> anyhow::Result<Vec<Source>> {
-    let mut out = Vec::new();
-    let mut names = std::collections::HashSet::new();
-    for path in &a.sources {
-        let kind = probe(path).with_context(|| format!("cannot back up {}", path.display()))?;
-        match choose(path, &kind, a.mode, a.file_threshold).map_err(anyhow::Error::msg)? {
-            Chosen::Volume(dev) => out.push(Source::Volume(dev)),
-            Chosen::Files => {
-                let prefix = if a.sources.len() > 1 {
-                    let name = std::fs::canonicalize(path)?
-                        .file_name()
-                        .map(|n| n.as_encoded_bytes().to_vec())
-                        .unwrap_or_else(|| b"root".to_vec());
-                    if !names.insert(name.clone()) {
-                        bail!(
-                            "two sources are named {}: back them up separately",
-                            String::from_utf8_lossy(&name)
-                        );
-                    }
-                    Some(name)
-                } else {
-                    None
-                };
-                out.push(Source::Tree { root: path.clone(), prefix });
-            }
-        }
-    }
-    Ok(out)
+    coffer::pipeline::sources::resolve(&a.sources, a.mode, a.file_threshold).map_err(anyhow::Error::msg)
 }
 
 fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, drained: Option<&DrainReport>) {

@@ -23,8 +23,9 @@ const _: () = assert!(MAX_LINE >= 2 * crate::catalog::MAX_DEFINITION_LEN + 4096)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// The box at a glance: what `/api/status` shows.
-    Status,
+    /// The box at a glance: what `/api/status` shows. (Variants without fields are written
+    /// `{}` so that unknown fields are refused for them too.)
+    Status {},
     /// Saves a job from the text of a job file; it runs when its schedule says.
     Submit {
         /// The job file's text (TOML, see [`crate::jobs::file`]).
@@ -41,7 +42,7 @@ pub enum Request {
         definition: String,
     },
     /// Jobs, newest first.
-    List,
+    List {},
     /// One job: definition, state history, next run, its log.
     Show {
         /// Job id.

@@ -25,6 +25,7 @@ pub mod reader;
 pub mod restore;
 pub mod restore_workers;
 pub mod scan;
+pub mod sources;
 pub mod writer;
 
 use crate::catalog::StoredObject;

@@ -1,0 +1,237 @@
+//! Carries out one job on the data plane: the pre command, the backup over every device of
+//! its destination (one sub-job per device: "MULTI STREAM [JOB m] SUBJOB s"), the verify
+//! after, the post command. It journals through the shared store, so the service's control
+//! plane keeps working while it runs, and publishes live counters the service shows and
+//! watches (a data plane whose counters stop moving is stalled).
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::file::{BackupKind, JobSpec};
+use super::queue::Outcome;
+use crate::catalog::{LogEntry, LogLevel, Record};
+use crate::device::{TargetSpec, open_targets};
+use crate::format::records::SessionStatus;
+use crate::pipeline::backup::{BackupRequest, run as run_backup};
+use crate::pipeline::restore::{Action, RestoreRequest};
+use crate::pipeline::{Cancel, DEFAULT_UNIT};
+use crate::source::mode::{DEFAULT_FILE_THRESHOLD, RequestedMode};
+use crate::store::{SharedStore, State};
+
+/// Longest a pre or post command may run before it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How often a running command is checked.
+const COMMAND_POLL: Duration = Duration::from_millis(100);
+
+/// Live counters of the running job, read by the status endpoint, the console and the
+/// watchdog.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Bytes read from the sources.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to the devices.
+    pub bytes_stored: AtomicU64,
+    /// Objects stored.
+    pub objects: AtomicU64,
+    /// The session it writes (0 before it starts).
+    pub session: AtomicU64,
+    /// Streams (sub-jobs).
+    pub streams: AtomicU64,
+    /// When a counter last moved (or the job last did something), Unix seconds.
+    pub beat: AtomicU64,
+}
+
+impl Live {
+    /// Records that the job is alive at `now`.
+    pub fn beat(&self, now: u64) {
+        self.beat.store(now, Ordering::Relaxed);
+    }
+}
+
+/// One job to run.
+#[derive(Debug)]
+pub struct Run {
+    /// Its id.
+    pub job: u64,
+    /// Its definition.
+    pub spec: JobSpec,
+    /// Where to write when the job names no target.
+    pub default_target: TargetSpec,
+    /// The state.
+    pub store: SharedStore,
+    /// Cancels it (every sub-job at once).
+    pub cancel: Cancel,
+    /// Its counters.
+    pub live: Arc<Live>,
+}
+
+impl Run {
+    /// Runs the job to its end; `None` for a cancelled one.
+    pub fn execute(mut self) -> Outcome {
+        self.live.beat(crate::clock::unix_now());
+        self.log(LogLevel::Note, format!("job {} ({}) started", self.job, self.spec.name));
+        if let Some(why) = self.command("pre", &self.spec.pre.clone()) {
+            self.command("post", &self.spec.post.clone());
+            return self.failed(why);
+        }
+        let outcome = self.backup();
+        if let Some(why) = self.command("post", &self.spec.post.clone())
+            && matches!(outcome, Outcome::Done(_))
+        {
+            return self.failed(why);
+        }
+        match &outcome {
+            Outcome::Done(m) => self.log(LogLevel::Note, m.clone()),
+            Outcome::Failed(m) => self.log(LogLevel::Error, m.clone()),
+            _ => self.log(LogLevel::Warning, "cancelled: what was written before is restorable".into()),
+        }
+        outcome
+    }
+
+    fn failed(&mut self, why: String) -> Outcome {
+        self.log(LogLevel::Error, why.clone());
+        Outcome::Failed(why)
+    }
+
+    fn backup(&mut self) -> Outcome {
+        let sources = match crate::pipeline::sources::resolve(
+            &self.spec.sources,
+            RequestedMode::Auto,
+            DEFAULT_FILE_THRESHOLD,
+        ) {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let specs = if self.spec.to.is_empty() { vec![self.default_target.clone()] } else { self.spec.to.clone() };
+        let mut targets = Vec::new();
+        for t in &specs {
+            match open_targets(t) {
+                Ok(ws) => targets.extend(ws),
+                Err(e) => return Outcome::Failed(format!("cannot use target {t}: {e}")),
+            }
+        }
+        if self.spec.backup == BackupKind::Incremental {
+            self.log(LogLevel::Warning, "incremental backups are not built yet: running a full backup".into());
+        }
+        let description = self.spec.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+        let req = BackupRequest {
+            sources,
+            description,
+            unit: DEFAULT_UNIT,
+            job: self.job,
+            one_file_system: self.spec.one_file_system,
+            cancel: self.cancel.clone(),
+        };
+        self.live.streams.store(targets.len() as u64, Ordering::Relaxed);
+        self.log(
+            LogLevel::Note,
+            format!("MULTI STREAM [JOB {}]: {} sub-jobs on {}", self.job, targets.len(), join(&specs)),
+        );
+        let live = self.live.clone();
+        let mut last = (0, 0, 0);
+        let mut store = self.store.clone();
+        let result = run_backup(&req, targets, &mut store, |p| {
+            let now = (p.raw.load(Ordering::Relaxed), p.stored.load(Ordering::Relaxed), p.objects.load(Ordering::Relaxed));
+            live.bytes_in.store(now.0, Ordering::Relaxed);
+            live.bytes_stored.store(now.1, Ordering::Relaxed);
+            live.objects.store(now.2, Ordering::Relaxed);
+            if now != last {
+                live.beat(crate::clock::unix_now());
+                last = now;
+            }
+        });
+        let s = match result {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed(format!("backup failed: {e}")),
+        };
+        self.live.session.store(s.session, Ordering::Relaxed);
+        for t in &s.streams {
+            let how = t.error.as_deref().map_or("ok".to_owned(), |e| format!("FAILED: {e}"));
+            self.log(
+                if t.error.is_some() { LogLevel::Warning } else { LogLevel::Debug },
+                format!("MULTI STREAM [JOB {}] SUBJOB {}: {} objects on {}: {how}", self.job, t.stream, t.objects, t.target),
+            );
+        }
+        for p in s.problems.iter().take(100) {
+            self.log(LogLevel::Warning, format!("session {}: {p}", s.session));
+        }
+        let what = format!(
+            "session {}: {} objects, {} bytes in, {} bytes stored, {:.1} s",
+            s.session, s.objects, s.bytes_in, s.bytes_stored, s.seconds
+        );
+        match s.status {
+            SessionStatus::Cancelled => return Outcome::Cancelled { reschedule: false },
+            SessionStatus::Complete => {}
+            _ => {
+                return Outcome::Failed(format!(
+                    "{what}: {} (what was journaled is restorable)",
+                    s.error.unwrap_or_else(|| "failed".into())
+                ));
+            }
+        }
+        if self.spec.verify {
+            self.live.beat(crate::clock::unix_now());
+            // Verify reads a copy of the catalog: the control plane keeps the store meanwhile.
+            let catalog = self.store.read(|c| c.clone());
+            let req = RestoreRequest { session: s.session, paths: Vec::new(), action: Action::Verify(None) };
+            match crate::pipeline::restore::run(&catalog, &req) {
+                Ok(r) if r.failures.is_empty() => {
+                    return Outcome::Done(format!("{what}; verified {} objects, {} bytes", r.objects, r.bytes));
+                }
+                Ok(r) => {
+                    for f in r.failures.iter().take(100) {
+                        self.log(LogLevel::Error, format!("verify of session {}: {f}", s.session));
+                    }
+                    return Outcome::Failed(format!("{what}; verify found {} problems", r.failures.len()));
+                }
+                Err(e) => return Outcome::Failed(format!("{what}; verify could not run: {e}")),
+            }
+        }
+        Outcome::Done(what)
+    }
+
+    /// Runs a pre or post command; the reason when it failed.
+    fn command(&mut self, which: &str, argv: &[String]) -> Option<String> {
+        let (prog, args) = argv.split_first()?;
+        self.log(LogLevel::Debug, format!("{which} command: {}", argv.join(" ")));
+        let mut child = match Command::new(prog).args(args).stdin(Stdio::null()).stdout(Stdio::null()).spawn() {
+            Ok(c) => c,
+            Err(e) => return Some(format!("{which} command {prog} could not start: {e}")),
+        };
+        let t0 = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) if st.success() => return None,
+                Ok(Some(st)) => return Some(format!("{which} command {prog} failed: {st}")),
+                Ok(None) if t0.elapsed() > COMMAND_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Some(format!("{which} command {prog} ran over {} s and was killed", COMMAND_TIMEOUT.as_secs()));
+                }
+                Ok(None) => {
+                    self.live.beat(crate::clock::unix_now());
+                    std::thread::sleep(COMMAND_POLL);
+                }
+                Err(e) => return Some(format!("{which} command {prog}: {e}")),
+            }
+        }
+    }
+
+    /// Adds an entry to the activity log, if the job's log setting keeps it.
+    fn log(&mut self, level: LogLevel, message: String) {
+        if !self.spec.log.keeps(level) {
+            return;
+        }
+        let message: String = message.chars().take(crate::catalog::MAX_MESSAGE_LEN / 4).collect();
+        let entry = LogEntry { at: crate::clock::unix_now(), level, job: Some(self.job), message };
+        if let Err(e) = self.store.commit(&[Record::from(entry)]) {
+            tracing::error!(target: "jobs", "cannot journal a log entry of job {}: {e}", self.job);
+        }
+    }
+}
+
+fn join(specs: &[TargetSpec]) -> String {
+    specs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + ")
+}
