@@ -46,7 +46,48 @@ pub struct Board {
     /// Disk and NVRAM targets, as `coffer backup --to` takes them.
     #[serde(default, rename = "target")]
     pub targets: Vec<NamedTarget>,
+    /// The job queue.
+    #[serde(default)]
+    pub jobs: Jobs,
 }
+
+/// The job queue's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jobs {
+    /// Seconds between queue scans (1–999).
+    #[serde(default = "default_scan")]
+    pub scan_seconds: u64,
+    /// Hours a finished one-off job is kept before it is deleted (0–999).
+    #[serde(default = "default_keep")]
+    pub keep_done_hours: u64,
+    /// Seconds a running job's data plane may make no progress before the service counts it
+    /// stalled and stops the systemd watchdog pings (2–86400; a library move or a slow
+    /// source can take minutes).
+    #[serde(default = "default_stall")]
+    pub stall_seconds: u64,
+}
+
+impl Default for Jobs {
+    fn default() -> Jobs {
+        Jobs { scan_seconds: default_scan(), keep_done_hours: default_keep(), stall_seconds: default_stall() }
+    }
+}
+
+fn default_scan() -> u64 {
+    crate::jobs::queue::DEFAULT_SCAN_SECONDS
+}
+
+fn default_keep() -> u64 {
+    crate::jobs::queue::DEFAULT_KEEP_DONE_HOURS
+}
+
+fn default_stall() -> u64 {
+    600
+}
+
+/// Allowed stall limit, seconds.
+pub const STALL_SECONDS: std::ops::RangeInclusive<u64> = 2..=86_400;
 
 fn default_state() -> String {
     "/var/lib/coffer".into()
@@ -287,6 +328,18 @@ impl Board {
         }
         for l in &self.libraries {
             l.check()?;
+        }
+        if !crate::jobs::queue::SCAN_SECONDS.contains(&self.jobs.scan_seconds) {
+            return Err(bad("jobs.scan_seconds", "seconds between queue scans, 1 to 999"));
+        }
+        if !crate::jobs::queue::KEEP_DONE_HOURS.contains(&self.jobs.keep_done_hours) {
+            return Err(bad("jobs.keep_done_hours", "hours to keep finished jobs, 0 to 999"));
+        }
+        if !STALL_SECONDS.contains(&self.jobs.stall_seconds) {
+            return Err(bad(
+                "jobs.stall_seconds",
+                "seconds without progress before a job counts as stalled, 2 to 86400",
+            ));
         }
         for t in &self.targets {
             t.target

@@ -48,8 +48,14 @@ pub enum Command {
     },
     /// Tape library: inventory, load, unload, label, move cartridges; drives online/offline.
     Media(cli::media::MediaArgs),
-    /// Run the appliance service (systemd notifications, status endpoint).
+    /// Run the appliance service (systemd notifications, job queue, control socket, status
+    /// endpoint).
     Serve(cli::serve::ServeArgs),
+    /// Jobs of the running service: submit, list, show, hold, release, run, cancel, resubmit,
+    /// reschedule, delete, log.
+    Job(cli::job::JobArgs),
+    /// The running service at a glance.
+    Status,
     /// Inspect the journal.
     Journal {
         #[command(subcommand)]

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod board;
 pub mod drain;
+pub mod job;
 pub mod journal;
 pub mod ls;
 pub mod media;
@@ -49,6 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Board { what } => board::run(&ctx, what),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Media(a) => media::run(&ctx, a),
+        Command::Job(a) => job::run(&ctx, a),
+        Command::Status => job::status(&ctx),
     }
 }
 

@@ -150,16 +150,24 @@ pub fn parse(text: &str, now: u64) -> Result<JobSpec, String> {
     }
     let raw: RawJob = toml::from_str(text).map_err(|e| format!("job file: {}", e.to_string().trim_end()))?;
     let name_ok = |n: &str| {
-        (1..=MAX_NAME).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        (1..=MAX_NAME).contains(&n.len())
+            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     };
     if !name_ok(&raw.name) {
-        return Err(format!("job name '{}' must be 1 to {MAX_NAME} of A-Z a-z 0-9 . _ -", raw.name.escape_debug()));
+        return Err(format!(
+            "job name '{}' must be 1 to {MAX_NAME} of A-Z a-z 0-9 . _ -",
+            raw.name.escape_debug()
+        ));
     }
     if raw.sources.is_empty() {
         return Err("job file: `sources` lists nothing to back up".into());
     }
-    for (key, n) in [("sources", raw.sources.len()), ("to", raw.to.len()), ("pre", raw.pre.len()), ("post", raw.post.len())]
-    {
+    for (key, n) in [
+        ("sources", raw.sources.len()),
+        ("to", raw.to.len()),
+        ("pre", raw.pre.len()),
+        ("post", raw.post.len()),
+    ] {
         if n > MAX_LIST {
             return Err(format!("job file: `{key}` has {n} entries, at most {MAX_LIST}"));
         }
@@ -183,7 +191,12 @@ pub fn parse(text: &str, now: u64) -> Result<JobSpec, String> {
         None => Schedule { start: now, every: None, except: Vec::new() },
         Some(s) => {
             let start = parse_when(&s.start, now).map_err(|e| format!("job file: schedule.start: {e}"))?;
-            let every = s.every.as_deref().map(Every::parse).transpose().map_err(|e| format!("job file: schedule.every: {e}"))?;
+            let every = s
+                .every
+                .as_deref()
+                .map(Every::parse)
+                .transpose()
+                .map_err(|e| format!("job file: schedule.every: {e}"))?;
             let except = s
                 .except
                 .iter()
@@ -267,7 +280,10 @@ except = ["sat", "sun"]
             ("name = \"a\"\nsources = [\"/x\"]\ncolour = 1\n", "colour"),
             ("name = \"a\"\nsources = [\"/x\"]\n[schedule]\nevery = \"0d\"\n", "schedule.every"),
             ("name = \"a\"\nsources = [\"/x\"]\n[schedule]\nstart = \"soon\"\n", "schedule.start"),
-            ("name = \"a\"\nsources = [\"/x\"]\n[schedule]\nevery = \"1d\"\nexcept = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"]\n", "never runs"),
+            (
+                "name = \"a\"\nsources = [\"/x\"]\n[schedule]\nevery = \"1d\"\nexcept = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"]\n",
+                "never runs",
+            ),
             ("name = \"a\"\nsources = [\"/x\"]\npre = [\"quiesce\"]\n", "absolute program path"),
             ("sources = [\"/x\"]\n", "name"),
         ];

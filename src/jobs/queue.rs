@@ -43,7 +43,9 @@ pub fn due(entries: &[Entry], now: u64) -> Option<u64> {
 pub fn expired(entries: &[Entry], now: u64, keep_secs: u64) -> Vec<u64> {
     entries
         .iter()
-        .filter(|e| e.state == JobState::Done && !e.recurring && e.changed_at.saturating_add(keep_secs) <= now)
+        .filter(|e| {
+            e.state == JobState::Done && !e.recurring && e.changed_at.saturating_add(keep_secs) <= now
+        })
         .map(|e| e.id)
         .collect()
 }

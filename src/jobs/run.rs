@@ -104,7 +104,8 @@ impl Run {
             Ok(s) => s,
             Err(e) => return Outcome::Failed(e),
         };
-        let specs = if self.spec.to.is_empty() { vec![self.default_target.clone()] } else { self.spec.to.clone() };
+        let specs =
+            if self.spec.to.is_empty() { vec![self.default_target.clone()] } else { self.spec.to.clone() };
         let mut targets = Vec::new();
         for t in &specs {
             match open_targets(t) {
@@ -113,9 +114,13 @@ impl Run {
             }
         }
         if self.spec.backup == BackupKind::Incremental {
-            self.log(LogLevel::Warning, "incremental backups are not built yet: running a full backup".into());
+            self.log(
+                LogLevel::Warning,
+                "incremental backups are not built yet: running a full backup".into(),
+            );
         }
-        let description = self.spec.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+        let description =
+            self.spec.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
         let req = BackupRequest {
             sources,
             description,
@@ -133,7 +138,11 @@ impl Run {
         let mut last = (0, 0, 0);
         let mut store = self.store.clone();
         let result = run_backup(&req, targets, &mut store, |p| {
-            let now = (p.raw.load(Ordering::Relaxed), p.stored.load(Ordering::Relaxed), p.objects.load(Ordering::Relaxed));
+            let now = (
+                p.raw.load(Ordering::Relaxed),
+                p.stored.load(Ordering::Relaxed),
+                p.objects.load(Ordering::Relaxed),
+            );
             live.bytes_in.store(now.0, Ordering::Relaxed);
             live.bytes_stored.store(now.1, Ordering::Relaxed);
             live.objects.store(now.2, Ordering::Relaxed);
@@ -151,7 +160,10 @@ impl Run {
             let how = t.error.as_deref().map_or("ok".to_owned(), |e| format!("FAILED: {e}"));
             self.log(
                 if t.error.is_some() { LogLevel::Warning } else { LogLevel::Debug },
-                format!("MULTI STREAM [JOB {}] SUBJOB {}: {} objects on {}: {how}", self.job, t.stream, t.objects, t.target),
+                format!(
+                    "MULTI STREAM [JOB {}] SUBJOB {}: {} objects on {}: {how}",
+                    self.job, t.stream, t.objects, t.target
+                ),
             );
         }
         for p in s.problems.iter().take(100) {
@@ -178,7 +190,10 @@ impl Run {
             let req = RestoreRequest { session: s.session, paths: Vec::new(), action: Action::Verify(None) };
             match crate::pipeline::restore::run(&catalog, &req) {
                 Ok(r) if r.failures.is_empty() => {
-                    return Outcome::Done(format!("{what}; verified {} objects, {} bytes", r.objects, r.bytes));
+                    return Outcome::Done(format!(
+                        "{what}; verified {} objects, {} bytes",
+                        r.objects, r.bytes
+                    ));
                 }
                 Ok(r) => {
                     for f in r.failures.iter().take(100) {
@@ -196,7 +211,8 @@ impl Run {
     fn command(&mut self, which: &str, argv: &[String]) -> Option<String> {
         let (prog, args) = argv.split_first()?;
         self.log(LogLevel::Debug, format!("{which} command: {}", argv.join(" ")));
-        let mut child = match Command::new(prog).args(args).stdin(Stdio::null()).stdout(Stdio::null()).spawn() {
+        let mut child = match Command::new(prog).args(args).stdin(Stdio::null()).stdout(Stdio::null()).spawn()
+        {
             Ok(c) => c,
             Err(e) => return Some(format!("{which} command {prog} could not start: {e}")),
         };
@@ -208,7 +224,10 @@ impl Run {
                 Ok(None) if t0.elapsed() > COMMAND_TIMEOUT => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Some(format!("{which} command {prog} ran over {} s and was killed", COMMAND_TIMEOUT.as_secs()));
+                    return Some(format!(
+                        "{which} command {prog} ran over {} s and was killed",
+                        COMMAND_TIMEOUT.as_secs()
+                    ));
                 }
                 Ok(None) => {
                     self.live.beat(crate::clock::unix_now());

@@ -136,9 +136,8 @@ pub fn parse_when(s: &str, now: u64) -> Result<u64, String> {
         let e = Every::parse(rel)?;
         return e.after(now).ok_or_else(|| format!("'{s}' is too far ahead"));
     }
-    calendar::parse(s).ok_or_else(|| {
-        format!("'{s}' is not a time: say now, +30m, +2h, +1d or YYYY-MM-DD HH:MM (UTC)")
-    })
+    calendar::parse(s)
+        .ok_or_else(|| format!("'{s}' is not a time: say now, +30m, +2h, +1d or YYYY-MM-DD HH:MM (UTC)"))
 }
 
 #[cfg(test)]
@@ -157,7 +156,10 @@ mod tests {
         let s = Schedule { start: at("2026-11-20 22:00"), every: Some(Every::Days(1)), except: vec![5, 6] };
         // Friday 22:00 runs; the next after it is Monday 22:00.
         assert_eq!(s.next_from(at("2026-11-20 00:00")), Some(at("2026-11-20 22:00")));
-        assert_eq!(s.next_after(at("2026-11-20 22:00"), at("2026-11-20 23:10")), Some(at("2026-11-23 22:00")));
+        assert_eq!(
+            s.next_after(at("2026-11-20 22:00"), at("2026-11-20 23:10")),
+            Some(at("2026-11-23 22:00"))
+        );
     }
 
     #[test]
@@ -173,7 +175,10 @@ mod tests {
         assert_eq!(one.next_from(at("2026-12-01")), Some(at("2026-11-22 10:00")));
         assert_eq!(one.next_after(1, 2), None);
         let m = Schedule { start: at("2026-01-31 03:00"), every: Some(Every::Months(1)), except: vec![] };
-        assert_eq!(m.next_after(at("2026-01-31 03:00"), at("2026-01-31 04:00")), Some(at("2026-02-28 03:00")));
+        assert_eq!(
+            m.next_after(at("2026-01-31 03:00"), at("2026-01-31 04:00")),
+            Some(at("2026-02-28 03:00"))
+        );
     }
 
     #[test]

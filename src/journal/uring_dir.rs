@@ -2,11 +2,10 @@
 //! made durable with `fdatasync`; directory changes made durable with an `fsync` of the
 //! directory itself.
 
-use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::storage::{Dir, Storage};
 use crate::uring::Ring;
@@ -15,7 +14,7 @@ use crate::uring::Ring;
 #[derive(Debug, Clone)]
 pub struct UringDir {
     path: PathBuf,
-    ring: Rc<RefCell<Ring>>,
+    ring: Arc<Mutex<Ring>>,
 }
 
 impl UringDir {
@@ -24,7 +23,7 @@ impl UringDir {
         std::fs::create_dir_all(path).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create journal directory {}: {e}", path.display()))
         })?;
-        Ok(UringDir { path: path.to_owned(), ring: Rc::new(RefCell::new(Ring::new()?)) })
+        Ok(UringDir { path: path.to_owned(), ring: Arc::new(Mutex::new(Ring::new()?)) })
     }
 
     /// The directory's path.
@@ -37,22 +36,28 @@ impl UringDir {
     }
 }
 
+/// The ring, locked. The store is shared between the service's control plane and a running
+/// job's thread (one at a time, behind the store's own lock), so the ring is too.
+fn lock(ring: &Mutex<Ring>) -> MutexGuard<'_, Ring> {
+    ring.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One journal file.
 #[derive(Debug)]
 pub struct UringFile {
     file: File,
-    ring: Rc<RefCell<Ring>>,
+    ring: Arc<Mutex<Ring>>,
 }
 
 impl Storage for UringFile {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.ring.borrow_mut().read_at(&self.file, offset, buf)
+        lock(&self.ring).read_at(&self.file, offset, buf)
     }
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.ring.borrow_mut().write_at(&self.file, offset, buf)
+        lock(&self.ring).write_at(&self.file, offset, buf)
     }
     fn sync(&mut self) -> io::Result<()> {
-        self.ring.borrow_mut().fdatasync(&self.file)
+        lock(&self.ring).fdatasync(&self.file)
     }
     fn len(&mut self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())

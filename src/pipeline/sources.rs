@@ -19,8 +19,10 @@ pub fn resolve(paths: &[PathBuf], mode: RequestedMode, file_threshold: u64) -> R
                 let prefix = if paths.len() > 1 {
                     let canon = std::fs::canonicalize(path)
                         .map_err(|e| format!("cannot back up {}: {e}", path.display()))?;
-                    let name =
-                        canon.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_else(|| b"root".to_vec());
+                    let name = canon
+                        .file_name()
+                        .map(|n| n.as_encoded_bytes().to_vec())
+                        .unwrap_or_else(|| b"root".to_vec());
                     if !names.insert(name.clone()) {
                         return Err(format!(
                             "two sources are named {}: back them up separately",

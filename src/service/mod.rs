@@ -7,6 +7,8 @@
 //! read-only, says so in STATUS= and on the status endpoint (`degraded`), and stops pinging the
 //! watchdog-free parts only; nothing is written to it.
 
+pub mod control;
+pub mod engine;
 pub mod http;
 pub mod status;
 
@@ -15,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::board::{Board, Library};
+use crate::device::TargetSpec;
 use crate::journal::Mode;
-use crate::store::Store;
+use crate::store::{SharedStore, Store};
+use engine::Engine;
 use status::{SessionLine, Snapshot};
 
 /// How often the snapshot the endpoint shows is refreshed from the catalog.
@@ -36,6 +40,9 @@ pub enum ServeError {
     /// The board is unusable.
     #[error(transparent)]
     Board(#[from] crate::board::BoardError),
+    /// The journal refused what the job engine needs at start.
+    #[error("the job engine cannot start: {0}")]
+    Journal(String),
 }
 
 /// Runs the service on `board` with its state in `state` until SIGTERM or SIGINT.
@@ -51,6 +58,7 @@ pub fn serve(board: Board, state: &Path) -> Result<(), ServeError> {
 
 async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
     let started = Instant::now();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("replaying the journal")]);
     let (store, healthy, activity) = match Store::open(state, Mode::Write) {
         Ok((s, _)) => (Some(s), true, "idle".to_owned()),
         Err(e) => {
@@ -62,21 +70,50 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
             }
         }
     };
+    let store = store.map(SharedStore::new);
+    if let Some(s) = &store {
+        crate::library::learn_catalog(s.lock().catalog());
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("reading the device inventory")]);
+    let inventory_problems = inventory(&board).await;
     let devices = device_lines(&board);
     let snap = Arc::new(Mutex::new(Snapshot {
         board: board.name.clone(),
-        healthy,
-        activity,
+        healthy: healthy && inventory_problems.is_empty(),
+        activity: if inventory_problems.is_empty() { activity } else { inventory_problems.join("; ") },
         devices,
         ..Snapshot::default()
     }));
-    refresh(&snap, store.as_ref(), started);
+    // Jobs need a writable journal: a read-only service answers status only.
+    let engine = match (&store, healthy) {
+        (Some(s), true) => {
+            let e = Engine::open(s.clone(), &board, default_target(&board, state)?, crate::clock::unix_now())
+                .map_err(|e| ServeError::Journal(e.to_string()))?;
+            Some(Arc::new(Mutex::new(e)))
+        }
+        _ => None,
+    };
+    refresh(&snap, store.as_ref(), engine.as_deref(), started);
     if let Some(st) = &board.status {
         let addr = st.addr()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Io { what: format!("status endpoint on {addr}"), source })?;
         tokio::spawn(http::serve(listener, snap.clone(), st.token.clone()));
+    }
+    let mut socket = None;
+    if let Some(engine) = &engine {
+        let (listener, path) = control::bind(state).map_err(|source| ServeError::Io {
+            what: format!("control socket in {}", state.display()),
+            source,
+        })?;
+        let shared = control::Shared {
+            engine: engine.clone(),
+            snapshot: snap.clone(),
+            default_library: board.libraries.first().map(|l| l.name().clone()),
+        };
+        tokio::spawn(control::serve(listener, shared));
+        socket = Some(path);
     }
     let status = snap.lock().expect("snapshot lock").activity.clone();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
@@ -85,19 +122,89 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| ServeError::Io { what: "SIGTERM handler".into(), source })?;
     let mut refresh_tick = tokio::time::interval(REFRESH);
+    let mut scan = tokio::time::interval(Duration::from_secs(board.jobs.scan_seconds));
     let mut ping = tokio::time::interval(ping_every);
+    let mut last_status = status;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = refresh_tick.tick() => refresh(&snap, store.as_ref(), started),
-            _ = ping.tick(), if watchdog.is_some() && healthy => {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            _ = scan.tick() => {
+                if let Some(e) = &engine
+                    && let Err(err) = lock(e).tick(crate::clock::unix_now())
+                {
+                    tracing::error!(target: "service", "the job queue cannot journal: {err}");
+                    snap.lock().expect("snapshot lock").healthy = false;
+                }
+            }
+            _ = refresh_tick.tick() => {
+                refresh(&snap, store.as_ref(), engine.as_deref(), started);
+                let now = snap.lock().expect("snapshot lock").activity.clone();
+                if now != last_status {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&now)]);
+                    last_status = now;
+                }
+            }
+            _ = ping.tick(), if watchdog.is_some() => {
+                // Only a healthy service with a data plane that moves pings: a stalled writer
+                // stops the pings and systemd restarts the service.
+                let alive = engine.as_deref().is_none_or(|e| lock(e).healthy(crate::clock::unix_now()));
+                if snap.lock().expect("snapshot lock").healthy && alive {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    tracing::error!(target: "service", "data plane stalled or unhealthy: withholding the watchdog ping");
+                }
             }
         }
     }
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping: closing the running job's session"),
+    ]);
+    if let Some(e) = &engine {
+        lock(e).shutdown();
+        let e = e.clone();
+        // The job's threads close its session parts and commit; the runtime keeps serving.
+        let done = tokio::task::spawn_blocking(move || lock(&e).finish(crate::clock::unix_now)).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(target: "service", "could not journal the stopped job: {err}"),
+            Err(err) => tracing::error!(target: "service", "stopping the job failed: {err}"),
+        }
+    }
+    if let Some(p) = socket {
+        let _ = std::fs::remove_file(p);
+    }
     Ok(())
+}
+
+fn lock(e: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
+    e.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where jobs write when they name no target: the board's first library, else a disk
+/// target in the state directory (as `coffer backup` does).
+fn default_target(board: &Board, state: &Path) -> Result<TargetSpec, ServeError> {
+    let text = match board.libraries.first() {
+        Some(l) => format!("library:{}", l.name()),
+        None => format!("disk:{}", state.join("media").display()),
+    };
+    text.parse().map_err(|e: crate::device::DeviceError| ServeError::Journal(e.to_string()))
+}
+
+/// Opens every library of the board and reads its element status; what failed, for people.
+async fn inventory(board: &Board) -> Vec<String> {
+    let names: Vec<String> = board.libraries.iter().map(|l| l.name().clone()).collect();
+    let read = tokio::task::spawn_blocking(move || {
+        names
+            .iter()
+            .filter_map(|n| {
+                let r = crate::library::open(n).and_then(|l| l.refresh().map(|_| ()));
+                r.err().map(|e| format!("library {n}: {e}"))
+            })
+            .collect::<Vec<_>>()
+    });
+    read.await.unwrap_or_else(|e| vec![format!("inventory failed: {e}")])
 }
 
 /// Libraries and targets of the board, a line each.
@@ -111,13 +218,30 @@ fn device_lines(board: &Board) -> Vec<String> {
     libs.chain(board.targets.iter().map(|t| format!("{}: {}", t.name, t.target))).collect()
 }
 
-/// Updates the shown snapshot from the catalog.
-fn refresh(snap: &Mutex<Snapshot>, store: Option<&Store>, started: Instant) {
+/// Updates the shown snapshot from the catalog and the running job.
+fn refresh(
+    snap: &Mutex<Snapshot>,
+    store: Option<&SharedStore>,
+    engine: Option<&Mutex<Engine>>,
+    started: Instant,
+) {
+    let now = crate::clock::unix_now();
+    let progress = engine.and_then(|e| lock(e).progress(now));
     let mut s = snap.lock().expect("snapshot lock");
     s.uptime = started.elapsed().as_secs();
+    if s.healthy {
+        s.activity = match &progress {
+            Some(p) => format!(
+                "backup: job {} ({}) session {}, {} sub-jobs, {} objects, {} bytes in",
+                p.job, p.name, p.session, p.streams, p.objects, p.bytes_in
+            ),
+            None => "idle".into(),
+        };
+    }
     let Some(store) = store else {
         return;
     };
+    let store = store.lock();
     let c = store.catalog();
     s.sessions = c.sessions().count() as u64;
     s.media = c.media().count() as u64;

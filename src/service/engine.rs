@@ -1,0 +1,493 @@
+//! The service's job engine: applies the queue's rules ([`crate::jobs::queue`]) to the jobs
+//! in the journal, starts the job that is due on its own thread ([`crate::jobs::run`]),
+//! reaps it when it ends, and answers the job requests of the control socket. One job runs
+//! at a time: a job uses every device of its destination (one sub-job per drive).
+//!
+//! Fault model: a job that was ACTIVE when the service died is marked FAILED at the next
+//! start (its session is closed as failed; what it journaled stays restorable), and queued
+//! again if it recurs. A stop (SIGTERM) cancels the running job cleanly — its session parts
+//! are closed and committed — and leaves it READY, so the next start runs it again.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::board::Board;
+use crate::catalog::{
+    Job, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel, Record, SessionFinished,
+    StreamCut,
+};
+use crate::control::{Reply, Request};
+use crate::device::TargetSpec;
+use crate::format::records::SessionStatus;
+use crate::jobs::file::{self, JobSpec};
+use crate::jobs::queue::{self, Ask, Change, Entry, Outcome};
+use crate::jobs::run::{Live, Run};
+use crate::jobs::{calendar, schedule::Schedule};
+use crate::pipeline::Cancel;
+use crate::store::{SharedStore, State, StoreError};
+
+/// Why a running job is being cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// A person cancelled it.
+    Person { reschedule: bool },
+    /// The service is stopping.
+    Shutdown,
+}
+
+/// The job running now.
+#[derive(Debug)]
+struct Running {
+    job: u64,
+    name: String,
+    started: u64,
+    cancel: Cancel,
+    stop: Option<Stop>,
+    live: Arc<Live>,
+    thread: JoinHandle<Outcome>,
+}
+
+/// A running job's counters, for the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// Job id.
+    pub job: u64,
+    /// Its name.
+    pub name: String,
+    /// Session it writes (0 before it starts).
+    pub session: u64,
+    /// Sub-jobs (one per device).
+    pub streams: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_stored: u64,
+    /// Objects stored.
+    pub objects: u64,
+    /// Seconds since it started.
+    pub seconds: u64,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    store: SharedStore,
+    default_target: TargetSpec,
+    keep_secs: u64,
+    stall_secs: u64,
+    running: Option<Running>,
+    stopping: bool,
+}
+
+impl Engine {
+    /// Takes over the jobs in `store`: jobs left ACTIVE by a service that died are failed
+    /// (and queued again when they recur), sessions left open are closed as failed.
+    pub fn open(
+        store: SharedStore,
+        board: &Board,
+        default_target: TargetSpec,
+        now: u64,
+    ) -> Result<Engine, StoreError> {
+        let mut e = Engine {
+            store,
+            default_target,
+            keep_secs: board.jobs.keep_done_hours * 3600,
+            stall_secs: board.jobs.stall_seconds,
+            running: None,
+            stopping: false,
+        };
+        e.recover(now)?;
+        Ok(e)
+    }
+
+    fn recover(&mut self, now: u64) -> Result<(), StoreError> {
+        let (open, active) = self.store.read(|c| {
+            let open: Vec<(u64, u16, u64, u64, u64)> = c
+                .sessions()
+                .filter(|s| !s.is_finished())
+                .map(|s| {
+                    let raw = s.objects().iter().map(|o| o.length).sum();
+                    (s.id(), s.start().streams, s.objects().len() as u64, raw, s.start().job)
+                })
+                .collect();
+            let active: Vec<Job> = c.jobs().filter(|j| j.state() == JobState::Active).cloned().collect();
+            (open, active)
+        });
+        let mut records = Vec::new();
+        for &(session, streams, objects, raw_bytes, _) in &open {
+            // The process that wrote it is gone (the state lock is ours): each stream ends
+            // without a trailer, and restore reads what the catalog holds, object by object.
+            records.extend((0..streams).map(|stream| Record::from(StreamCut { session, stream })));
+            records.push(Record::from(SessionFinished {
+                session,
+                ended: now,
+                status: SessionStatus::Failed,
+                objects,
+                raw_bytes,
+                stored_bytes: 0,
+            }));
+            records.push(log(now, LogLevel::Warning, None, format!(
+                "session {session} was left open by a service that stopped: closed as failed; its {objects} journaled objects are restorable"
+            )));
+        }
+        for job in &active {
+            let session = open.iter().rev().find(|s| s.4 == job.id()).map(|s| s.0);
+            let why = match session {
+                Some(s) => format!(
+                    "the service stopped while it ran: session {s} closed as failed, its committed objects are restorable"
+                ),
+                None => "the service stopped while it ran".to_owned(),
+            };
+            let ran = job.history().next_back().map_or(now, |h| h.at);
+            let changes = queue::after_run(&Outcome::Failed(why), &schedule_of(job, ran), ran, now);
+            records.extend(changes.into_iter().map(|c| change(job.id(), now, c)));
+        }
+        self.store.commit(&records)
+    }
+
+    /// Scans the queue: reaps a finished job, deletes expired ones, starts the one due.
+    pub fn tick(&mut self, now: u64) -> Result<(), StoreError> {
+        if self.running.as_ref().is_some_and(|r| r.thread.is_finished()) {
+            self.reap(now)?;
+        }
+        let entries = self.entries();
+        let expired = queue::expired(&entries, now, self.keep_secs);
+        if !expired.is_empty() {
+            let recs: Vec<Record> = expired.iter().map(|&job| Record::from(JobDeleted { job })).collect();
+            self.store.commit(&recs)?;
+        }
+        if self.running.is_none()
+            && !self.stopping
+            && let Some(id) = queue::due(&entries, now)
+        {
+            self.start(id, now)?;
+        }
+        Ok(())
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.store.read(|c| {
+            c.jobs()
+                .map(|j| {
+                    let last = j.history().next_back();
+                    Entry {
+                        id: j.id(),
+                        state: j.state(),
+                        run_at: last.and_then(|h| h.run_at),
+                        changed_at: last.map_or(0, |h| h.at),
+                        recurring: spec_of(j, 0).is_ok_and(|s| s.schedule.recurring()),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn start(&mut self, id: u64, now: u64) -> Result<(), StoreError> {
+        let job = self.store.read(|c| c.job(id).cloned()).expect("a due job is in the catalog");
+        let spec = match spec_of(&job, now) {
+            Ok(s) => s,
+            Err(e) => {
+                let c = Change {
+                    state: JobState::Failed,
+                    run_at: None,
+                    message: format!("its job file no longer parses: {e}"),
+                };
+                return self.store.commit(&[change(id, now, c)]);
+            }
+        };
+        self.store.commit(&[change(
+            id,
+            now,
+            Change { state: JobState::Active, run_at: None, message: "started".into() },
+        )])?;
+        let live = Arc::new(Live::default());
+        live.beat(now);
+        let cancel = Cancel::default();
+        let run = Run {
+            job: id,
+            spec,
+            default_target: self.default_target.clone(),
+            store: self.store.clone(),
+            cancel: cancel.clone(),
+            live: live.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("job-{id}"))
+            .spawn(move || run.execute())
+            .expect("a job thread starts");
+        self.running = Some(Running {
+            job: id,
+            name: job.name().to_owned(),
+            started: now,
+            cancel,
+            stop: None,
+            live,
+            thread,
+        });
+        Ok(())
+    }
+
+    fn reap(&mut self, now: u64) -> Result<(), StoreError> {
+        let r = self.running.take().expect("reap is called with a job running");
+        let outcome = match r.thread.join() {
+            Ok(o) => o,
+            Err(_) => Outcome::Failed("the job's thread panicked (a bug): see the service log".into()),
+        };
+        let outcome = match (outcome, r.stop) {
+            (Outcome::Cancelled { .. }, Some(Stop::Shutdown)) => Outcome::Interrupted,
+            (Outcome::Cancelled { .. }, Some(Stop::Person { reschedule })) => {
+                Outcome::Cancelled { reschedule }
+            }
+            (o, _) => o,
+        };
+        let Some(job) = self.store.read(|c| c.job(r.job).cloned()) else {
+            return Ok(());
+        };
+        let changes = queue::after_run(&outcome, &schedule_of(&job, r.started), r.started, now);
+        let recs: Vec<Record> = changes.into_iter().map(|c| change(r.job, now, c)).collect();
+        self.store.commit(&recs)
+    }
+
+    /// Stops taking work and cancels the running job (its session closes cleanly).
+    pub fn shutdown(&mut self) {
+        self.stopping = true;
+        if let Some(r) = &mut self.running {
+            r.stop = Some(Stop::Shutdown);
+            r.cancel.cancel();
+        }
+    }
+
+    /// Whether a job is running.
+    pub fn busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Waits for the running job to end (after [`Engine::shutdown`]) and journals its state.
+    pub fn finish(&mut self, now: impl Fn() -> u64) -> Result<(), StoreError> {
+        while let Some(r) = &self.running {
+            if r.thread.is_finished() {
+                self.reap(now())?;
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the data plane is healthy: no job runs, or the running one moved within the
+    /// stall limit.
+    pub fn healthy(&self, now: u64) -> bool {
+        self.running.as_ref().is_none_or(|r| {
+            now.saturating_sub(r.live.beat.load(std::sync::atomic::Ordering::Relaxed)) <= self.stall_secs
+        })
+    }
+
+    /// The running job's counters.
+    pub fn progress(&self, now: u64) -> Option<Progress> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.running.as_ref().map(|r| Progress {
+            job: r.job,
+            name: r.name.clone(),
+            session: r.live.session.load(Relaxed),
+            streams: r.live.streams.load(Relaxed),
+            bytes_in: r.live.bytes_in.load(Relaxed),
+            bytes_stored: r.live.bytes_stored.load(Relaxed),
+            objects: r.live.objects.load(Relaxed),
+            seconds: now.saturating_sub(r.started),
+        })
+    }
+
+    /// Jobs, newest first, a line each.
+    pub fn list(&self) -> Vec<JobLine> {
+        self.store.read(|c| {
+            let mut v: Vec<JobLine> = c.jobs().map(line).collect();
+            v.reverse();
+            v
+        })
+    }
+
+    /// Answers a job request of the control socket.
+    pub fn handle(&mut self, req: &Request, now: u64) -> Reply {
+        match self.try_handle(req, now) {
+            Ok(v) => Reply::ok(v),
+            Err(e) => Reply::err(e),
+        }
+    }
+
+    fn try_handle(&mut self, req: &Request, now: u64) -> Result<serde_json::Value, String> {
+        let store_err = |e: StoreError| format!("the journal refused the change: {e}");
+        match req {
+            Request::Submit { definition, hold } => {
+                let spec = file::parse(definition, now)?;
+                let id = self.store.read(|c| c.next_job_id());
+                let first = if *hold {
+                    Change { state: JobState::Hold, run_at: None, message: "submitted held".into() }
+                } else {
+                    let t = spec.schedule.next_from(now).unwrap_or(now);
+                    Change {
+                        state: JobState::Ready,
+                        run_at: Some(t),
+                        message: format!("submitted; due {}", calendar::format(t)),
+                    }
+                };
+                let saved = JobSaved { job: id, name: spec.name.clone(), definition: definition.clone() };
+                self.store.commit(&[Record::from(saved), change(id, now, first)]).map_err(store_err)?;
+                self.tick(now).map_err(store_err)?;
+                Ok(json!({"job": id, "name": spec.name}))
+            }
+            Request::Modify { job, definition } => {
+                let j = self.job(*job)?;
+                if j.state() == JobState::Active {
+                    return Err(format!("job {job} is running: cancel it or wait before changing it"));
+                }
+                let spec = file::parse(definition, now)?;
+                let mut recs = vec![Record::from(JobSaved {
+                    job: *job,
+                    name: spec.name.clone(),
+                    definition: definition.clone(),
+                })];
+                if j.state() == JobState::Ready {
+                    let t = spec.schedule.next_from(now).unwrap_or(now);
+                    recs.push(change(
+                        *job,
+                        now,
+                        Change {
+                            state: JobState::Ready,
+                            run_at: Some(t),
+                            message: format!("modified; due {}", calendar::format(t)),
+                        },
+                    ));
+                }
+                self.store.commit(&recs).map_err(store_err)?;
+                Ok(json!({"job": job}))
+            }
+            Request::List {} => Ok(serde_json::to_value(self.list()).unwrap_or_default()),
+            Request::Show { job } => Ok(self.show(*job)?),
+            Request::Delete { job } => {
+                if self.job(*job)?.state() == JobState::Active {
+                    return Err(format!("job {job} is running: cancel it first"));
+                }
+                self.store.commit(&[Record::from(JobDeleted { job: *job })]).map_err(store_err)?;
+                Ok(json!({"job": job, "deleted": true}))
+            }
+            Request::Cancel { job, reschedule } if self.running.as_ref().is_some_and(|r| r.job == *job) => {
+                let r = self.running.as_mut().expect("checked above");
+                r.stop = Some(Stop::Person { reschedule: *reschedule });
+                r.cancel.cancel();
+                Ok(
+                    json!({"job": job, "cancelling": true, "note": "every sub-job stops; what was read is written and closed"}),
+                )
+            }
+            Request::Hold { job } => self.ask(*job, &Ask::Hold, now),
+            Request::Release { job } => self.ask(*job, &Ask::Release, now),
+            Request::Run { job } => self.ask(*job, &Ask::Run, now),
+            Request::Resubmit { job } => self.ask(*job, &Ask::Resubmit, now),
+            Request::Reschedule { job, at } => self.ask(*job, &Ask::Reschedule(at), now),
+            Request::Cancel { job, reschedule } => {
+                self.ask(*job, &Ask::Cancel { reschedule: *reschedule }, now)
+            }
+            Request::Log { job, level, limit } => {
+                let limit = (*limit).clamp(1, 1000) as usize;
+                let v: Vec<LogEntry> = self.store.read(|c| {
+                    let mut v: Vec<LogEntry> = c
+                        .log()
+                        .rev()
+                        .filter(|e| job.is_none_or(|j| e.job == Some(j)) && e.level <= *level)
+                        .take(limit)
+                        .cloned()
+                        .collect();
+                    v.reverse();
+                    v
+                });
+                Ok(serde_json::to_value(v).unwrap_or_default())
+            }
+            Request::Status {} | Request::Media { .. } => Err("not a job request".into()),
+        }
+    }
+
+    fn ask(&mut self, id: u64, ask: &Ask<'_>, now: u64) -> Result<serde_json::Value, String> {
+        let job = self.job(id)?;
+        if job.state() == JobState::Active {
+            return Err(format!("job {id} is running: only cancel applies"));
+        }
+        let changes = queue::on_ask(job.state(), ask, &schedule_of(&job, now), now)?;
+        let recs: Vec<Record> = changes.into_iter().map(|c| change(id, now, c)).collect();
+        self.store.commit(&recs).map_err(|e| format!("the journal refused the change: {e}"))?;
+        self.tick(now).map_err(|e| format!("the journal refused the change: {e}"))?;
+        let j = self.job(id)?;
+        Ok(serde_json::to_value(line(&j)).unwrap_or_default())
+    }
+
+    fn job(&self, id: u64) -> Result<Job, String> {
+        self.store
+            .read(|c| c.job(id).cloned())
+            .ok_or_else(|| format!("no job {id}: `coffer job list` shows the jobs"))
+    }
+
+    fn show(&self, id: u64) -> Result<serde_json::Value, String> {
+        let j = self.job(id)?;
+        let log: Vec<LogEntry> =
+            self.store.read(|c| c.log().filter(|e| e.job == Some(id)).cloned().collect());
+        let log = &log[log.len().saturating_sub(100)..];
+        let history: Vec<_> = j
+            .history()
+            .map(|h| json!({"state": h.state, "at": h.at, "message": h.message, "run_at": h.run_at}))
+            .collect();
+        let mut v = serde_json::to_value(line(&j)).unwrap_or_default();
+        v["definition"] = j.definition().into();
+        v["history"] = history.into();
+        v["log"] = serde_json::to_value(log).unwrap_or_default();
+        Ok(v)
+    }
+}
+
+/// A job, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobLine {
+    /// Id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// State.
+    pub state: JobState,
+    /// When it is next due.
+    pub next_run: Option<u64>,
+    /// The last state change's message.
+    pub last: String,
+    /// It recurs.
+    pub recurring: bool,
+}
+
+fn line(j: &Job) -> JobLine {
+    let last = j.history().next_back();
+    JobLine {
+        id: j.id(),
+        name: j.name().to_owned(),
+        state: j.state(),
+        next_run: last.and_then(|h| h.run_at),
+        last: last.map_or(String::new(), |h| h.message.clone()),
+        recurring: spec_of(j, 0).is_ok_and(|s| s.schedule.recurring()),
+    }
+}
+
+/// The job's definition, with `now` for its relative times.
+fn spec_of(j: &Job, now: u64) -> Result<JobSpec, String> {
+    file::parse(j.definition(), now)
+}
+
+/// The job's schedule, relative times counted from `anchor` (the run it follows).
+fn schedule_of(j: &Job, anchor: u64) -> Schedule {
+    spec_of(j, anchor).map_or(Schedule { start: anchor, every: None, except: Vec::new() }, |s| s.schedule)
+}
+
+fn change(job: u64, now: u64, c: Change) -> Record {
+    let message: String = c.message.chars().take(crate::catalog::MAX_MESSAGE_LEN / 4).collect();
+    Record::from(JobStateChanged { job, state: c.state, at: now, message, run_at: c.run_at })
+}
+
+fn log(at: u64, level: LogLevel, job: Option<u64>, message: String) -> Record {
+    Record::from(LogEntry { at, level, job, message })
+}
