@@ -16,14 +16,14 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub enum ClientError {
     /// No service listens on the socket.
     #[error(
-        "no coffer service answers on {path}: {source} (start it with `systemctl start coffer` or \
+        "no coffer service answers on {path}: {error} (start it with `systemctl start coffer` or \
          `coffer serve`, and check --state)"
     )]
     NotRunning {
         /// The socket.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not repeated as a cause).
+        error: std::io::Error,
     },
     /// The conversation broke off.
     #[error("the control socket {path} failed: {source}")]
@@ -51,7 +51,7 @@ impl Client {
     pub fn connect(state: &Path) -> Result<Client, ClientError> {
         let path = state.join(SOCKET_NAME);
         let stream = UnixStream::connect(&path)
-            .map_err(|source| ClientError::NotRunning { path: path.clone(), source })?;
+            .map_err(|error| ClientError::NotRunning { path: path.clone(), error })?;
         let io = |source| ClientError::Io { path: path.clone(), source };
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;

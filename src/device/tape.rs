@@ -155,10 +155,12 @@ impl TapeTarget {
         }
     }
 
-    /// Bytes kept free at the end of a cartridge by our own reckoning (for drives that give
-    /// no early warning): two blocks (the staged tail of a part and its padding are counted as used already).
+    /// Bytes kept free at the end of a cartridge by our own reckoning: one whole batch, which
+    /// may be in flight when early warning comes (a drive whose early-warning zone is smaller
+    /// than a batch, or that gives none, would otherwise refuse the batch at the physical
+    /// end), and two blocks for the part's tail and padding.
     fn reserve(&self, block: usize) -> u64 {
-        (2 * block) as u64
+        ((BATCH_BLOCKS + 2) * block) as u64
     }
 
     /// Turns a drive error into a device error, taking the drive offline or the cartridge
