@@ -40,6 +40,9 @@ pub struct BackupArgs {
     /// Do not cross into other file systems below a source directory.
     #[arg(long)]
     pub one_file_system: bool,
+    /// Store the data as read, without LZ4 (for data known not to compress).
+    #[arg(long)]
+    pub no_compression: bool,
     /// Land the session on this fast target (nvram:PATH) first, then drain it to the --to
     /// target.
     #[arg(long, value_name = "STAGE")]
@@ -102,6 +105,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         unit: if a.unit == 0 { DEFAULT_UNIT } else { a.unit },
         job: 0,
         one_file_system: a.one_file_system,
+        compress: !a.no_compression,
         cancel: Cancel::default(),
     };
     let writing: Vec<TargetSpec> = match &stage {

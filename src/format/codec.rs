@@ -94,8 +94,22 @@ pub fn encode_data(
     last: bool,
     out: &mut [u8],
 ) -> Result<(usize, DataEncoding), FormatError> {
+    encode_data_as(object_id, seq, offset, raw, last, true, out)
+}
+
+/// [`encode_data`], LZ4-compressed only when `compress` (a job may turn compression off for
+/// data it knows does not compress, and save the CPU).
+pub fn encode_data_as(
+    object_id: u64,
+    seq: u64,
+    offset: u64,
+    raw: &[u8],
+    last: bool,
+    compress: bool,
+    out: &mut [u8],
+) -> Result<(usize, DataEncoding), FormatError> {
     let flags = if last { Flags::LAST } else { Flags::default() };
-    encode_bytes(Kind::Data, flags, object_id, seq, offset, raw, out)
+    encode_bytes(Kind::Data, flags, object_id, seq, offset, raw, compress, out)
 }
 
 /// Encodes a pack (built by [`PackBuilder`]) whose first object is `first_object_id`.
@@ -105,7 +119,18 @@ pub fn encode_pack(
     raw: &[u8],
     out: &mut [u8],
 ) -> Result<(usize, DataEncoding), FormatError> {
-    encode_bytes(Kind::Pack, Flags::default(), first_object_id, seq, 0, raw, out)
+    encode_pack_as(first_object_id, seq, raw, true, out)
+}
+
+/// [`encode_pack`], LZ4-compressed only when `compress`.
+pub fn encode_pack_as(
+    first_object_id: u64,
+    seq: u64,
+    raw: &[u8],
+    compress: bool,
+    out: &mut [u8],
+) -> Result<(usize, DataEncoding), FormatError> {
+    encode_bytes(Kind::Pack, Flags::default(), first_object_id, seq, 0, raw, compress, out)
 }
 
 /// Encodes an index record, LZ4-compressed when that shrinks it. `out` must hold
@@ -117,9 +142,11 @@ pub fn encode_index(seq: u64, index: &Index, out: &mut [u8]) -> Result<usize, Fo
     if plain.len() > MAX_INDEX_LEN {
         return Err(FormatError::Refused { what: "index record over its limit: split it" });
     }
-    encode_bytes(Kind::Index, Flags::default(), 0, seq, 0, &plain, out).map(|(n, _)| n)
+    encode_bytes(Kind::Index, Flags::default(), 0, seq, 0, &plain, true, out).map(|(n, _)| n)
 }
 
+// The record's fields are its header's fields: a struct for them would only be unpacked here.
+#[allow(clippy::too_many_arguments)]
 fn encode_bytes(
     kind: Kind,
     flags: Flags,
@@ -127,6 +154,7 @@ fn encode_bytes(
     seq: u64,
     offset: u64,
     raw: &[u8],
+    compress: bool,
     out: &mut [u8],
 ) -> Result<(usize, DataEncoding), FormatError> {
     if raw.is_empty() || raw.len() > kind.max_raw_len() {
@@ -137,8 +165,12 @@ fn encode_bytes(
         return Err(FormatError::BufferTooSmall { need, have: out.len() });
     }
     let (head, rest) = out.split_at_mut(HEADER_LEN);
-    let compressed = lz4_flex::block::compress_into(raw, &mut rest[..need - HEADER_LEN])
-        .expect("output sized for LZ4's worst case");
+    let compressed = if compress {
+        lz4_flex::block::compress_into(raw, &mut rest[..need - HEADER_LEN])
+            .expect("output sized for LZ4's worst case")
+    } else {
+        usize::MAX
+    };
     let (stored, enc) = if compressed < raw.len() {
         (compressed, DataEncoding::Lz4)
     } else {

@@ -78,8 +78,8 @@ pub mod records;
 mod stream;
 
 pub use codec::{
-    Body, DataEncoding, PackBuilder, PackEntries, Record, decode_record, encode_data, encode_index,
-    encode_meta, encode_pack, unpack,
+    Body, DataEncoding, PackBuilder, PackEntries, Record, decode_record, encode_data, encode_data_as,
+    encode_index, encode_meta, encode_pack, encode_pack_as, unpack,
 };
 pub use error::FormatError;
 pub use header::{Flags, HEADER_LEN, Header, Kind, MAGIC};

@@ -255,6 +255,13 @@ fn incompressible_data_is_stored_raw_and_compressible_shrinks() {
     let Body::Data(p) = rec.body else { panic!() };
     let mut scratch = vec![0u8; text.len()];
     assert_eq!(unpack(&rec.header, p, &mut scratch, 0).unwrap(), &text[..]);
+
+    // Compression off: the same text is stored as read, and reads back the same.
+    let (n, enc) = encode_data_as(5, 3, 0, &text, true, false, &mut out).unwrap();
+    assert_eq!((enc, n), (DataEncoding::Raw, HEADER_LEN + text.len()));
+    let (rec, _) = decode_record(&out[..n], 0).unwrap();
+    let Body::Data(p) = rec.body else { panic!() };
+    assert_eq!(unpack(&rec.header, p, &mut scratch, 0).unwrap(), &text[..]);
 }
 
 #[test]

@@ -127,6 +127,7 @@ impl Run {
             unit: DEFAULT_UNIT,
             job: self.job,
             one_file_system: self.spec.one_file_system,
+            compress: self.spec.compression,
             cancel: self.cancel.clone(),
         };
         self.live.streams.store(targets.len() as u64, Ordering::Relaxed);

@@ -51,6 +51,8 @@ pub struct BackupRequest {
     pub job: u64,
     /// Stay on the file system of each tree's root.
     pub one_file_system: bool,
+    /// Compress the data (LZ4); off stores it as read.
+    pub compress: bool,
     /// Cancels the job (and every sub-job of a multistream one).
     pub cancel: Cancel,
 }
@@ -143,8 +145,15 @@ pub fn run(
     let sources = req.sources.clone();
     let opts = WalkOptions { one_file_system: req.one_file_system };
     let cancel = req.cancel.clone();
-    let stream =
-        StreamJob::start(req.unit, target, info, event_tx, progress.clone(), &req.cancel, move |reader| {
+    let stream = StreamJob::start(
+        req.unit,
+        req.compress,
+        target,
+        info,
+        event_tx,
+        progress.clone(),
+        &req.cancel,
+        move |reader| {
             reader.cancel = cancel.clone();
             for s in &sources {
                 if cancel.is_cancelled() {
@@ -156,7 +165,8 @@ pub fn run(
                 }
             }
             Ok(())
-        });
+        },
+    );
     let control = control_loop(store, session, &events, &progress, &mut on_progress, None);
     let (written, read) = stream.join();
     let (objects, stored_raw, stored) = control?.totals;
@@ -259,6 +269,7 @@ impl StreamJob {
     /// Starts the threads; `feed` runs on the reader thread and adds the stream's objects.
     pub(super) fn start(
         unit: usize,
+        compress: bool,
         target: Box<dyn Target>,
         info: SessionInfo,
         events: Events,
@@ -285,7 +296,7 @@ impl StreamJob {
                     .spawn(move || {
                         // Unpinned is slower, not wrong: carry on if the kernel refuses.
                         let _ = pin_current_thread(core);
-                        compress::run(urx, etx, rp, op)
+                        compress::run(urx, etx, rp, op, compress)
                     })
                     .expect("spawn compressor"),
             );

@@ -4,23 +4,24 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::pool::Pool;
 use super::{Encoded, EncodedBytes, Unit, Work};
-use crate::format::{encode_data, encode_pack};
+use crate::format::{encode_data_as, encode_pack_as};
 
 /// Encodes units from `input` into buffers from `out_pool` and passes them on in order;
-/// returns raw buffers to `raw_pool`. Ends when `input` closes or `output` does.
-pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_pool: Pool) {
+/// returns raw buffers to `raw_pool`. Ends when `input` closes or `output` does. Without
+/// `compress`, data is stored as read (framed and checksummed all the same).
+pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_pool: Pool, compress: bool) {
     for unit in input {
         let encoded = match unit.work {
             Work::Data { object, offset, last, buf, len } => {
                 let mut out = out_pool.take();
-                let (n, _) = encode_data(object, unit.seq, offset, &buf[..len], last, &mut out)
+                let (n, _) = encode_data_as(object, unit.seq, offset, &buf[..len], last, compress, &mut out)
                     .expect("units are within the record limits and buffers sized for them");
                 raw_pool.give(buf);
                 Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw: len as u64 }
             }
             Work::Pack { first, buf, len } => {
                 let mut out = out_pool.take();
-                let (n, _) = encode_pack(first, unit.seq, &buf[..len], &mut out)
+                let (n, _) = encode_pack_as(first, unit.seq, &buf[..len], compress, &mut out)
                     .expect("packs are within the record limits and buffers sized for them");
                 raw_pool.give(buf);
                 let raw = match &unit.track {

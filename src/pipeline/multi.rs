@@ -198,6 +198,7 @@ pub fn run(
         };
         jobs.push(StreamJob::start(
             req.unit,
+            req.compress,
             target,
             info,
             event_tx.clone(),
