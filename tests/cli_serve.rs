@@ -52,9 +52,15 @@ fn the_service_notifies_systemd_serves_status_and_stops_cleanly() {
     let mut child = cmd.spawn().unwrap();
 
     let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).expect("READY=1 arrives on the notify socket");
-    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    // STATUS= messages (replaying the journal, reading the inventory) come first.
+    loop {
+        let n = sock.recv(&mut buf).expect("READY=1 arrives on the notify socket");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.lines().any(|l| l == "READY=1") {
+            break;
+        }
+        assert!(msg.starts_with("STATUS="), "{msg}");
+    }
 
     let t0 = Instant::now();
     let health = loop {

@@ -277,12 +277,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether the data plane is healthy: no job runs, or the running one moved within the
-    /// stall limit.
-    pub fn healthy(&self, now: u64) -> bool {
-        self.running.as_ref().is_none_or(|r| {
-            now.saturating_sub(r.live.beat.load(std::sync::atomic::Ordering::Relaxed)) <= self.stall_secs
-        })
+    /// The running job and for how long it has made no progress, when that is over the stall
+    /// limit: the data plane is stalled.
+    pub fn stalled(&self, now: u64) -> Option<(u64, u64)> {
+        let r = self.running.as_ref()?;
+        let quiet = now.saturating_sub(r.live.beat.load(std::sync::atomic::Ordering::Relaxed));
+        (quiet > self.stall_secs).then_some((r.job, quiet))
     }
 
     /// The running job's counters.

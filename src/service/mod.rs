@@ -10,6 +10,7 @@
 pub mod control;
 pub mod engine;
 pub mod http;
+pub mod notify;
 pub mod status;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ use crate::device::TargetSpec;
 use crate::journal::Mode;
 use crate::store::{SharedStore, Store};
 use engine::Engine;
+use notify::Note;
 use status::{SessionLine, Snapshot};
 
 /// How often the snapshot the endpoint shows is refreshed from the catalog.
@@ -30,12 +32,12 @@ const REFRESH: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The runtime or a socket could not be set up.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What was being set up.
         what: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not repeated as a cause).
+        error: std::io::Error,
     },
     /// The board is unusable.
     #[error(transparent)]
@@ -49,7 +51,7 @@ pub enum ServeError {
 pub fn serve(board: Board, state: &Path) -> Result<(), ServeError> {
     let io = |what: &str| {
         let what = what.to_owned();
-        move |source| ServeError::Io { what, source }
+        move |source| ServeError::Io { what, error: source }
     };
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("tokio runtime"))?;
@@ -58,7 +60,8 @@ pub fn serve(board: Board, state: &Path) -> Result<(), ServeError> {
 
 async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
     let started = Instant::now();
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("replaying the journal")]);
+    let notifier = notify::Notifier::start();
+    notifier.send(Note::Status("replaying the journal".into()));
     let (store, healthy, activity) = match Store::open(state, Mode::Write) {
         Ok((s, _)) => (Some(s), true, "idle".to_owned()),
         Err(e) => {
@@ -74,13 +77,12 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
     if let Some(s) = &store {
         crate::library::learn_catalog(s.lock().catalog());
     }
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("reading the device inventory")]);
+    notifier.send(Note::Status("reading the device inventory".into()));
     let inventory_problems = inventory(&board).await;
     let devices = device_lines(&board);
     let snap = Arc::new(Mutex::new(Snapshot {
         board: board.name.clone(),
         healthy: healthy && inventory_problems.is_empty(),
-        activity: if inventory_problems.is_empty() { activity } else { inventory_problems.join("; ") },
         devices,
         ..Snapshot::default()
     }));
@@ -93,19 +95,26 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
         }
         _ => None,
     };
-    refresh(&snap, store.as_ref(), engine.as_deref(), started);
+    // Why the service is not healthy, apart from a stalled job: set at start, or when the
+    // queue cannot journal.
+    let mut problem = match (healthy, inventory_problems.is_empty()) {
+        (false, _) => Some(activity),
+        (true, false) => Some(inventory_problems.join("; ")),
+        (true, true) => None,
+    };
+    refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started);
     if let Some(st) = &board.status {
         let addr = st.addr()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| ServeError::Io { what: format!("status endpoint on {addr}"), source })?;
+            .map_err(|source| ServeError::Io { what: format!("status endpoint on {addr}"), error: source })?;
         tokio::spawn(http::serve(listener, snap.clone(), st.token.clone()));
     }
     let mut socket = None;
     if let Some(engine) = &engine {
         let (listener, path) = control::bind(state).map_err(|source| ServeError::Io {
             what: format!("control socket in {}", state.display()),
-            source,
+            error: source,
         })?;
         let shared = control::Shared {
             engine: engine.clone(),
@@ -116,11 +125,11 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
         socket = Some(path);
     }
     let status = snap.lock().expect("snapshot lock").activity.clone();
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    notifier.send(Note::Ready(status.clone()));
     let watchdog = sd_notify::watchdog_enabled();
     let ping_every = watchdog.map_or(Duration::from_secs(3600), |w| (w / 2).max(Duration::from_millis(100)));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|source| ServeError::Io { what: "SIGTERM handler".into(), source })?;
+        .map_err(|source| ServeError::Io { what: "SIGTERM handler".into(), error: source })?;
     let mut refresh_tick = tokio::time::interval(REFRESH);
     let mut scan = tokio::time::interval(Duration::from_secs(board.jobs.scan_seconds));
     let mut ping = tokio::time::interval(ping_every);
@@ -134,33 +143,30 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
                     && let Err(err) = lock(e).tick(crate::clock::unix_now())
                 {
                     tracing::error!(target: "service", "the job queue cannot journal: {err}");
-                    snap.lock().expect("snapshot lock").healthy = false;
+                    problem = Some(format!("the job queue cannot journal: {err}"));
                 }
             }
             _ = refresh_tick.tick() => {
-                refresh(&snap, store.as_ref(), engine.as_deref(), started);
+                refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started);
                 let now = snap.lock().expect("snapshot lock").activity.clone();
                 if now != last_status {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&now)]);
+                    notifier.send(Note::Status(now.clone()));
                     last_status = now;
                 }
             }
             _ = ping.tick(), if watchdog.is_some() => {
                 // Only a healthy service with a data plane that moves pings: a stalled writer
                 // stops the pings and systemd restarts the service.
-                let alive = engine.as_deref().is_none_or(|e| lock(e).healthy(crate::clock::unix_now()));
-                if snap.lock().expect("snapshot lock").healthy && alive {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                let stalled = engine.as_deref().and_then(|e| lock(e).stalled(crate::clock::unix_now()));
+                if problem.is_none() && stalled.is_none() {
+                    notifier.send(Note::Watchdog);
                 } else {
                     tracing::error!(target: "service", "data plane stalled or unhealthy: withholding the watchdog ping");
                 }
             }
         }
     }
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Stopping,
-        sd_notify::NotifyState::Status("stopping: closing the running job's session"),
-    ]);
+    notifier.send(Note::Stopping("stopping: closing the running job's session".into()));
     if let Some(e) = &engine {
         lock(e).shutdown();
         let e = e.clone();
@@ -175,6 +181,7 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
     if let Some(p) = socket {
         let _ = std::fs::remove_file(p);
     }
+    notifier.close();
     Ok(())
 }
 
@@ -223,21 +230,28 @@ fn refresh(
     snap: &Mutex<Snapshot>,
     store: Option<&SharedStore>,
     engine: Option<&Mutex<Engine>>,
+    problem: Option<&str>,
     started: Instant,
 ) {
     let now = crate::clock::unix_now();
-    let progress = engine.and_then(|e| lock(e).progress(now));
+    let (progress, stalled) = engine.map_or((None, None), |e| {
+        let e = lock(e);
+        (e.progress(now), e.stalled(now))
+    });
     let mut s = snap.lock().expect("snapshot lock");
     s.uptime = started.elapsed().as_secs();
-    if s.healthy {
-        s.activity = match &progress {
-            Some(p) => format!(
-                "backup: job {} ({}) session {}, {} sub-jobs, {} objects, {} bytes in",
-                p.job, p.name, p.session, p.streams, p.objects, p.bytes_in
-            ),
-            None => "idle".into(),
-        };
-    }
+    s.healthy = problem.is_none() && stalled.is_none();
+    s.activity = match (problem, stalled, &progress) {
+        (Some(p), _, _) => p.to_owned(),
+        (None, Some((job, secs)), _) => {
+            format!("STALLED: job {job} has made no progress for {secs} s (watchdog pings withheld)")
+        }
+        (None, None, Some(p)) => format!(
+            "backup: job {} ({}) session {}, {} sub-jobs, {} objects, {} bytes in",
+            p.job, p.name, p.session, p.streams, p.objects, p.bytes_in
+        ),
+        (None, None, None) => "idle".into(),
+    };
     let Some(store) = store else {
         return;
     };
