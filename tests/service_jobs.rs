@@ -227,10 +227,10 @@ fn pinged_within(sock: &UnixDatagram, window: Duration) -> bool {
     let mut buf = [0u8; 4096];
     while t0.elapsed() < window {
         sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        if let Ok(n) = sock.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "WATCHDOG=1") {
-                return true;
-            }
+        if let Ok(n) = sock.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "WATCHDOG=1")
+        {
+            return true;
         }
     }
     false

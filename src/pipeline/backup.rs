@@ -145,28 +145,19 @@ pub fn run(
     let sources = req.sources.clone();
     let opts = WalkOptions { one_file_system: req.one_file_system };
     let cancel = req.cancel.clone();
-    let stream = StreamJob::start(
-        req.unit,
-        req.compress,
-        target,
-        info,
-        event_tx,
-        progress.clone(),
-        &req.cancel,
-        move |reader| {
-            reader.cancel = cancel.clone();
-            for s in &sources {
-                if cancel.is_cancelled() {
-                    break;
-                }
-                match s {
-                    Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
-                    Source::Volume(path) => reader.add_volume(path)?,
-                }
+    let stream = StreamJob::start(req, target, info, event_tx, progress.clone(), move |reader| {
+        reader.cancel = cancel.clone();
+        for s in &sources {
+            if cancel.is_cancelled() {
+                break;
             }
-            Ok(())
-        },
-    );
+            match s {
+                Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
+                Source::Volume(path) => reader.add_volume(path)?,
+            }
+        }
+        Ok(())
+    });
     let control = control_loop(store, session, &events, &progress, &mut on_progress, None);
     let (written, read) = stream.join();
     let (objects, stored_raw, stored) = control?.totals;
@@ -266,18 +257,17 @@ pub(super) struct StreamJob {
 }
 
 impl StreamJob {
-    /// Starts the threads; `feed` runs on the reader thread and adds the stream's objects.
+    /// Starts the threads (unit size, compression and cancelling from `req`); `feed` runs on
+    /// the reader thread and adds the stream's objects.
     pub(super) fn start(
-        unit: usize,
-        compress: bool,
+        req: &BackupRequest,
         target: Box<dyn Target>,
         info: SessionInfo,
         events: Events,
         progress: Arc<Progress>,
-        cancel: &Cancel,
         feed: impl FnOnce(&mut Reader) -> Result<(), ReadError> + Send + 'static,
     ) -> StreamJob {
-        let cancel = cancel.clone();
+        let (unit, compress, cancel) = (req.unit, req.compress, req.cancel.clone());
         let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
         let n = cores.len().max(1);
         let raw_pool = Pool::new(n * (QUEUE_DEPTH + 2) + 3, unit);

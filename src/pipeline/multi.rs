@@ -196,16 +196,7 @@ pub fn run(
                 dealer.finish();
             })
         };
-        jobs.push(StreamJob::start(
-            req.unit,
-            req.compress,
-            target,
-            info,
-            event_tx.clone(),
-            progress.clone(),
-            &req.cancel,
-            feed,
-        ));
+        jobs.push(StreamJob::start(req, target, info, event_tx.clone(), progress.clone(), feed));
     }
     drop(event_tx);
     let control = control_loop(store, session, &events, &progress, &mut on_progress, Some(&coord));
