@@ -11,6 +11,9 @@ use super::{CartridgeLine, DriveLine, JobLine, Snapshot};
 /// How often the page reloads itself.
 pub const REFRESH_SECONDS: u32 = 5;
 
+/// Characters per line of the front panel.
+const PANEL_WIDTH: usize = 20;
+
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\
 h1{font-size:1.4em;margin:0 0 .5em}h2{font-size:1.1em;margin:1.2em 0 .4em}\
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.2em .6em;text-align:left}\
@@ -142,7 +145,9 @@ pub fn page(s: &Snapshot) -> String {
         format!("session {}: {}, {} objects, {}", l.id, esc(&l.status), l.objects, bytes(l.bytes))
     });
     let devices: String = s.devices.iter().map(|d| format!("<li>{}</li>", esc(d))).collect();
-    let panel = format!("{}\n{}", esc(&s.panel[0]), esc(&s.panel[1]));
+    // Padded to the panel's width, so the box keeps its shape when the lines are short or empty.
+    let line = |l: &str| esc(&format!("{l:<PANEL_WIDTH$}"));
+    let panel = format!("{}\n{}", line(&s.panel[0]), line(&s.panel[1]));
     let jobs = table(
         "jobs",
         &["id", "name", "state", "next run", "progress", "last message"],
@@ -244,6 +249,7 @@ mod tests {
         assert!(element(&p, "jobs").contains("no jobs"));
         assert!(element(&p, "drives").contains("no drives"));
         assert!(element(&p, "cartridges").contains("no cartridges"));
+        assert_eq!(element(&p, "panel"), format!("<pre id=\"panel\">{0}\n{0}", " ".repeat(PANEL_WIDTH)));
         assert!(element(&p, "latest").contains("none yet"));
     }
 
