@@ -28,12 +28,15 @@ pub async fn serve(listener: tokio::net::TcpListener, snap: Arc<Mutex<Snapshot>>
                 let s = snap.lock().expect("snapshot lock").clone();
                 let auth = req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
                 let a = respond(req.method().as_str(), req.uri().path(), auth.as_deref(), &token, &s);
-                let resp = Response::builder()
+                let mut resp = Response::builder()
                     .status(a.status)
                     .header(hyper::header::CONTENT_TYPE, a.content_type)
-                    .header(hyper::header::CACHE_CONTROL, "no-store")
-                    .body(Full::new(Bytes::from(a.body)))
-                    .expect("a response from fixed parts builds");
+                    .header(hyper::header::CACHE_CONTROL, "no-store");
+                if let Some(challenge) = a.www_authenticate {
+                    resp = resp.header(hyper::header::WWW_AUTHENTICATE, challenge);
+                }
+                let resp =
+                    resp.body(Full::new(Bytes::from(a.body))).expect("a response from fixed parts builds");
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new()

@@ -255,6 +255,51 @@ pub fn strings(v: &Value) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// A TCP port on 127.0.0.1 that was free when asked (the test binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An HTTP answer as [`http_get`] reads it.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub code: u16,
+    /// Header fields, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// Body (the server sends a Content-Length body and closes).
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of the first header field named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 GET on 127.0.0.1:`port` with an `Authorization` header if given; `None` when
+/// nothing answers (yet).
+pub fn http_get(port: u16, path: &str, authorization: Option<&str>) -> Option<HttpAnswer> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let code = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some(HttpAnswer { code, headers, body: body.to_owned() })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Data and trees
 
 /// `len` pseudo-random bytes (incompressible), the same for the same seed.
