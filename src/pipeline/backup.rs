@@ -15,8 +15,8 @@ use super::reader::{ReadError, Reader};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
-    MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionMode, SessionPart,
-    SessionPruned, SessionStarted, StreamCut,
+    MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionKind, SessionMode,
+    SessionPart, SessionPruned, SessionStarted, StreamCut,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -220,6 +220,8 @@ pub(super) fn start_session(
         started,
         streams,
         mode,
+        kind: SessionKind::Full,
+        source_key: [0; 32],
     })])?;
     Ok((session, info))
 }
