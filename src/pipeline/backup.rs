@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
 
 use super::affinity::{allowed_cores, pin_current_thread};
+use super::baseline::{Incremental, IncrementalError, SourceKey, Unchanged};
 use super::coord::Coordinator;
 use super::pool::Pool;
 use super::reader::{ReadError, Reader};
@@ -53,6 +54,11 @@ pub struct BackupRequest {
     pub one_file_system: bool,
     /// Cancels the job (and every sub-job of a multistream one).
     pub cancel: Cancel,
+    /// Which roots the sources are, recorded so that a later incremental backup finds this one.
+    pub source_key: SourceKey,
+    /// Back up only regular files new or changed since this baseline (and every other object);
+    /// `None`: a full backup.
+    pub incremental: Option<Incremental>,
 }
 
 impl BackupRequest {
@@ -88,6 +94,8 @@ pub struct BackupSummary {
     pub streams: Vec<StreamSummary>,
     /// What moved off failed devices to the others.
     pub moved: Vec<crate::plan::Moved>,
+    /// Regular files an incremental backup left out as unchanged.
+    pub unchanged: Unchanged,
 }
 
 /// How one stream of a multistream session went.
@@ -120,6 +128,9 @@ pub enum BackupError {
     /// The job cannot be spread over the targets (no room, bad device list).
     #[error("cannot plan the job over the targets: {0}")]
     Plan(crate::plan::PlanError),
+    /// The sources cannot be backed up incrementally.
+    #[error(transparent)]
+    Incremental(#[from] IncrementalError),
 }
 
 /// Runs a backup of `req` to `targets`, journaling into `store`: one stream to a single
@@ -132,6 +143,9 @@ pub fn run(
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<BackupSummary, BackupError> {
     assert!(!targets.is_empty(), "a backup needs a target");
+    if req.incremental.is_some() {
+        super::baseline::check_sources(&req.sources)?;
+    }
     if targets.len() > 1 {
         return super::multi::run(req, targets, store, on_progress);
     }
@@ -143,9 +157,11 @@ pub fn run(
     let sources = req.sources.clone();
     let opts = WalkOptions { one_file_system: req.one_file_system };
     let cancel = req.cancel.clone();
+    let incremental = req.incremental.clone();
     let stream =
         StreamJob::start(req.unit, target, info, event_tx, progress.clone(), &req.cancel, move |reader| {
             reader.cancel = cancel.clone();
+            reader.incremental = incremental;
             for s in &sources {
                 if cancel.is_cancelled() {
                     break;
@@ -182,6 +198,7 @@ pub fn run(
         error,
         streams: Vec::new(),
         moved: Vec::new(),
+        unchanged: req.incremental.as_ref().map(Incremental::unchanged).unwrap_or_default(),
     };
     finish_session(store, summary, stored_raw, stored, t0)
 }
@@ -220,8 +237,11 @@ pub(super) fn start_session(
         started,
         streams,
         mode,
-        kind: SessionKind::Full,
-        source_key: [0; 32],
+        kind: req
+            .incremental
+            .as_ref()
+            .map_or(SessionKind::Full, |i| SessionKind::Incremental { base: i.base() }),
+        source_key: req.source_key.0,
     })])?;
     Ok((session, info))
 }
