@@ -43,6 +43,7 @@
 //! the state (an object of an unknown session, say) is refused by `apply` with an error naming
 //! both; the caller decides whether that stops replay.
 
+mod old;
 mod record;
 mod state;
 #[cfg(test)]
@@ -53,8 +54,8 @@ mod tests;
 pub use record::{
     FIRST_KIND, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel,
     MAX_DEFINITION_LEN, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MediumAdded, MediumKind, MediumRemoved,
-    MediumState, MediumUpdated, ObjectStored, PartMoved, Record, RecordBody, SessionFinished, SessionMode,
-    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
+    MediumState, MediumUpdated, ObjectStored, PartMoved, Record, RecordBody, SessionFinished, SessionKind,
+    SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
 };
 pub use state::{Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 

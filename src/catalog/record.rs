@@ -5,7 +5,7 @@
 //! | 16   | `MediumAdded`     | 1       |
 //! | 17   | `MediumUpdated`   | 1       |
 //! | 18   | `MediumRemoved`   | 1       |
-//! | 32   | `SessionStarted`  | 1       |
+//! | 32   | `SessionStarted`  | 2       |
 //! | 33   | `SessionPart`     | 1       |
 //! | 34   | `ObjectStored`    | 1       |
 //! | 35   | `SessionFinished` | 1       |
@@ -20,11 +20,15 @@
 //!
 //! Kinds are grouped by subsystem, with room in each group. A kind number is never reused;
 //! changing a struct (or an enum it holds) bumps its version, and [`Record::decode`] keeps an
-//! arm that reads the old version and upgrades it.
+//! arm that reads the old version and upgrades it (the old structs live in `old.rs`).
+//!
+//! History: `SessionStarted` version 2 added `kind` (full, or incremental on a base session)
+//! and `source_key`; version 1 records read as full sessions without a key.
 
 use serde::{Deserialize, Serialize};
 
 use super::CatalogError;
+use super::old;
 use crate::format::MAX_PATH_LEN;
 use crate::format::records::{
     MAX_BARCODE_LEN, MAX_BLOCK_SIZE, MAX_NAME_LEN, MIN_BLOCK_SIZE, ObjectKind, SessionStatus,
@@ -88,6 +92,21 @@ pub enum SessionMode {
     Files,
     /// A raw volume, block by block.
     Volume,
+}
+
+/// Whether a session holds its whole source or only what changed since an earlier one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionKind {
+    /// Every object of the source.
+    #[default]
+    Full,
+    /// The objects of the source that are new or changed since session `base` (of the same
+    /// source key), plus every directory, link and special file: the tree's shape. Restoring
+    /// it takes the chain of bases down to a full session.
+    Incremental {
+        /// The session it builds on: complete, same source key, lower id.
+        base: u64,
+    },
 }
 
 /// Where a job is in its life.
@@ -180,6 +199,12 @@ pub struct SessionStarted {
     pub streams: u16,
     /// How the source is read.
     pub mode: SessionMode,
+    /// Full, or incremental on a base session (version 2).
+    pub kind: SessionKind,
+    /// Which sources it read, for finding the last backup of the same ones: BLAKE3 of their
+    /// sorted canonical paths (see `pipeline::baseline::SourceKey`); all zeros when unknown
+    /// (version 1 records, sessions rebuilt from media). Version 2.
+    pub source_key: [u8; 32],
 }
 
 /// A session part was opened on a medium: where a stream's bytes went.
@@ -413,9 +438,14 @@ impl RecordBody for MediumRemoved {
 
 impl RecordBody for SessionStarted {
     const KIND: u16 = 32;
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     fn validate(&self) -> Result<(), &'static str> {
         check_id(self.session, "session id must be from 1 to 2^64 - 2")?;
+        if let SessionKind::Incremental { base } = self.kind
+            && (base == 0 || base >= self.session)
+        {
+            return Err("an incremental session's base must be an earlier session");
+        }
         if !text_ok(&self.host, 0, MAX_NAME_LEN) {
             return Err("host name over 256 bytes or holding a NUL");
         }
@@ -698,7 +728,10 @@ impl Record {
             (MediumAdded::KIND, 1) => body::<MediumAdded>(payload).map_err(fail)?.into(),
             (MediumUpdated::KIND, 1) => body::<MediumUpdated>(payload).map_err(fail)?.into(),
             (MediumRemoved::KIND, 1) => body::<MediumRemoved>(payload).map_err(fail)?.into(),
-            (SessionStarted::KIND, 1) => body::<SessionStarted>(payload).map_err(fail)?.into(),
+            (SessionStarted::KIND, 1) => {
+                body::<old::SessionStartedV1>(payload).map_err(fail)?.upgrade().into()
+            }
+            (SessionStarted::KIND, 2) => body::<SessionStarted>(payload).map_err(fail)?.into(),
             (SessionPart::KIND, 1) => body::<SessionPart>(payload).map_err(fail)?.into(),
             (ObjectStored::KIND, 1) => body::<ObjectStored>(payload).map_err(fail)?.into(),
             (SessionFinished::KIND, 1) => body::<SessionFinished>(payload).map_err(fail)?.into(),
@@ -707,7 +740,7 @@ impl Record {
             (StreamCut::KIND, 1) => body::<StreamCut>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
             (JobStateChanged::KIND, 1) => {
-                take::<v1::JobStateChanged>(payload).map_err(fail)?.upgrade().into()
+                body::<v1::JobStateChanged>(payload).map_err(fail)?.upgrade().into()
             }
             (JobStateChanged::KIND, 2) => body::<JobStateChanged>(payload).map_err(fail)?.into(),
             (JobDeleted::KIND, 1) => body::<JobDeleted>(payload).map_err(fail)?.into(),
@@ -721,12 +754,7 @@ impl Record {
 }
 
 /// Decodes one struct, refusing trailing bytes.
-fn body<T: RecordBody>(payload: &[u8]) -> Result<T, String> {
-    take(payload)
-}
-
-/// Decodes one struct of any version, refusing trailing bytes.
-fn take<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, String> {
+fn body<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, String> {
     let (v, rest) = postcard::take_from_bytes::<T>(payload).map_err(|e| e.to_string())?;
     if !rest.is_empty() {
         return Err(format!("{} bytes after the payload", rest.len()));

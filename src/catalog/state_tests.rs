@@ -31,6 +31,8 @@ fn start(session: u64, streams: u16) -> Record {
         started: 1_790_000_100,
         streams,
         mode: SessionMode::Files,
+        kind: SessionKind::Full,
+        source_key: [0; 32],
     })
 }
 

@@ -76,9 +76,25 @@ fn medium_added() -> impl Strategy<Value = Record> {
 
 fn session_started() -> impl Strategy<Value = Record> {
     let fields = (id(), any::<u64>(), text(30), text(80), any::<u64>(), 1u16..);
-    (fields, select(&[SessionMode::Files, SessionMode::Volume][..])).prop_map(
-        |((session, job, host, source, started, streams), mode)| {
-            Record::SessionStarted(SessionStarted { session, job, host, source, started, streams, mode })
+    let lineage = (any::<Option<u64>>(), any::<[u8; 32]>());
+    (fields, select(&[SessionMode::Files, SessionMode::Volume][..]), lineage).prop_map(
+        |((session, job, host, source, started, streams), mode, (base, source_key))| {
+            // A base is an earlier session: reduce any number below the session's id.
+            let kind = match base {
+                Some(b) if session > 1 => SessionKind::Incremental { base: 1 + b % (session - 1) },
+                _ => SessionKind::Full,
+            };
+            Record::SessionStarted(SessionStarted {
+                session,
+                job,
+                host,
+                source,
+                started,
+                streams,
+                mode,
+                kind,
+                source_key,
+            })
         },
     )
 }
@@ -209,6 +225,8 @@ fn largest_records() -> Vec<Record> {
             started: big,
             streams: u16::MAX,
             mode: SessionMode::Volume,
+            kind: SessionKind::Incremental { base: big - 1 },
+            source_key: [0xff; 32],
         }),
         Record::ObjectStored(ObjectStored { session: big, object }),
         Record::JobSaved(JobSaved {
@@ -233,7 +251,7 @@ fn kinds_and_versions_are_stable() {
         (16, 1, "MediumAdded"),
         (17, 1, "MediumUpdated"),
         (18, 1, "MediumRemoved"),
-        (32, 1, "SessionStarted"),
+        (32, 2, "SessionStarted"),
         (33, 1, "SessionPart"),
         (34, 1, "ObjectStored"),
         (35, 1, "SessionFinished"),
@@ -318,6 +336,66 @@ fn unknown_kinds_and_versions_name_a_newer_writer() {
     assert!(matches!(Record::decode(3, 1, &bytes), Err(CatalogError::Decode { kind: 3, .. })));
 }
 
+/// A `SessionStarted` version 1 payload, byte by byte as coffer wrote it before version 2:
+/// session 7, job 0, host "h", source "/src", started 1000, 1 stream, files.
+const SESSION_STARTED_V1: [u8; 13] = [7, 0, 1, b'h', 4, b'/', b's', b'r', b'c', 0xe8, 0x07, 1, 0];
+
+#[test]
+fn session_started_version_1_reads_as_a_full_session_without_key() {
+    let r = Record::decode(32, 1, &SESSION_STARTED_V1).unwrap();
+    let want = SessionStarted {
+        session: 7,
+        job: 0,
+        host: "h".into(),
+        source: "/src".into(),
+        started: 1000,
+        streams: 1,
+        mode: SessionMode::Files,
+        kind: SessionKind::Full,
+        source_key: [0; 32],
+    };
+    assert_eq!(r, Record::SessionStarted(want));
+    // Written again, it is version 2: the old bytes followed by the new fields.
+    assert_eq!(r.version(), 2);
+    let again = encoded(&r);
+    assert_eq!(&again[..SESSION_STARTED_V1.len()], &SESSION_STARTED_V1);
+    assert_eq!(Record::decode(32, 2, &again), Ok(r));
+    // Version 1 bytes are not a whole version 2 record, nor the other way round.
+    assert!(Record::decode(32, 2, &SESSION_STARTED_V1).is_err());
+    assert!(Record::decode(32, 1, &again).is_err());
+}
+
+#[test]
+fn session_started_version_2_keeps_kind_and_key() {
+    let s = SessionStarted {
+        session: 9,
+        job: 3,
+        host: "coffer-1".into(),
+        source: "/srv/data".into(),
+        started: 1_790_000_000,
+        streams: 2,
+        mode: SessionMode::Files,
+        kind: SessionKind::Incremental { base: 4 },
+        source_key: [0xab; 32],
+    };
+    let r = Record::SessionStarted(s.clone());
+    let bytes = encoded(&r);
+    // The new fields follow the version 1 ones: variant 1, base 4, then the 32 key bytes.
+    assert_eq!(&bytes[bytes.len() - 34..bytes.len() - 32], &[1, 4]);
+    assert_eq!(&bytes[bytes.len() - 32..], &[0xab; 32]);
+    assert_eq!(Record::decode(32, 2, &bytes), Ok(r));
+    let full = Record::SessionStarted(SessionStarted { kind: SessionKind::Full, ..s.clone() });
+    assert_eq!(Record::decode(32, 2, &encoded(&full)), Ok(full));
+    // A base must be an earlier session.
+    for base in [0, 9, 10] {
+        let bad = SessionStarted { kind: SessionKind::Incremental { base }, ..s.clone() };
+        let err = Record::SessionStarted(bad.clone()).validate();
+        assert!(matches!(err, Err(CatalogError::Invalid { record: "SessionStarted", .. })), "base {base}");
+        let err = Record::decode(32, 2, &postcard::to_allocvec(&bad).unwrap()).unwrap_err();
+        assert!(matches!(err, CatalogError::Invalid { .. }), "base {base}: {err}");
+    }
+}
+
 #[test]
 fn trailing_and_oversized_payloads_are_refused() {
     let r = Record::SessionPruned(SessionPruned { session: 7 });
@@ -367,7 +445,8 @@ proptest! {
     ) {
         if let Ok(r) = Record::decode(kind, version, &bytes) {
             prop_assert_eq!(r.validate(), Ok(()));
-            prop_assert_eq!(Record::decode(kind, version, &encoded(&r)), Ok(r));
+            // An old version comes back upgraded: it encodes as the current one.
+            prop_assert_eq!(Record::decode(kind, r.version(), &encoded(&r)), Ok(r));
         }
     }
 

@@ -1,4 +1,4 @@
-//! `coffer backup SRC... [--to TARGET]`.
+//! `coffer backup SRC... [--to TARGET] [--incremental]`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use clap::Args as ClapArgs;
 use coffer::device::{TargetSpec, open_targets};
 use coffer::format::records::SessionStatus;
 use coffer::pipeline::backup::{BackupRequest, BackupSummary, Source, run as run_backup};
+use coffer::pipeline::baseline::{Baseline, Incremental, SourceKey, check_sources};
 use coffer::pipeline::drain::DrainReport;
 use coffer::pipeline::{Cancel, DEFAULT_UNIT};
 use coffer::source::mode::{DEFAULT_FILE_THRESHOLD, RequestedMode};
@@ -51,6 +52,19 @@ pub struct BackupArgs {
     /// and write nothing.
     #[arg(long)]
     pub plan_only: bool,
+    /// Store only the regular files new or changed since the last complete backup of the same
+    /// sources (and every directory, link and special file); a full backup when there is none.
+    #[arg(long)]
+    pub incremental: bool,
+}
+
+/// Whether a backup is full or incremental, and why a requested incremental one is not.
+#[derive(Debug, Default)]
+struct Lineage {
+    /// The session an incremental backup builds on.
+    base: Option<u64>,
+    /// Why `--incremental` ran a full backup.
+    full_because: Option<String>,
 }
 
 /// `--plan-only`: the plan, for people (a line per target) or as JSON.
@@ -99,6 +113,27 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     }
     let sources = resolve_sources(&a)?;
     let description = a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+    let source_key = source_key(&a.sources)?;
+    // The catalog is needed now only to find the baseline; otherwise it is opened once the
+    // targets are (a plan needs none).
+    let mut opened = None;
+    let mut lineage = Lineage::default();
+    let incremental = if a.incremental {
+        check_sources(&sources)?;
+        let store = opened.insert(ctx.open_store()?);
+        match Baseline::find(store.catalog(), source_key) {
+            Ok(b) => {
+                lineage.base = Some(b.base());
+                Some(Incremental::new(b))
+            }
+            Err(e) => {
+                lineage.full_because = Some(e.to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
     let req = BackupRequest {
         sources,
         description,
@@ -107,6 +142,8 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         one_file_system: a.one_file_system,
         compress: !a.no_compression,
         cancel: Cancel::default(),
+        source_key,
+        incremental,
     };
     let writing: Vec<TargetSpec> = match &stage {
         Some(st) => vec![st.clone()],
@@ -124,7 +161,10 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     if a.plan_only {
         return plan_only(ctx, &req, &targets, &names);
     }
-    let mut store = ctx.open_store()?;
+    let mut store = match opened {
+        Some(s) => s,
+        None => ctx.open_store()?,
+    };
     coffer::library::learn_catalog(store.catalog());
     cancel_on_signals(&req.cancel)?;
     let interactive = ctx.interactive();
@@ -151,7 +191,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         Some(st) if summary.error.is_none() => Some(super::drain::drain_to(&mut store, st, &spec)?),
         _ => None,
     };
-    report(ctx, &names, &summary, drained.as_ref());
+    report(ctx, &names, &summary, &lineage, drained.as_ref());
     if let (Some(st), Some(d)) = (&stage, &drained)
         && !ctx.json
     {
@@ -184,12 +224,22 @@ fn cancel_on_signals(cancel: &Cancel) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The key of the sources: their canonical paths, so that a later incremental backup of the
+/// same roots, however named, finds this one.
+fn source_key(paths: &[PathBuf]) -> anyhow::Result<SourceKey> {
+    let canonical = paths
+        .iter()
+        .map(|p| std::fs::canonicalize(p).with_context(|| format!("cannot back up {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(SourceKey::of_canonical_roots(&canonical))
+}
+
 /// Chooses file or volume mode for each source and names trees when there are several.
 fn resolve_sources(a: &BackupArgs) -> anyhow::Result<Vec<Source>> {
     coffer::pipeline::sources::resolve(&a.sources, a.mode, a.file_threshold).map_err(anyhow::Error::msg)
 }
 
-fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, drained: Option<&DrainReport>) {
+fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, lineage: &Lineage, drained: Option<&DrainReport>) {
     let spec = specs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + ");
     let streams: Vec<_> = s
         .streams
@@ -208,6 +258,9 @@ fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, drained: Option<&Drain
             "problems": s.problems, "error": s.error,
             "drained": drained.map(super::drain::report_json),
             "streams": streams, "moved": s.moved, "tape": coffer::library::activity(),
+            "kind": if lineage.base.is_some() { "incremental" } else { "full" },
+            "base": lineage.base, "full_because": lineage.full_because,
+            "unchanged": {"files": s.unchanged.files, "bytes": s.unchanged.bytes},
         }));
         return;
     }
@@ -222,6 +275,15 @@ fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, drained: Option<&Drain
         human_bytes(s.bytes_stored),
         s.seconds
     );
+    match (lineage.base, &lineage.full_because) {
+        (Some(base), _) => println!(
+            "  incremental on session {base}: {} unchanged files ({}) not stored again",
+            s.unchanged.files,
+            human_bytes(s.unchanged.bytes)
+        ),
+        (None, Some(why)) => println!("  full backup: {why}"),
+        (None, None) => {}
+    }
     for t in &s.streams {
         let how = t.error.as_ref().map_or_else(String::new, |e| format!(" — FAILED: {e}"));
         println!(

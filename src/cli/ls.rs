@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
+use coffer::catalog::SessionKind;
 use serde_json::json;
 
 use super::{Ctx, human_bytes, session_arg};
@@ -24,8 +25,13 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                 .sessions()
                 .map(|s| {
                     let f = s.finish();
+                    let (kind, base) = match s.start().kind {
+                        SessionKind::Full => ("full", None),
+                        SessionKind::Incremental { base } => ("incremental", Some(base)),
+                    };
                     json!({
                         "session": s.id(), "started": s.start().started, "source": s.start().source,
+                        "kind": kind, "base": base,
                         "status": f.map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
                         "objects": s.objects().len(), "bytes_in": f.map(|f| f.raw_bytes),
                         "bytes_stored": f.map(|f| f.stored_bytes),
@@ -41,8 +47,12 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
             for s in c.sessions() {
                 let f = s.finish();
                 let status = f.map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase());
+                let kind = match s.start().kind {
+                    SessionKind::Full => String::new(),
+                    SessionKind::Incremental { base } => format!(" (incremental on {base})"),
+                };
                 println!(
-                    "{:>8}  {:<10}  {:>9}  {:>10}  {:>10}  {}",
+                    "{:>8}  {:<10}  {:>9}  {:>10}  {:>10}  {}{kind}",
                     s.id(),
                     status,
                     s.objects().len(),

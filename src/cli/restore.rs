@@ -12,7 +12,8 @@ use super::{Ctx, human_bytes, session_arg};
 /// Arguments of `coffer restore`.
 #[derive(Debug, ClapArgs)]
 pub struct RestoreArgs {
-    /// Session id, or `latest`.
+    /// Session id, or `latest`. An incremental session restores the source as it was then,
+    /// reading its chain down to the full session.
     pub session: String,
     /// Directory to restore into (created if missing).
     #[arg(long = "to", value_name = "DIR")]
@@ -66,7 +67,7 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
             "failures": r.failures, "differences": r.differences,
             "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
             "skipped_sockets": r.fs.as_ref().map(|f| f.skipped_sockets),
-            "tape": tape,
+            "sessions": r.sessions, "tape": tape,
         }));
         return;
     }
@@ -77,6 +78,10 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
         human_bytes(r.bytes),
         r.seconds
     );
+    if r.sessions.len() > 1 {
+        let list = r.sessions.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+        println!("  read from sessions {list}: the incremental session's chain, each file from the newest");
+    }
     for a in &tape {
         println!(
             "  tape: library {}: {} seeks, {} data blocks read, {} robot moves",

@@ -15,6 +15,7 @@ use crate::catalog::{LogEntry, LogLevel, Record};
 use crate::device::{TargetSpec, open_targets};
 use crate::format::records::SessionStatus;
 use crate::pipeline::backup::{BackupRequest, run as run_backup};
+use crate::pipeline::baseline::{Baseline, Incremental, SourceKey, check_sources};
 use crate::pipeline::restore::{Action, RestoreRequest};
 use crate::pipeline::{Cancel, DEFAULT_UNIT};
 use crate::source::mode::{DEFAULT_FILE_THRESHOLD, RequestedMode};
@@ -113,11 +114,23 @@ impl Run {
                 Err(e) => return Outcome::Failed(format!("cannot use target {t}: {e}")),
             }
         }
+        let canonical: Result<Vec<_>, _> = self.spec.sources.iter().map(std::fs::canonicalize).collect();
+        let source_key = match canonical {
+            Ok(c) => SourceKey::of_canonical_roots(&c),
+            Err(e) => return Outcome::Failed(format!("cannot back up the job's sources: {e}")),
+        };
+        let mut incremental = None;
         if self.spec.backup == BackupKind::Incremental {
-            self.log(
-                LogLevel::Warning,
-                "incremental backups are not built yet: running a full backup".into(),
-            );
+            if let Err(e) = check_sources(&sources) {
+                return Outcome::Failed(e.to_string());
+            }
+            match self.store.read(|c| Baseline::find(c, source_key)) {
+                Ok(b) => {
+                    self.log(LogLevel::Note, format!("incremental on session {}", b.base()));
+                    incremental = Some(Incremental::new(b));
+                }
+                Err(e) => self.log(LogLevel::Note, format!("running a full backup: {e}")),
+            }
         }
         let description =
             self.spec.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
@@ -129,6 +142,8 @@ impl Run {
             one_file_system: self.spec.one_file_system,
             compress: self.spec.compression,
             cancel: self.cancel.clone(),
+            source_key,
+            incremental,
         };
         self.live.streams.store(targets.len() as u64, Ordering::Relaxed);
         self.log(

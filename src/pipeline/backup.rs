@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
 
 use super::affinity::{allowed_cores, pin_current_thread};
+use super::baseline::{Incremental, IncrementalError, SourceKey, Unchanged};
 use super::coord::Coordinator;
 use super::pool::Pool;
 use super::reader::{ReadError, Reader};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
-    MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionMode, SessionPart,
-    SessionPruned, SessionStarted, StreamCut,
+    MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionKind, SessionMode,
+    SessionPart, SessionPruned, SessionStarted, StreamCut,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -55,6 +56,11 @@ pub struct BackupRequest {
     pub compress: bool,
     /// Cancels the job (and every sub-job of a multistream one).
     pub cancel: Cancel,
+    /// Which roots the sources are, recorded so that a later incremental backup finds this one.
+    pub source_key: SourceKey,
+    /// Back up only regular files new or changed since this baseline (and every other object);
+    /// `None`: a full backup.
+    pub incremental: Option<Incremental>,
 }
 
 impl BackupRequest {
@@ -90,6 +96,8 @@ pub struct BackupSummary {
     pub streams: Vec<StreamSummary>,
     /// What moved off failed devices to the others.
     pub moved: Vec<crate::plan::Moved>,
+    /// Regular files an incremental backup left out as unchanged.
+    pub unchanged: Unchanged,
 }
 
 /// How one stream of a multistream session went.
@@ -122,6 +130,9 @@ pub enum BackupError {
     /// The job cannot be spread over the targets (no room, bad device list).
     #[error("cannot plan the job over the targets: {0}")]
     Plan(crate::plan::PlanError),
+    /// The sources cannot be backed up incrementally.
+    #[error(transparent)]
+    Incremental(#[from] IncrementalError),
 }
 
 /// Runs a backup of `req` to `targets`, journaling into `store`: one stream to a single
@@ -134,6 +145,9 @@ pub fn run(
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<BackupSummary, BackupError> {
     assert!(!targets.is_empty(), "a backup needs a target");
+    if req.incremental.is_some() {
+        super::baseline::check_sources(&req.sources)?;
+    }
     if targets.len() > 1 {
         return super::multi::run(req, targets, store, on_progress);
     }
@@ -145,8 +159,10 @@ pub fn run(
     let sources = req.sources.clone();
     let opts = WalkOptions { one_file_system: req.one_file_system };
     let cancel = req.cancel.clone();
+    let incremental = req.incremental.clone();
     let stream = StreamJob::start(req, target, info, event_tx, progress.clone(), move |reader| {
         reader.cancel = cancel.clone();
+        reader.incremental = incremental;
         for s in &sources {
             if cancel.is_cancelled() {
                 break;
@@ -183,6 +199,7 @@ pub fn run(
         error,
         streams: Vec::new(),
         moved: Vec::new(),
+        unchanged: req.incremental.as_ref().map(Incremental::unchanged).unwrap_or_default(),
     };
     finish_session(store, summary, stored_raw, stored, t0)
 }
@@ -221,6 +238,11 @@ pub(super) fn start_session(
         started,
         streams,
         mode,
+        kind: req
+            .incremental
+            .as_ref()
+            .map_or(SessionKind::Full, |i| SessionKind::Incremental { base: i.base() }),
+        source_key: req.source_key.0,
     })])?;
     Ok((session, info))
 }

@@ -13,6 +13,7 @@
 
 pub mod affinity;
 pub mod backup;
+pub mod baseline;
 pub mod compare;
 pub mod compress;
 pub mod coord;

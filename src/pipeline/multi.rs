@@ -97,6 +97,9 @@ fn walk_all(req: &BackupRequest) -> Result<(Vec<TreeEntry>, Vec<String>), ReadEr
                             if let Some(p) = prefix {
                                 prefix_path(&mut e.meta, p);
                             }
+                            if req.incremental.as_ref().is_some_and(|i| i.skip(&e.meta)) {
+                                continue;
+                            }
                             entries.push(e);
                         }
                         Err(p) => problems.push(p.to_string()),
@@ -203,8 +206,12 @@ pub fn run(
     let ended: Vec<_> = jobs.into_iter().map(StreamJob::join).collect();
     let control = control?;
     let job = req.job_number(session);
-    summarize((session, job), &names, ended, control, &coord, planned.problems, &progress)
-        .and_then(|(summary, raw, stored)| finish_session(store, summary, raw, stored, t0))
+    summarize((session, job), &names, ended, control, &coord, planned.problems, &progress).and_then(
+        |(mut summary, raw, stored)| {
+            summary.unchanged = req.incremental.as_ref().map(|i| i.unchanged()).unwrap_or_default();
+            finish_session(store, summary, raw, stored, t0)
+        },
+    )
 }
 
 /// The session's outcome from its streams': complete when every piece found a durable home
@@ -263,6 +270,7 @@ fn summarize(
         error,
         streams,
         moved: coord.moved(),
+        unchanged: Default::default(),
     };
     Ok((summary, raw, stored))
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Sender;
 
+use super::baseline::Incremental;
 use super::fetch::{BATCH_BYTES, Deal, Dealer, FETCHERS, Fetched, fetch_loop};
 use super::pool::Pool;
 use super::{SMALL_FILE_DIVISOR, Track, Unit, Work, stored};
@@ -71,6 +72,8 @@ pub struct Reader {
     pub problems: Vec<String>,
     /// Stops reading (between files, and between units of a large one).
     pub cancel: super::Cancel,
+    /// Leaves out regular files unchanged since this baseline (an incremental backup).
+    pub incremental: Option<Incremental>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -103,6 +106,7 @@ impl Reader {
             unread: HashMap::new(),
             problems: Vec::new(),
             cancel: super::Cancel::default(),
+            incremental: None,
         })
     }
 
@@ -125,7 +129,8 @@ impl Reader {
 
     /// Adds every object under `root`; `prefix` (if any) is put before each path. A walker
     /// thread lists and stats the tree and deals batches to fetch threads that read the small
-    /// files; this thread packs them in walk order and streams the large ones.
+    /// files; this thread packs them in walk order and streams the large ones. With a baseline
+    /// ([`Reader::incremental`]), the walker leaves out unchanged regular files: never opened.
     pub fn add_tree(
         &mut self,
         root: &Path,
@@ -135,7 +140,8 @@ impl Reader {
         let walker = TreeWalker::new(root, opts)?;
         let prefix = prefix.map(<[u8]>::to_vec);
         let cancel = self.cancel.clone();
-        self.add_dealt(move |dealer| deal(walker, dealer, prefix, &cancel))
+        let incremental = self.incremental.clone();
+        self.add_dealt(move |dealer| deal(walker, dealer, prefix, incremental, &cancel))
     }
 
     /// Adds the entries that `source`, run on a thread of its own, gives the [`Dealer`] (a
@@ -479,8 +485,15 @@ impl Reader {
     }
 }
 
-/// The walker thread: lists the tree and deals its entries out in batches.
-fn deal(walker: TreeWalker, mut dealer: Dealer, prefix: Option<Vec<u8>>, cancel: &super::Cancel) {
+/// The walker thread: lists the tree and deals its entries out in batches, leaving out the
+/// regular files `incremental` finds unchanged.
+fn deal(
+    walker: TreeWalker,
+    mut dealer: Dealer,
+    prefix: Option<Vec<u8>>,
+    incremental: Option<Incremental>,
+    cancel: &super::Cancel,
+) {
     for item in walker {
         if cancel.is_cancelled() {
             break;
@@ -489,6 +502,9 @@ fn deal(walker: TreeWalker, mut dealer: Dealer, prefix: Option<Vec<u8>>, cancel:
             Ok(mut e) => {
                 if let Some(p) = &prefix {
                     prefix_path(&mut e.meta, p);
+                }
+                if incremental.as_ref().is_some_and(|i| i.skip(&e.meta)) {
+                    continue;
                 }
                 dealer.add(e)
             }

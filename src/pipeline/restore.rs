@@ -3,8 +3,15 @@
 //! thread puts objects back on a file system (restore) or checks them (verify), taking records
 //! in order. Every byte read back is checked: record CRCs, every object's length and BLAKE3,
 //! and in verify also against the catalog and, with `--compare`, against files on disk.
+//!
+//! Restoring an incremental session restores the source as it was then: every object of the
+//! session's chain is taken from the newest session that holds it ([`restore_sources`]), and
+//! the sessions are read one after the other, oldest first, into the same root — the session
+//! asked for last, so that its directories get their metadata after everything inside them is
+//! in place, and its hard links find files restored from older sessions. Verify checks the
+//! session's own objects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
@@ -16,13 +23,14 @@ use crossbeam_channel::{Receiver, Select, bounded};
 
 use super::QUEUE_DEPTH;
 use super::affinity::{allowed_cores, pin_current_thread};
+use super::baseline::{IncrementalError, restore_sources};
 use super::compare::Comparer;
 use super::pool::{Recycler, Reused};
 use super::readback::{
     Decoded, Item, PartLoc, Place, RawRecord, Span, StreamError, StreamReader, decode_loop,
 };
 use super::restore_workers::{FileJob, Workers, add_summaries};
-use crate::catalog::{Catalog, StoredObject};
+use crate::catalog::{Catalog, SessionKind, StoredObject};
 use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, SegmentHeader};
 use crate::fsrestore::{FsRestorer, RestoreError, RestoreSummary};
 use crate::uring::Ring;
@@ -73,6 +81,8 @@ pub struct RestoreReport {
     pub fs: Option<RestoreSummary>,
     /// Wall time.
     pub seconds: f64,
+    /// Sessions read, oldest first: the one asked for, or its chain's when it is incremental.
+    pub sessions: Vec<u64>,
 }
 
 /// Why a restore could not start.
@@ -100,6 +110,9 @@ pub enum PlanError {
     /// The restore root cannot be used.
     #[error(transparent)]
     Root(#[from] RestoreError),
+    /// An incremental session whose chain cannot be followed.
+    #[error(transparent)]
+    Chain(#[from] IncrementalError),
 }
 
 struct Plan {
@@ -115,8 +128,9 @@ fn is_selected(path: &[u8], sel: &[Vec<u8>]) -> bool {
     })
 }
 
-/// Works out which parts to read, from where.
-fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
+/// Works out which parts to read, from where; `only`, when given, narrows the selection to
+/// those objects.
+fn plan(catalog: &Catalog, req: &RestoreRequest, only: Option<&BTreeSet<u64>>) -> Result<Plan, PlanError> {
     let session = catalog.session(req.session).ok_or(PlanError::NoSession(req.session))?;
     let bad = |what: String| PlanError::Parts { session: req.session, what };
     let mut streams = Vec::new();
@@ -124,8 +138,10 @@ fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
         .objects()
         .iter()
         .filter(|o| req.paths.is_empty() || is_selected(&o.path, &req.paths))
+        .filter(|o| only.is_none_or(|ids| ids.contains(&o.id)))
         .collect();
-    if sel.is_empty() && !req.paths.is_empty() {
+    let whole = req.paths.is_empty() && only.is_none();
+    if sel.is_empty() && !whole {
         let paths =
             req.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>().join(", ");
         return Err(PlanError::NothingSelected { session: req.session, paths });
@@ -147,7 +163,7 @@ fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
             continue;
         }
         // A cut stream has no trailer to stop at: read what the catalog holds, object by object.
-        let spans = if req.paths.is_empty() && !session.is_cut(stream) {
+        let spans = if whole && !session.is_cut(stream) {
             vec![Span { part: 0, offset: 0, object: None }]
         } else {
             let mut spans: Vec<Span> = sel
@@ -161,14 +177,72 @@ fn plan(catalog: &Catalog, req: &RestoreRequest) -> Result<Plan, PlanError> {
         };
         streams.push((stream, locs, spans));
     }
-    let selected = (!req.paths.is_empty()).then(|| sel.iter().map(|o| o.id).collect());
+    let selected = (!whole).then(|| sel.iter().map(|o| o.id).collect());
     Ok(Plan { streams, selected })
 }
 
-/// Runs a restore or verify.
+/// Runs a restore or verify; see the module docs for incremental sessions.
 pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, PlanError> {
+    let session = catalog.session(req.session).ok_or(PlanError::NoSession(req.session))?;
+    let incremental = matches!(session.start().kind, SessionKind::Incremental { .. });
+    if incremental && matches!(req.action, Action::Restore(_)) {
+        return run_chain(catalog, req);
+    }
+    let mut report = run_session(catalog, req, None)?;
+    report.sessions = vec![req.session];
+    Ok(report)
+}
+
+/// Restores an incremental session: each session of its chain in turn, oldest first, with the
+/// objects to take from it.
+fn run_chain(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, PlanError> {
     let t0 = Instant::now();
-    let plan = plan(catalog, req)?;
+    let mut picked = Vec::new();
+    for (session, ids) in restore_sources(catalog, req.session)? {
+        let objects = catalog.objects(session).unwrap_or(&[]);
+        let ids: BTreeSet<u64> = objects
+            .iter()
+            .filter(|o| ids.contains(&o.id) && (req.paths.is_empty() || is_selected(&o.path, &req.paths)))
+            .map(|o| o.id)
+            .collect();
+        if !ids.is_empty() {
+            picked.push((session, ids));
+        }
+    }
+    if picked.is_empty() && !req.paths.is_empty() {
+        let paths =
+            req.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>().join(", ");
+        return Err(PlanError::NothingSelected { session: req.session, paths });
+    }
+    let mut total = RestoreReport::default();
+    for (session, ids) in picked {
+        let one = RestoreRequest { session, paths: Vec::new(), action: req.action.clone() };
+        let r = run_session(catalog, &one, Some(&ids))?;
+        total.objects += r.objects;
+        total.bytes += r.bytes;
+        // Object ids are the session's own: say which session a failure is about.
+        let from =
+            |f: String| if session == req.session { f } else { format!("from session {session}: {f}") };
+        total.failures.extend(r.failures.into_iter().map(from));
+        total.differences.extend(r.differences);
+        total.fs = match (total.fs, r.fs) {
+            (Some(a), Some(b)) => Some(add_summaries(a, &b)),
+            (a, b) => a.or(b),
+        };
+        total.sessions.push(session);
+    }
+    total.seconds = t0.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+/// Restores or verifies one session, or only the objects `only` names of it.
+fn run_session(
+    catalog: &Catalog,
+    req: &RestoreRequest,
+    only: Option<&BTreeSet<u64>>,
+) -> Result<RestoreReport, PlanError> {
+    let t0 = Instant::now();
+    let plan = plan(catalog, req, only)?;
     let fs = match &req.action {
         Action::Restore(root) => Some(FsRestorer::new(root)?),
         Action::Verify(_) => None,

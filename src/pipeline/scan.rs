@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use crate::catalog::{
     Catalog, MediumAdded, MediumKind, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished,
-    SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut,
+    SessionKind, SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut,
 };
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartReader};
@@ -132,6 +132,10 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
         started: h.started,
         streams: h.streams,
         mode,
+        // The media do not say whether the session was incremental: it reads as full, and
+        // without a key it never serves as a later incremental's base.
+        kind: SessionKind::Full,
+        source_key: [0; 32],
     })];
     for (&(stream, part), &(medium, position)) in &f.parts {
         recs.push(Record::from(SessionPart { session: id, stream, part, medium, position, file_number: 0 }));

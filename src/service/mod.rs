@@ -234,13 +234,31 @@ fn refresh(
     started: Instant,
 ) {
     let now = crate::clock::unix_now();
-    let (progress, stalled) = engine.map_or((None, None), |e| {
+    let (progress, stalled, jobs) = engine.map_or((None, None, Vec::new()), |e| {
         let e = lock(e);
-        (e.progress(now), e.stalled(now))
+        (e.progress(now), e.stalled(now), e.list())
     });
     let mut s = snap.lock().expect("snapshot lock");
     s.uptime = started.elapsed().as_secs();
     s.healthy = problem.is_none() && stalled.is_none();
+    s.journal.writable = engine.is_some();
+    s.jobs = jobs
+        .into_iter()
+        .map(|j| status::JobLine {
+            id: j.id,
+            name: j.name,
+            state: format!("{:?}", j.state).to_lowercase(),
+            next_run: j.next_run,
+            last: j.last,
+            progress: progress.as_ref().filter(|p| p.job == j.id).map(|p| status::JobProgress {
+                bytes_in: p.bytes_in,
+                bytes_stored: p.bytes_stored,
+                objects: p.objects,
+                session: p.session,
+                streams: p.streams as u16,
+            }),
+        })
+        .collect();
     s.activity = match (problem, stalled, &progress) {
         (Some(p), _, _) => p.to_owned(),
         (None, Some((job, secs)), _) => {

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use coffer::catalog::{
-    MediumAdded, MediumKind, ObjectStored, Record, SessionMode, SessionPart, SessionStarted, StoredObject,
+    MediumAdded, MediumKind, ObjectStored, Record, SessionKind, SessionMode, SessionPart, SessionStarted,
+    StoredObject,
 };
 use coffer::format::records::ObjectKind;
 use coffer::journal::{Journal, Mode, UringDir};
@@ -57,6 +58,8 @@ fn preamble() -> Vec<Record> {
             started: 1_790_000_000,
             streams: 1,
             mode: SessionMode::Files,
+            kind: SessionKind::Full,
+            source_key: [0; 32],
         }),
         Record::from(SessionPart {
             session: 1,

@@ -1,0 +1,351 @@
+//! Incremental backups: which earlier sessions a backup builds on, which files are unchanged
+//! since them, and which session each object of a restore comes from.
+//!
+//! # Model
+//!
+//! Every session records a [`SourceKey`] (which roots it read) and its kind: full, or
+//! incremental on a base session ([`SessionKind`]). An incremental session stores the regular
+//! files that are new or changed since its base, and every other object — directories, links,
+//! special files — because they are cheap and carry the tree's shape. Its *chain* is the
+//! session, its base, the base's base… down to a full session. The source as it was at a
+//! session is the chain's objects, each path taken from the newest session of the chain that
+//! holds it ([`restore_sources`]).
+//!
+//! The *baseline* of a new incremental backup is the newest session of the same source key
+//! that finished complete ([`Baseline::find`]); its chain, newest entry winning, says what each
+//! path was ([`Baseline::of_session`]).
+//!
+//! # Unchanged
+//!
+//! A regular file is unchanged when the chain's newest entry for its path is a regular file of
+//! the same size and modification time (whole seconds: what the catalog keeps). A recorded
+//! mtime not before the start of the session that recorded it is never trusted: the file may
+//! have changed again within that second, after it was read (git's "racily clean" rule).
+//!
+//! # Limits
+//!
+//! - Metadata-only changes of a regular file (mode, owner: they move ctime, not mtime) and a
+//!   content change that keeps size and mtime (a copy that preserves times) are not seen: the
+//!   catalog keeps neither ctime, inode nor a finer mtime.
+//! - A regular file deleted between two backups of a chain comes back when a later session of
+//!   the chain is restored, as long as its directory still exists: an incremental session does
+//!   not list the unchanged files it skipped, so "absent" and "unchanged" look alike. Objects of
+//!   other kinds, and files under directories that are gone, do not come back (every
+//!   incremental session records every directory and non-file object it saw).
+//! - A session rebuilt from the media by a scan reads as full and without a key: the media do
+//!   not say which session it built on.
+//!
+//! Everything here is pure: it reads a [`Catalog`] and metadata and returns decisions; the
+//! counters of [`Incremental`] are the only shared state.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::backup::Source;
+use crate::catalog::{Catalog, Session, SessionKind, SessionMode};
+use crate::format::records::{ObjectKind, ObjectMeta, SessionStatus};
+
+/// Which roots a backup reads: BLAKE3 over their canonical paths, sorted and without
+/// repetition, so that the same roots named in another order or by another path give the same
+/// key. All zeros is no key (sessions that did not record one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceKey(pub [u8; 32]);
+
+impl SourceKey {
+    /// No key: matches nothing.
+    pub const NONE: SourceKey = SourceKey([0; 32]);
+
+    /// The key of roots already made canonical (absolute, without symbolic links, `.` or
+    /// `..`); making them so is I/O, left to the caller.
+    pub fn of_canonical_roots<P: AsRef<Path>>(roots: &[P]) -> SourceKey {
+        let mut paths: Vec<&[u8]> = roots.iter().map(|p| p.as_ref().as_os_str().as_bytes()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let mut h = blake3::Hasher::new();
+        h.update(b"coffer source key 1\0");
+        for p in paths {
+            // Length first: no two lists hash the same bytes.
+            h.update(&(p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        SourceKey(*h.finalize().as_bytes())
+    }
+
+    /// Whether this is a real key (not [`SourceKey::NONE`]).
+    pub fn is_known(&self) -> bool {
+        *self != SourceKey::NONE
+    }
+}
+
+/// Why a backup cannot be incremental, or a session's chain cannot be followed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IncrementalError {
+    /// No session of these sources finished complete: the backup must be full.
+    #[error("no complete backup of these sources is in the catalog")]
+    NoBaseline,
+    /// A session the catalog does not hold.
+    #[error("no session {0} in the catalog: `coffer ls` lists them")]
+    UnknownSession(u64),
+    /// A session of the chain builds on one that was pruned.
+    #[error(
+        "session {session} is incremental on session {base}, which is no longer in the \
+         catalog: the files it did not store are lost with it; run a full backup"
+    )]
+    BaseMissing {
+        /// The incremental session.
+        session: u64,
+        /// The base it names.
+        base: u64,
+    },
+    /// A session of the chain builds on one that did not finish complete (never written by
+    /// coffer: a base is chosen complete, and a finished session's status never changes).
+    #[error(
+        "session {session} is incremental on session {base}, which did not complete: the \
+         catalog is inconsistent; run a full backup"
+    )]
+    BaseIncomplete {
+        /// The incremental session.
+        session: u64,
+        /// The base it names.
+        base: u64,
+    },
+    /// A raw volume is one object read whole: there is nothing to leave out.
+    #[error(
+        "{} is backed up as a raw volume, which cannot be incremental: back it up without \
+         --incremental, or as files with --mode files",
+        .path.display()
+    )]
+    Volume {
+        /// The volume.
+        path: PathBuf,
+    },
+}
+
+impl IncrementalError {
+    /// Whether the error only means there is nothing to build on (a full backup is the
+    /// answer), as opposed to a chain or a request that is wrong.
+    pub fn is_no_baseline(&self) -> bool {
+        matches!(self, IncrementalError::NoBaseline)
+    }
+}
+
+/// Refuses sources an incremental backup cannot read: raw volumes.
+pub fn check_sources(sources: &[Source]) -> Result<(), IncrementalError> {
+    match sources.iter().find_map(|s| match s {
+        Source::Volume(path) => Some(path),
+        Source::Tree { .. } => None,
+    }) {
+        Some(path) => Err(IncrementalError::Volume { path: path.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// Whether a session finished complete.
+fn is_complete(s: &Session) -> bool {
+    s.finish().is_some_and(|f| f.status == SessionStatus::Complete)
+}
+
+/// The chain of `session`: its full session, then the incrementals built on it up to and
+/// including `session`, oldest first.
+pub fn chain(catalog: &Catalog, session: u64) -> Result<Vec<u64>, IncrementalError> {
+    let mut at = catalog.session(session).ok_or(IncrementalError::UnknownSession(session))?;
+    let mut out = vec![session];
+    // Each step goes to a lower id (a record's base is below its session), so the loop ends
+    // within as many steps as there are sessions.
+    while let SessionKind::Incremental { base } = at.start().kind {
+        assert!(base < at.id(), "a validated record's base is an earlier session");
+        let b = catalog.session(base).ok_or(IncrementalError::BaseMissing { session: at.id(), base })?;
+        if !is_complete(b) {
+            return Err(IncrementalError::BaseIncomplete { session: at.id(), base });
+        }
+        out.push(base);
+        at = b;
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// What a path was in the baseline, as far as telling an unchanged file needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    kind: ObjectKind,
+    size: u64,
+    mtime: i64,
+    /// The mtime is not before the start of the session that recorded it: the file may have
+    /// changed again within that second, after it was read.
+    racy: bool,
+}
+
+/// What an incremental backup compares against: the newest complete session of its sources and
+/// what each path was as of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Baseline {
+    /// The chain, oldest (the full session) first; the base is the last.
+    chain: Vec<u64>,
+    /// Each path's newest entry in the chain.
+    index: HashMap<Vec<u8>, Stamp>,
+}
+
+impl Baseline {
+    /// The baseline of a backup of the sources `key` names: the newest session of that key,
+    /// read as files, that finished complete.
+    pub fn find(catalog: &Catalog, key: SourceKey) -> Result<Baseline, IncrementalError> {
+        if !key.is_known() {
+            return Err(IncrementalError::NoBaseline);
+        }
+        let newest = catalog.sessions().rev().find(|s| {
+            s.start().source_key == key.0 && s.start().mode == SessionMode::Files && is_complete(s)
+        });
+        let session = newest.ok_or(IncrementalError::NoBaseline)?;
+        Baseline::of_session(catalog, session.id())
+    }
+
+    /// The baseline a backup built on `session` compares against: the chain's objects, the
+    /// newest entry of each path winning.
+    pub fn of_session(catalog: &Catalog, session: u64) -> Result<Baseline, IncrementalError> {
+        let chain = chain(catalog, session)?;
+        let mut index = HashMap::new();
+        for &id in &chain {
+            let s = catalog.session(id).expect("the chain holds sessions of the catalog");
+            let started = i64::try_from(s.start().started).unwrap_or(i64::MAX);
+            for o in s.objects() {
+                let stamp = Stamp { kind: o.kind, size: o.size, mtime: o.mtime, racy: o.mtime >= started };
+                index.insert(o.path.clone(), stamp);
+            }
+        }
+        Ok(Baseline { chain, index })
+    }
+
+    /// The session an incremental backup against this baseline builds on.
+    pub fn base(&self) -> u64 {
+        *self.chain.last().expect("a chain holds at least its own session")
+    }
+
+    /// The chain, oldest first.
+    pub fn chain(&self) -> &[u64] {
+        &self.chain
+    }
+
+    /// Paths the baseline knows.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the baseline knows no path.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether the walked object `meta` is a regular file unchanged since the baseline, so that
+    /// the backup may leave it out. Every other kind is always stored.
+    pub fn is_unchanged(&self, meta: &ObjectMeta) -> bool {
+        if meta.kind != ObjectKind::File || meta.hardlink.is_some() {
+            return false;
+        }
+        self.index.get(&meta.path).is_some_and(|s| {
+            s.kind == ObjectKind::File && !s.racy && s.size == meta.size && s.mtime == meta.mtime
+        })
+    }
+}
+
+/// Files and bytes an incremental backup left out as unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unchanged {
+    /// Regular files left out.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// A baseline shared by the threads that walk the sources, counting what they leave out.
+#[derive(Clone, Debug)]
+pub struct Incremental {
+    baseline: Arc<Baseline>,
+    files: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Incremental {
+    /// Backs up against `baseline`.
+    pub fn new(baseline: Baseline) -> Incremental {
+        Incremental { baseline: Arc::new(baseline), files: Arc::default(), bytes: Arc::default() }
+    }
+
+    /// The baseline.
+    pub fn baseline(&self) -> &Baseline {
+        &self.baseline
+    }
+
+    /// The session the backup builds on.
+    pub fn base(&self) -> u64 {
+        self.baseline.base()
+    }
+
+    /// Whether to leave the walked object out (an unchanged regular file); counts it if so.
+    pub fn skip(&self, meta: &ObjectMeta) -> bool {
+        let skip = self.baseline.is_unchanged(meta);
+        if skip {
+            self.files.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(meta.size, Ordering::Relaxed);
+        }
+        skip
+    }
+
+    /// What was left out so far.
+    pub fn unchanged(&self) -> Unchanged {
+        Unchanged { files: self.files.load(Ordering::Relaxed), bytes: self.bytes.load(Ordering::Relaxed) }
+    }
+}
+
+/// Where a restore of `session` reads each object from: per session of its chain, oldest
+/// first, the ids of the objects to take from it (sessions with none are left out). Each path
+/// comes from the newest session of the chain that holds it; from sessions older than
+/// `session`, only regular files whose directories `session` still holds (see the module docs).
+/// A full session is its own chain: all of its objects.
+pub fn restore_sources(
+    catalog: &Catalog,
+    session: u64,
+) -> Result<Vec<(u64, BTreeSet<u64>)>, IncrementalError> {
+    let chain = chain(catalog, session)?;
+    let last = catalog.session(session).expect("chain checked it");
+    let dirs: HashSet<&[u8]> =
+        last.objects().iter().filter(|o| o.kind == ObjectKind::Dir).map(|o| o.path.as_slice()).collect();
+    let mut taken: HashSet<&[u8]> = HashSet::new();
+    let mut out = Vec::new();
+    for &id in chain.iter().rev() {
+        let s = catalog.session(id).expect("the chain holds sessions of the catalog");
+        let newest = id == session;
+        let mut ids = BTreeSet::new();
+        // Every piece of a split object shares its path: take them all, or none.
+        let mut here: HashSet<&[u8]> = HashSet::new();
+        for o in s.objects() {
+            let path = o.path.as_slice();
+            if taken.contains(path) && !here.contains(path) {
+                continue;
+            }
+            if !newest && (o.kind != ObjectKind::File || !parents_in(path, &dirs)) {
+                continue;
+            }
+            here.insert(path);
+            ids.insert(o.id);
+        }
+        taken.extend(here);
+        if !ids.is_empty() {
+            out.push((id, ids));
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Whether every directory above `path` (relative, '/'-separated) is in `dirs`.
+fn parents_in(path: &[u8], dirs: &HashSet<&[u8]>) -> bool {
+    path.iter().enumerate().filter(|&(_, &b)| b == b'/').all(|(i, _)| dirs.contains(&path[..i]))
+}
+
+#[cfg(test)]
+#[path = "baseline_tests.rs"]
+mod tests;
