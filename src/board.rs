@@ -287,6 +287,18 @@ impl Board {
         Ok(board)
     }
 
+    /// Where backups go when they name no target: the board's first library, else a disk
+    /// target in the state directory `state`.
+    pub fn default_target(
+        &self,
+        state: &std::path::Path,
+    ) -> Result<crate::device::TargetSpec, crate::device::DeviceError> {
+        match self.libraries.first() {
+            Some(l) => format!("library:{}", l.name()).parse(),
+            None => format!("disk:{}", state.join("media").display()).parse(),
+        }
+    }
+
     /// The embedded default board.
     pub fn default_board() -> Board {
         Board::parse(DEFAULT_BOARD).expect("the embedded default board is valid")

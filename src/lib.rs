@@ -8,6 +8,7 @@ pub mod control;
 pub mod device;
 pub mod format;
 pub mod fsrestore;
+pub mod human;
 pub mod jobs;
 pub mod journal;
 pub mod library;

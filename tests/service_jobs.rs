@@ -152,7 +152,7 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
     let submitted = job(&env, &["submit", job_file.to_str().unwrap()]);
     assert_eq!(submitted["job"], 1, "{submitted}");
     let seen = wait_committed(port);
-    assert!(seen["activity"].as_str().unwrap().starts_with("backup: job 1 (nightly)"), "{seen:#}");
+    assert!(seen["activity"].as_str().unwrap().starts_with("backup: job 1 (nightly) session 1,"), "{seen:#}");
     svc.child.kill().unwrap();
     svc.child.wait().unwrap();
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{SessionKind, SessionMode, SessionStarted};
+use super::record::{JobState, JobStateChanged, SessionKind, SessionMode, SessionStarted};
 
 /// `SessionStarted` version 1: before sessions said whether they were full or incremental.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,5 +33,21 @@ impl SessionStartedV1 {
             kind: SessionKind::Full,
             source_key: [0; 32],
         }
+    }
+}
+
+/// `JobStateChanged` version 1: before a READY job carried its due time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct JobStateChangedV1 {
+    pub job: u64,
+    pub state: JobState,
+    pub at: u64,
+    pub message: String,
+}
+
+impl JobStateChangedV1 {
+    /// No due time: the queue treats such a READY job as due at once.
+    pub(super) fn upgrade(self) -> JobStateChanged {
+        JobStateChanged { job: self.job, state: self.state, at: self.at, message: self.message, run_at: None }
     }
 }

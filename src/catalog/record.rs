@@ -312,29 +312,6 @@ pub struct JobStateChanged {
     pub run_at: Option<u64>,
 }
 
-/// Records as earlier versions wrote them, each with its upgrade to the current struct.
-mod v1 {
-    use serde::Deserialize;
-
-    use super::JobState;
-
-    /// `JobStateChanged` version 1: no due time.
-    #[derive(Deserialize)]
-    pub(super) struct JobStateChanged {
-        job: u64,
-        state: JobState,
-        at: u64,
-        message: String,
-    }
-
-    impl JobStateChanged {
-        pub(super) fn upgrade(self) -> super::JobStateChanged {
-            let JobStateChanged { job, state, at, message } = self;
-            super::JobStateChanged { job, state, at, message, run_at: None }
-        }
-    }
-}
-
 /// A job was deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobDeleted {
@@ -723,7 +700,7 @@ impl Record {
         }
         // One arm per (kind, version) ever written. When a struct changes, its old version keeps
         // an arm that decodes the old struct and upgrades it:
-        // `(SessionPart::KIND, 1) => body::<v1::SessionPart>(..)?.upgrade().into(),`
+        // `(SessionPart::KIND, 1) => body::<old::SessionPartV1>(..)?.upgrade().into(),`
         let record: Record = match (kind, version) {
             (MediumAdded::KIND, 1) => body::<MediumAdded>(payload).map_err(fail)?.into(),
             (MediumUpdated::KIND, 1) => body::<MediumUpdated>(payload).map_err(fail)?.into(),
@@ -740,7 +717,7 @@ impl Record {
             (StreamCut::KIND, 1) => body::<StreamCut>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
             (JobStateChanged::KIND, 1) => {
-                body::<v1::JobStateChanged>(payload).map_err(fail)?.upgrade().into()
+                body::<old::JobStateChangedV1>(payload).map_err(fail)?.upgrade().into()
             }
             (JobStateChanged::KIND, 2) => body::<JobStateChanged>(payload).map_err(fail)?.into(),
             (JobDeleted::KIND, 1) => body::<JobDeleted>(payload).map_err(fail)?.into(),

@@ -11,7 +11,7 @@ use clap::Args as ClapArgs;
 use coffer::device::{TargetSpec, open_targets};
 use coffer::format::records::SessionStatus;
 use coffer::pipeline::backup::{BackupRequest, BackupSummary, Source, run as run_backup};
-use coffer::pipeline::baseline::{Baseline, Incremental, SourceKey, check_sources};
+use coffer::pipeline::baseline::{Baseline, Incremental, check_sources};
 use coffer::pipeline::drain::DrainReport;
 use coffer::pipeline::{Cancel, DEFAULT_UNIT};
 use coffer::source::mode::{DEFAULT_FILE_THRESHOLD, RequestedMode};
@@ -113,7 +113,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     }
     let sources = resolve_sources(&a)?;
     let description = a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
-    let source_key = source_key(&a.sources)?;
+    let source_key = coffer::pipeline::sources::key(&a.sources).map_err(anyhow::Error::msg)?;
     // The catalog is needed now only to find the baseline; otherwise it is opened once the
     // targets are (a plan needs none).
     let mut opened = None;
@@ -222,16 +222,6 @@ fn cancel_on_signals(cancel: &Cancel) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, cancel.flag()).context("cannot handle signals")?;
     }
     Ok(())
-}
-
-/// The key of the sources: their canonical paths, so that a later incremental backup of the
-/// same roots, however named, finds this one.
-fn source_key(paths: &[PathBuf]) -> anyhow::Result<SourceKey> {
-    let canonical = paths
-        .iter()
-        .map(|p| std::fs::canonicalize(p).with_context(|| format!("cannot back up {}", p.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(SourceKey::of_canonical_roots(&canonical))
 }
 
 /// Chooses file or volume mode for each source and names trees when there are several.

@@ -25,10 +25,7 @@ pub struct DrainArgs {
 
 /// The target sessions go to when none is named.
 pub fn default_target(ctx: &Ctx) -> anyhow::Result<TargetSpec> {
-    match ctx.board()?.libraries.first() {
-        Some(l) => Ok(format!("library:{}", l.name()).parse()?),
-        None => Ok(format!("disk:{}", ctx.state.join("media").display()).parse()?),
-    }
+    Ok(ctx.board()?.default_target(&ctx.state)?)
 }
 
 /// Runs `coffer drain`.

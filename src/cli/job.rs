@@ -194,7 +194,7 @@ fn print_jobs(v: &Value) {
     for j in v.as_array().into_iter().flatten() {
         println!(
             "{:>5}  {:<20} {:<9} {:<19}  {}",
-            j["id"],
+            text(&j["id"]),
             text(&j["name"]),
             text(&j["state"]).to_uppercase(),
             when(&j["next_run"]),

@@ -119,16 +119,7 @@ fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 /// Bytes for people: 1.3 GB, 512 MB, 4.0 kB.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
-}
+pub use coffer::human::bytes as human_bytes;
 
 /// Parses a session argument: a number or `latest`.
 pub fn session_arg(store: &Store, s: &str) -> anyhow::Result<u64> {

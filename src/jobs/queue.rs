@@ -29,12 +29,13 @@ pub struct Entry {
     pub recurring: bool,
 }
 
-/// The READY job to start at `now`: the one due longest, the lowest id among equals.
+/// The READY job to start at `now`: the one due longest, the lowest id among equals. A READY
+/// job without a due time (journaled before jobs carried one) is due at once.
 pub fn due(entries: &[Entry], now: u64) -> Option<u64> {
     entries
         .iter()
-        .filter(|e| e.state == JobState::Ready && e.run_at.is_some_and(|t| t <= now))
-        .min_by_key(|e| (e.run_at, e.id))
+        .filter(|e| e.state == JobState::Ready && e.run_at.is_none_or(|t| t <= now))
+        .min_by_key(|e| (e.run_at.unwrap_or(0), e.id))
         .map(|e| e.id)
 }
 
@@ -210,6 +211,8 @@ mod tests {
         ];
         assert_eq!(due(&q, 100), Some(2));
         assert_eq!(due(&q, 10), None);
+        let old = [e(9, JobState::Ready, None, 0, false), e(1, JobState::Ready, Some(5), 0, false)];
+        assert_eq!(due(&old, 10), Some(9), "a READY job without a due time is due at once");
     }
 
     #[test]

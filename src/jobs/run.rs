@@ -15,7 +15,7 @@ use crate::catalog::{LogEntry, LogLevel, Record};
 use crate::device::{TargetSpec, open_targets};
 use crate::format::records::SessionStatus;
 use crate::pipeline::backup::{BackupRequest, run as run_backup};
-use crate::pipeline::baseline::{Baseline, Incremental, SourceKey, check_sources};
+use crate::pipeline::baseline::{Baseline, Incremental, check_sources};
 use crate::pipeline::restore::{Action, RestoreRequest};
 use crate::pipeline::{Cancel, DEFAULT_UNIT};
 use crate::source::mode::{DEFAULT_FILE_THRESHOLD, RequestedMode};
@@ -69,7 +69,7 @@ pub struct Run {
 }
 
 impl Run {
-    /// Runs the job to its end; `None` for a cancelled one.
+    /// Runs the job to its end and says how it ended.
     pub fn execute(mut self) -> Outcome {
         self.live.beat(crate::clock::unix_now());
         self.log(LogLevel::Note, format!("job {} ({}) started", self.job, self.spec.name));
@@ -114,10 +114,9 @@ impl Run {
                 Err(e) => return Outcome::Failed(format!("cannot use target {t}: {e}")),
             }
         }
-        let canonical: Result<Vec<_>, _> = self.spec.sources.iter().map(std::fs::canonicalize).collect();
-        let source_key = match canonical {
-            Ok(c) => SourceKey::of_canonical_roots(&c),
-            Err(e) => return Outcome::Failed(format!("cannot back up the job's sources: {e}")),
+        let source_key = match crate::pipeline::sources::key(&self.spec.sources) {
+            Ok(k) => k,
+            Err(e) => return Outcome::Failed(e),
         };
         let mut incremental = None;
         if self.spec.backup == BackupKind::Incremental {
@@ -153,7 +152,18 @@ impl Run {
         let live = self.live.clone();
         let mut last = (0, 0, 0);
         let mut store = self.store.clone();
+        let (job, catalog) = (self.job, self.store.clone());
         let result = run_backup(&req, targets, &mut store, |p| {
+            if live.session.load(Ordering::Relaxed) == 0 {
+                // The session is journaled before the first progress report: show its id.
+                let running = catalog.read(|c| {
+                    c.sessions()
+                        .next_back()
+                        .filter(|s| s.start().job == job && !s.is_finished())
+                        .map(|s| s.id())
+                });
+                live.session.store(running.unwrap_or(0), Ordering::Relaxed);
+            }
             let now = (
                 p.raw.load(Ordering::Relaxed),
                 p.stored.load(Ordering::Relaxed),

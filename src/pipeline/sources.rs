@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::backup::Source;
+use super::baseline::SourceKey;
 use crate::source::mode::{Chosen, RequestedMode, choose, probe};
 
 /// Chooses file or volume mode for each path and names trees when there are several.
@@ -38,4 +39,14 @@ pub fn resolve(paths: &[PathBuf], mode: RequestedMode, file_threshold: u64) -> R
         }
     }
     Ok(out)
+}
+
+/// The key of the sources a person named: their canonical paths, so that a later incremental
+/// backup of the same roots, however they are named, finds this one.
+pub fn key(paths: &[PathBuf]) -> Result<SourceKey, String> {
+    let canonical = paths
+        .iter()
+        .map(|p| std::fs::canonicalize(p).map_err(|e| format!("cannot back up {}: {e}", p.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SourceKey::of_canonical_roots(&canonical))
 }

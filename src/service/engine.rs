@@ -260,11 +260,6 @@ impl Engine {
         }
     }
 
-    /// Whether a job is running.
-    pub fn busy(&self) -> bool {
-        self.running.is_some()
-    }
-
     /// Waits for the running job to end (after [`Engine::shutdown`]) and journals its state.
     pub fn finish(&mut self, now: impl Fn() -> u64) -> Result<(), StoreError> {
         while let Some(r) = &self.running {

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::board::{Board, Library};
-use crate::device::TargetSpec;
 use crate::journal::Mode;
 use crate::store::{SharedStore, Store};
 use engine::Engine;
@@ -42,6 +41,9 @@ pub enum ServeError {
     /// The board is unusable.
     #[error(transparent)]
     Board(#[from] crate::board::BoardError),
+    /// The board's default target is unusable.
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
     /// The journal refused what the job engine needs at start.
     #[error("the job engine cannot start: {0}")]
     Journal(String),
@@ -89,7 +91,7 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
     // Jobs need a writable journal: a read-only service answers status only.
     let engine = match (&store, healthy) {
         (Some(s), true) => {
-            let e = Engine::open(s.clone(), &board, default_target(&board, state)?, crate::clock::unix_now())
+            let e = Engine::open(s.clone(), &board, board.default_target(state)?, crate::clock::unix_now())
                 .map_err(|e| ServeError::Journal(e.to_string()))?;
             Some(Arc::new(Mutex::new(e)))
         }
@@ -187,16 +189,6 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
 
 fn lock(e: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
     e.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Where jobs write when they name no target: the board's first library, else a disk
-/// target in the state directory (as `coffer backup` does).
-fn default_target(board: &Board, state: &Path) -> Result<TargetSpec, ServeError> {
-    let text = match board.libraries.first() {
-        Some(l) => format!("library:{}", l.name()),
-        None => format!("disk:{}", state.join("media").display()),
-    };
-    text.parse().map_err(|e: crate::device::DeviceError| ServeError::Journal(e.to_string()))
 }
 
 /// Opens every library of the board and reads its element status; what failed, for people.

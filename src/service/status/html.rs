@@ -38,34 +38,11 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Bytes for people, in decimal units: `512 B`, `4.0 kB`, `1.3 GB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
-}
+use crate::human::bytes;
 
-/// A Unix time as `YYYY-MM-DD HH:MM UTC` (proleptic Gregorian; days to civil date after
-/// H. Hinnant's `civil_from_days`).
+/// A Unix time as `YYYY-MM-DD HH:MM UTC`.
 fn utc(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    format!("{} UTC", &crate::jobs::calendar::format(secs)[..16])
 }
 
 /// A table with an id, a header row, and a row per item (or one row saying there is none).
