@@ -4,6 +4,7 @@
 pub mod board;
 pub mod catalog;
 pub mod clock;
+pub mod console;
 pub mod control;
 pub mod device;
 pub mod format;

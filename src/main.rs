@@ -51,6 +51,9 @@ pub enum Command {
     /// Run the appliance service (systemd notifications, job queue, control socket, status
     /// endpoint).
     Serve(cli::serve::ServeArgs),
+    /// The serial console on a tty: log in with the board's PIN, then status, jobs, run,
+    /// hold, release, cancel, inventory, load, unload, eject, drive online/offline, log.
+    Console(cli::console::ConsoleArgs),
     /// Jobs of the running service: submit, list, show, hold, release, run, cancel, resubmit,
     /// reschedule, delete, log.
     Job(cli::job::JobArgs),

@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -32,30 +31,6 @@ fn get_json(port: u16, path: &str) -> Option<Value> {
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
-}
-
-struct Service {
-    child: Child,
-    sock: UnixDatagram,
-}
-
-/// Starts `coffer serve` and waits for READY=1.
-fn start(env: &Env, board: &Path) -> Service {
-    let sock_path = env.path("notify.sock");
-    let _ = std::fs::remove_file(&sock_path);
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut cmd = env.command(&["--board", board.to_str().unwrap(), "serve"]);
-    cmd.env("NOTIFY_SOCKET", &sock_path);
-    let child = cmd.spawn().unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = sock.recv(&mut buf).expect("READY=1 arrives");
-        if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
-            break;
-        }
-    }
-    Service { child, sock }
 }
 
 fn job(env: &Env, args: &[&str]) -> Value {
@@ -148,7 +123,7 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
     .unwrap();
 
     // 1. Submit; watch it run through the endpoint; kill the service mid-job.
-    let mut svc = start(&env, &board);
+    let mut svc = start_service(&env, &board);
     let submitted = job(&env, &["submit", job_file.to_str().unwrap()]);
     assert_eq!(submitted["job"], 1, "{submitted}");
     let seen = wait_committed(port);
@@ -157,7 +132,7 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
     svc.child.wait().unwrap();
 
     // 2. The next start fails the job, closes its session, and queues the job again.
-    let mut svc = start(&env, &board);
+    let mut svc = start_service(&env, &board);
     let j = job(&env, &["show", "1"]);
     let states = history_states(&j);
     assert_eq!(states[states.len() - 2..], ["failed", "ready"], "{j:#}");
@@ -204,7 +179,7 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
     }
 
     // 4. The next start runs the interrupted job again, to completion, and queues it hourly.
-    let mut svc = start(&env, &board);
+    let mut svc = start_service(&env, &board);
     let j = wait_job(&env, "completed", |j| history_states(j).ends_with(&["done".into(), "ready".into()]));
     let states = history_states(&j);
     let interrupted = j["history"].as_array().unwrap().iter().any(|h| {

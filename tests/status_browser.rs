@@ -188,15 +188,6 @@ fn chromium(bin: &Path, home: &Path, extra: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Where test artifacts go: `test-artifacts/` in the cargo target directory.
-fn artifacts() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(manifest.join("target"), |t| manifest.join(t));
-    let dir = target.join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    dir
-}
-
 #[test]
 fn the_page_renders_in_headless_chromium_after_basic_auth() {
     let Some(bin) = find_chromium() else {

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod board;
+pub mod console;
 pub mod drain;
 pub mod job;
 pub mod journal;
@@ -49,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Journal { what } => journal::run(&ctx, what),
         Command::Board { what } => board::run(&ctx, what),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::Console(a) => console::run(&ctx, a),
         Command::Media(a) => media::run(&ctx, a),
         Command::Job(a) => job::run(&ctx, a),
         Command::Status => job::status(&ctx),

@@ -205,16 +205,21 @@ impl Library {
         Ok(inv)
     }
 
-    /// Each drive: number, online or why not, and the barcode loaded.
-    pub fn drives(&self) -> Vec<(usize, Option<String>, Option<String>)> {
-        let g = self.lock();
-        g.bays
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                (i, b.offline.clone(), g.inventory.at(b.address).and_then(|e| e.volume_tag.clone()))
-            })
-            .collect()
+    /// Each drive: number, why it is offline, the barcode loaded, whether it is in use.
+    pub fn drives(&self) -> Vec<ops::DriveState> {
+        drive_states(&self.lock())
+    }
+
+    /// The drives and the inventory, or `None` when the library is busy (a robot move holds
+    /// it, which on a real library takes up to minutes): for a status display that must not
+    /// wait.
+    pub fn try_view(&self) -> Option<(Vec<ops::DriveState>, Inventory)> {
+        let g = match self.inner.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some((drive_states(&g), g.inventory.clone()))
     }
 
     /// Takes drive `drive` out of use (with why), or puts it back (`None`).
@@ -606,11 +611,31 @@ fn open_scsi(s: &crate::board::ScsiLibrary) -> Result<Arc<Library>, DeviceError>
     Library::new(&s.name, Box::new(changer), drives, u64::MAX / 4, None)
 }
 
+fn drive_states(g: &Inner) -> Vec<ops::DriveState> {
+    g.bays
+        .iter()
+        .enumerate()
+        .map(|(drive, b)| ops::DriveState {
+            drive,
+            offline: b.offline.clone(),
+            barcode: g.inventory.at(b.address).and_then(|e| e.volume_tag.clone()),
+            // A leased drive's I/O is with its user.
+            busy: b.io.is_none(),
+        })
+        .collect()
+}
+
+/// The libraries opened so far in this process, by name.
+pub fn opened() -> Vec<Arc<Library>> {
+    let mut v: Vec<Arc<Library>> =
+        registry().as_ref().map(|r| r.open.values().cloned().collect()).unwrap_or_default();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
 /// Tells every open library what the catalog knows of its cartridges (pools, which are full).
 pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
-    let open: Vec<Arc<Library>> =
-        registry().as_ref().map(|r| r.open.values().cloned().collect()).unwrap_or_default();
-    for lib in open {
+    for lib in opened() {
         let location = lib.location();
         let ours = catalog.media().filter(|m| m.info().location == location);
         let (pools, full): (Vec<_>, Vec<_>) = ours
@@ -643,9 +668,7 @@ pub struct Activity {
 
 /// What the open libraries did in this process, by library name.
 pub fn activity() -> Vec<Activity> {
-    let open: Vec<Arc<Library>> =
-        registry().as_ref().map(|r| r.open.values().cloned().collect()).unwrap_or_default();
-    let mut v: Vec<Activity> = open
+    opened()
         .iter()
         .map(|l| {
             let s = &l.stats;
@@ -660,7 +683,5 @@ pub fn activity() -> Vec<Activity> {
                 repositions: sim.as_ref().map(|c| c.drive_counters().iter().map(|d| d.repositions).collect()),
             }
         })
-        .collect();
-    v.sort_by(|a, b| a.library.cmp(&b.library));
-    v
+        .collect()
 }

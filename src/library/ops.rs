@@ -93,6 +93,8 @@ pub struct DriveState {
     pub offline: Option<String>,
     /// The cartridge in it.
     pub barcode: Option<String>,
+    /// Someone reads or writes through it now.
+    pub busy: bool,
 }
 
 /// Carries out `op` on `lib` and reports the library after it.
@@ -176,11 +178,7 @@ pub fn report(lib: &Library, done: String) -> MediaReport {
         library: lib.name().to_owned(),
         done,
         places: lib.inventory().places(),
-        drives: lib
-            .drives()
-            .into_iter()
-            .map(|(drive, offline, barcode)| DriveState { drive, offline, barcode })
-            .collect(),
+        drives: lib.drives(),
         unusable: lib.unusable(),
     }
 }

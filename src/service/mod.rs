@@ -8,8 +8,10 @@
 //! watchdog-free parts only; nothing is written to it.
 
 pub mod control;
+pub mod devices;
 pub mod engine;
 pub mod http;
+pub mod meter;
 pub mod notify;
 pub mod status;
 
@@ -104,7 +106,8 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
         (true, false) => Some(inventory_problems.join("; ")),
         (true, true) => None,
     };
-    refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started);
+    let mut shown = Shown::default();
+    refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started, &mut shown);
     if let Some(st) = &board.status {
         let addr = st.addr()?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -149,7 +152,7 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
                 }
             }
             _ = refresh_tick.tick() => {
-                refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started);
+                refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started, &mut shown);
                 let now = snap.lock().expect("snapshot lock").activity.clone();
                 if now != last_status {
                     notifier.send(Note::Status(now.clone()));
@@ -217,21 +220,48 @@ fn device_lines(board: &Board) -> Vec<String> {
     libs.chain(board.targets.iter().map(|t| format!("{}: {}", t.name, t.target))).collect()
 }
 
-/// Updates the shown snapshot from the catalog and the running job.
+/// What the display keeps from one refresh to the next.
+#[derive(Debug, Default)]
+struct Shown {
+    meter: meter::Meter,
+    /// Refreshes so far: the front panel shows each drive for [`PANEL_TURN`] of them.
+    refreshes: u64,
+}
+
+/// Refreshes the front panel's drive line stays on one drive.
+const PANEL_TURN: u64 = 3;
+
+/// Updates the shown snapshot from the catalog, the libraries and the running job.
 fn refresh(
     snap: &Mutex<Snapshot>,
     store: Option<&SharedStore>,
     engine: Option<&Mutex<Engine>>,
     problem: Option<&str>,
     started: Instant,
+    shown: &mut Shown,
 ) {
     let now = crate::clock::unix_now();
     let (progress, stalled, jobs) = engine.map_or((None, None, Vec::new()), |e| {
         let e = lock(e);
         (e.progress(now), e.stalled(now), e.list())
     });
+    let sample = progress.as_ref().map(|p| meter::Sample {
+        at_ms: started.elapsed().as_millis() as u64,
+        job: p.job,
+        bytes_in: p.bytes_in,
+        bytes_stored: p.bytes_stored,
+    });
+    let throughput = shown.meter.sample(sample);
+    let (drives, carts) = {
+        let before = snap.lock().expect("snapshot lock");
+        let guard = store.map(|s| s.lock());
+        devices::lines(guard.as_ref().map(|g| g.catalog()), (&before.drives, &before.cartridges))
+    };
     let mut s = snap.lock().expect("snapshot lock");
     s.uptime = started.elapsed().as_secs();
+    s.throughput = throughput;
+    s.drives = drives;
+    s.cartridges = carts;
     s.healthy = problem.is_none() && stalled.is_none();
     s.journal.writable = engine.is_some();
     s.jobs = jobs
@@ -262,6 +292,8 @@ fn refresh(
         ),
         (None, None, None) => "idle".into(),
     };
+    shown.refreshes += 1;
+    s.panel = crate::console::panel::lines(&s, shown.refreshes / PANEL_TURN).map(|l| l.as_str().to_owned());
     let Some(store) = store else {
         return;
     };

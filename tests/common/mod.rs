@@ -697,3 +697,45 @@ pub fn ls_kinds(objects: &[Value]) -> BTreeMap<String, String> {
 pub fn ls_path(rel: &Path) -> String {
     if rel.as_os_str().is_empty() { ".".to_owned() } else { rel.to_str().expect("utf-8 path").to_owned() }
 }
+
+/// A running `coffer serve` and the socket its systemd notifications arrive on.
+pub struct Service {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its NOTIFY_SOCKET.
+    pub sock: std::os::unix::net::UnixDatagram,
+}
+
+/// Starts `coffer serve` on `board` and waits for READY=1.
+pub fn start_service(env: &Env, board: &Path) -> Service {
+    let sock_path = env.path("notify.sock");
+    let _ = fs::remove_file(&sock_path);
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut cmd = env.command(&["--board", board.to_str().unwrap(), "serve"]);
+    cmd.env("NOTIFY_SOCKET", &sock_path);
+    let child = cmd.spawn().unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).expect("READY=1 arrives");
+        if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
+            break;
+        }
+    }
+    Service { child, sock }
+}
+
+/// Sends SIGTERM to `child`.
+pub fn terminate(child: &std::process::Child) {
+    // SAFETY: kill has no memory preconditions; the pid is our running child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+}
+
+/// Where test artifacts go: `test-artifacts/` in the cargo target directory.
+pub fn artifacts() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(manifest.join("target"), |t| manifest.join(t));
+    let dir = target.join("test-artifacts");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}

@@ -1,0 +1,229 @@
+//! The serial console through a pty, as a person at a dumb terminal uses it: wrong PINs and
+//! line noise are refused, the right PIN logs in; a job submitted held is released from the
+//! console and watched running (the front panel shows it); the library is inventoried, a
+//! cartridge loaded, unloaded and ejected, a drive taken offline and back; the log is read;
+//! garbage commands get clear errors and change nothing. Everything the console sends is
+//! plain ASCII in lines of less than 80 columns, without one escape code.
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+
+const PIN: &str = "2468";
+
+/// The terminal end of the console's pty.
+struct Terminal {
+    master: File,
+    /// Everything received.
+    transcript: Vec<u8>,
+    /// Where the last expectation matched.
+    seen: usize,
+}
+
+impl Terminal {
+    fn open() -> (Terminal, String) {
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
+        (Terminal { master: File::from(master), transcript: Vec::new(), seen: 0 }, name)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).unwrap();
+    }
+
+    /// Reads until `want` has arrived after the last match; returns what came up to it.
+    fn expect(&mut self, want: &str) -> String {
+        self.try_expect(want, Duration::from_secs(60)).unwrap_or_else(|| {
+            panic!("console never said {want:?}; after the last match it said:\n{}", self.since())
+        })
+    }
+
+    fn try_expect(&mut self, want: &str, within: Duration) -> Option<String> {
+        let t0 = Instant::now();
+        loop {
+            let text = String::from_utf8_lossy(&self.transcript[self.seen..]).into_owned();
+            if let Some(i) = text.find(want) {
+                self.seen += i + want.len();
+                return Some(text[..i + want.len()].to_owned());
+            }
+            let left = within.checked_sub(t0.elapsed())?;
+            let mut fds = [PollFd::new(&self.master, PollFlags::IN)];
+            let wait =
+                Timespec { tv_sec: 0, tv_nsec: left.min(Duration::from_millis(200)).as_nanos() as i64 };
+            if poll(&mut fds, Some(&wait)).unwrap() > 0 {
+                let mut buf = [0u8; 4096];
+                let n = self.master.read(&mut buf).unwrap_or(0);
+                self.transcript.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+
+    fn since(&self) -> String {
+        String::from_utf8_lossy(&self.transcript[self.seen..]).into_owned()
+    }
+
+    /// Types a command and returns its answer, up to the next prompt.
+    fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r").as_bytes());
+        self.expect(&format!("{line}\r\n"));
+        self.expect("coffer> ")
+    }
+
+    /// Repeats `line` until its answer holds `want`.
+    fn until(&mut self, line: &str, want: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            let answer = self.command(line);
+            if answer.contains(want) {
+                return answer;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "`{line}` never showed {want:?}: {answer}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn has(answer: &str, want: &str) {
+    assert!(answer.contains(want), "wanted {want:?} in:\n{answer}");
+}
+
+fn console(env: &Env, board: &std::path::Path, tty: &str) -> Child {
+    env.command(&["--board", board.to_str().unwrap(), "console", "--tty", tty]).spawn().unwrap()
+}
+
+#[test]
+fn a_person_runs_the_box_from_the_serial_console() {
+    let env = Env::new();
+    let board = env.path("board.toml");
+    std::fs::write(
+        &board,
+        format!(
+            "name = \"consolebox\"\n[console]\ntty = \"/dev/ttyS0\"\npin = \"{PIN}\"\n\
+             [jobs]\nscan_seconds = 1\n\
+             [[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 2\nslots = 12\nimport_export = 2\n\
+             cartridges = 8\ncapacity = \"64M\"\ndrive_rate = \"4M\"\ndrive_buffer = \"1M\"\n\
+             drive_reposition_ms = 10\n"
+        ),
+    )
+    .unwrap();
+    let src = env.path("src");
+    for i in 0..24u64 {
+        write_file(&src.join(format!("f{i:02}")), &random_bytes(i, 1 << 20));
+    }
+    let job_file = env.path("job.toml");
+    std::fs::write(&job_file, format!("name = \"nightly\"\nsources = [\"{}\"]\n", src.display())).unwrap();
+
+    let mut svc = start_service(&env, &board);
+    let (mut term, tty) = Terminal::open();
+    let mut con = console(&env, &board, &tty);
+    term.expect("coffer console of consolebox");
+    term.expect("PIN: ");
+
+    // Line noise, arrow keys and a wrong PIN are refused; the PIN is never echoed.
+    term.send(b"\x1b[A\x00\xff\xfe\x07noise\r");
+    term.expect("wrong PIN");
+    term.send(b"1357\r");
+    let answer = term.expect("wrong PIN");
+    assert!(answer.contains("****") && !answer.contains("1357"), "{answer}");
+    term.send(format!("{PIN}\r").as_bytes());
+    term.expect("logged in: type help for the commands");
+    term.expect("coffer> ");
+
+    let help = term.command("help");
+    for verb in ["status", "jobs", "run N", "hold N", "release N", "cancel N", "inventory", "load BARCODE"] {
+        assert!(help.contains(verb), "help lacks {verb}: {help}");
+    }
+    for verb in ["unload", "eject BARCODE", "drive N online|offline", "log", "logout"] {
+        assert!(help.contains(verb), "help lacks {verb}: {help}");
+    }
+    let status = term.command("status");
+    assert!(status.contains("consolebox healthy, up"), "{status}");
+    assert!(status.contains("panel: |IDLE 0/2"), "{status}");
+    assert!(status.contains("drive vlib/1: online"), "{status}");
+
+    // Garbage gets clear errors.
+    has(&term.command("frobnicate all"), "unknown command 'frobnicate': type help");
+    has(&term.command("run"), "usage: run N");
+    has(&term.command("run 99"), "refused: no job 99");
+    term.send(b"hold \x1b[D\x1b[D1x\r");
+    term.expect("usage: hold N");
+    term.expect("coffer> ");
+
+    // A job submitted held is released at the console and watched while it runs.
+    env.coffer(&["job", "submit", job_file.to_str().unwrap(), "--hold"]).expect_code(0);
+    let jobs = term.command("jobs");
+    assert!(jobs.contains("   1  HOLD") && jobs.contains("nightly"), "{jobs}");
+    // Due now, it may have started by the time the answer is written.
+    let released = term.command("release 1");
+    assert!(
+        released.contains("job 1 (nightly): READY") || released.contains("job 1 (nightly): ACTIVE"),
+        "{released}"
+    );
+    let running = term.until("status", "job 1 (nightly): session");
+    assert!(running.contains("panel: |BKP J1 "), "{running}");
+    let panel = term.command("panel");
+    assert!(panel.contains("+--------------------+"), "{panel}");
+    let done = term.until("jobs", "DONE");
+    assert!(done.contains("   1  DONE"), "{done}");
+    let log = term.command("log 1");
+    assert!(log.contains("job 1:"), "{log}");
+    // A finished job cannot be cancelled or held; it stays DONE.
+    has(&term.command("hold 1"), "refused: cannot hold a job that is DONE");
+
+    // The library by hand.
+    let inv = term.command("inventory");
+    assert!(inv.contains("library vlib"), "{inv}");
+    let barcode = inv
+        .split_whitespace()
+        .find(|w| w.starts_with("CFR") && w.len() == 9)
+        .unwrap_or_else(|| panic!("no cartridge in the inventory: {inv}"))
+        .to_owned();
+    let load = term.command(&format!("load {barcode} 1"));
+    assert!(load.contains(&format!("drive 1: {barcode}")), "{load}");
+    let unload = term.command("unload 1");
+    assert!(unload.contains("drive 1: empty"), "{unload}");
+    let offline = term.command("drive 1 offline");
+    assert!(offline.contains("drive 1: empty OFFLINE"), "{offline}");
+    term.until("status", "drive vlib/1: OFFLINE");
+    has(&term.command("drive 1 online"), "drive 1: empty online");
+    let eject = term.command(&format!("eject {barcode}"));
+    assert!(eject.contains(&format!("mail slot 1 {barcode}")), "{eject}");
+    assert!(term.command("load CFR;rm").contains("not a barcode"));
+
+    // Nothing the garbage asked for happened: one job, DONE.
+    let list = env.coffer_json(&["job", "list"]);
+    let jobs = list.json();
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
+    assert_eq!(jobs[0]["state"], "done");
+
+    // The console outlives the service: it says the service does not answer.
+    terminate(&svc.child);
+    assert!(svc.child.wait().unwrap().success());
+    has(&term.command("status"), "no answer from the service");
+
+    term.send(b"logout\r");
+    term.expect("logged out");
+    term.expect("PIN: ");
+
+    std::fs::write(artifacts().join("console-transcript.txt"), &term.transcript).unwrap();
+    // A dumb terminal got plain ASCII: no escape code, lines under 80 columns.
+    let text = String::from_utf8_lossy(&term.transcript).into_owned();
+    assert!(!term.transcript.contains(&0x1b), "an escape code was sent");
+    for line in text.split("\r\n") {
+        assert!(line.len() < 80, "line of {} columns: {line}", line.len());
+        assert!(line.bytes().all(|b| (0x20..=0x7e).contains(&b) || b == 0x08 || b == 0x07), "{line:?}");
+    }
+
+    // Hanging up ends the console cleanly.
+    drop(term);
+    assert!(con.wait().unwrap().success());
+}
