@@ -367,6 +367,10 @@ impl Appliance for Guest {
         }
     }
 
+    fn service_running(&mut self) -> Result<bool, String> {
+        Ok(self.sh("systemctl is-active coffer.service || true")?.stdout.trim() == "active")
+    }
+
     fn cartridge_bytes(&self, barcode: &str) -> Option<(u64, u64)> {
         let fresh = self.fresh.iter().find(|(b, _)| b == barcode)?.1;
         let now = std::fs::metadata(self.dir.join("library/media").join(barcode)).ok()?.len();

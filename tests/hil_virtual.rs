@@ -175,6 +175,10 @@ impl Appliance for Local {
         }
     }
 
+    fn service_running(&mut self) -> Result<bool, String> {
+        Ok(self.service.is_some())
+    }
+
     fn cartridge_bytes(&self, barcode: &str) -> Option<(u64, u64)> {
         // Cartridges are files once written; a fresh one has none.
         Some((std::fs::metadata(self.carts.join(format!("{barcode}.tape"))).map_or(0, |m| m.len()), 0))

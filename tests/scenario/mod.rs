@@ -474,6 +474,8 @@ pub trait Appliance {
     fn crash_service(&mut self) -> Result<(), String>;
     /// The status endpoint's `/api/status`.
     fn status(&mut self) -> Result<Value, String>;
+    /// Whether the service runs now (on the appliance it starts at boot).
+    fn service_running(&mut self) -> Result<bool, String>;
     /// Bytes in a cartridge's backing file now, and when the library was made.
     fn cartridge_bytes(&self, barcode: &str) -> Option<(u64, u64)>;
     /// The changer's and the drives' device nodes on the box (tgt tier).
@@ -499,7 +501,7 @@ struct Ctx {
 
 /// Runs every step of `s` on `a`; the error names the step.
 pub fn run(s: &Scenario, a: &mut dyn Appliance, report: &mut Report) -> Result<(), String> {
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx { service: a.service_running()?, ..Ctx::default() };
     for (i, step) in s.steps.iter().enumerate() {
         let t0 = Instant::now();
         let seen = run_step(s, a, step, &mut ctx, report)
