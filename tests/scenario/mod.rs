@@ -165,19 +165,20 @@ pub enum Outcome {
 pub enum Compare {
     /// Every file, byte for byte, and nothing else.
     Identical,
-    /// What was restored (at least one file) is identical to its source; some may be missing.
+    /// What was restored is identical to its source; some files may be missing.
     Partial,
 }
 
 /// One step.
 #[derive(Debug, Clone, Deserialize)]
+// Steps without keys are written `{}` so that unknown keys are refused for them too.
 #[serde(tag = "do", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// `coffer media inventory` shows the layout: barcodes in their slots, empty drives and
     /// mail slots.
-    Inventory,
+    Inventory {},
     /// The running service's status endpoint: healthy, the library's drives and cartridges.
-    Status,
+    Status {},
     /// `coffer backup SOURCE --to library:NAME`.
     Backup {
         /// What.
@@ -201,14 +202,17 @@ pub enum Step {
         min_parts: Option<u64>,
     },
     /// `coffer verify latest` finds every byte.
-    Verify,
+    Verify {},
     /// `coffer restore latest` into a fresh directory, compared with the last source.
     Restore {
         /// How it must compare.
         compare: Compare,
+        /// At least this many files must be restored (default 0; `identical` checks all).
+        #[serde(default)]
+        min_files: u64,
     },
     /// Every loaded drive is unloaded (`coffer media unload --drive N`).
-    Unload,
+    Unload {},
     /// `coffer media load BARCODE --drive N`.
     Load {
         /// The cartridge.
@@ -227,7 +231,7 @@ pub enum Step {
     },
     /// `mtx status` and `mt status` on the box agree with `coffer media inventory` (tgt only:
     /// the virtual library has no device nodes).
-    Crosscheck,
+    Crosscheck {},
     /// A job run by the service; once it has committed at least `crash_after` bytes the service
     /// is killed (SIGKILL) and started again: the job must end failed (its committed part
     /// restorable) or done.
@@ -237,7 +241,8 @@ pub enum Step {
         /// Compress (default true).
         #[serde(default = "yes")]
         compression: bool,
-        /// Bytes stored before the crash ("8M").
+        /// Bytes stored before the crash ("72M"); the session must also have committed objects
+        /// (the status endpoint's latest session shows them).
         crash_after: String,
     },
 }
@@ -253,15 +258,15 @@ impl Step {
     /// Its name in messages and the summary.
     pub fn name(&self) -> &'static str {
         match self {
-            Step::Inventory => "inventory",
-            Step::Status => "status",
+            Step::Inventory {} => "inventory",
+            Step::Status {} => "status",
             Step::Backup { .. } => "backup",
-            Step::Verify => "verify",
+            Step::Verify {} => "verify",
             Step::Restore { .. } => "restore",
-            Step::Unload => "unload",
+            Step::Unload {} => "unload",
             Step::Load { .. } => "load",
             Step::Check { .. } => "check",
-            Step::Crosscheck => "crosscheck",
+            Step::Crosscheck {} => "crosscheck",
             Step::Job { .. } => "job",
         }
     }
@@ -363,7 +368,7 @@ impl Scenario {
                         ));
                     }
                 }
-                Step::Crosscheck if self.tiers.contains(&Tier::Virtual) => {
+                Step::Crosscheck {} if self.tiers.contains(&Tier::Virtual) => {
                     return Err(bad(
                         key("do"),
                         "crosscheck needs mtx and mt on device nodes: tiers = [\"tgt\"]",
@@ -522,24 +527,24 @@ fn run_step(
     report: &mut Report,
 ) -> Result<String, String> {
     // Steps by hand need the library: the service holds it while it runs.
-    if ctx.service && !matches!(step, Step::Status) {
+    if ctx.service && !matches!(step, Step::Status {}) {
         a.stop_service()?;
         ctx.service = false;
     }
     match step {
-        Step::Inventory => {
+        Step::Inventory {} => {
             let inv = a.coffer(&["media", "inventory"])?.ok("coffer media inventory")?.json()?;
             inventory_matches(&s.library, &inv)?;
             Ok(format!("{} places as laid out", inv["places"].as_array().map_or(0, Vec::len)))
         }
-        Step::Status => {
+        Step::Status {} => {
             if !ctx.service {
                 a.start_service()?;
                 ctx.service = true;
             }
             let st = a.status()?;
             status_matches(&s.library, &st)?;
-            Ok(format!("healthy, {} drives", st["drives"].as_array().map_or(0, Vec::len)))
+            Ok(format!("READY and healthy: {}", st["devices"]))
         }
         Step::Backup {
             source,
@@ -588,20 +593,23 @@ fn run_step(
                 j["streams"].as_array().map_or(0, Vec::len)
             ))
         }
-        Step::Verify => {
+        Step::Verify {} => {
             let j = a.coffer(&["verify", "latest"])?.ok("coffer verify latest")?.json()?;
             Ok(format!("{} objects verified", j["objects"]))
         }
-        Step::Restore { compare } => {
+        Step::Restore { compare, min_files } => {
             let src = ctx.source.clone().ok_or("restore needs a backup or job step before it")?;
             ctx.restores += 1;
             let dest = format!("{}/restore-{}", a.scratch(), ctx.restores);
             let r = a.coffer(&["restore", "latest", "--to", &dest])?.ok("coffer restore latest")?;
             let n = compare_trees(a, &src, &dest, *compare)?;
+            if n < *min_files {
+                return Err(format!("{n} files restored, expected at least {min_files}"));
+            }
             let j = r.json().unwrap_or(Value::Null);
             Ok(format!("{n} files identical ({compare:?}), {} seeks", j["tape"][0]["seeks"]))
         }
-        Step::Unload => {
+        Step::Unload {} => {
             let inv = a.coffer(&["media", "inventory"])?.ok("coffer media inventory")?.json()?;
             let mut n = 0;
             for d in inv["drives"].as_array().into_iter().flatten() {
@@ -646,9 +654,10 @@ fn run_step(
             }
             Ok(format!("{} never written, {} offline", never_written.len(), offline_drives.len()))
         }
-        Step::Crosscheck => crosscheck(a),
+        Step::Crosscheck {} => crosscheck(a),
         Step::Job { source, compression, crash_after } => {
-            let r = job_with_crash(a, source, *compression, crash_after, ctx)?;
+            let (r, stored) = job_with_crash(a, source, *compression, crash_after, ctx)?;
+            report.bytes += stored;
             ctx.service = true;
             Ok(r)
         }
@@ -824,9 +833,6 @@ fn compare_trees(a: &mut dyn Appliance, src: &str, dest: &str, how: Compare) -> 
             if let Some(l) = d.iter().find(|l| !l.starts_with("d ") && !s.contains(*l)) {
                 return Err(format!("restored entry not as in the source: {l}"));
             }
-            if files == 0 {
-                return Err("nothing was restored: the committed part should be".into());
-            }
         }
     }
     Ok(files)
@@ -908,14 +914,15 @@ pub fn parse_mtx(text: &str) -> MtxStatus {
 }
 
 /// Runs a job through the service and crashes the service once it has stored `crash_after`
-/// bytes; the job must end failed with its committed part restorable, or done.
+/// bytes and committed objects; the job must end failed (its session closed as failed), or
+/// done. Returns what it saw and the bytes stored at the crash.
 fn job_with_crash(
     a: &mut dyn Appliance,
     source: &Source,
     compression: bool,
     crash_after: &str,
     ctx: &mut Ctx,
-) -> Result<String, String> {
+) -> Result<(String, u64), String> {
     let src = prepare_source(a, source, ctx)?;
     let crash_at = parse_size(crash_after).expect("checked");
     let job_file = format!("{}/job.toml", a.scratch());
@@ -930,11 +937,19 @@ fn job_with_crash(
     let t0 = Instant::now();
     let stored = loop {
         let st = a.status()?;
-        let stored = st["throughput"]["stored_bytes_total"].as_u64().unwrap_or(0);
-        if st["latest"]["status"] == "running"
-            && st["latest"]["objects"].as_u64().unwrap_or(0) > 0
-            && stored >= crash_at
-        {
+        // The running job's progress, as the endpoint shows it.
+        let stored = st["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| j["state"] == "active")
+            .filter_map(|j| j["progress"]["bytes_stored"].as_u64())
+            .max()
+            .unwrap_or(0);
+        // And objects committed: the crash must leave something to restore.
+        let committed =
+            st["latest"]["status"] == "running" && st["latest"]["objects"].as_u64().unwrap_or(0) > 0;
+        if stored >= crash_at && committed {
             break stored;
         }
         let job = a.coffer(&["job", "show", &id])?.json()?;
@@ -972,5 +987,5 @@ fn job_with_crash(
             ));
         }
     }
-    Ok(format!("crashed at {stored} B stored; job {id} {state}"))
+    Ok((format!("crashed at {stored} B stored; job {id} {state}"), stored))
 }
