@@ -265,16 +265,25 @@ impl Guest {
                 let _ = std::fs::write(g.dir.join(file), o.stdout);
             }
         };
-        keep(&mut self, "journal-coffer.txt", "journalctl -u coffer -b --no-pager -o short-precise");
         keep(&mut self, "journal.txt", "journalctl -b --no-pager -o short-precise");
         let mtx = format!("mtx -f /dev/sg{} status", self.drives);
         keep(&mut self, "mtx-status.txt", &mtx);
-        if let Ok(st) = self.status_once() {
-            let _ = std::fs::write(self.dir.join("status.json"), format!("{st:#}"));
+        // The endpoint as the scenario left the box (the service started if a step stopped it).
+        let _ = self.sh("systemctl start coffer.service");
+        match self.status() {
+            Ok(st) => {
+                let _ = std::fs::write(self.dir.join("status.json"), format!("{st:#}\n"));
+            }
+            Err(e) => eprintln!("hil_tgt: no status JSON kept: {e}"),
         }
+        keep(&mut self, "journal-coffer.txt", "journalctl -u coffer -b --no-pager -o short-precise");
         let run = self.dir.join("guest");
         let _ = script("guest", &["stop", run.to_str().unwrap()]);
+        // The overlay holds the guest's writes (restores): large, and of no use afterwards.
+        let _ = std::fs::remove_file(run.join("disk.qcow2"));
         let _ = script("tgt-library", &["stop", self.dir.join("library").to_str().unwrap()]);
+        // The cartridges too (tgtd's log stays).
+        let _ = std::fs::remove_dir_all(self.dir.join("library/media"));
     }
 
     fn status_once(&self) -> Result<Value, String> {
