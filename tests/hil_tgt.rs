@@ -28,6 +28,8 @@ use serde_json::Value;
 const TOKEN: &str = "hil-tgt-status-token-0123";
 /// Longest a boot may take to bring coffer.service to READY (TCG is slow).
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
+/// How long a KVM guest has to print its first kernel line before TCG is used instead.
+const KVM_PROBE: Duration = Duration::from_secs(30);
 /// Longest one agent command may take (a backup or a restore under TCG).
 const COMMAND_LIMIT: Duration = Duration::from_secs(600);
 
@@ -131,6 +133,11 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Whether the guest's kernel has started (its first line is on the console).
+fn kernel_started(run: &Path) -> bool {
+    std::fs::read(run.join("console.log")).is_ok_and(|b| b.windows(13).any(|w| w == b"Linux version"))
+}
+
 /// The appliance image booted on a tgt library.
 struct Guest {
     dir: PathBuf,
@@ -195,24 +202,46 @@ impl Guest {
         .map_err(|e| e.to_string())?;
         let http_port = common::free_port();
         let run = dir.join("guest");
-        let t0 = Instant::now();
-        script(
-            "guest",
-            &[
-                "start",
-                run.to_str().unwrap(),
-                "--image",
-                image.to_str().unwrap(),
-                "--drives",
-                &n(l.drives),
-                "--iscsi-port",
-                &port,
-                "--http-port",
-                &http_port.to_string(),
-                "--board",
-                board.to_str().unwrap(),
-            ],
-        )?;
+        let args = [
+            "start",
+            run.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--drives",
+            &n(l.drives),
+            "--iscsi-port",
+            &port,
+            "--http-port",
+            &http_port.to_string(),
+            "--board",
+            board.to_str().unwrap(),
+        ];
+        let mut t0 = Instant::now();
+        let started = script("guest", &args);
+        // KVM that cannot run the kernel (a nested PVM, say) fails or prints nothing: TCG then.
+        let kvm = std::fs::read_to_string(run.join("accel")).unwrap_or_default().trim() == "kvm";
+        if !kvm {
+            started?;
+        } else {
+            while started.is_ok() && t0.elapsed() < KVM_PROBE && !kernel_started(&run) {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            if started.is_err() || !kernel_started(&run) {
+                println!(
+                    "hil_tgt: the kernel did not start under KVM within {KVM_PROBE:?}: falling back to TCG"
+                );
+                script("guest", &["stop", run.to_str().unwrap()])?;
+                let st = Command::new(repo().join("hil/guest"))
+                    .args(args)
+                    .env("COFFER_HIL_ACCEL", "tcg")
+                    .status()
+                    .map_err(|e| format!("hil/guest: {e}"))?;
+                if !st.success() {
+                    return Err(format!("hil/guest start (TCG): {st}"));
+                }
+                t0 = Instant::now();
+            }
+        }
         let mut agent = None;
         while agent.is_none() {
             if t0.elapsed() > BOOT_LIMIT {
