@@ -185,13 +185,9 @@ impl FsRestorer {
         if !fs::metadata(&root).map_err(fail)?.is_dir() {
             return Err(fail(io::Error::from_raw_os_error(libc::ENOTDIR)));
         }
-        // SAFETY: geteuid, getegid and umask have no preconditions and cannot fail; the umask is
-        // put back at once.
-        let (me, umask) = unsafe {
-            let old = libc::umask(0o077);
-            libc::umask(old);
-            ((libc::geteuid(), libc::getegid()), old as u32)
-        };
+        // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+        let me = unsafe { (libc::geteuid(), libc::getegid()) };
+        let umask = process_umask();
         Ok(FsRestorer {
             root,
             dirs: Vec::new(),
@@ -503,6 +499,32 @@ fn depth(path: &[u8]) -> usize {
 /// Creates a regular file that did not exist, replacing any non-directory at `path`.
 fn make_file(path: &Path) -> Result<File, RestoreError> {
     make_file_mode(path, FILE_MODE_WHILE_RESTORING)
+}
+
+/// The process's umask, read once. Linux shows it in `/proc/self/status` (4.7 and later),
+/// which reads it without changing it: the umask(2) way (set, then put back) races with every
+/// thread creating a file meanwhile, and with another restorer doing the same, which can leave
+/// the process's umask at the value set for good (restore workers start together: files came
+/// out 0600 and were taken to have their mode already).
+fn process_umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        fs::read_to_string("/proc/self/status").ok().and_then(|s| parse_umask(&s)).unwrap_or_else(|| {
+            // SAFETY: umask has no preconditions and cannot fail; the old value is put back at
+            // once (only without /proc, and only once per process).
+            unsafe {
+                let old = libc::umask(0o077);
+                libc::umask(old);
+                old as u32
+            }
+        })
+    })
+}
+
+/// The `Umask:` line of `/proc/self/status` (octal).
+fn parse_umask(status: &str) -> Option<u32> {
+    let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(v.trim(), 8).ok().filter(|&m| m <= 0o777)
 }
 
 /// Creates a new regular file with `mode` (trimmed by the umask), replacing any non-directory.

@@ -319,3 +319,23 @@ fn times_before_the_epoch() {
     let t = system_time(1, 1).unwrap();
     assert_eq!(t.duration_since(UNIX_EPOCH).unwrap(), Duration::new(1, 1));
 }
+
+#[test]
+fn the_umask_is_read_without_being_changed() {
+    assert_eq!(parse_umask("Name:\tcoffer\nUmask:\t0022\nState:\tR\n"), Some(0o022));
+    assert_eq!(parse_umask("Umask:\t0077\n"), Some(0o077));
+    assert_eq!(parse_umask("Name:\tcoffer\n"), None);
+    assert_eq!(parse_umask("Umask:\tzz\n"), None);
+    // Restorers made at once, as restore workers are, all see the process's umask and leave it
+    // as it was (read where Linux shows it, without changing it).
+    let now = || parse_umask(&fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    let before = now();
+    let dirs: Vec<_> = (0..8).map(|_| tempfile::tempdir().unwrap()).collect();
+    std::thread::scope(|s| {
+        for d in &dirs {
+            s.spawn(move || assert_eq!(FsRestorer::new(d.path()).unwrap().umask, before));
+        }
+    });
+    let after = now();
+    assert_eq!(after, before);
+}

@@ -59,14 +59,20 @@ impl Inventory {
     /// Where the cartridge in `from` (a drive) goes back to: the slot it came from if that is
     /// an empty storage slot, else the first empty storage slot.
     pub fn home_for(&self, from: u16) -> Option<u16> {
-        let empty =
-            |a: u16| self.at(a).is_some_and(|e| e.kind == ElementType::Storage && !e.full && e.access);
+        let free = |e: &Element| e.kind == ElementType::Storage && !e.full && self.reachable(e);
         if let Some(src) = self.at(from).and_then(|e| e.source)
-            && empty(src)
+            && self.at(src).is_some_and(free)
         {
             return Some(src);
         }
-        self.of(ElementType::Storage).find(|e| !e.full && e.access).map(|e| e.address)
+        self.of(ElementType::Storage).find(|e| free(e)).map(|e| e.address)
+    }
+
+    /// Whether the robot can reach `e`: its ACCESS bit, where the library reports that bit at
+    /// all. Linux tgt never sets it, on any element; a library that sets it on none is taken
+    /// not to report it, rather than to have no reachable slot.
+    fn reachable(&self, e: &Element) -> bool {
+        e.access || !self.elements.iter().any(|x| x.access)
     }
 
     /// Cartridges that can hold data (not cleaning ones), each with the element it is in.
@@ -193,6 +199,17 @@ mod tests {
         i.elements[1].source = Some(0x1000); // occupied: first empty instead
         assert_eq!(i.home_for(0x100), Some(0x1001));
         i.elements[4].full = true;
+        assert_eq!(i.home_for(0x100), None);
+    }
+
+    #[test]
+    fn access_counts_only_where_the_library_reports_it() {
+        // Linux tgt sets ACCESS on no element: its empty slots are still where cartridges go.
+        let mut i = inv();
+        i.elements.iter_mut().for_each(|e| e.access = false);
+        assert_eq!(i.home_for(0x100), Some(0x1001));
+        // A library that reports it: a slot it says the robot cannot reach is not used.
+        i.elements[0].access = true;
         assert_eq!(i.home_for(0x100), None);
     }
 

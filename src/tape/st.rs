@@ -533,7 +533,11 @@ impl TapeIo for StDrive {
             Ok(0) | Err(libc::EIO) => Some(self.status()?.end_of_data),
             _ => None,
         };
-        match plan::read_class(r, eod) {
+        let mut class = plan::read_class(r, eod);
+        if let ReadClass::Block(_) = class {
+            class = plan::read_at_end_of_medium(class, self.status()?.early_warning);
+        }
+        match class {
             ReadClass::Block(n) => {
                 self.at.object += 1;
                 Ok(Read::Block(n))

@@ -8,7 +8,8 @@
 //! a time: addresses of different types need not be ordered. `tgt` reports a byte count 8
 //! bytes short and cuts the last descriptor's tail (after its volume tag), so completeness is
 //! judged by element count, and a descriptor counts as whole once the fields coffer reads are
-//! in.
+//! in. A report of no elements is empty whatever follows its header: `tgt` answers a query of
+//! an element type it has none of with a zeroed page (element type 0).
 
 use super::{PageError, need};
 use crate::scsi::bytes::{ascii_field, put_ascii, put_u24, u16_at, u24_at};
@@ -94,6 +95,11 @@ impl ElementStatus {
             received: buf.len(),
             elements: Vec::new(),
         };
+        // No elements of the type asked for: whatever follows the header is not a page
+        // (tgt sends a zeroed page header, element type 0, for a type it has none of).
+        if status.elements_available == 0 {
+            return Ok(status);
+        }
         let end = buf.len().min(available);
         let mut pos = HEADER_LEN;
         while pos + HEADER_LEN <= end {

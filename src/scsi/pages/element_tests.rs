@@ -136,6 +136,17 @@ fn tgt_short_report_is_complete() {
 }
 
 #[test]
+fn tgt_report_of_no_elements_is_empty() {
+    // tgt, asked for the import/export elements of a library without any: no elements, and a
+    // zeroed page header after the element status header.
+    let mut r = report(0, 0, &[]);
+    r[7] = 8;
+    r.extend_from_slice(&[0; 8]);
+    let s = ElementStatus::decode(&r).unwrap();
+    assert!(s.elements.is_empty() && s.is_complete() && s.next_start().is_none());
+}
+
+#[test]
 fn report_without_volume_tags() {
     let descs = [desc(16, 500, FULL, Some(1001), None), desc(16, 501, EMPTY, None, None)];
     let r = report(500, 2, &[page(4, false, 16, &descs)]);

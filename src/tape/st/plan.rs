@@ -168,6 +168,18 @@ pub fn after_nospace(r: Result<usize, i32>, len: usize, refused_before: bool) ->
     }
 }
 
+/// A record read while the driver reports the end of medium is no record: `tgt` answers a
+/// read at the end of data with BLANK CHECK and the EOM bit but no residual, which `st`
+/// passes on as a whole record of whatever its buffer held, with `GMT_EOT`. No record coffer
+/// wrote comes with EOM on a read (its writes stop in the early-warning zone, before the
+/// physical end), so such a "record" is the end of data.
+pub fn read_at_end_of_medium(class: ReadClass, end_of_medium: bool) -> ReadClass {
+    match class {
+        ReadClass::Block(_) if end_of_medium => ReadClass::EndOfData,
+        c => c,
+    }
+}
+
 /// What a read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadClass {

@@ -116,6 +116,10 @@ fn reads_tell_records_filemarks_and_end_of_data_apart() {
     assert_eq!(read_class(Ok(0), Some(true)), ReadClass::EndOfData);
     assert_eq!(read_class(Err(libc::EIO), Some(true)), ReadClass::EndOfData);
     assert_eq!(read_class(Err(libc::EIO), Some(false)), ReadClass::Probe);
+    // tgt's end of data through st: a "record" with the end of medium reported.
+    assert_eq!(read_at_end_of_medium(ReadClass::Block(1 << 20), true), ReadClass::EndOfData);
+    assert_eq!(read_at_end_of_medium(ReadClass::Block(4096), false), ReadClass::Block(4096));
+    assert_eq!(read_at_end_of_medium(ReadClass::Filemark, true), ReadClass::Filemark);
     assert_eq!(read_class(Err(libc::ENOMEM), None), ReadClass::TooLarge);
     assert_eq!(read_class(Err(libc::ENOMEDIUM), None), ReadClass::Failed(libc::ENOMEDIUM));
 }
