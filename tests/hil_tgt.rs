@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use scenario::{Appliance, Out, Report, Scenario, Tier};
+use common::terminal::Terminal;
+use scenario::{Appliance, CONSOLE_PIN, Out, Report, Scenario, Tier};
 use serde_json::Value;
 
 const TOKEN: &str = "hil-tgt-status-token-0123";
@@ -192,7 +193,7 @@ impl Guest {
         std::fs::write(
             &board,
             format!(
-                "name = \"coffer-hil\"\nstate = \"/var/lib/coffer\"\n\n[console]\ntty = \"/dev/ttyS0\"\npin = \"2468\"\n\n\
+                "name = \"coffer-hil\"\nstate = \"/var/lib/coffer\"\n\n[console]\ntty = \"/dev/ttyS0\"\npin = \"{CONSOLE_PIN}\"\n\n\
                  [status]\nlisten = \"0.0.0.0:8470\"\ntoken = \"{TOKEN}\"\n\n[jobs]\nscan_seconds = 1\n\n\
                  [[library]]\nname = \"lto\"\nkind = \"scsi\"\nchanger = \"/dev/sg{}\"\ndrives = [{}]\n",
                 l.drives,
@@ -413,6 +414,14 @@ impl Appliance for Guest {
         let fresh = self.fresh.iter().find(|(b, _)| b == barcode)?.1;
         let now = std::fs::metadata(self.dir.join("library/media").join(barcode)).ok()?.len();
         Some((now, fresh))
+    }
+
+    fn console(&mut self, commands: &[&str]) -> Result<Vec<String>, String> {
+        // ttyS0 through QEMU's socket (console.log keeps what it says); the coffer console
+        // runs there under systemd (coffer-console@ttyS0).
+        let sock = self.dir.join("guest/console.sock");
+        let line = UnixStream::connect(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+        scenario::console_session(&mut Terminal::new(line), commands)
     }
 
     fn devices(&self) -> Option<(String, Vec<String>)> {

@@ -8,13 +8,12 @@
 mod common;
 mod scenario;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::terminal::open_pty;
 use common::*;
-use scenario::{Appliance, Out, Report, Scenario, Tier};
+use scenario::{Appliance, CONSOLE_PIN, Out, Report, Scenario, Tier};
 use serde_json::Value;
 
 const TOKEN: &str = "hil-virtual-token-0123";
@@ -30,7 +29,7 @@ struct Local {
     board: PathBuf,
     carts: PathBuf,
     port: u16,
-    service: Option<(Child, UnixDatagram)>,
+    service: Option<Service>,
 }
 
 impl Local {
@@ -69,7 +68,7 @@ impl Local {
             lib.insert("fault".into(), toml::Value::Array(l.faults.clone()));
         }
         let text = format!(
-            "name = \"hil\"\n[status]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n[jobs]\nscan_seconds = 1\n\n{}",
+            "name = \"hil\"\n[console]\ntty = \"/dev/ttyS0\"\npin = \"{CONSOLE_PIN}\"\n[status]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n[jobs]\nscan_seconds = 1\n\n{}",
             toml::to_string(&toml::Table::from_iter([(
                 "library".to_owned(),
                 toml::Value::Array(vec![toml::Value::Table(lib)]),
@@ -120,28 +119,12 @@ impl Appliance for Local {
     }
 
     fn start_service(&mut self) -> Result<(), String> {
-        let sock_path = self.env.path("notify.sock");
-        let _ = std::fs::remove_file(&sock_path);
-        let sock = UnixDatagram::bind(&sock_path).map_err(|e| e.to_string())?;
-        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut cmd = self.env.command(&["--board", self.board.to_str().unwrap(), "serve"]);
-        cmd.env("NOTIFY_SOCKET", &sock_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let child = cmd.spawn().map_err(|e| format!("coffer serve: {e}"))?;
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = sock.recv(&mut buf).map_err(|e| format!("no READY=1 from coffer serve: {e}"))?;
-            if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
-                break;
-            }
-        }
-        self.service = Some((child, sock));
+        self.service = Some(try_start_service(&self.env, &self.board, true)?);
         Ok(())
     }
 
     fn stop_service(&mut self) -> Result<(), String> {
-        if let Some((mut child, _)) = self.service.take() {
+        if let Some(Service { mut child, .. }) = self.service.take() {
             // SAFETY: kill(2) on the pid of our own child, not yet reaped.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let st = child.wait().map_err(|e| e.to_string())?;
@@ -153,7 +136,7 @@ impl Appliance for Local {
     }
 
     fn crash_service(&mut self) -> Result<(), String> {
-        if let Some((mut child, _)) = self.service.take() {
+        if let Some(Service { mut child, .. }) = self.service.take() {
             child.kill().map_err(|e| e.to_string())?;
             child.wait().map_err(|e| e.to_string())?;
         }
@@ -187,11 +170,36 @@ impl Appliance for Local {
     fn devices(&self) -> Option<(String, Vec<String>)> {
         None
     }
+
+    fn console(&mut self, commands: &[&str]) -> Result<Vec<String>, String> {
+        // `coffer console` on a pty of its own, as a serial line; hanging up ends it.
+        let (mut term, tty) = open_pty();
+        let mut con = self
+            .env
+            .command(&["--board", self.board.to_str().unwrap(), "console", "--tty", &tty])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("coffer console: {e}"))?;
+        let answers = scenario::console_session(&mut term, commands);
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.env.path("console.log"))
+            .map_err(|e| e.to_string())?;
+        std::io::Write::write_all(&mut log, &term.transcript).map_err(|e| e.to_string())?;
+        drop(term);
+        let st = con.wait().map_err(|e| e.to_string())?;
+        let answers = answers?;
+        if !st.success() {
+            return Err(format!("coffer console exited with {st} on hangup"));
+        }
+        Ok(answers)
+    }
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        if let Some((mut child, _)) = self.service.take() {
+        if let Some(Service { mut child, .. }) = self.service.take() {
             let _ = child.kill();
             let _ = child.wait();
         }

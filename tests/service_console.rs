@@ -7,90 +7,12 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::process::Child;
-use std::time::{Duration, Instant};
 
+use common::terminal::open_pty;
 use common::*;
-use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 
 const PIN: &str = "2468";
-
-/// The terminal end of the console's pty.
-struct Terminal {
-    master: File,
-    /// Everything received.
-    transcript: Vec<u8>,
-    /// Where the last expectation matched.
-    seen: usize,
-}
-
-impl Terminal {
-    fn open() -> (Terminal, String) {
-        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
-        grantpt(&master).unwrap();
-        unlockpt(&master).unwrap();
-        let name = ptsname(&master, Vec::new()).unwrap().into_string().unwrap();
-        (Terminal { master: File::from(master), transcript: Vec::new(), seen: 0 }, name)
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-    }
-
-    /// Reads until `want` has arrived after the last match; returns what came up to it.
-    fn expect(&mut self, want: &str) -> String {
-        self.try_expect(want, Duration::from_secs(60)).unwrap_or_else(|| {
-            panic!("console never said {want:?}; after the last match it said:\n{}", self.since())
-        })
-    }
-
-    fn try_expect(&mut self, want: &str, within: Duration) -> Option<String> {
-        let t0 = Instant::now();
-        loop {
-            let text = String::from_utf8_lossy(&self.transcript[self.seen..]).into_owned();
-            if let Some(i) = text.find(want) {
-                self.seen += i + want.len();
-                return Some(text[..i + want.len()].to_owned());
-            }
-            let left = within.checked_sub(t0.elapsed())?;
-            let mut fds = [PollFd::new(&self.master, PollFlags::IN)];
-            let wait =
-                Timespec { tv_sec: 0, tv_nsec: left.min(Duration::from_millis(200)).as_nanos() as i64 };
-            if poll(&mut fds, Some(&wait)).unwrap() > 0 {
-                let mut buf = [0u8; 4096];
-                let n = self.master.read(&mut buf).unwrap_or(0);
-                self.transcript.extend_from_slice(&buf[..n]);
-            }
-        }
-    }
-
-    fn since(&self) -> String {
-        String::from_utf8_lossy(&self.transcript[self.seen..]).into_owned()
-    }
-
-    /// Types a command and returns its answer, up to the next prompt.
-    fn command(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r").as_bytes());
-        self.expect(&format!("{line}\r\n"));
-        self.expect("coffer> ")
-    }
-
-    /// Repeats `line` until its answer holds `want`.
-    fn until(&mut self, line: &str, want: &str) -> String {
-        let t0 = Instant::now();
-        loop {
-            let answer = self.command(line);
-            if answer.contains(want) {
-                return answer;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(120), "`{line}` never showed {want:?}: {answer}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 fn has(answer: &str, want: &str) {
     assert!(answer.contains(want), "wanted {want:?} in:\n{answer}");
@@ -123,18 +45,18 @@ fn a_person_runs_the_box_from_the_serial_console() {
     std::fs::write(&job_file, format!("name = \"nightly\"\nsources = [\"{}\"]\n", src.display())).unwrap();
 
     let mut svc = start_service(&env, &board);
-    let (mut term, tty) = Terminal::open();
+    let (mut term, tty) = open_pty();
     let mut con = console(&env, &board, &tty);
     term.expect("coffer console of consolebox");
     term.expect("PIN: ");
 
     // Line noise, arrow keys and a wrong PIN are refused; the PIN is never echoed.
-    term.send(b"\x1b[A\x00\xff\xfe\x07noise\r");
+    term.send(b"\x1b[A\x00\xff\xfe\x07noise\r").unwrap();
     term.expect("wrong PIN");
-    term.send(b"1357\r");
+    term.send(b"1357\r").unwrap();
     let answer = term.expect("wrong PIN");
     assert!(answer.contains("****") && !answer.contains("1357"), "{answer}");
-    term.send(format!("{PIN}\r").as_bytes());
+    term.send(format!("{PIN}\r").as_bytes()).unwrap();
     term.expect("logged in: type help for the commands");
     term.expect("coffer> ");
 
@@ -154,7 +76,7 @@ fn a_person_runs_the_box_from_the_serial_console() {
     has(&term.command("frobnicate all"), "unknown command 'frobnicate': type help");
     has(&term.command("run"), "usage: run N");
     has(&term.command("run 99"), "refused: no job 99");
-    term.send(b"hold \x1b[D\x1b[D1x\r");
+    term.send(b"hold \x1b[D\x1b[D1x\r").unwrap();
     term.expect("usage: hold N");
     term.expect("coffer> ");
 
@@ -168,11 +90,11 @@ fn a_person_runs_the_box_from_the_serial_console() {
         released.contains("job 1 (nightly): READY") || released.contains("job 1 (nightly): ACTIVE"),
         "{released}"
     );
-    let running = term.until("status", "job 1 (nightly): session");
+    let running = term.until("status", "job 1 (nightly): session").unwrap();
     assert!(running.contains("panel: |BKP J1 "), "{running}");
     let panel = term.command("panel");
     assert!(panel.contains("+--------------------+"), "{panel}");
-    let done = term.until("jobs", "DONE");
+    let done = term.until("jobs", "DONE").unwrap();
     assert!(done.contains("   1  DONE"), "{done}");
     let log = term.command("log 1");
     assert!(log.contains("job 1:"), "{log}");
@@ -193,7 +115,7 @@ fn a_person_runs_the_box_from_the_serial_console() {
     assert!(unload.contains("drive 1: empty"), "{unload}");
     let offline = term.command("drive 1 offline");
     assert!(offline.contains("drive 1: empty OFFLINE"), "{offline}");
-    term.until("status", "drive vlib/1: OFFLINE");
+    term.until("status", "drive vlib/1: OFFLINE").unwrap();
     has(&term.command("drive 1 online"), "drive 1: empty online");
     let eject = term.command(&format!("eject {barcode}"));
     assert!(eject.contains(&format!("mail slot 1 {barcode}")), "{eject}");
@@ -210,7 +132,7 @@ fn a_person_runs_the_box_from_the_serial_console() {
     assert!(svc.child.wait().unwrap().success());
     has(&term.command("status"), "no answer from the service");
 
-    term.send(b"logout\r");
+    term.send(b"logout\r").unwrap();
     term.expect("logged out");
     term.expect("PIN: ");
 

@@ -4,6 +4,8 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod terminal;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -708,21 +710,34 @@ pub struct Service {
 
 /// Starts `coffer serve` on `board` and waits for READY=1.
 pub fn start_service(env: &Env, board: &Path) -> Service {
+    try_start_service(env, board, false).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts `coffer serve` on `board` (its output dropped when `quiet`) and waits for READY=1.
+pub fn try_start_service(env: &Env, board: &Path, quiet: bool) -> Result<Service, String> {
     let sock_path = env.path("notify.sock");
     let _ = fs::remove_file(&sock_path);
-    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
     let mut cmd = env.command(&["--board", board.to_str().unwrap(), "serve"]);
     cmd.env("NOTIFY_SOCKET", &sock_path);
-    let child = cmd.spawn().unwrap();
+    if quiet {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("coffer serve: {e}"))?;
     let mut buf = [0u8; 4096];
     loop {
-        let n = sock.recv(&mut buf).expect("READY=1 arrives");
-        if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
-            break;
+        match sock.recv(&mut buf) {
+            Ok(n) if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no READY=1 from coffer serve: {e}"));
+            }
         }
     }
-    Service { child, sock }
+    Ok(Service { child, sock })
 }
 
 /// Sends SIGTERM to `child`.

@@ -229,6 +229,15 @@ pub enum Step {
         #[serde(default)]
         offline_drives: Vec<u32>,
     },
+    /// A command typed at the box's serial console (logged in with [`CONSOLE_PIN`]; starts
+    /// the service like `status`): its answer must hold every text of `expect`.
+    Console {
+        /// The line typed.
+        command: String,
+        /// Texts the answer must hold.
+        #[serde(default)]
+        expect: Vec<String>,
+    },
     /// `mtx status` and `mt status` on the box agree with `coffer media inventory` (tgt only:
     /// the virtual library has no device nodes).
     Crosscheck {},
@@ -266,6 +275,7 @@ impl Step {
             Step::Unload {} => "unload",
             Step::Load { .. } => "load",
             Step::Check { .. } => "check",
+            Step::Console { .. } => "console",
             Step::Crosscheck {} => "crosscheck",
             Step::Job { .. } => "job",
         }
@@ -367,6 +377,11 @@ impl Scenario {
                             format!("drive {d}: the library has {} drives", l.drives),
                         ));
                     }
+                }
+                Step::Console { command, .. }
+                    if command.trim().is_empty() || !command.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+                {
+                    return Err(bad(key("command"), "a line of printable ASCII"));
                 }
                 Step::Crosscheck {} if self.tiers.contains(&Tier::Virtual) => {
                     return Err(bad(
@@ -485,6 +500,22 @@ pub trait Appliance {
     fn cartridge_bytes(&self, barcode: &str) -> Option<(u64, u64)>;
     /// The changer's and the drives' device nodes on the box (tgt tier).
     fn devices(&self) -> Option<(String, Vec<String>)>;
+    /// Types `commands` at the serial console, logged in with [`CONSOLE_PIN`]; their answers.
+    fn console(&mut self, commands: &[&str]) -> Result<Vec<String>, String>;
+}
+
+/// The console PIN of both tiers' boards.
+pub const CONSOLE_PIN: &str = "2468";
+
+/// Logs in on `term`, types each command, logs out: the answers.
+pub fn console_session<T: std::io::Read + std::io::Write + std::os::fd::AsFd>(
+    term: &mut crate::common::terminal::Terminal<T>,
+    commands: &[&str],
+) -> Result<Vec<String>, String> {
+    term.login(CONSOLE_PIN)?;
+    let answers = commands.iter().map(|c| term.ask(c)).collect::<Result<Vec<_>, _>>()?;
+    term.logout()?;
+    Ok(answers)
 }
 
 /// What a scenario did, for the summary.
@@ -527,7 +558,7 @@ fn run_step(
     report: &mut Report,
 ) -> Result<String, String> {
     // Steps by hand need the library: the service holds it while it runs.
-    if ctx.service && !matches!(step, Step::Status {}) {
+    if ctx.service && !matches!(step, Step::Status {} | Step::Console { .. }) {
         a.stop_service()?;
         ctx.service = false;
     }
@@ -653,6 +684,18 @@ fn run_step(
                 }
             }
             Ok(format!("{} never written, {} offline", never_written.len(), offline_drives.len()))
+        }
+        Step::Console { command, expect } => {
+            if !ctx.service {
+                a.start_service()?;
+                ctx.service = true;
+            }
+            let answer = a.console(&[command])?.remove(0);
+            if let Some(missing) = expect.iter().find(|e| !answer.contains(e.as_str())) {
+                return Err(format!("the console's answer to `{command}` lacks {missing:?}:\n{answer}"));
+            }
+            let first = answer.lines().map(str::trim).find(|l| !l.is_empty() && *l != command.trim());
+            Ok(format!("`{command}`: {}", first.unwrap_or("(nothing)")))
         }
         Step::Crosscheck {} => crosscheck(a),
         Step::Job { source, compression, crash_after } => {
@@ -935,6 +978,7 @@ fn job_with_crash(
     let submitted = a.coffer(&["job", "submit", &job_file])?.ok("coffer job submit")?.json()?;
     let id = submitted["job"].to_string();
     let t0 = Instant::now();
+    let mut watched = false;
     let stored = loop {
         let st = a.status()?;
         // The running job's progress, as the endpoint shows it.
@@ -951,6 +995,17 @@ fn job_with_crash(
             st["latest"]["status"] == "running" && st["latest"]["objects"].as_u64().unwrap_or(0) > 0;
         if stored >= crash_at && committed {
             break stored;
+        }
+        // Once, while the job runs: the console shows it, and the front panel says so.
+        if stored > 0 && !watched {
+            let answer = a.console(&["status"])?.remove(0);
+            let (job, panel) = (format!("job {id} (hil)"), format!("panel: |BKP J{id} "));
+            if !answer.contains(&job) || !answer.contains(&panel) {
+                return Err(format!(
+                    "the console's status during job {id} lacks {job:?} or {panel:?}:\n{answer}"
+                ));
+            }
+            watched = true;
         }
         let job = a.coffer(&["job", "show", &id])?.json()?;
         if job["state"] != "active" && job["state"] != "ready" {
