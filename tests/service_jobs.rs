@@ -1,27 +1,25 @@
 //! The service runs a recurring job from a job file on the virtual library; it is watched
-//! through the status endpoint and the control socket; the service is killed mid-job (the
-//! job is marked failed, its committed parts restorable, and it is queued again) and stopped
-//! mid-job with SIGTERM (the session closes cleanly, and the job runs again at the next start,
-//! to a session that restores byte for byte).
+//! through the status endpoint, the control socket and the serial console; the service is
+//! killed mid-job (the job is marked failed, its committed parts restorable, and it is queued
+//! again) and stopped mid-job with SIGTERM (the session closes cleanly, and the job runs again
+//! at the next start, to a session that restores byte for byte).
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::terminal::open_pty;
 use common::*;
 use serde_json::Value;
 
 const TOKEN: &str = "service-test-token-0123";
+const PIN: &str = "1357";
 const FILES: u64 = 48;
 const FILE_LEN: usize = 1 << 20;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn get_json(port: u16, path: &str) -> Option<Value> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -105,7 +103,7 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
     std::fs::write(
         &board,
         format!(
-            "name = \"jobbox\"\n[status]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n\
+            "name = \"jobbox\"\n[console]\ntty = \"/dev/ttyS0\"\npin = \"{PIN}\"\n[status]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n\
              [jobs]\nscan_seconds = 1\n\
              [[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 2\nslots = 24\ncartridges = 20\n\
              capacity = \"16M\"\ndrive_rate = \"5M\"\ndrive_buffer = \"1M\"\ndrive_reposition_ms = 10\n"
@@ -128,8 +126,20 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
     assert_eq!(submitted["job"], 1, "{submitted}");
     let seen = wait_committed(port);
     assert!(seen["activity"].as_str().unwrap().starts_with("backup: job 1 (nightly) session 1,"), "{seen:#}");
+    // And at the serial console: the job in the status, the front panel backing up.
+    let (mut term, tty) = open_pty();
+    let mut con = env
+        .command(&["--board", board.to_str().unwrap(), "console", "--tty", &tty])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    term.login(PIN).unwrap();
+    let status = term.until("status", "job 1 (nightly): session 1").unwrap();
+    assert!(status.contains("panel: |BKP J1 "), "{status}");
     svc.child.kill().unwrap();
     svc.child.wait().unwrap();
+    // The console outlives the service and says so.
+    assert!(term.command("jobs").contains("no answer from the service"), "{}", term.since());
 
     // 2. The next start fails the job, closes its session, and queues the job again.
     let mut svc = start_service(&env, &board);
@@ -144,6 +154,12 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
     let status = get_json(port, "/api/status").unwrap();
     assert_eq!(status["latest"]["id"], 1);
     assert_eq!(status["latest"]["status"], "failed");
+    // The console, still logged in, sees the restarted service: the job queued again.
+    let jobs = term.command("jobs");
+    assert!(jobs.contains("   1  READY") && jobs.contains("nightly"), "{jobs}");
+    term.logout().unwrap();
+    drop(term);
+    assert!(con.wait().unwrap().success(), "the console ends cleanly on hangup");
 
     // 3. Run it by hand and stop the service (SIGTERM) mid-job: exit 0, session cancelled.
     job(&env, &["run", "1"]);
