@@ -1,6 +1,7 @@
 //! Incremental backups end to end through the real binary: a full backup, changes to the
 //! source, `backup --incremental` storing only what changed, and restores of each session
-//! giving back the source exactly as it was when that session ran.
+//! giving back the source exactly as it was when that session ran (deleted files and changed
+//! modes included).
 
 mod common;
 
@@ -179,6 +180,39 @@ fn a_chain_of_incrementals_restores_each_state_and_drops_removed_directories() {
     assert_eq!(j["sessions"], serde_json::json!([f["session"], i1["session"], i2["session"]]), "{j}");
     assert!(!env.path("at-2/other").exists());
     assert_restores(&env, &i1["session"], "at-1", &state1);
+}
+
+#[test]
+fn a_deleted_file_stays_deleted_and_a_changed_mode_is_stored() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    let to = [env.to()];
+    let f = backup(&env, &src, &to, &[]);
+
+    // A file deleted beside files that stay; a file whose mode alone changes.
+    fs::remove_file(src.join("sub/b.bin")).unwrap();
+    chmod(&src.join("sub/a.txt"), 0o600);
+    age(&src);
+    let state1 = snapshot(&src);
+    let i1 = backup(&env, &src, &to, &["--incremental"]);
+    assert_eq!(i1["base"], f["session"], "{i1}");
+    assert_eq!(stored_files(&env, &i1["session"]), set(&["sub/a.txt"]), "the chmod stores the file again");
+    assert_eq!(i1["unchanged"]["files"], TREE_FILES - 2, "{i1}");
+    assert_restores(&env, &i1["session"], "at-1", &state1);
+    assert!(!env.path("at-1/sub/b.bin").exists(), "the deleted file came back");
+
+    // Nothing changes: the next one keeps the list, and still restores without the file.
+    let i2 = backup(&env, &src, &to, &["--incremental"]);
+    assert_eq!(i2["base"], i1["session"], "{i2}");
+    assert!(stored_files(&env, &i2["session"]).is_empty());
+    assert_restores(&env, &i2["session"], "at-2", &state1);
+    // The file made again with its old size and time is new to the chain: it is stored.
+    write_file(&src.join("sub/b.bin"), &random_bytes(4, 900));
+    age(&src);
+    let i3 = backup(&env, &src, &to, &["--incremental"]);
+    assert_eq!(stored_files(&env, &i3["session"]), set(&["sub/b.bin"]), "{i3}");
+    assert_restores(&env, &i3["session"], "at-3", &snapshot(&src));
 }
 
 #[test]

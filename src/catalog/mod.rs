@@ -26,6 +26,8 @@
 //! - Every session part lies on a medium in the catalog (a medium holding parts cannot be
 //!   removed), every object lies in a recorded part, and a finished session takes no more
 //!   parts or objects.
+//! - Only a running incremental session takes a list of kept files, until a batch says the
+//!   list is complete.
 //! - [`Catalog::snapshot_records`] applied in order to an empty catalog builds an equal one.
 //!
 //! # Versioning
@@ -52,10 +54,11 @@ mod state_tests;
 mod tests;
 
 pub use record::{
-    FIRST_KIND, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel,
-    MAX_DEFINITION_LEN, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MediumAdded, MediumKind, MediumRemoved,
-    MediumState, MediumUpdated, ObjectStored, PartMoved, Record, RecordBody, SessionFinished, SessionKind,
-    SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
+    FIRST_KIND, FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel,
+    MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MediumAdded, MediumKind,
+    MediumRemoved, MediumState, MediumUpdated, ObjectStored, PartMoved, Record, RecordBody, SessionFinished,
+    SessionKind, SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
+    kept_batches, kept_cost,
 };
 pub use state::{Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 
@@ -112,6 +115,9 @@ pub enum CatalogError {
          catalog's next id"
     )]
     StaleId { what: &'static str, id: u64, next: u64 },
+    /// A list of kept files for a session that cannot have one.
+    #[error("session {session} takes no list of kept files: {why}")]
+    KeptList { session: u64, why: &'static str },
     /// A part or object for a session that has finished.
     #[error("session {session} has already finished: it takes no more parts, objects or end record")]
     SessionFinished { session: u64 },

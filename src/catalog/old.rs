@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{JobState, JobStateChanged, SessionKind, SessionMode, SessionStarted};
+use super::record::{
+    JobState, JobStateChanged, ObjectStored, SessionKind, SessionMode, SessionStarted, StoredObject,
+};
+use crate::format::records::ObjectKind;
 
 /// `SessionStarted` version 1: before sessions said whether they were full or incremental.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,5 +52,56 @@ impl JobStateChangedV1 {
     /// No due time: the queue treats such a READY job as due at once.
     pub(super) fn upgrade(self) -> JobStateChanged {
         JobStateChanged { job: self.job, state: self.state, at: self.at, message: self.message, run_at: None }
+    }
+}
+
+/// `StoredObject` as `ObjectStored` version 1 held it: before mode, owner and group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct StoredObjectV1 {
+    pub id: u64,
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    pub kind: ObjectKind,
+    pub size: u64,
+    pub mtime: i64,
+    pub segment_offset: u64,
+    pub length: u64,
+    pub stream: u16,
+    pub part: u32,
+    pub position: u64,
+    pub digest: [u8; 32],
+}
+
+/// `ObjectStored` version 1.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ObjectStoredV1 {
+    pub session: u64,
+    pub object: StoredObjectV1,
+}
+
+impl ObjectStoredV1 {
+    /// Mode, owner and group were not recorded: 0, which no real object's mode is, so that an
+    /// incremental backup never takes such a file as unchanged (it stores it again once).
+    pub(super) fn upgrade(self) -> ObjectStored {
+        let o = self.object;
+        ObjectStored {
+            session: self.session,
+            object: StoredObject {
+                id: o.id,
+                path: o.path,
+                kind: o.kind,
+                size: o.size,
+                mtime: o.mtime,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                segment_offset: o.segment_offset,
+                length: o.length,
+                stream: o.stream,
+                part: o.part,
+                position: o.position,
+                digest: o.digest,
+            },
+        }
     }
 }

@@ -7,11 +7,12 @@
 //! | 18   | `MediumRemoved`   | 1       |
 //! | 32   | `SessionStarted`  | 2       |
 //! | 33   | `SessionPart`     | 1       |
-//! | 34   | `ObjectStored`    | 1       |
+//! | 34   | `ObjectStored`    | 2       |
 //! | 35   | `SessionFinished` | 1       |
 //! | 36   | `SessionPruned`   | 1       |
 //! | 37   | `PartMoved`       | 1       |
 //! | 38   | `StreamCut`       | 1       |
+//! | 39   | `FilesKept`       | 1       |
 //! | 48   | `JobSaved`        | 1       |
 //! | 49   | `JobStateChanged` | 2       |
 //! | 50   | `JobDeleted`      | 1       |
@@ -23,7 +24,9 @@
 //! arm that reads the old version and upgrades it (the old structs live in `old.rs`).
 //!
 //! History: `SessionStarted` version 2 added `kind` (full, or incremental on a base session)
-//! and `source_key`; version 1 records read as full sessions without a key.
+//! and `source_key`; version 1 records read as full sessions without a key. `ObjectStored`
+//! version 2 added the object's `mode`, `uid` and `gid` (version 1 reads with all three 0: not
+//! recorded). `FilesKept` (kind 39) came with incremental sessions that list what they kept.
 
 use serde::{Deserialize, Serialize};
 
@@ -238,6 +241,13 @@ pub struct StoredObject {
     pub size: u64,
     /// Modification time, seconds since the epoch.
     pub mtime: i64,
+    /// Permission and type bits (`st_mode`); 0 when not recorded (version 1: a real object's
+    /// mode always has its type bits).
+    pub mode: u32,
+    /// Owner (version 2).
+    pub uid: u32,
+    /// Group (version 2).
+    pub gid: u32,
     /// Offset of this piece within the object (non-zero for later segments).
     pub segment_offset: u64,
     /// Bytes of the object in this piece.
@@ -360,6 +370,60 @@ pub struct StreamCut {
     pub stream: u16,
 }
 
+/// Regular files an incremental session left out as unchanged since its base: the paths it
+/// walked and did not store. Written in batches once the walk is over, the last batch with
+/// `complete` set; a session with a complete list is restored as exactly what it walked (a file
+/// deleted since the base does not come back).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesKept {
+    /// Session id (an incremental session, still open).
+    pub session: u64,
+    /// Paths relative to the source root, as raw bytes.
+    pub paths: Vec<serde_bytes::ByteBuf>,
+    /// Whether this is the last batch: the list is the whole walk's.
+    pub complete: bool,
+}
+
+/// Most encoded path bytes one [`FilesKept`] record carries (see [`kept_cost`]).
+pub const MAX_KEPT_BYTES: usize = MAX_DEFINITION_LEN - 1024;
+
+/// What one path adds to a [`FilesKept`] record: its bytes and its length (a varint of at
+/// most 2 bytes for paths up to 4096 bytes).
+pub fn kept_cost(path: &[u8]) -> usize {
+    path.len() + 2
+}
+
+// A full FilesKept record (paths, their count, the session id, the flag) fits a payload.
+const _: () = assert!(MAX_KEPT_BYTES + 32 <= MAX_PAYLOAD_LEN);
+
+/// The [`FilesKept`] records that list `paths` for `session`, each as full as it may be; the
+/// last has `complete` as given. No paths and `complete` is one empty record (the list is
+/// known to be empty); no paths otherwise is none.
+pub fn kept_batches<'a>(
+    session: u64,
+    paths: impl IntoIterator<Item = &'a [u8]>,
+    complete: bool,
+) -> Vec<FilesKept> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for p in paths {
+        if bytes + kept_cost(p) > MAX_KEPT_BYTES {
+            out.push(FilesKept { session, paths: std::mem::take(&mut batch), complete: false });
+            bytes = 0;
+        }
+        bytes += kept_cost(p);
+        batch.push(serde_bytes::ByteBuf::from(p.to_vec()));
+    }
+    if !batch.is_empty() || complete {
+        out.push(FilesKept { session, paths: batch, complete: false });
+    }
+    if let Some(last) = out.last_mut() {
+        last.complete = complete;
+    }
+    out
+}
+
 /// The next free session and job ids, when they are above what the catalog's sessions and jobs
 /// imply (after pruning and deletion): snapshots carry them so ids are never reused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -446,7 +510,7 @@ impl RecordBody for SessionPart {
 
 impl RecordBody for ObjectStored {
     const KIND: u16 = 34;
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     fn validate(&self) -> Result<(), &'static str> {
         let o = &self.object;
         if o.path.is_empty() || o.path.len() > MAX_PATH_LEN || o.path.contains(&0) {
@@ -490,6 +554,21 @@ impl RecordBody for StreamCut {
     const KIND: u16 = 38;
     const VERSION: u8 = 1;
     fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+impl RecordBody for FilesKept {
+    const KIND: u16 = 39;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        check_id(self.session, "session id 0 or the largest")?;
+        if self.paths.iter().any(|p| p.is_empty() || p.len() > MAX_PATH_LEN || p.contains(&0)) {
+            return Err("path empty, over 4096 bytes or holding a NUL");
+        }
+        if self.paths.iter().map(|p| kept_cost(p)).sum::<usize>() > MAX_KEPT_BYTES {
+            return Err("the paths are over what one record holds");
+        }
         Ok(())
     }
 }
@@ -643,6 +722,8 @@ records! {
     PartMoved,
     /// Kind 38.
     StreamCut,
+    /// Kind 39.
+    FilesKept,
     /// Kind 48.
     JobSaved,
     /// Kind 49.
@@ -710,11 +791,13 @@ impl Record {
             }
             (SessionStarted::KIND, 2) => body::<SessionStarted>(payload).map_err(fail)?.into(),
             (SessionPart::KIND, 1) => body::<SessionPart>(payload).map_err(fail)?.into(),
-            (ObjectStored::KIND, 1) => body::<ObjectStored>(payload).map_err(fail)?.into(),
+            (ObjectStored::KIND, 1) => body::<old::ObjectStoredV1>(payload).map_err(fail)?.upgrade().into(),
+            (ObjectStored::KIND, 2) => body::<ObjectStored>(payload).map_err(fail)?.into(),
             (SessionFinished::KIND, 1) => body::<SessionFinished>(payload).map_err(fail)?.into(),
             (SessionPruned::KIND, 1) => body::<SessionPruned>(payload).map_err(fail)?.into(),
             (PartMoved::KIND, 1) => body::<PartMoved>(payload).map_err(fail)?.into(),
             (StreamCut::KIND, 1) => body::<StreamCut>(payload).map_err(fail)?.into(),
+            (FilesKept::KIND, 1) => body::<FilesKept>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
             (JobStateChanged::KIND, 1) => {
                 body::<old::JobStateChangedV1>(payload).map_err(fail)?.upgrade().into()

@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use super::CatalogError;
 use super::record::{
-    IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, MediumAdded, MediumRemoved,
-    MediumState, MediumUpdated, ObjectStored, PartMoved, Record, SessionFinished, SessionPart, SessionPruned,
-    SessionStarted, StoredObject, StreamCut,
+    FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, MediumAdded,
+    MediumRemoved, MediumState, MediumUpdated, ObjectStored, PartMoved, Record, SessionFinished, SessionKind,
+    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, kept_batches,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -75,6 +75,10 @@ pub struct Session {
     finish: Option<SessionFinished>,
     /// Streams that ended without their trailer.
     cut: std::collections::BTreeSet<u16>,
+    /// Regular files an incremental session left out as unchanged ([`FilesKept`]).
+    kept: Vec<Vec<u8>>,
+    /// Whether `kept` is the whole walk's list.
+    kept_complete: bool,
 }
 
 impl Session {
@@ -106,6 +110,13 @@ impl Session {
     /// How it ended, once it has.
     pub fn finish(&self) -> Option<&SessionFinished> {
         self.finish.as_ref()
+    }
+
+    /// The regular files an incremental session walked and left out as unchanged, once the
+    /// list is complete; `None` for full sessions and for incrementals without a whole list
+    /// (older coffer, a walk that did not finish).
+    pub fn kept(&self) -> Option<&[Vec<u8>]> {
+        self.kept_complete.then_some(self.kept.as_slice())
     }
 
     /// Whether it has ended.
@@ -150,9 +161,11 @@ impl Session {
             .map(move |o| Record::ObjectStored(ObjectStored { session, object: o.clone() }));
         let finish = self.finish.clone().map(Record::SessionFinished);
         let cut = self.cut.iter().map(move |&stream| Record::StreamCut(StreamCut { session, stream }));
+        let kept = kept_batches(session, self.kept.iter().map(Vec::as_slice), self.kept_complete);
         iter::once(Record::SessionStarted(self.start.clone()))
             .chain(parts)
             .chain(objects)
+            .chain(kept.into_iter().map(Record::FilesKept))
             .chain(cut)
             .chain(finish)
     }
@@ -249,6 +262,7 @@ impl Catalog {
             Record::SessionPruned(b) => self.session_pruned(b),
             Record::PartMoved(b) => self.part_moved(b),
             Record::StreamCut(b) => self.stream_cut(b),
+            Record::FilesKept(b) => self.files_kept(b),
             Record::JobSaved(b) => self.job_saved(b),
             Record::JobStateChanged(b) => self.job_state_changed(b),
             Record::JobDeleted(b) => self.job_deleted(b),
@@ -388,6 +402,8 @@ impl Catalog {
             objects: Vec::new(),
             finish: None,
             cut: Default::default(),
+            kept: Vec::new(),
+            kept_complete: false,
         };
         self.sessions.insert(b.session, session);
         // Validation keeps ids below u64::MAX.
@@ -441,6 +457,20 @@ impl Catalog {
             return Err(CatalogError::SessionRunning { session: b.session });
         }
         self.sessions.remove(&b.session);
+        Ok(())
+    }
+
+    fn files_kept(&mut self, b: &FilesKept) -> Result<(), CatalogError> {
+        let s = open_session(&mut self.sessions, b.session)?;
+        let refuse = |why| Err(CatalogError::KeptList { session: b.session, why });
+        if !matches!(s.start.kind, SessionKind::Incremental { .. }) {
+            return refuse("it is not incremental");
+        }
+        if s.kept_complete {
+            return refuse("its list is complete already");
+        }
+        s.kept.extend(b.paths.iter().map(|p| p.to_vec()));
+        s.kept_complete = b.complete;
         Ok(())
     }
 

@@ -56,6 +56,9 @@ fn object(session: u64, id: u64, stream: u16, part: u32) -> Record {
             kind: ObjectKind::File,
             size: 4096,
             mtime: 1_700_000_000,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
             segment_offset: 0,
             length: 4096,
             stream,
@@ -447,4 +450,39 @@ proptest! {
         prop_assert!(n <= applied + 1, "snapshot of {} records after {} applied", n, applied);
         prop_assert!(fresh.snapshot_records().eq(c.snapshot_records()));
     }
+}
+
+fn kept(session: u64, paths: &[&str], complete: bool) -> Record {
+    Record::FilesKept(FilesKept {
+        session,
+        paths: paths.iter().map(|p| serde_bytes::ByteBuf::from(p.as_bytes().to_vec())).collect(),
+        complete,
+    })
+}
+
+#[test]
+fn only_a_running_incremental_session_lists_kept_files_and_the_list_survives_a_snapshot() {
+    let mut c = catalog();
+    // Session 1 is full.
+    let full = c.apply(&kept(1, &["a"], true)).unwrap_err();
+    assert!(matches!(full, CatalogError::KeptList { session: 1, .. }), "{full}");
+    let mut incr = start(2, 1);
+    if let Record::SessionStarted(s) = &mut incr {
+        s.kind = SessionKind::Incremental { base: 1 };
+    }
+    c.apply(&incr).unwrap();
+    c.apply(&part(2, 0, 0, TAPE)).unwrap();
+    c.apply(&kept(2, &["dir/a", "dir/b"], false)).unwrap();
+    assert_eq!(c.session(2).unwrap().kept(), None, "not whole yet");
+    c.apply(&kept(2, &["dir/c"], true)).unwrap();
+    let whole: Vec<Vec<u8>> = ["dir/a", "dir/b", "dir/c"].iter().map(|p| p.as_bytes().to_vec()).collect();
+    assert_eq!(c.session(2).unwrap().kept(), Some(&whole[..]));
+    let again = c.apply(&kept(2, &["dir/d"], true)).unwrap_err();
+    assert!(matches!(again, CatalogError::KeptList { session: 2, .. }), "{again}");
+    c.apply(&finish(2)).unwrap();
+    assert!(matches!(c.apply(&kept(2, &["x"], true)), Err(CatalogError::SessionFinished { session: 2 })));
+    assert!(matches!(c.apply(&kept(9, &["x"], true)), Err(CatalogError::UnknownSession { session: 9 })));
+    let (fresh, _) = rebuilt(&c);
+    assert_eq!(fresh.session(2).unwrap().kept(), Some(&whole[..]));
+    assert!(fresh.snapshot_records().eq(c.snapshot_records()));
 }

@@ -113,6 +113,9 @@ fn stored_object() -> impl Strategy<Value = StoredObject> {
                 kind,
                 size: if data { size } else { 0 },
                 mtime,
+                mode: (mtime as u32) | 0o100000,
+                uid: id as u32,
+                gid: (id >> 32) as u32,
                 segment_offset,
                 length: if data { len / 2 } else { 0 },
                 stream,
@@ -145,6 +148,16 @@ fn session_records() -> impl Strategy<Value = Record> {
             })
         }),
         any::<u64>().prop_map(|session| Record::SessionPruned(SessionPruned { session })),
+        (
+            any::<u64>(),
+            proptest::collection::vec(proptest::collection::vec(1u8..=255, 1..64), 0..20),
+            any::<bool>()
+        )
+            .prop_map(|(session, paths, complete)| Record::FilesKept(FilesKept {
+                session,
+                paths: paths.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                complete,
+            })),
         (any::<(u64, u16, u32, u64, u32)>(), uuid()).prop_map(
             |((session, stream, part, position, file_number), medium)| {
                 Record::PartMoved(PartMoved { session, stream, part, medium, position, file_number })
@@ -198,6 +211,9 @@ fn largest_records() -> Vec<Record> {
         kind: ObjectKind::File,
         size: big,
         mtime: i64::MIN,
+        mode: u32::MAX,
+        uid: u32::MAX,
+        gid: u32::MAX,
         segment_offset: big / 2,
         length: big / 2,
         stream: u16::MAX,
@@ -229,6 +245,9 @@ fn largest_records() -> Vec<Record> {
             source_key: [0xff; 32],
         }),
         Record::ObjectStored(ObjectStored { session: big, object }),
+        // The most paths of the longest and of the shortest kind one record takes.
+        largest_kept(crate::format::MAX_PATH_LEN),
+        largest_kept(1),
         Record::JobSaved(JobSaved {
             job: big,
             name: "n".repeat(256),
@@ -245,6 +264,75 @@ fn largest_records() -> Vec<Record> {
     ]
 }
 
+/// The fullest [`FilesKept`] record of paths `len` bytes long.
+fn largest_kept(len: usize) -> Record {
+    let path = vec![0xfe; len];
+    let batches = kept_batches(u64::MAX - 1, std::iter::repeat_n(path.as_slice(), 100_000), true);
+    assert!(batches.len() > 1);
+    Record::FilesKept(batches[0].clone())
+}
+
+#[test]
+fn kept_batches_are_as_full_as_a_record_allows_and_end_with_the_flag() {
+    let paths: Vec<Vec<u8>> = (0..40_000u32).map(|i| format!("d{}/f{i}", i % 7).into_bytes()).collect();
+    let batches = kept_batches(3, paths.iter().map(Vec::as_slice), true);
+    assert!(batches.len() > 5, "{}", batches.len());
+    let mut back = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(b.complete, i == batches.len() - 1);
+        let r = Record::FilesKept(b.clone());
+        assert_eq!(r.validate(), Ok(()));
+        assert!(encoded(&r).len() <= MAX_PAYLOAD_LEN);
+        if i + 1 < batches.len() {
+            // Full: the next path would not have fitted.
+            let next = &batches[i + 1].paths[0];
+            let used: usize = b.paths.iter().map(|p| kept_cost(p)).sum();
+            assert!(used + kept_cost(next) > MAX_KEPT_BYTES);
+        }
+        back.extend(b.paths.iter().map(|p| p.to_vec()));
+    }
+    assert_eq!(back, paths);
+    // An empty list that is known to be empty is one record; one that is not, none.
+    assert_eq!(kept_batches(3, std::iter::empty(), true).len(), 1);
+    assert!(kept_batches(3, std::iter::empty(), false).is_empty());
+    // Over the limit, or a bad path, is refused.
+    let over = FilesKept {
+        session: 3,
+        paths: vec![serde_bytes::ByteBuf::from(vec![b'a'; 4000]); 17],
+        complete: true,
+    };
+    assert!(Record::FilesKept(over).validate().is_err());
+    let nul =
+        FilesKept { session: 3, paths: vec![serde_bytes::ByteBuf::from(b"a\0b".to_vec())], complete: true };
+    assert!(Record::FilesKept(nul).validate().is_err());
+}
+
+#[test]
+fn an_object_of_version_1_reads_without_mode_owner_or_group() {
+    let v1 = super::old::ObjectStoredV1 {
+        session: 4,
+        object: super::old::StoredObjectV1 {
+            id: 1,
+            path: b"a/b".to_vec(),
+            kind: ObjectKind::File,
+            size: 10,
+            mtime: 1_700_000_000,
+            segment_offset: 0,
+            length: 10,
+            stream: 0,
+            part: 0,
+            position: 0,
+            digest: [3; 32],
+        },
+    };
+    let payload = postcard::to_stdvec(&v1).unwrap();
+    let Ok(Record::ObjectStored(o)) = Record::decode(34, 1, &payload) else { panic!("not decoded") };
+    assert_eq!((o.session, o.object.path.as_slice(), o.object.size), (4, &b"a/b"[..], 10));
+    assert_eq!((o.object.mode, o.object.uid, o.object.gid), (0, 0, 0));
+    // And the current version does not read as the old one.
+    assert!(Record::decode(34, 2, &payload).is_err());
+}
+
 #[test]
 fn kinds_and_versions_are_stable() {
     let expect: &[(u16, u8, &str)] = &[
@@ -253,11 +341,12 @@ fn kinds_and_versions_are_stable() {
         (18, 1, "MediumRemoved"),
         (32, 2, "SessionStarted"),
         (33, 1, "SessionPart"),
-        (34, 1, "ObjectStored"),
+        (34, 2, "ObjectStored"),
         (35, 1, "SessionFinished"),
         (36, 1, "SessionPruned"),
         (37, 1, "PartMoved"),
         (38, 1, "StreamCut"),
+        (39, 1, "FilesKept"),
         (48, 1, "JobSaved"),
         (49, 2, "JobStateChanged"),
         (50, 1, "JobDeleted"),

@@ -201,8 +201,12 @@ pub fn run(
         moved: Vec::new(),
         unchanged: req.incremental.as_ref().map(Incremental::unchanged).unwrap_or_default(),
     };
-    finish_session(store, summary, stored_raw, stored, t0)
+    finish_session(store, summary, req.incremental.as_ref(), stored_raw, stored, t0)
 }
+
+/// [`FilesKept`](crate::catalog::FilesKept) records per journal commit: 64 KiB each, 16 MiB a
+/// group.
+const KEPT_RECORDS_PER_COMMIT: usize = 256;
 
 /// Why a cancelled session ended, for its summary.
 pub const CANCELLED: &str = "cancelled: what was read before is written and restorable";
@@ -247,14 +251,29 @@ pub(super) fn start_session(
     Ok((session, info))
 }
 
-/// Journals the end of a session and completes its summary.
+/// Journals the end of a session and completes its summary. An incremental session that
+/// completed first lists the files it kept (before its end, so that a session read as complete
+/// always has its whole list).
 pub(super) fn finish_session(
     store: &mut impl State,
     mut summary: BackupSummary,
+    incremental: Option<&Incremental>,
     raw_bytes: u64,
     stored_bytes: u64,
     t0: Instant,
 ) -> Result<BackupSummary, BackupError> {
+    if let Some(inc) = incremental.filter(|_| summary.status == SessionStatus::Complete) {
+        let kept = inc.kept();
+        let records: Vec<Record> =
+            crate::catalog::kept_batches(summary.session, kept.iter().map(Vec::as_slice), true)
+                .into_iter()
+                .map(Record::from)
+                .collect();
+        // Groups well under the journal's group limit.
+        for group in records.chunks(KEPT_RECORDS_PER_COMMIT) {
+            store.commit(group)?;
+        }
+    }
     store.commit(&[Record::from(SessionFinished {
         session: summary.session,
         ended: crate::clock::unix_now(),

@@ -6,10 +6,12 @@
 //! Every session records a [`SourceKey`] (which roots it read) and its kind: full, or
 //! incremental on a base session ([`SessionKind`]). An incremental session stores the regular
 //! files that are new or changed since its base, and every other object — directories, links,
-//! special files — because they are cheap and carry the tree's shape. Its *chain* is the
-//! session, its base, the base's base… down to a full session. The source as it was at a
-//! session is the chain's objects, each path taken from the newest session of the chain that
-//! holds it ([`restore_sources`]).
+//! special files — because they are cheap and carry the tree's shape; once its walk is over it
+//! lists the regular files it left out as unchanged ([`FilesKept`](crate::catalog::FilesKept)).
+//! Its *chain* is the session, its base, the base's base… down to a full session. The source
+//! as it was at a session is its own objects and the files it kept, each of those taken from
+//! the newest session of the chain that holds it ([`restore_sources`]): a file deleted since
+//! the base is in neither, and does not come back.
 //!
 //! The *baseline* of a new incremental backup is the newest session of the same source key
 //! that finished complete ([`Baseline::find`]); its chain, newest entry winning, says what each
@@ -18,22 +20,26 @@
 //! # Unchanged
 //!
 //! A regular file is unchanged when the chain's newest entry for its path is a regular file of
-//! the same size and modification time (whole seconds: what the catalog keeps). A recorded
+//! the same size, modification time (whole seconds: what the catalog keeps), mode, owner and
+//! group (a chmod or chown stores the file again: restore then gives the new ones). A recorded
 //! mtime not before the start of the session that recorded it is never trusted: the file may
 //! have changed again within that second, after it was read (git's "racily clean" rule).
 //!
 //! # Limits
 //!
-//! - Metadata-only changes of a regular file (mode, owner: they move ctime, not mtime) and a
-//!   content change that keeps size and mtime (a copy that preserves times) are not seen: the
-//!   catalog keeps neither ctime, inode nor a finer mtime.
-//! - A regular file deleted between two backups of a chain comes back when a later session of
-//!   the chain is restored, as long as its directory still exists: an incremental session does
-//!   not list the unchanged files it skipped, so "absent" and "unchanged" look alike. Objects of
-//!   other kinds, and files under directories that are gone, do not come back (every
-//!   incremental session records every directory and non-file object it saw).
+//! - A content change that keeps size, mtime and mode (a copy that preserves times), and a
+//!   change of extended attributes or ACLs alone, are not seen: the catalog keeps neither
+//!   ctime, inode nor a finer mtime.
+//! - An incremental session without a whole list of kept files (written by an older coffer, or
+//!   one whose walk did not finish: failed, cancelled) is restored by the older rule: files of
+//!   earlier sessions of the chain come back when their directories are in the session, so a
+//!   file deleted since the base may reappear.
+//! - Files recorded by an older coffer have no mode in the catalog: the first incremental
+//!   after the upgrade stores them again.
 //! - A session rebuilt from the media by a scan reads as full and without a key: the media do
-//!   not say which session it built on.
+//!   not say which session it built on, nor list what it kept.
+//! - The list of kept files is held in memory until the session ends (as the catalog holds
+//!   every object): a few tens of bytes per unchanged file.
 //!
 //! Everything here is pure: it reads a [`Catalog`] and metadata and returns decisions; the
 //! counters of [`Incremental`] are the only shared state.
@@ -42,6 +48,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::backup::Source;
@@ -174,6 +181,9 @@ struct Stamp {
     kind: ObjectKind,
     size: u64,
     mtime: i64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
     /// The mtime is not before the start of the session that recorded it: the file may have
     /// changed again within that second, after it was read.
     racy: bool,
@@ -204,15 +214,28 @@ impl Baseline {
     }
 
     /// The baseline a backup built on `session` compares against: the chain's objects, the
-    /// newest entry of each path winning.
+    /// newest entry of each path winning; a session with a whole list of kept files drops
+    /// what it neither stored nor kept (deleted before it).
     pub fn of_session(catalog: &Catalog, session: u64) -> Result<Baseline, IncrementalError> {
         let chain = chain(catalog, session)?;
-        let mut index = HashMap::new();
+        let mut index: HashMap<Vec<u8>, Stamp> = HashMap::new();
         for &id in &chain {
             let s = catalog.session(id).expect("the chain holds sessions of the catalog");
+            if let Some(kept) = s.kept() {
+                let kept: HashSet<&[u8]> = kept.iter().map(Vec::as_slice).collect();
+                index.retain(|path, _| kept.contains(path.as_slice()));
+            }
             let started = i64::try_from(s.start().started).unwrap_or(i64::MAX);
             for o in s.objects() {
-                let stamp = Stamp { kind: o.kind, size: o.size, mtime: o.mtime, racy: o.mtime >= started };
+                let stamp = Stamp {
+                    kind: o.kind,
+                    size: o.size,
+                    mtime: o.mtime,
+                    mode: o.mode,
+                    uid: o.uid,
+                    gid: o.gid,
+                    racy: o.mtime >= started,
+                };
                 index.insert(o.path.clone(), stamp);
             }
         }
@@ -246,7 +269,10 @@ impl Baseline {
             return false;
         }
         self.index.get(&meta.path).is_some_and(|s| {
-            s.kind == ObjectKind::File && !s.racy && s.size == meta.size && s.mtime == meta.mtime
+            s.kind == ObjectKind::File
+                && !s.racy
+                && (s.size, s.mtime) == (meta.size, meta.mtime)
+                && (s.mode, s.uid, s.gid) == (meta.mode, meta.uid, meta.gid)
         })
     }
 }
@@ -260,18 +286,26 @@ pub struct Unchanged {
     pub bytes: u64,
 }
 
-/// A baseline shared by the threads that walk the sources, counting what they leave out.
+/// A baseline shared by the threads that walk the sources, counting and listing what they
+/// leave out.
 #[derive(Clone, Debug)]
 pub struct Incremental {
     baseline: Arc<Baseline>,
     files: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
+    /// The paths left out, for the session's list of kept files.
+    kept: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Incremental {
     /// Backs up against `baseline`.
     pub fn new(baseline: Baseline) -> Incremental {
-        Incremental { baseline: Arc::new(baseline), files: Arc::default(), bytes: Arc::default() }
+        Incremental {
+            baseline: Arc::new(baseline),
+            files: Arc::default(),
+            bytes: Arc::default(),
+            kept: Arc::default(),
+        }
     }
 
     /// The baseline.
@@ -290,8 +324,16 @@ impl Incremental {
         if skip {
             self.files.fetch_add(1, Ordering::Relaxed);
             self.bytes.fetch_add(meta.size, Ordering::Relaxed);
+            self.kept.lock().unwrap_or_else(|e| e.into_inner()).push(meta.path.clone());
         }
         skip
+    }
+
+    /// The paths left out so far, sorted (the walkers of several sources add in any order).
+    pub fn kept(&self) -> Vec<Vec<u8>> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        kept.sort_unstable();
+        kept
     }
 
     /// What was left out so far.
@@ -303,8 +345,9 @@ impl Incremental {
 /// Where a restore of `session` reads each object from: per session of its chain, oldest
 /// first, the ids of the objects to take from it (sessions with none are left out). Each path
 /// comes from the newest session of the chain that holds it; from sessions older than
-/// `session`, only regular files whose directories `session` still holds (see the module docs).
-/// A full session is its own chain: all of its objects.
+/// `session`, only the regular files `session` kept, or without a whole list of those, the
+/// regular files whose directories `session` still holds (see the module docs). A full session
+/// is its own chain: all of its objects.
 pub fn restore_sources(
     catalog: &Catalog,
     session: u64,
@@ -313,6 +356,11 @@ pub fn restore_sources(
     let last = catalog.session(session).expect("chain checked it");
     let dirs: HashSet<&[u8]> =
         last.objects().iter().filter(|o| o.kind == ObjectKind::Dir).map(|o| o.path.as_slice()).collect();
+    let kept: Option<HashSet<&[u8]>> = last.kept().map(|k| k.iter().map(Vec::as_slice).collect());
+    let wanted = |path: &[u8]| match &kept {
+        Some(kept) => kept.contains(path),
+        None => parents_in(path, &dirs),
+    };
     let mut taken: HashSet<&[u8]> = HashSet::new();
     let mut out = Vec::new();
     for &id in chain.iter().rev() {
@@ -326,7 +374,7 @@ pub fn restore_sources(
             if taken.contains(path) && !here.contains(path) {
                 continue;
             }
-            if !newest && (o.kind != ObjectKind::File || !parents_in(path, &dirs)) {
+            if !newest && (o.kind != ObjectKind::File || !wanted(path)) {
                 continue;
             }
             here.insert(path);

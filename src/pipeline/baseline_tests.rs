@@ -72,6 +72,9 @@ fn session(
             kind,
             size,
             mtime,
+            mode: mode_of(kind),
+            uid: 0,
+            gid: 0,
             segment_offset: 0,
             length: size,
             stream: 0,
@@ -101,12 +104,21 @@ fn incremental(c: &mut Catalog, base: u64, key: SourceKey, objects: &[Obj]) -> u
     session(c, SessionKind::Incremental { base }, key, SessionStatus::Complete, objects)
 }
 
+/// The mode test objects have.
+fn mode_of(kind: ObjectKind) -> u32 {
+    match kind {
+        ObjectKind::Dir => 0o040755,
+        ObjectKind::Symlink => 0o120777,
+        _ => 0o100644,
+    }
+}
+
 /// A walked object.
 fn walked(path: &str, kind: ObjectKind, size: u64, mtime: i64) -> ObjectMeta {
     ObjectMeta {
         path: path.as_bytes().to_vec(),
         kind,
-        mode: 0o100644,
+        mode: mode_of(kind),
         uid: 0,
         gid: 0,
         mtime,
@@ -304,4 +316,120 @@ fn skipping_counts_files_and_bytes() {
     assert!(shared.skip(&walked_file("b", 7, OLD)));
     assert!(!inc.skip(&walked_file("c", 1, OLD)));
     assert_eq!(inc.unchanged(), Unchanged { files: 2, bytes: 107 });
+}
+
+/// Records that `session` (still open: call before finishing it) kept `paths`, as a whole list.
+fn with_kept(c: &mut Catalog, kind: SessionKind, key: SourceKey, objects: &[Obj], kept: &[&str]) -> u64 {
+    // As `session` does, but the list goes in before the end record.
+    let id = c.next_session_id();
+    let start = SessionStarted {
+        session: id,
+        job: 0,
+        host: "test".into(),
+        source: "/src".into(),
+        started: STARTED + id,
+        streams: 1,
+        mode: SessionMode::Files,
+        kind,
+        source_key: key.0,
+    };
+    c.apply(&Record::SessionStarted(start)).unwrap();
+    let part = SessionPart { session: id, stream: 0, part: 0, medium: MEDIUM, position: 0, file_number: 0 };
+    c.apply(&Record::SessionPart(part)).unwrap();
+    for (i, &(path, kind, size, mtime)) in objects.iter().enumerate() {
+        let object = StoredObject {
+            id: i as u64 + 1,
+            path: path.as_bytes().to_vec(),
+            kind,
+            size,
+            mtime,
+            mode: mode_of(kind),
+            uid: 0,
+            gid: 0,
+            segment_offset: 0,
+            length: size,
+            stream: 0,
+            part: 0,
+            position: i as u64 * 100,
+            digest: [1; 32],
+        };
+        c.apply(&Record::ObjectStored(ObjectStored { session: id, object })).unwrap();
+    }
+    for b in crate::catalog::kept_batches(id, kept.iter().map(|p| p.as_bytes()), true) {
+        c.apply(&Record::FilesKept(b)).unwrap();
+    }
+    let finish = SessionFinished {
+        session: id,
+        ended: STARTED + id + 1,
+        status: SessionStatus::Complete,
+        objects: objects.len() as u64,
+        raw_bytes: 0,
+        stored_bytes: 0,
+    };
+    c.apply(&Record::SessionFinished(finish)).unwrap();
+    id
+}
+
+#[test]
+fn a_change_of_mode_owner_or_group_is_a_change() {
+    let mut c = catalog();
+    full(&mut c, key("/src"), &[file("a", 100, OLD)]);
+    let b = Baseline::find(&c, key("/src")).unwrap();
+    assert!(b.is_unchanged(&walked_file("a", 100, OLD)));
+    let changes: [fn(&mut ObjectMeta); 3] = [|m| m.mode = 0o100600, |m| m.uid = 1000, |m| m.gid = 1000];
+    for change in changes {
+        let mut m = walked_file("a", 100, OLD);
+        change(&mut m);
+        assert!(!b.is_unchanged(&m), "{m:?}");
+    }
+}
+
+#[test]
+fn a_file_recorded_without_a_mode_is_never_unchanged() {
+    let mut c = catalog();
+    let f = full(&mut c, key("/src"), &[file("a", 100, OLD)]);
+    // As an ObjectStored of version 1 reads: mode, owner and group 0.
+    let mut objects = c.objects(f).unwrap().to_vec();
+    objects[0].mode = 0;
+    let mut c2 = catalog();
+    let start = c.session(f).unwrap().start().clone();
+    c2.apply(&Record::SessionStarted(start)).unwrap();
+    c2.apply(&Record::SessionPart(c.session(f).unwrap().part(0, 0).unwrap().clone())).unwrap();
+    c2.apply(&Record::ObjectStored(ObjectStored { session: f, object: objects[0].clone() })).unwrap();
+    c2.apply(&Record::SessionFinished(c.session(f).unwrap().finish().unwrap().clone())).unwrap();
+    let b = Baseline::find(&c2, key("/src")).unwrap();
+    assert!(!b.is_unchanged(&walked_file("a", 100, OLD)));
+}
+
+#[test]
+fn with_a_list_of_kept_files_a_deleted_file_stays_deleted() {
+    let mut c = catalog();
+    let k = key("/src");
+    // Full: ids 1..=5.
+    let f = full(
+        &mut c,
+        k,
+        &[dir("."), dir("d"), file("d/kept", 1, OLD), file("d/deleted", 1, OLD), file("top", 1, OLD)],
+    );
+    // Incremental: "d/deleted" is gone, "d/kept" and "top" unchanged, "new" is new.
+    let incr = SessionKind::Incremental { base: f };
+    let i = with_kept(&mut c, incr, k, &[dir("."), dir("d"), file("new", 2, OLD)], &["d/kept", "top"]);
+    assert_eq!(restore_sources(&c, i).unwrap(), vec![(f, [3, 5].into()), (i, [1, 2, 3].into())]);
+    // The next baseline knows no "d/deleted": a file of that name made again is new.
+    let b = Baseline::find(&c, k).unwrap();
+    assert_eq!(b.base(), i);
+    assert!(!b.is_unchanged(&walked_file("d/deleted", 1, OLD)));
+    assert!(b.is_unchanged(&walked_file("d/kept", 1, OLD)));
+    // A second incremental keeps what the first kept and what it stored.
+    let i2 = with_kept(
+        &mut c,
+        SessionKind::Incremental { base: i },
+        k,
+        &[dir("."), dir("d")],
+        &["d/kept", "new", "top"],
+    );
+    assert_eq!(
+        restore_sources(&c, i2).unwrap(),
+        vec![(f, [3, 5].into()), (i, [3].into()), (i2, [1, 2].into())]
+    );
 }

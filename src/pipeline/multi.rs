@@ -209,7 +209,7 @@ pub fn run(
     summarize((session, job), &names, ended, control, &coord, planned.problems, &progress).and_then(
         |(mut summary, raw, stored)| {
             summary.unchanged = req.incremental.as_ref().map(|i| i.unchanged()).unwrap_or_default();
-            finish_session(store, summary, raw, stored, t0)
+            finish_session(store, summary, req.incremental.as_ref(), raw, stored, t0)
         },
     )
 }

@@ -147,6 +147,10 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
             kind: e.kind,
             size: e.size,
             mtime: e.mtime,
+            // The media's index does not carry them; a rebuilt session is never a base.
+            mode: 0,
+            uid: 0,
+            gid: 0,
             segment_offset: e.segment_offset,
             length: e.length,
             stream: e.stream,
