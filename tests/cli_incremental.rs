@@ -216,6 +216,57 @@ fn a_deleted_file_stays_deleted_and_a_changed_mode_is_stored() {
 }
 
 #[test]
+fn scan_rebuilds_an_incremental_chain_that_restores_and_continues() {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    let to = [env.to()];
+    let f = backup(&env, &src, &to, &[]);
+    fs::remove_file(src.join("sub/b.bin")).unwrap();
+    chmod(&src.join("sub/a.txt"), 0o600);
+    age(&src);
+    let state1 = snapshot(&src);
+    let i1 = backup(&env, &src, &to, &["--incremental"]);
+    write_file(&src.join("other/y"), b"new\n");
+    age(&src);
+    let state2 = snapshot(&src);
+    let i2 = backup(&env, &src, &to, &["--incremental"]);
+    assert_eq!((i1["base"].clone(), i2["base"].clone()), (f["session"].clone(), i1["session"].clone()));
+    let journaled = env.ls_sessions();
+    let objects: Vec<Vec<Value>> =
+        journaled.iter().map(|s| env.ls_session(&s["session"].to_string())).collect();
+
+    // The catalog is lost; the media alone bring the chain back.
+    fs::remove_dir_all(&env.state).unwrap();
+    let r = env.coffer_json(&["scan", &to[0]]);
+    r.expect_code(0);
+    assert_eq!(r.json()["sessions_added"], 3, "{r}");
+    let scanned = env.ls_sessions();
+    for (s, old) in scanned.iter().zip(&journaled) {
+        for key in ["session", "kind", "base", "status", "objects"] {
+            assert_eq!(s[key], old[key], "{key}: journaled {old}, scanned {s}");
+        }
+    }
+    let rescanned: Vec<Vec<Value>> =
+        scanned.iter().map(|s| env.ls_session(&s["session"].to_string())).collect();
+    assert_eq!(rescanned, objects);
+
+    // Each incremental restores whole; the file deleted before the first stays deleted (its
+    // directory is still there: only the list of kept files tells).
+    assert_restores(&env, &i1["session"], "at-1", &state1);
+    assert!(!env.path("at-1/sub/b.bin").exists(), "the deleted file came back after the scan");
+    assert_restores(&env, &i2["session"], "at-2", &state2);
+
+    // The next incremental builds on the rebuilt chain and finds nothing changed: sizes,
+    // times, modes and owners all came back from the media.
+    let i3 = backup(&env, &src, &to, &["--incremental"]);
+    assert_eq!(i3["base"], i2["session"], "{i3}");
+    assert!(stored_files(&env, &i3["session"]).is_empty(), "{i3}");
+    assert_eq!(i3["unchanged"]["files"], TREE_FILES, "{i3}");
+    assert_restores(&env, &i3["session"], "at-3", &state2);
+}
+
+#[test]
 fn incremental_without_a_baseline_runs_a_full_backup_and_says_so() {
     let env = Env::new();
     let src = env.path("src");

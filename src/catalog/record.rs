@@ -97,20 +97,9 @@ pub enum SessionMode {
     Volume,
 }
 
-/// Whether a session holds its whole source or only what changed since an earlier one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum SessionKind {
-    /// Every object of the source.
-    #[default]
-    Full,
-    /// The objects of the source that are new or changed since session `base` (of the same
-    /// source key), plus every directory, link and special file: the tree's shape. Restoring
-    /// it takes the chain of bases down to a full session.
-    Incremental {
-        /// The session it builds on: complete, same source key, lower id.
-        base: u64,
-    },
-}
+/// Whether a session holds its whole source or only what changed since an earlier one: the
+/// same enum the media's session headers carry (postcard writes both alike).
+pub use crate::format::records::SessionKind;
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

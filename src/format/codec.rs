@@ -1,11 +1,12 @@
 //! Encoding records into caller-provided buffers and decoding them from slices.
 
 use super::records::{
-    Continuation, Index, ObjectEnd, ObjectMeta, PackedEntry, Payload, SegmentHeader, SessionHeader, Trailer,
-    VolumeLabel,
+    Continuation, Index, Kept, ObjectEnd, ObjectMeta, PackedEntry, Payload, SegmentHeader, SessionHeader,
+    Trailer, VolumeLabel,
 };
 use super::{
-    Flags, FormatError, HEADER_LEN, Header, Kind, MAX_INDEX_LEN, MAX_UNIT_LEN, compress_scratch_len,
+    FORMAT_VERSION, Flags, FormatError, HEADER_LEN, Header, Kind, MAX_INDEX_LEN, MAX_UNIT_LEN,
+    compress_scratch_len, v1,
 };
 
 /// A decoded record: its header and what it carries.
@@ -32,6 +33,7 @@ pub enum Body<'a> {
     Index(Index),
     Trailer(Trailer),
     Continuation(Continuation),
+    Kept(Kept),
 }
 
 /// How a data payload ended up stored.
@@ -71,6 +73,7 @@ pub fn encode_meta<T: Payload>(
         }
     };
     let header = Header {
+        version: FORMAT_VERSION,
         kind: T::KIND,
         flags: Flags::default(),
         object_id,
@@ -136,13 +139,23 @@ pub fn encode_pack_as(
 /// Encodes an index record, LZ4-compressed when that shrinks it. `out` must hold
 /// [`compress_scratch_len`]`(`[`MAX_INDEX_LEN`]`)` bytes.
 pub fn encode_index(seq: u64, index: &Index, out: &mut [u8]) -> Result<usize, FormatError> {
-    index.validate().map_err(|what| FormatError::Refused { what })?;
+    encode_listing(seq, index, out)
+}
+
+/// Encodes a kept-files record, like an index record.
+pub fn encode_kept(seq: u64, kept: &Kept, out: &mut [u8]) -> Result<usize, FormatError> {
+    encode_listing(seq, kept, out)
+}
+
+/// Encodes a session-level list (index, kept files): postcard, then LZ4 when that shrinks it.
+fn encode_listing<T: Payload>(seq: u64, list: &T, out: &mut [u8]) -> Result<usize, FormatError> {
+    list.validate().map_err(|what| FormatError::Refused { what })?;
     let plain =
-        postcard::to_stdvec(index).map_err(|_| FormatError::Refused { what: "index does not serialize" })?;
+        postcard::to_stdvec(list).map_err(|_| FormatError::Refused { what: "list does not serialize" })?;
     if plain.len() > MAX_INDEX_LEN {
-        return Err(FormatError::Refused { what: "index record over its limit: split it" });
+        return Err(FormatError::Refused { what: "index or kept-files record over its limit: split it" });
     }
-    encode_bytes(Kind::Index, Flags::default(), 0, seq, 0, &plain, true, out).map(|(n, _)| n)
+    encode_bytes(T::KIND, Flags::default(), 0, seq, 0, &plain, true, out).map(|(n, _)| n)
 }
 
 // The record's fields are its header's fields: a struct for them would only be unpacked here.
@@ -179,6 +192,7 @@ fn encode_bytes(
     };
     let enc_flag = if enc == DataEncoding::Lz4 { Flags::LZ4 } else { Flags::RAW };
     let header = Header {
+        version: FORMAT_VERSION,
         kind,
         flags: flags.with(enc_flag),
         object_id,
@@ -207,6 +221,9 @@ pub fn decode_record(buf: &[u8], at: u64) -> Result<(Record<'_>, usize), FormatE
     header.check_crc(head, crc, payload, at)?;
     let body = match header.kind {
         Kind::Label => Body::Label(decode_payload(&header, payload, at)?),
+        Kind::SessionHeader if header.version == 1 => {
+            Body::SessionHeader(decode_as::<v1::SessionHeader, _>(&header, payload, at)?)
+        }
         Kind::SessionHeader => Body::SessionHeader(decode_payload(&header, payload, at)?),
         Kind::ObjectMeta => Body::ObjectMeta(decode_payload(&header, payload, at)?),
         Kind::Segment => {
@@ -219,10 +236,17 @@ pub fn decode_record(buf: &[u8], at: u64) -> Result<(Record<'_>, usize), FormatE
         Kind::Data => Body::Data(payload),
         Kind::ObjectEnd => Body::ObjectEnd(decode_payload(&header, payload, at)?),
         Kind::Pack => Body::Pack(payload),
-        Kind::Index => {
+        Kind::Index | Kind::Kept => {
             let mut raw = vec![0u8; header.raw_len as usize];
             let plain = unpack(&header, payload, &mut raw, at)?;
-            Body::Index(decode_payload(&header, plain, at)?)
+            match header.kind {
+                Kind::Kept => Body::Kept(decode_payload(&header, plain, at)?),
+                _ if header.version == 1 => Body::Index(decode_as::<v1::Index, _>(&header, plain, at)?),
+                _ => Body::Index(decode_payload(&header, plain, at)?),
+            }
+        }
+        Kind::Trailer if header.version == 1 => {
+            Body::Trailer(decode_as::<v1::Trailer, _>(&header, payload, at)?)
         }
         Kind::Trailer => Body::Trailer(decode_payload(&header, payload, at)?),
         Kind::Continuation => Body::Continuation(decode_payload(&header, payload, at)?),
@@ -231,11 +255,22 @@ pub fn decode_record(buf: &[u8], at: u64) -> Result<(Record<'_>, usize), FormatE
 }
 
 fn decode_payload<T: Payload>(h: &Header, payload: &[u8], at: u64) -> Result<T, FormatError> {
+    decode_as::<T, T>(h, payload, at)
+}
+
+/// Decodes a payload written as `W` (an older version's struct, or `T` itself), converts it to
+/// `T` and checks `T`'s rules.
+fn decode_as<W, T>(h: &Header, payload: &[u8], at: u64) -> Result<T, FormatError>
+where
+    W: serde::de::DeserializeOwned + Into<T>,
+    T: Payload,
+{
     let bad = |reason: String| FormatError::Payload { offset: at, kind: h.kind, reason };
-    let (v, rest) = postcard::take_from_bytes::<T>(payload).map_err(|e| bad(e.to_string()))?;
+    let (v, rest) = postcard::take_from_bytes::<W>(payload).map_err(|e| bad(e.to_string()))?;
     if !rest.is_empty() {
         return Err(bad(format!("{} bytes after the payload", rest.len())));
     }
+    let v: T = v.into();
     v.validate().map_err(|what| FormatError::Invalid { offset: at, what })?;
     Ok(v)
 }

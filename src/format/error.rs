@@ -13,8 +13,9 @@ pub enum FormatError {
     BadMagic { offset: u64 },
     /// Written by a format version this build does not read.
     #[error(
-        "record at byte {offset} uses format version {version}; this coffer reads version {}: \
+        "record at byte {offset} uses format version {version}; this coffer reads versions {} to {}: \
          upgrade coffer to read this medium",
+        super::OLDEST_READ_VERSION,
         super::FORMAT_VERSION
     )]
     UnsupportedVersion { offset: u64, version: u8 },

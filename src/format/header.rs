@@ -1,6 +1,6 @@
 //! The fixed 48-byte record header (layout in the module docs of [`crate::format`]).
 
-use super::{FORMAT_VERSION, FormatError, MAX_INDEX_LEN, MAX_META_LEN, MAX_UNIT_LEN};
+use super::{FORMAT_VERSION, FormatError, MAX_INDEX_LEN, MAX_META_LEN, MAX_UNIT_LEN, OLDEST_READ_VERSION};
 
 /// Size of every record header.
 pub const HEADER_LEN: usize = 48;
@@ -34,6 +34,8 @@ pub enum Kind {
     Trailer = 9,
     /// End of a part that continues on another medium.
     Continuation = 10,
+    /// Part of the list of files an incremental session kept (version 2).
+    Kept = 11,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             8 => Kind::Index,
             9 => Kind::Trailer,
             10 => Kind::Continuation,
+            11 => Kind::Kept,
             _ => return None,
         })
     }
@@ -61,7 +64,7 @@ impl Kind {
 
     /// Whether the payload is stored LZ4-compressed or raw (flagged), rather than plain.
     pub fn compressible(self) -> bool {
-        matches!(self, Kind::Data | Kind::Pack | Kind::Index)
+        matches!(self, Kind::Data | Kind::Pack | Kind::Index | Kind::Kept)
     }
 
     /// Whether the record belongs to an object (and so takes the next sequence number), as
@@ -74,7 +77,7 @@ impl Kind {
     pub fn max_raw_len(self) -> usize {
         match self {
             Kind::Data | Kind::Pack => MAX_UNIT_LEN,
-            Kind::Index => MAX_INDEX_LEN,
+            Kind::Index | Kind::Kept => MAX_INDEX_LEN,
             _ => MAX_META_LEN,
         }
     }
@@ -107,6 +110,9 @@ impl Flags {
 /// A decoded, validated record header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Format version the record was written with: [`FORMAT_VERSION`] for everything this
+    /// build writes; older ones are read (their payloads decode through [`super::v1`]).
+    pub version: u8,
     /// What the record holds.
     pub kind: Kind,
     /// Compression and end-of-object flags.
@@ -127,6 +133,12 @@ impl Header {
     /// Checks the rules every header obeys; both the encoder and the decoder call it.
     pub fn validate(&self, at: u64) -> Result<(), FormatError> {
         let bad = |what: &'static str| Err(FormatError::Invalid { offset: at, what });
+        if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&self.version) {
+            return Err(FormatError::UnsupportedVersion { offset: at, version: self.version });
+        }
+        if self.kind == Kind::Kept && self.version < 2 {
+            return Err(FormatError::UnknownKind { offset: at, kind: Kind::Kept as u8 });
+        }
         if self.flags.0 & !Flags::KNOWN != 0 {
             return bad("unknown flag bits set");
         }
@@ -170,7 +182,7 @@ impl Header {
     pub fn encode(&self, payload: &[u8], out: &mut [u8; HEADER_LEN]) {
         assert_eq!(payload.len(), self.stored_len as usize);
         out[0..4].copy_from_slice(&MAGIC);
-        out[4] = FORMAT_VERSION;
+        out[4] = self.version;
         out[5] = self.kind as u8;
         out[6] = self.flags.0;
         out[7] = HEADER_LEN as u8;
@@ -190,7 +202,7 @@ impl Header {
         if b[0..4] != MAGIC {
             return Err(FormatError::BadMagic { offset: at });
         }
-        if b[4] != FORMAT_VERSION {
+        if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&b[4]) {
             return Err(FormatError::UnsupportedVersion { offset: at, version: b[4] });
         }
         if b[7] as usize != HEADER_LEN {
@@ -203,6 +215,7 @@ impl Header {
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         let h = Header {
+            version: b[4],
             kind,
             flags: Flags(b[6]),
             object_id: u64_at(8),

@@ -1,4 +1,4 @@
-//! The on-media format, version 1: what coffer writes to every medium (disk volume files, NVRAM
+//! The on-media format, version 2: what coffer writes to every medium (disk volume files, NVRAM
 //! regions, tape cartridges), byte for byte. Sans-io: this module encodes into caller-provided
 //! buffers and decodes from slices or `embedded-io` readers; targets only move the bytes.
 //!
@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! medium   := Label part*
-//! part     := SessionHeader body* (Index* Trailer | Continuation)
+//! part     := SessionHeader body* (Kept* Index* Trailer | Continuation)
 //! body     := ObjectMeta Segment? Data* ObjectEnd      -- one object (or one segment of it)
 //!           | Pack                                     -- many small objects in one unit
 //! ```
@@ -47,7 +47,9 @@
 //!   exactly one of the two flags is set. `LAST` marks the last `Data` record of an object.
 //!   `raw_len` is at most [`MAX_UNIT_LEN`].
 //! - `Index` carries a postcard [`records::Index`], flagged LZ4 or RAW like data (an index of
-//!   paths compresses well), at most [`MAX_INDEX_LEN`] bytes raw.
+//!   paths compresses well), at most [`MAX_INDEX_LEN`] bytes raw. `Kept` carries a
+//!   [`records::Kept`] the same way: the files a complete incremental session left out as
+//!   unchanged, written on its stream 0 before the index and counted in that trailer.
 //! - Every other kind carries a postcard-encoded struct from [`records`] (no flags,
 //!   `raw_len == stored_len`), at most [`MAX_META_LEN`] bytes.
 //!
@@ -63,6 +65,15 @@
 //!
 //! The version byte is in every header and in the volume label. A reader refuses any version
 //! it does not know, with an error naming it; a change to any payload struct is a new version.
+//! Records of every version from [`OLDEST_READ_VERSION`] are read, each by its own header's
+//! version, so a medium written by an older coffer and appended to by a newer one reads whole.
+//!
+//! - Version 1: the first.
+//! - Version 2: the session header says whether the session is full or incremental (and on
+//!   which session) and carries the source key; index entries carry mode, owner and group;
+//!   the `Kept` record and the trailer's count of them. With these a catalog rebuilt from the
+//!   media (`scan`) restores and continues incremental chains as the lost catalog did. Version-1
+//!   payloads decode through [`v1`].
 //!
 //! # Fault model
 //!
@@ -76,17 +87,20 @@ mod error;
 mod header;
 pub mod records;
 mod stream;
+pub mod v1;
 
 pub use codec::{
     Body, DataEncoding, PackBuilder, PackEntries, Record, decode_record, encode_data, encode_data_as,
-    encode_index, encode_meta, encode_pack, encode_pack_as, unpack,
+    encode_index, encode_kept, encode_meta, encode_pack, encode_pack_as, unpack,
 };
 pub use error::FormatError;
 pub use header::{Flags, HEADER_LEN, Header, Kind, MAGIC};
 pub use stream::{ReadError, RecordReader};
 
-/// The format version this build writes and the only one it reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version this build writes, and the newest it reads.
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_READ_VERSION: u8 = 1;
 
 /// Largest raw payload of a `Data` or `Pack` record (one unit of data).
 pub const MAX_UNIT_LEN: usize = 32 << 20;

@@ -44,8 +44,8 @@ pub struct VolumeLabel {
 impl Payload for VolumeLabel {
     const KIND: Kind = Kind::Label;
     fn validate(&self) -> Result<(), &'static str> {
-        if self.format_version != super::FORMAT_VERSION {
-            return Err("label names a format version this coffer does not write");
+        if !(super::OLDEST_READ_VERSION..=super::FORMAT_VERSION).contains(&self.format_version) {
+            return Err("label names a format version this coffer does not read");
         }
         if self.barcode.is_empty() || self.barcode.len() > MAX_BARCODE_LEN {
             return Err("barcode must be 1 to 32 characters");
@@ -93,6 +93,26 @@ pub struct SessionHeader {
     pub streams: u16,
     /// The part this one continues, on another medium.
     pub continues: Option<PartRef>,
+    /// Whole source, or what changed since an earlier session (version 2).
+    pub kind: SessionKind,
+    /// Which roots were backed up (BLAKE3 of the canonical roots; zero when unknown), so that a
+    /// catalog rebuilt from the media still finds the base of the next incremental (version 2).
+    pub source_key: [u8; 32],
+}
+
+/// Whether a session holds its whole source or only what changed since an earlier one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionKind {
+    /// Every object of the source.
+    #[default]
+    Full,
+    /// The objects of the source that are new or changed since session `base` (of the same
+    /// source key), plus every directory, link and special file: the tree's shape. Restoring
+    /// it takes the chain of bases down to a full session.
+    Incremental {
+        /// The session it builds on: complete, same source key, lower id.
+        base: u64,
+    },
 }
 
 impl Payload for SessionHeader {
@@ -112,6 +132,11 @@ impl Payload for SessionHeader {
             && c.part + 1 != self.part
         {
             return Err("a part must continue the part just before it");
+        }
+        if let SessionKind::Incremental { base } = self.kind
+            && base >= self.session_id
+        {
+            return Err("an incremental session builds on an earlier session");
         }
         Ok(())
     }
@@ -289,6 +314,12 @@ pub struct IndexEntry {
     pub size: u64,
     /// Modification time, seconds since the epoch (what `ls` shows after a scan).
     pub mtime: i64,
+    /// Permission and type bits (version 2: an incremental backup compares them).
+    pub mode: u32,
+    /// Owner (version 2).
+    pub uid: u32,
+    /// Group (version 2).
+    pub gid: u32,
     /// Offset of the piece this entry locates (non-zero for later segments).
     pub segment_offset: u64,
     /// Bytes of the object in this piece.
@@ -316,6 +347,25 @@ impl Payload for Index {
             return Err("index record with no entries or too many");
         }
         self.entries.iter().try_for_each(|e| check_path(&e.path))
+    }
+}
+
+/// Part of the list of files an incremental session left out as unchanged: with its own
+/// objects, they are the tree as it was when the session ran (a file in neither was deleted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// Paths, as in the objects' metadata.
+    #[serde(deserialize_with = "bounded_vec")]
+    pub paths: Vec<serde_bytes::ByteBuf>,
+}
+
+impl Payload for Kept {
+    const KIND: Kind = Kind::Kept;
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.paths.is_empty() || self.paths.len() > MAX_INDEX_ENTRIES {
+            return Err("kept-files record with no paths or too many");
+        }
+        self.paths.iter().try_for_each(|p| check_path(p))
     }
 }
 
@@ -351,6 +401,9 @@ pub struct Trailer {
     pub status: SessionStatus,
     /// Index records just before the trailer.
     pub index_records: u32,
+    /// Kept-files records just before the index (version 2): a complete incremental session
+    /// lists the files it left out as unchanged on its stream 0.
+    pub kept_records: u32,
 }
 
 impl Payload for Trailer {
@@ -393,14 +446,14 @@ impl Payload for Continuation {
     }
 }
 
-fn check_name(s: &str) -> Result<(), &'static str> {
+pub(super) fn check_name(s: &str) -> Result<(), &'static str> {
     if s.len() > MAX_NAME_LEN || s.contains('\0') {
         return Err("name over 256 bytes or holding a NUL");
     }
     Ok(())
 }
 
-fn check_path(p: &[u8]) -> Result<(), &'static str> {
+pub(super) fn check_path(p: &[u8]) -> Result<(), &'static str> {
     if p.is_empty() || p.len() > MAX_PATH_LEN || p.contains(&0) {
         return Err("path empty, over 4096 bytes or holding a NUL");
     }
@@ -409,7 +462,7 @@ fn check_path(p: &[u8]) -> Result<(), &'static str> {
 
 /// Deserializes a sequence, refusing more than [`MAX_INDEX_ENTRIES`] elements before they are
 /// allocated.
-fn bounded_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+pub(super) fn bounded_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

@@ -61,6 +61,8 @@ fn session(part: u32) -> SessionHeader {
         stream: 1,
         streams: 2,
         continues: (part > 0).then(|| PartRef { medium: [9; 16], part: part - 1 }),
+        kind: SessionKind::Incremental { base: 5 },
+        source_key: [0xab; 32],
     }
 }
 
@@ -128,12 +130,19 @@ fn sample_stream() -> Vec<u8> {
         kind: ObjectKind::File,
         size: 3000,
         mtime: 1_700_000_000,
+        mode: 0o100644,
+        uid: 1000,
+        gid: 100,
         segment_offset: 0,
         length: 3000,
         stream: 1,
         part: 0,
         position: 200,
     };
+    let kept = Kept { paths: vec![b"etc/passwd".to_vec().into(), b"etc/group".to_vec().into()] };
+    let n = encode_kept(w.seq, &kept, &mut w.out[w.n..]).unwrap();
+    w.n += n;
+    w.seq += 1;
     let n = encode_index(w.seq, &Index { entries: vec![entry] }, &mut w.out[w.n..]).unwrap();
     w.n += n;
     w.seq += 1;
@@ -155,6 +164,7 @@ fn sample_stream() -> Vec<u8> {
             ended: 1_790_000_200,
             status: SessionStatus::Complete,
             index_records: 1,
+            kept_records: 1,
         },
     );
     w.out.truncate(w.n);
@@ -183,8 +193,8 @@ fn decode_all(bytes: &[u8]) -> Result<Vec<Kind>, FormatError> {
 fn sample_stream_round_trips_every_kind() {
     let bytes = sample_stream();
     let kinds = decode_all(&bytes).unwrap();
-    assert_eq!(kinds.len(), 10);
-    for k in 1..=10 {
+    assert_eq!(kinds.len(), 11);
+    for k in 1..=11 {
         assert!(kinds.contains(&Kind::from_u8(k).unwrap()), "kind {k} missing");
     }
     // The same stream through the embedded-io reader, with positions.
@@ -194,7 +204,7 @@ fn sample_stream_round_trips_every_kind() {
     while let Some((rec, _at)) = reader.next(&mut buf).unwrap() {
         seqs.push(rec.header.seq);
     }
-    assert_eq!(seqs, (0..10).collect::<Vec<_>>());
+    assert_eq!(seqs, (0..11).collect::<Vec<_>>());
     assert_eq!(reader.position(), bytes.len() as u64);
 }
 
@@ -289,6 +299,116 @@ fn reader_refuses_a_record_larger_than_its_buffer_before_reading_it() {
     assert!(matches!(reader.next(&mut buf), Err(ReadError::Format(FormatError::BufferTooSmall { .. }))));
 }
 
+/// A record as a coffer of format version 1 wrote it: `payload` postcard-encoded behind a
+/// version-1 header (lists flagged RAW, as an incompressible one was).
+fn v1_record<T: serde::Serialize>(kind: Kind, seq: u64, payload: &T) -> Vec<u8> {
+    let body = postcard::to_stdvec(payload).unwrap();
+    let flags = if kind.compressible() { Flags::RAW } else { Flags::default() };
+    let h = Header {
+        version: 1,
+        kind,
+        flags,
+        object_id: 0,
+        seq,
+        offset: 0,
+        raw_len: body.len() as u32,
+        stored_len: body.len() as u32,
+    };
+    let mut head = [0u8; HEADER_LEN];
+    h.encode(&body, &mut head);
+    [&head[..], &body].concat()
+}
+
+#[test]
+fn version_1_media_read_with_the_new_fields_unknown() {
+    let mut l = label();
+    l.format_version = 1;
+    let header = v1::SessionHeader {
+        session_id: 7,
+        job_id: 12,
+        host: "coffer-1".into(),
+        started: 1_790_000_100,
+        source: "/srv/data".into(),
+        part: 0,
+        stream: 0,
+        streams: 1,
+        continues: None,
+    };
+    let entry = v1::IndexEntry {
+        object_id: 1,
+        path: b"etc/hosts".to_vec(),
+        kind: ObjectKind::File,
+        size: 3000,
+        mtime: 1_700_000_000,
+        segment_offset: 0,
+        length: 3000,
+        stream: 0,
+        part: 0,
+        position: 200,
+    };
+    let trailer = v1::Trailer {
+        session_id: 7,
+        part: 0,
+        objects: 1,
+        records: 3,
+        raw_bytes: 3000,
+        stored_bytes: 100,
+        ended: 1_790_000_200,
+        status: SessionStatus::Complete,
+        index_records: 1,
+    };
+    let stream = [
+        v1_record(Kind::Label, 1, &l),
+        v1_record(Kind::SessionHeader, 1, &header),
+        v1_record(Kind::Index, 3, &v1::Index { entries: vec![entry] }),
+        v1_record(Kind::Trailer, 3, &trailer),
+    ]
+    .concat();
+    let mut bodies = Vec::new();
+    let mut at = 0;
+    while at < stream.len() {
+        let (rec, used) = decode_record(&stream[at..], at as u64).unwrap();
+        assert_eq!(rec.header.version, 1);
+        bodies.push(rec.body);
+        at += used;
+    }
+    let [Body::Label(l), Body::SessionHeader(h), Body::Index(ix), Body::Trailer(t)] = &bodies[..] else {
+        panic!("{bodies:?}");
+    };
+    assert_eq!(l.format_version, 1);
+    assert_eq!((h.session_id, h.kind, h.source_key), (7, SessionKind::Full, [0; 32]));
+    let e = &ix.entries[0];
+    assert_eq!((e.path.as_slice(), e.size, e.position), (&b"etc/hosts"[..], 3000, 200));
+    assert_eq!((e.mode, e.uid, e.gid), (0, 0, 0));
+    assert_eq!((t.index_records, t.kept_records, t.status), (1, 0, SessionStatus::Complete));
+}
+
+#[test]
+fn a_version_2_payload_behind_a_version_1_header_is_refused() {
+    // Version 2's session header is longer: read as version 1 it leaves bytes over.
+    let rec = v1_record(Kind::SessionHeader, 1, &session(0));
+    assert!(
+        matches!(decode_record(&rec, 0), Err(FormatError::Payload { .. })),
+        "{:?}",
+        decode_record(&rec, 0)
+    );
+    let kept = Kept { paths: vec![b"a".to_vec().into()] };
+    let rec = v1_record(Kind::Kept, 1, &kept);
+    assert_eq!(decode_record(&rec, 0).unwrap_err(), FormatError::UnknownKind { offset: 0, kind: 11 });
+}
+
+#[test]
+fn an_unknown_version_is_refused_naming_the_versions_read() {
+    let mut rec = sample_stream();
+    for v in [0, FORMAT_VERSION + 1] {
+        rec[4] = v;
+        reseal(&mut rec);
+        let e = decode_record(&rec, 0).unwrap_err();
+        assert_eq!(e, FormatError::UnsupportedVersion { offset: 0, version: v });
+        assert!(e.to_string().contains(&format!("reads versions 1 to {FORMAT_VERSION}")), "{e}");
+    }
+}
+
 /// Re-seals a header's CRC so that damaged payloads reach the payload decoders.
 fn reseal(record: &mut [u8]) {
     let stored = u32::from_le_bytes(record[36..40].try_into().unwrap()) as usize;
@@ -313,14 +433,15 @@ proptest! {
 
     #[test]
     fn garbage_payload_behind_a_valid_header_never_panics(
-        kind in 1u8..=10,
+        version in OLDEST_READ_VERSION..=FORMAT_VERSION,
+        kind in 1u8..=11,
         flags in 0u8..8,
         payload in proptest::collection::vec(any::<u8>(), 0..400),
         raw_len in 0u32..2000,
     ) {
         let mut rec = vec![0u8; HEADER_LEN];
         rec[0..4].copy_from_slice(&MAGIC);
-        rec[4] = FORMAT_VERSION;
+        rec[4] = version;
         rec[5] = kind;
         rec[6] = flags;
         rec[7] = HEADER_LEN as u8;
@@ -384,6 +505,7 @@ proptest! {
     #[test]
     fn lz4_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 1..600), raw in 601u32..5000) {
         let h = Header {
+            version: FORMAT_VERSION,
             kind: Kind::Data,
             flags: Flags::LZ4,
             object_id: 1,

@@ -233,6 +233,12 @@ pub(super) fn start_session(
         started,
         stream: 0,
         streams,
+        kind: req
+            .incremental
+            .as_ref()
+            .map_or(SessionKind::Full, |i| SessionKind::Incremental { base: i.base() }),
+        source_key: req.source_key.0,
+        kept: req.incremental.clone(),
     };
     store.commit(&[Record::from(SessionStarted {
         session,
@@ -242,10 +248,7 @@ pub(super) fn start_session(
         started,
         streams,
         mode,
-        kind: req
-            .incremental
-            .as_ref()
-            .map_or(SessionKind::Full, |i| SessionKind::Incremental { base: i.base() }),
+        kind: info.kind,
         source_key: req.source_key.0,
     })])?;
     Ok((session, info))

@@ -36,8 +36,9 @@
 //!   file deleted since the base may reappear.
 //! - Files recorded by an older coffer have no mode in the catalog: the first incremental
 //!   after the upgrade stores them again.
-//! - A session rebuilt from the media by a scan reads as full and without a key: the media do
-//!   not say which session it built on, nor list what it kept.
+//! - A session rebuilt by a scan from media of format version 1 reads as full and without a
+//!   key (those media do not say which session it built on, nor list what it kept); from
+//!   version 2 on, the media carry the kind, base, key, modes and the list of kept files.
 //! - The list of kept files is held in memory until the session ends (as the catalog holds
 //!   every object): a few tens of bytes per unchanged file.
 //!

@@ -183,6 +183,10 @@ pub fn run(
     for (d, target) in targets.into_iter().enumerate() {
         let mut info = info.clone();
         info.stream = d as u16;
+        if d > 0 {
+            // Stream 0 alone lists the kept files on the media.
+            info.kept = None;
+        }
         let (coord, catalogue) = (coord.clone(), catalogue.clone());
         let feed = move |reader: &mut super::reader::Reader| {
             reader.add_dealt(move |mut dealer| {

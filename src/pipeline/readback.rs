@@ -240,7 +240,7 @@ impl StreamReader {
                 "found session {} part {}, expected session {} part {}",
                 h.session_id, h.part, self.session, place.part
             ))),
-            Body::Index(_) => Ok(Flow::Next),
+            Body::Index(_) | Body::Kept(_) => Ok(Flow::Next),
             Body::Continuation(c) if c.session_id == self.session => Ok(Flow::Part(c.next_part)),
             Body::Trailer(t) if t.session_id == self.session => Ok(Flow::End),
             _ => Err(damaged(format!("unexpected {:?} record in the session stream", rec.header.kind))),

@@ -3,13 +3,18 @@
 //! together from their headers, parts, object end records, index and trailer, and the ones the
 //! catalog lacks are added. A part torn by a crash is reported and skipped: the walk finds the
 //! next part at a following block boundary.
+//!
+//! Media of format version 2 say whether a session was incremental, on which session, with
+//! which source key, and list the files a complete incremental kept: a rebuilt catalog restores
+//! an incremental session whole and bases the next incremental on it. Version-1 media say none
+//! of that: their sessions come back as full ones without a source key (never a base).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::catalog::{
     Catalog, MediumAdded, MediumKind, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished,
-    SessionKind, SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut,
+    SessionKind, SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut, kept_batches,
 };
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartReader};
@@ -19,6 +24,9 @@ use crate::store::{Store, StoreError};
 
 /// Payloads larger than this are skipped by reopening past them rather than read through.
 const SKIP_BY_SEEK: u32 = 256 << 10;
+/// Estimated journal bytes per commit of a rebuilt session, well under the journal's group
+/// limit: a session of many objects is committed in several groups.
+const COMMIT_BYTES: usize = 16 << 20;
 
 /// What a scan found and did.
 #[derive(Debug, Default)]
@@ -55,6 +63,9 @@ struct Found {
     digests: BTreeMap<u64, [u8; 32]>,
     /// Each stream's trailer, by stream.
     trailers: BTreeMap<u16, Trailer>,
+    /// The files a complete incremental kept, from stream 0, and how many records held them.
+    kept: Vec<Vec<u8>>,
+    kept_records: u32,
 }
 
 /// Scans every medium of `media` (at `location`) into `store`.
@@ -94,7 +105,9 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut Store) -> Result<
         match session_records(store.catalog(), id, f) {
             Ok(Some(records)) => {
                 let objects = records.iter().filter(|r| matches!(r, Record::ObjectStored(_))).count();
-                store.commit(&records)?;
+                for group in groups(&records) {
+                    store.commit(group)?;
+                }
                 report.sessions_added += 1;
                 report.objects_added += objects;
             }
@@ -103,6 +116,26 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut Store) -> Result<
         }
     }
     Ok(report)
+}
+
+/// Splits a session's records into commit groups of about [`COMMIT_BYTES`] each.
+fn groups(records: &[Record]) -> Vec<&[Record]> {
+    let cost = |r: &Record| match r {
+        Record::ObjectStored(o) => o.object.path.len() + 128,
+        Record::FilesKept(k) => k.paths.iter().map(|p| p.len() + 2).sum::<usize>() + 64,
+        _ => 256,
+    };
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, r) in records.iter().enumerate() {
+        if bytes + cost(r) > COMMIT_BYTES && i > start {
+            out.push(&records[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += cost(r);
+    }
+    out.push(&records[start..]);
+    out
 }
 
 /// The records that add a found session, `None` if the catalog has it.
@@ -119,6 +152,16 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
     if id < catalog.next_session_id() {
         return Err(format!("session {id}: the catalog has used that id for another session: not merged"));
     }
+    // Restoring an incremental takes its base; once a later id is in, the base cannot be
+    // merged any more, so it waits for its base rather than going in without it.
+    if let SessionKind::Incremental { base } = h.kind
+        && catalog.session(base).is_none()
+    {
+        return Err(format!(
+            "session {id} is incremental on session {base}, which neither the catalog nor these media \
+             hold: not merged; scan the media holding session {base} (with these, or first)"
+        ));
+    }
     let mode = if f.index.iter().any(|e| e.kind == ObjectKind::Volume) {
         SessionMode::Volume
     } else {
@@ -132,10 +175,9 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
         started: h.started,
         streams: h.streams,
         mode,
-        // The media do not say whether the session was incremental: it reads as full, and
-        // without a key it never serves as a later incremental's base.
-        kind: SessionKind::Full,
-        source_key: [0; 32],
+        // Version-1 media read as full without a key: never a later incremental's base.
+        kind: h.kind,
+        source_key: h.source_key,
     })];
     for (&(stream, part), &(medium, position)) in &f.parts {
         recs.push(Record::from(SessionPart { session: id, stream, part, medium, position, file_number: 0 }));
@@ -147,10 +189,10 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
             kind: e.kind,
             size: e.size,
             mtime: e.mtime,
-            // The media's index does not carry them; a rebuilt session is never a base.
-            mode: 0,
-            uid: 0,
-            gid: 0,
+            // Zero from version-1 media: an incremental on such a session stores those again.
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
             segment_offset: e.segment_offset,
             length: e.length,
             stream: e.stream,
@@ -170,13 +212,23 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
     }
     let whole = f.trailers.len() == usize::from(h.streams);
     let sum = |get: fn(&Trailer) -> u64| f.trailers.values().map(get).sum::<u64>();
+    let status = match f.trailers.values().next() {
+        Some(t) if whole => t.status,
+        _ => SessionStatus::Failed,
+    };
+    // A complete incremental's list of kept files counts only when every record of it was
+    // read; otherwise restore falls back to the directories the session holds.
+    let kept_whole = f.trailers.get(&0).is_some_and(|t| t.kept_records == f.kept_records);
+    if status == SessionStatus::Complete && matches!(h.kind, SessionKind::Incremental { .. }) && kept_whole {
+        let mut kept = f.kept;
+        kept.sort_unstable();
+        kept.dedup();
+        recs.extend(kept_batches(id, kept.iter().map(Vec::as_slice), true).into_iter().map(Record::from));
+    }
     let finished = SessionFinished {
         session: id,
         ended: f.trailers.values().map(|t| t.ended).max().unwrap_or(h.started),
-        status: match f.trailers.values().next() {
-            Some(t) if whole => t.status,
-            _ => SessionStatus::Failed,
-        },
+        status,
         objects: if whole { sum(|t| t.objects) } else { f.index.len() as u64 },
         raw_bytes: sum(|t| t.raw_bytes),
         stored_bytes: sum(|t| t.stored_bytes),
@@ -334,6 +386,13 @@ fn walk_part(
                 Body::Index(ix) => {
                     if let Some((id, ..)) = session {
                         found.entry(id).or_default().index.extend(ix.entries);
+                    }
+                }
+                Body::Kept(k) => {
+                    if let Some((id, 0, _)) = session {
+                        let f = found.entry(id).or_default();
+                        f.kept.extend(k.paths.into_iter().map(|p| p.into_vec()));
+                        f.kept_records += 1;
                     }
                 }
                 Body::Trailer(mut t) => {

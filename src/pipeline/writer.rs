@@ -12,14 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::Sender;
 
+use super::baseline::Incremental;
 use super::{Encoded, EncodedBytes, Track};
 use crate::catalog::StoredObject;
 use crate::device::{DeviceError, Mounted, PartStart, Target};
 use crate::format::records::{
-    Continuation, Index, IndexEntry, PartRef, SessionHeader, SessionStatus, Trailer,
+    Continuation, Index, IndexEntry, Kept, PartRef, SessionHeader, SessionKind, SessionStatus, Trailer,
 };
 use crate::format::{
-    HEADER_LEN, MAX_INDEX_LEN, MAX_META_LEN, compress_scratch_len, encode_index, encode_meta,
+    FormatError, HEADER_LEN, MAX_INDEX_LEN, MAX_META_LEN, compress_scratch_len, encode_index, encode_kept,
+    encode_meta,
 };
 
 /// Bytes written between checkpoints (a part closes and the objects in it are journaled).
@@ -101,6 +103,14 @@ pub struct SessionInfo {
     pub stream: u16,
     /// Streams in the session.
     pub streams: u16,
+    /// Full or incremental (on which session).
+    pub kind: SessionKind,
+    /// Which roots the session reads.
+    pub source_key: [u8; 32],
+    /// The incremental backup whose list of kept files this stream writes at its end when the
+    /// session completes: stream 0's, `None` on the others and on full sessions. The list is
+    /// whole by then: the walk that fills it ends before the stream's input does.
+    pub kept: Option<Incremental>,
 }
 
 /// Writes one stream of a session.
@@ -182,6 +192,8 @@ impl StreamWriter {
             stream: self.info.stream,
             streams: self.info.streams,
             continues,
+            kind: self.info.kind,
+            source_key: self.info.source_key,
         };
         self.session_record(&header)
     }
@@ -271,6 +283,9 @@ impl StreamWriter {
             kind: f.kind,
             size: f.size,
             mtime: f.mtime,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
             segment_offset: f.segment_offset,
             length: f.length,
             stream: f.stream,
@@ -350,8 +365,13 @@ impl StreamWriter {
         self.open_part(Some(prev))
     }
 
-    /// Writes the index and the trailer and closes the last part. Returns the trailer.
+    /// Writes the list of kept files (a complete incremental session's stream 0), the index and
+    /// the trailer, and closes the last part. Returns the trailer.
     pub fn finish(mut self, status: SessionStatus, ended: u64) -> Result<Trailer, DeviceError> {
+        let kept_records = match self.info.kept.take() {
+            Some(inc) if status == SessionStatus::Complete => self.kept_records(&inc)?,
+            _ => 0,
+        };
         let index = std::mem::take(&mut self.index);
         let mut batch = Vec::new();
         let mut bytes = 0;
@@ -379,6 +399,7 @@ impl StreamWriter {
             ended,
             status,
             index_records: records,
+            kept_records,
         };
         self.session_record(&trailer)?;
         self.close_part()?;
@@ -386,8 +407,39 @@ impl StreamWriter {
     }
 
     fn index_record(&mut self, entries: Vec<IndexEntry>) -> Result<(), DeviceError> {
-        let n =
-            encode_index(self.next_seq, &Index { entries }, &mut self.scratch).expect("index within limits");
+        let seq = self.next_seq;
+        self.listing_record(|out| encode_index(seq, &Index { entries }, out))
+    }
+
+    /// Writes the files `inc` kept in records of at most [`INDEX_BATCH`] paths; returns how
+    /// many records.
+    fn kept_records(&mut self, inc: &Incremental) -> Result<u32, DeviceError> {
+        let mut records = 0u32;
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let seq = self.next_seq;
+        let kept = inc.kept();
+        let mut paths = kept.into_iter().peekable();
+        while let Some(p) = paths.next() {
+            bytes += p.len() + 8;
+            batch.push(serde_bytes::ByteBuf::from(p));
+            if batch.len() == INDEX_BATCH || bytes >= INDEX_BYTES || paths.peek().is_none() {
+                let paths = Kept { paths: std::mem::take(&mut batch) };
+                self.listing_record(|out| encode_kept(seq, &paths, out))?;
+                records += 1;
+                bytes = 0;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Encodes a session-level list record into the scratch buffer and writes it, on the next
+    /// medium when it does not fit on this one.
+    fn listing_record(
+        &mut self,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, FormatError>,
+    ) -> Result<(), DeviceError> {
+        let n = encode(&mut self.scratch).expect("list records are built within their limits");
         if self.target.remaining() < n as u64 + self.end_reserve() {
             self.change_medium()?;
         }

@@ -22,6 +22,8 @@ fn part(session: u64, records: usize, len: usize, last: bool) -> Vec<u8> {
         stream: 0,
         streams: 1,
         continues: None,
+        kind: Default::default(),
+        source_key: [0; 32],
     };
     let n = encode_meta(0, 1, &header, &mut buf).unwrap();
     out.extend_from_slice(&buf[..n]);
@@ -49,6 +51,7 @@ fn part(session: u64, records: usize, len: usize, last: bool) -> Vec<u8> {
             ended: 2,
             status: SessionStatus::Complete,
             index_records: 0,
+            kept_records: 0,
         };
         encode_meta(0, records as u64 + 1, &t, &mut buf).unwrap()
     } else {
