@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::Value;
@@ -80,6 +80,28 @@ fn assert_restores(env: &Env, session: &Value, dest: &str, want: &Snapshot) -> V
     let ignore = Ignore { owners: !is_root(), ..Ignore::default() };
     assert_same_tree(want, &snapshot(&dest), ignore);
     j
+}
+
+/// A test environment, the tree [`make_tree`] builds in it, and its disk target.
+fn env_and_tree() -> (Env, PathBuf, [String; 1]) {
+    let env = Env::new();
+    let src = env.path("src");
+    make_tree(&src);
+    let to = [env.to()];
+    (env, src, to)
+}
+
+/// A full backup of `src`; then a file deleted beside files that stay and a file whose mode
+/// alone changes, and an incremental backup. Returns the full one, the tree after the change
+/// and the incremental one.
+fn full_then_delete_and_chmod(env: &Env, src: &Path, to: &[String]) -> (Value, Snapshot, Value) {
+    let f = backup(env, src, to, &[]);
+    fs::remove_file(src.join("sub/b.bin")).unwrap();
+    chmod(&src.join("sub/a.txt"), 0o600);
+    age(src);
+    let state = snapshot(src);
+    let i = backup(env, src, to, &["--incremental"]);
+    (f, state, i)
 }
 
 fn set(paths: &[&str]) -> BTreeSet<String> {
@@ -184,18 +206,8 @@ fn a_chain_of_incrementals_restores_each_state_and_drops_removed_directories() {
 
 #[test]
 fn a_deleted_file_stays_deleted_and_a_changed_mode_is_stored() {
-    let env = Env::new();
-    let src = env.path("src");
-    make_tree(&src);
-    let to = [env.to()];
-    let f = backup(&env, &src, &to, &[]);
-
-    // A file deleted beside files that stay; a file whose mode alone changes.
-    fs::remove_file(src.join("sub/b.bin")).unwrap();
-    chmod(&src.join("sub/a.txt"), 0o600);
-    age(&src);
-    let state1 = snapshot(&src);
-    let i1 = backup(&env, &src, &to, &["--incremental"]);
+    let (env, src, to) = env_and_tree();
+    let (f, state1, i1) = full_then_delete_and_chmod(&env, &src, &to);
     assert_eq!(i1["base"], f["session"], "{i1}");
     assert_eq!(stored_files(&env, &i1["session"]), set(&["sub/a.txt"]), "the chmod stores the file again");
     assert_eq!(i1["unchanged"]["files"], TREE_FILES - 2, "{i1}");
@@ -217,16 +229,8 @@ fn a_deleted_file_stays_deleted_and_a_changed_mode_is_stored() {
 
 #[test]
 fn scan_rebuilds_an_incremental_chain_that_restores_and_continues() {
-    let env = Env::new();
-    let src = env.path("src");
-    make_tree(&src);
-    let to = [env.to()];
-    let f = backup(&env, &src, &to, &[]);
-    fs::remove_file(src.join("sub/b.bin")).unwrap();
-    chmod(&src.join("sub/a.txt"), 0o600);
-    age(&src);
-    let state1 = snapshot(&src);
-    let i1 = backup(&env, &src, &to, &["--incremental"]);
+    let (env, src, to) = env_and_tree();
+    let (f, state1, i1) = full_then_delete_and_chmod(&env, &src, &to);
     write_file(&src.join("other/y"), b"new\n");
     age(&src);
     let state2 = snapshot(&src);
@@ -264,6 +268,41 @@ fn scan_rebuilds_an_incremental_chain_that_restores_and_continues() {
     assert!(stored_files(&env, &i3["session"]).is_empty(), "{i3}");
     assert_eq!(i3["unchanged"]["files"], TREE_FILES, "{i3}");
     assert_restores(&env, &i3["session"], "at-3", &state2);
+}
+
+#[test]
+fn scan_waits_for_the_base_of_an_incremental_on_other_media() {
+    let (env, src, full_to) = env_and_tree();
+    let inc_to = [format!("disk:{}", env.path("second").display())];
+    let f = backup(&env, &src, &full_to, &[]);
+    write_file(&src.join("other/y"), b"new\n");
+    age(&src);
+    let state = snapshot(&src);
+    let i = backup(&env, &src, &inc_to, &["--incremental"]);
+    assert_eq!(i["base"], f["session"], "{i}");
+
+    // The incremental's media alone: it is not merged, and the report says what to scan.
+    fs::remove_dir_all(&env.state).unwrap();
+    let r = env.coffer_json(&["scan", &inc_to[0]]);
+    r.expect_code(1);
+    let j = r.json();
+    assert_eq!(j["sessions_added"], 0, "{r}");
+    let problems = strings(&j["problems"]);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&format!("incremental on session {}", f["session"]))
+                && p.contains("not merged")),
+        "{r}"
+    );
+    assert!(env.ls_sessions().is_empty());
+
+    // The base's media, then the incremental's again: the chain is whole and restores.
+    env.coffer_json(&["scan", &full_to[0]]).expect_code(0);
+    let r = env.coffer_json(&["scan", &inc_to[0]]);
+    r.expect_code(0);
+    assert_eq!(r.json()["sessions_added"], 1, "{r}");
+    assert_restores(&env, &i["session"], "restored", &state);
 }
 
 #[test]
