@@ -554,14 +554,14 @@ impl Media for DiskMedia {
         std::mem::take(&mut self.unreadable)
     }
 
-    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<std::ops::Range<u64>>>, DeviceError> {
+    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<super::PartRange>>, DeviceError> {
         if !self.raw {
             return Ok(None);
         }
         let what = self.dir.display().to_string();
         let file = File::open(&self.dir).map_err(DeviceError::io("open", &what))?;
         let (_, end) = raw_label_and_end(&file, &what)?;
-        Ok(Some(std::iter::once(DATA_START..end).collect()))
+        Ok(Some(vec![super::PartRange::bytes(DATA_START..end)]))
     }
 }
 

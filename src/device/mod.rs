@@ -186,9 +186,27 @@ pub trait Media: Send {
         Vec::new()
     }
     /// Where parts may lie on `barcode`, oldest first, for a medium that does not simply hold
-    /// them from its label to the end of its data (a ring that has wrapped); `None` otherwise.
-    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<std::ops::Range<u64>>>, DeviceError> {
+    /// them from its label to the end of its data (a ring that has wrapped, a tape's files);
+    /// `None` otherwise.
+    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<PartRange>>, DeviceError> {
         Ok(None)
+    }
+}
+
+/// Where parts may lie on a medium: a byte range and, on tape, the file it is (a drive that
+/// cannot LOCATE reaches it by spacing over that many filemarks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartRange {
+    /// Bytes of the range.
+    pub bytes: std::ops::Range<u64>,
+    /// Tape file number (the label is file 0); 0 on other media.
+    pub file_number: u32,
+}
+
+impl PartRange {
+    /// A range of a medium without files.
+    pub fn bytes(bytes: std::ops::Range<u64>) -> PartRange {
+        PartRange { bytes, file_number: 0 }
     }
 }
 

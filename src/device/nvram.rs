@@ -834,8 +834,8 @@ impl Media for NvramMedia {
         Ok(check_region(map.as_slice(), &self.what)?.map(|(l, _)| l).into_iter().collect())
     }
 
-    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<std::ops::Range<u64>>>, DeviceError> {
-        Ok(Some(self.ring()?.live()))
+    fn part_ranges(&mut self, _barcode: &str) -> Result<Option<Vec<super::PartRange>>, DeviceError> {
+        Ok(Some(self.ring()?.live().into_iter().map(super::PartRange::bytes).collect()))
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::label::{label_block, new_label, parse_label};
-use super::{DeviceError, Media, Mounted, PartReader, PartStart, Target};
+use super::{DeviceError, Media, Mounted, PartRange, PartReader, PartStart, Target};
 use crate::catalog::MediumKind;
 use crate::format::records::VolumeLabel;
 use crate::library::{Lease, Library};
@@ -608,7 +608,7 @@ impl Media for TapeMedia {
 
     /// Each file after the label's holds one part: the ranges between filemarks. Found by
     /// reading the cartridge through once (scan reads it all anyway).
-    fn part_ranges(&mut self, barcode: &str) -> Result<Option<Vec<std::ops::Range<u64>>>, DeviceError> {
+    fn part_ranges(&mut self, barcode: &str) -> Result<Option<Vec<PartRange>>, DeviceError> {
         let mut d = self.drive.lock().unwrap_or_else(|e| e.into_inner());
         let block = load_checked(&self.lib, &mut d, barcode)?.block_size as u64;
         d.owner = 0;
@@ -625,7 +625,9 @@ impl Media for TapeMedia {
                 Read::Block(_) => {}
                 Read::Filemark => {
                     if let Some(s) = start.replace(object + 1) {
-                        ranges.push(s * block..object * block);
+                        // The label is file 0: the n-th range is file n.
+                        let file_number = u32::try_from(ranges.len() + 1).unwrap_or(u32::MAX);
+                        ranges.push(PartRange { bytes: s * block..object * block, file_number });
                     }
                 }
                 Read::EndOfData => break,

@@ -17,7 +17,7 @@ use crate::catalog::{
     SessionKind, SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut, kept_batches,
 };
 use crate::device::aligned::round_up;
-use crate::device::{DeviceError, Media, PartReader};
+use crate::device::{DeviceError, Media, PartRange, PartReader};
 use crate::format::records::{IndexEntry, ObjectKind, SessionHeader, SessionStatus, Trailer, VolumeLabel};
 use crate::format::{Body, HEADER_LEN, Header, Kind, decode_record};
 use crate::store::{Store, StoreError};
@@ -58,7 +58,8 @@ pub enum ScanError {
 #[derive(Debug, Default)]
 struct Found {
     header: Option<SessionHeader>,
-    parts: BTreeMap<(u16, u32), ([u8; 16], u64)>,
+    /// (medium, position, tape file number) of each (stream, part).
+    parts: BTreeMap<(u16, u32), ([u8; 16], u64, u32)>,
     index: Vec<IndexEntry>,
     digests: BTreeMap<u64, [u8; 32]>,
     /// Each stream's trailer, by stream.
@@ -179,8 +180,8 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
         kind: h.kind,
         source_key: h.source_key,
     })];
-    for (&(stream, part), &(medium, position)) in &f.parts {
-        recs.push(Record::from(SessionPart { session: id, stream, part, medium, position, file_number: 0 }));
+    for (&(stream, part), &(medium, position, file_number)) in &f.parts {
+        recs.push(Record::from(SessionPart { session: id, stream, part, medium, position, file_number }));
     }
     for e in &f.index {
         let object = StoredObject {
@@ -242,11 +243,19 @@ struct Cursor<'m> {
     media: &'m mut dyn Media,
     barcode: String,
     reader: Box<dyn PartReader>,
+    /// The tape file being walked (its first byte and number), so that a drive that cannot
+    /// LOCATE reaches a position in it by spacing; `None` before the first range.
+    file: Option<(u64, u32)>,
 }
 
 impl Cursor<'_> {
     fn seek(&mut self, pos: u64) -> Result<(), DeviceError> {
-        self.reader = self.media.open(&self.barcode, pos)?;
+        self.reader = match self.file {
+            Some((start, number)) if pos >= start => {
+                self.media.open_part(&self.barcode, start, number, pos - start)?
+            }
+            _ => self.media.open(&self.barcode, pos)?,
+        };
         Ok(())
     }
 
@@ -276,7 +285,7 @@ fn walk_medium(
     let block = label.block_size as u64;
     let ranges = media.part_ranges(&label.barcode)?;
     let reader = media.open(&label.barcode, 0)?;
-    let mut c = Cursor { media, barcode: label.barcode.clone(), reader };
+    let mut c = Cursor { media, barcode: label.barcode.clone(), reader, file: None };
     let mut problems = Vec::new();
     let mut head = [0u8; HEADER_LEN];
     // The label's record, then parts on block boundaries.
@@ -287,10 +296,11 @@ fn walk_medium(
         HEADER_LEN as u64 + Header::decode(&head, 0).map(|(h, _)| h.stored_len as u64).unwrap_or(0),
         block,
     );
-    let ranges = ranges.unwrap_or_else(|| std::iter::once(first..u64::MAX).collect());
+    let ranges = ranges.unwrap_or_else(|| vec![PartRange::bytes(first..u64::MAX)]);
     let mut end = first;
     for range in ranges {
-        end = walk_range(&mut c, range, label, found, &mut problems)?;
+        c.file = Some((range.bytes.start, range.file_number));
+        end = walk_range(&mut c, range.bytes, label, found, &mut problems)?;
     }
     Ok((end, problems))
 }
@@ -373,7 +383,8 @@ fn walk_part(
                 Body::SessionHeader(s) if session.is_none() => {
                     session = Some((s.session_id, s.stream, s.part));
                     let f = found.entry(s.session_id).or_default();
-                    f.parts.insert((s.stream, s.part), (label.medium, start));
+                    let file_number = c.file.map_or(0, |(_, n)| n);
+                    f.parts.insert((s.stream, s.part), (label.medium, start, file_number));
                     if s.part == 0 {
                         f.header = Some(s);
                     }
