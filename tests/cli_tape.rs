@@ -210,18 +210,23 @@ fn a_catalog_rebuilt_by_scan_restores_from_drives_that_cannot_locate() {
     for i in 0..4u64 {
         write_file(&src.join(format!("data/blob{i}.bin")), &random_bytes(30 + i, 9_000_000));
     }
+    // Split between the drives: each piece ends with its own digest.
+    write_file(&src.join("huge.bin"), &random_bytes(40, 24_000_000));
     write_file(&src.join("small.txt"), b"small\n");
     let before = snapshot(&src);
     let r = t.json(&["backup", src.to_str().unwrap()]);
     r.expect_code(0);
     assert!(t.written_cartridges().len() >= 3, "spans: {:?}", t.written_cartridges());
-    // Objects by id: the journal lists them as they became durable, a scan in index order.
+    // Pieces by object and offset: the journal lists them as they became durable, a scan in
+    // index order.
     let by_id = |v: Value| {
         let mut v = v.as_array().cloned().unwrap_or_default();
-        v.sort_by_key(|o| o["id"].as_u64());
+        v.sort_by_key(|o| (o["id"].as_u64(), o["segment_offset"].as_u64()));
         v
     };
     let journaled = by_id(t.json(&["ls", "latest"]).json());
+    let pieces = journaled.iter().filter(|o| o["path"] == "huge.bin").count();
+    assert!(pieces >= 2, "huge.bin is split: {journaled:?}");
 
     let fresh = t.env.path("state2");
     let in_fresh = |args: &[&str]| {

@@ -61,7 +61,12 @@ struct Found {
     /// (medium, position, tape file number) of each (stream, part).
     parts: BTreeMap<(u16, u32), ([u8; 16], u64, u32)>,
     index: Vec<IndexEntry>,
-    digests: BTreeMap<u64, [u8; 32]>,
+    /// Each piece's digest, by (object, segment offset): the pieces of a split file each end
+    /// with their own.
+    digests: BTreeMap<(u64, u64), [u8; 32]>,
+    /// The segment each stream's objects are in, until their end record (a piece may go on
+    /// in the stream's next part).
+    segment_at: BTreeMap<(u16, u64), u64>,
     /// Each stream's trailer, by stream.
     trailers: BTreeMap<u16, Trailer>,
     /// The files a complete incremental kept, from stream 0, and how many records held them.
@@ -200,7 +205,7 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
             part: e.part,
             position: e.position,
             // Packed objects' digests are inside their packs: verify checks them there.
-            digest: f.digests.get(&e.object_id).copied().unwrap_or([0; 32]),
+            digest: f.digests.get(&(e.object_id, e.segment_offset)).copied().unwrap_or([0; 32]),
         };
         recs.push(Record::from(ObjectStored { session: id, object }));
     }
@@ -389,9 +394,16 @@ fn walk_part(
                         f.header = Some(s);
                     }
                 }
+                Body::Segment(seg) => {
+                    if let Some((id, stream, _)) = session {
+                        found.entry(id).or_default().segment_at.insert((stream, h.object_id), seg.offset);
+                    }
+                }
                 Body::ObjectEnd(e) => {
-                    if let Some((id, ..)) = session {
-                        found.entry(id).or_default().digests.insert(h.object_id, e.digest);
+                    if let Some((id, stream, _)) = session {
+                        let f = found.entry(id).or_default();
+                        let offset = f.segment_at.remove(&(stream, h.object_id)).unwrap_or(0);
+                        f.digests.insert((h.object_id, offset), e.digest);
                     }
                 }
                 Body::Index(ix) => {

@@ -211,6 +211,13 @@ pub enum Step {
         #[serde(default)]
         min_files: u64,
     },
+    /// The catalog is lost: `coffer scan library:NAME` rebuilds one in a fresh state directory
+    /// from the cartridges alone, and `restore latest` from it must compare like `restore`
+    /// (on tgt, every part is reached by spacing over filemarks).
+    Scan {
+        /// How the restore from the rebuilt catalog must compare.
+        compare: Compare,
+    },
     /// Every loaded drive is unloaded (`coffer media unload --drive N`).
     Unload {},
     /// `coffer media load BARCODE --drive N`.
@@ -272,6 +279,7 @@ impl Step {
             Step::Backup { .. } => "backup",
             Step::Verify {} => "verify",
             Step::Restore { .. } => "restore",
+            Step::Scan { .. } => "scan",
             Step::Unload {} => "unload",
             Step::Load { .. } => "load",
             Step::Check { .. } => "check",
@@ -639,6 +647,25 @@ fn run_step(
             }
             let j = r.json().unwrap_or(Value::Null);
             Ok(format!("{n} files identical ({compare:?}), {} seeks", j["tape"][0]["seeks"]))
+        }
+        Step::Scan { compare } => {
+            let src = ctx.source.clone().ok_or("scan needs a backup or job step before it")?;
+            ctx.restores += 1;
+            let state = format!("{}/scanned-state-{}", a.scratch(), ctx.restores);
+            let lib = format!("library:{}", a.library());
+            let r = a.coffer(&["scan", &lib, "--state", &state])?.ok("coffer scan")?;
+            let j = r.json()?;
+            if j["sessions_added"].as_u64().unwrap_or(0) == 0 {
+                return Err(format!("the scan added no session: {r}"));
+            }
+            let dest = format!("{}/restore-{}", a.scratch(), ctx.restores);
+            a.coffer(&["restore", "latest", "--to", &dest, "--state", &state])?
+                .ok("coffer restore latest from the rebuilt catalog")?;
+            let n = compare_trees(a, &src, &dest, *compare)?;
+            Ok(format!(
+                "{} media, {} sessions, {} objects; {n} files restored ({compare:?})",
+                j["media"], j["sessions_added"], j["objects_added"]
+            ))
         }
         Step::Unload {} => {
             let inv = a.coffer(&["media", "inventory"])?.ok("coffer media inventory")?.json()?;
