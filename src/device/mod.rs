@@ -181,6 +181,10 @@ pub trait Media: Send {
     }
     /// Labels of every readable medium the target holds (for `scan`).
     fn labels(&mut self) -> Result<Vec<VolumeLabel>, DeviceError>;
+    /// What kind of media these are, for the catalog a scan rebuilds.
+    fn kind(&self) -> crate::catalog::MediumKind {
+        crate::catalog::MediumKind::Disk
+    }
     /// Media that the last [`Media::labels`] could not read, each with why.
     fn unreadable(&mut self) -> Vec<String> {
         Vec::new()

@@ -801,6 +801,10 @@ impl NvramMedia {
 }
 
 impl Media for NvramMedia {
+    fn kind(&self) -> MediumKind {
+        MediumKind::Nvram
+    }
+
     fn open(&mut self, barcode: &str, pos: u64) -> Result<Box<dyn PartReader>, DeviceError> {
         let map = self.mapped(barcode)?;
         let bad = |detail: String| DeviceError::BadMedium { what: self.what.clone(), detail };

@@ -561,6 +561,10 @@ impl TapeMedia {
 }
 
 impl Media for TapeMedia {
+    fn kind(&self) -> MediumKind {
+        MediumKind::Tape
+    }
+
     fn open(&mut self, barcode: &str, position: u64) -> Result<Box<dyn PartReader>, DeviceError> {
         self.open_at(barcode, position, None)
     }
@@ -614,14 +618,16 @@ impl Media for TapeMedia {
         d.owner = 0;
         let what = format!("{} {barcode}", self.lib.location());
         let io = d.lease.as_mut().expect("loaded").io();
-        io.rewind().map_err(|e| DeviceError::Failed { what: what.clone(), detail: e.to_string() })?;
+        let failed = |e: TapeError| DeviceError::Failed { what: what.clone(), detail: e.to_string() };
+        // Where the data ends, found the way appending finds it: a read that meets the end of
+        // data is an error on some drives (Linux st over tgt answers EIO), so the walk below
+        // stops before it rather than reading into it.
+        let end = io.to_end_of_data().map_err(failed)?.object;
+        io.rewind().map_err(failed)?;
         let mut buf = vec![0u8; block as usize];
         let (mut object, mut start, mut ranges) = (0u64, None, Vec::new());
-        loop {
-            match io
-                .read_block(&mut buf)
-                .map_err(|e| DeviceError::Failed { what: what.clone(), detail: e.to_string() })?
-            {
+        while object < end {
+            match io.read_block(&mut buf).map_err(failed)? {
                 Read::Block(_) => {}
                 Read::Filemark => {
                     if let Some(s) = start.replace(object + 1) {

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::catalog::{
-    Catalog, MediumAdded, MediumKind, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished,
-    SessionKind, SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut, kept_batches,
+    Catalog, MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionKind,
+    SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut, kept_batches,
 };
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartRange, PartReader};
@@ -97,7 +97,7 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut Store) -> Result<
                 medium: label.medium,
                 barcode: label.barcode.clone(),
                 pool: label.pool.clone(),
-                kind: MediumKind::Disk,
+                kind: media.kind(),
                 block_size: label.block_size,
                 capacity: used,
                 created: label.created,
