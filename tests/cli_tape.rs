@@ -46,6 +46,13 @@ impl Tape {
         run(self.command(&all))
     }
 
+    /// [`Tape::json`] against the catalog in `state` (the same library).
+    fn json_in(&self, state: &Path, args: &[&str]) -> Run {
+        let mut c = self.command(&[&["--json"], args].concat());
+        c.args(["--state", state.to_str().unwrap()]);
+        run(c)
+    }
+
     /// Cartridge files holding more than a label.
     fn written_cartridges(&self) -> Vec<String> {
         let dir = self.env.path("carts");
@@ -132,12 +139,8 @@ fn a_real_tree_spans_cartridges_on_two_drives_restores_identical_and_one_file_is
 
     // The catalog rebuilt from the cartridges alone lists the same objects.
     let fresh = t.env.path("state2");
-    let mut scan = t.command(&["--json", "scan", "library:vlib"]);
-    scan.args(["--state", fresh.to_str().unwrap()]);
-    run(scan).expect_code(0);
-    let mut ls = t.command(&["--json", "ls", "latest"]);
-    ls.args(["--state", fresh.to_str().unwrap()]);
-    let rebuilt = run(ls).json();
+    t.json_in(&fresh, &["scan", "library:vlib"]).expect_code(0);
+    let rebuilt = t.json_in(&fresh, &["ls", "latest"]).json();
     assert_eq!(rebuilt.as_array().map(Vec::len), objects.as_array().map(Vec::len));
 }
 
@@ -229,11 +232,7 @@ fn a_catalog_rebuilt_by_scan_restores_from_drives_that_cannot_locate() {
     assert!(pieces >= 2, "huge.bin is split: {journaled:?}");
 
     let fresh = t.env.path("state2");
-    let in_fresh = |args: &[&str]| {
-        let mut c = t.command(&[&["--json"], args].concat());
-        c.args(["--state", fresh.to_str().unwrap()]);
-        run(c)
-    };
+    let in_fresh = |args: &[&str]| t.json_in(&fresh, args);
     let r = in_fresh(&["scan", "library:vlib"]);
     r.expect_code(0);
     assert_eq!(r.json()["sessions_added"], 1, "{r}");

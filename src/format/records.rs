@@ -446,14 +446,14 @@ impl Payload for Continuation {
     }
 }
 
-pub(super) fn check_name(s: &str) -> Result<(), &'static str> {
+fn check_name(s: &str) -> Result<(), &'static str> {
     if s.len() > MAX_NAME_LEN || s.contains('\0') {
         return Err("name over 256 bytes or holding a NUL");
     }
     Ok(())
 }
 
-pub(super) fn check_path(p: &[u8]) -> Result<(), &'static str> {
+fn check_path(p: &[u8]) -> Result<(), &'static str> {
     if p.is_empty() || p.len() > MAX_PATH_LEN || p.contains(&0) {
         return Err("path empty, over 4096 bytes or holding a NUL");
     }

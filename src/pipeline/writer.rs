@@ -373,20 +373,10 @@ impl StreamWriter {
             _ => 0,
         };
         let index = std::mem::take(&mut self.index);
-        let mut batch = Vec::new();
-        let mut bytes = 0;
         let mut records = 0u32;
-        for e in index {
-            bytes += e.path.len() + 48;
-            batch.push(e);
-            if batch.len() == INDEX_BATCH || bytes >= INDEX_BYTES {
-                self.index_record(std::mem::take(&mut batch))?;
-                records += 1;
-                bytes = 0;
-            }
-        }
-        if !batch.is_empty() {
-            self.index_record(batch)?;
+        for entries in list_batches(index, |e| e.path.len() + 48) {
+            let seq = self.next_seq;
+            self.listing_record(|out| encode_index(seq, &Index { entries }, out))?;
             records += 1;
         }
         let trailer = Trailer {
@@ -406,29 +396,14 @@ impl StreamWriter {
         Ok(trailer)
     }
 
-    fn index_record(&mut self, entries: Vec<IndexEntry>) -> Result<(), DeviceError> {
-        let seq = self.next_seq;
-        self.listing_record(|out| encode_index(seq, &Index { entries }, out))
-    }
-
-    /// Writes the files `inc` kept in records of at most [`INDEX_BATCH`] paths; returns how
-    /// many records.
+    /// Writes the files `inc` kept in records like the index's; returns how many records.
     fn kept_records(&mut self, inc: &Incremental) -> Result<u32, DeviceError> {
         let mut records = 0u32;
-        let mut batch = Vec::new();
-        let mut bytes = 0;
         let seq = self.next_seq;
-        let kept = inc.kept();
-        let mut paths = kept.into_iter().peekable();
-        while let Some(p) = paths.next() {
-            bytes += p.len() + 8;
-            batch.push(serde_bytes::ByteBuf::from(p));
-            if batch.len() == INDEX_BATCH || bytes >= INDEX_BYTES || paths.peek().is_none() {
-                let paths = Kept { paths: std::mem::take(&mut batch) };
-                self.listing_record(|out| encode_kept(seq, &paths, out))?;
-                records += 1;
-                bytes = 0;
-            }
+        for batch in list_batches(inc.kept(), |p| p.len() + 8) {
+            let kept = Kept { paths: batch.into_iter().map(serde_bytes::ByteBuf::from).collect() };
+            self.listing_record(|out| encode_kept(seq, &kept, out))?;
+            records += 1;
         }
         Ok(records)
     }
@@ -453,4 +428,24 @@ impl StreamWriter {
     pub fn stored_bytes(&self) -> u64 {
         self.stored_bytes
     }
+}
+
+/// Splits a session-level list (index entries, kept paths) into records of at most
+/// [`INDEX_BATCH`] items and about [`INDEX_BYTES`] bytes, `cost` estimating an item's.
+fn list_batches<T>(items: Vec<T>, cost: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        bytes += cost(&item);
+        batch.push(item);
+        if batch.len() == INDEX_BATCH || bytes >= INDEX_BYTES {
+            out.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
 }
