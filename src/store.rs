@@ -8,7 +8,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, CatalogError, Record};
+use crate::catalog::{Catalog, CatalogError, LogEntry, LogLevel, Record, SessionFinished, StreamCut};
+use crate::format::records::SessionStatus;
 use crate::journal::{Journal, JournalError, Mode, OpenReport, UringDir};
 
 /// Records appended since the last snapshot after which the next commit takes a snapshot.
@@ -122,7 +123,7 @@ impl Store {
             let rec = Record::decode(r.kind, r.version, r.payload).map_err(|e| e.to_string())?;
             catalog.apply(&rec).map_err(|e| e.to_string())
         })?;
-        let store = Store {
+        let mut store = Store {
             journal,
             catalog,
             path: dir.to_owned(),
@@ -130,7 +131,23 @@ impl Store {
             poisoned: false,
             _lock: lock,
         };
+        let mut report = report;
+        if mode == Mode::Write {
+            report.warnings.extend(store.close_interrupted(crate::clock::unix_now())?);
+        }
         Ok((store, report))
+    }
+
+    /// Closes every session left running as [`SessionStatus::Interrupted`]. Called with the
+    /// state lock held: a session still open then was left by a process that is gone (killed,
+    /// crashed, the power failed), since only the lock holder writes sessions. Its committed
+    /// objects are whole; each stream is cut, so restore and verify read exactly those objects
+    /// and never what the dead writer put on the medium after its last commit. Returns a line
+    /// per session for people.
+    fn close_interrupted(&mut self, now: u64) -> Result<Vec<String>, StoreError> {
+        let (records, lines) = interrupted_records(&self.catalog, now);
+        self.commit(&records)?;
+        Ok(lines)
     }
 
     /// The state.
@@ -186,4 +203,40 @@ impl Store {
         self.since_snapshot = 0;
         Ok(())
     }
+}
+
+/// The records that close every open session of `catalog` as interrupted at `now` (each stream
+/// cut, the session finished, a warning in the activity log), and a line per session.
+pub fn interrupted_records(catalog: &Catalog, now: u64) -> (Vec<Record>, Vec<String>) {
+    let mut records = Vec::new();
+    let mut lines = Vec::new();
+    for s in catalog.sessions().filter(|s| !s.is_finished()) {
+        let session = s.id();
+        let objects = s.objects().len() as u64;
+        let raw_bytes = s.objects().iter().map(|o| o.length).sum();
+        let streams = (0..s.start().streams).filter(|&stream| !s.is_cut(stream));
+        records.extend(streams.map(|stream| Record::from(StreamCut { session, stream })));
+        records.push(Record::from(SessionFinished {
+            session,
+            ended: now,
+            status: SessionStatus::Interrupted,
+            objects,
+            raw_bytes,
+            stored_bytes: 0,
+        }));
+        let line = format!(
+            "session {session} was left running by a coffer process that is gone (killed or \
+             crashed): closed as interrupted; its {objects} committed objects are restorable, what \
+             was written after its last commit is not part of it"
+        );
+        let job = (s.start().job != 0).then_some(s.start().job);
+        records.push(Record::from(LogEntry {
+            at: now,
+            level: LogLevel::Warning,
+            job,
+            message: line.clone(),
+        }));
+        lines.push(line);
+    }
+    (records, lines)
 }

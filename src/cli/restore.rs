@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
+use coffer::format::records::SessionStatus;
 use coffer::pipeline::restore::{Action, RestoreReport, RestoreRequest, run};
 use serde_json::json;
 
@@ -39,8 +40,9 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let paths = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
     let req = RestoreRequest { session, paths, action: Action::Restore(a.to.clone()) };
     let report = run(store.catalog(), &req)?;
-    print(ctx, "restore", session, &report);
-    Ok(exit(&report))
+    let interrupted = interrupted(&store, session, a.paths.is_empty());
+    print(ctx, "restore", session, &report, interrupted);
+    Ok(exit(&report, interrupted))
 }
 
 /// Runs `coffer verify`.
@@ -49,20 +51,37 @@ pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let session = session_arg(&store, &a.session)?;
     let req = RestoreRequest { session, paths: Vec::new(), action: Action::Verify(a.compare.clone()) };
     let report = run(store.catalog(), &req)?;
-    print(ctx, "verify", session, &report);
-    Ok(exit(&report))
+    let interrupted = interrupted(&store, session, true);
+    print(ctx, "verify", session, &report, interrupted);
+    Ok(exit(&report, interrupted))
 }
 
-fn exit(r: &RestoreReport) -> ExitCode {
-    if r.failures.is_empty() && r.differences.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+/// For an interrupted session read whole: how many objects its writer committed (each object
+/// once, however many segments it was split into). Reading back fewer is a failure.
+fn interrupted(store: &coffer::store::Store, session: u64, whole: bool) -> Option<u64> {
+    let s = store.catalog().session(session)?;
+    let f = s.finish()?;
+    (whole && f.status == SessionStatus::Interrupted).then(|| {
+        let ids: std::collections::HashSet<u64> = s.objects().iter().map(|o| o.id).collect();
+        ids.len() as u64
+    })
 }
 
-fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
+fn ok(r: &RestoreReport, interrupted: Option<u64>) -> bool {
+    r.failures.is_empty() && r.differences.is_empty() && interrupted.is_none_or(|n| n == r.objects)
+}
+
+fn exit(r: &RestoreReport, interrupted: Option<u64>) -> ExitCode {
+    if ok(r, interrupted) { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport, interrupted: Option<u64>) {
     let rate = r.bytes as f64 / r.seconds.max(1e-6) / 1e6;
     let tape = coffer::library::activity();
     if ctx.json {
         super::print_json(&json!({
-            "command": what, "session": session, "ok": r.failures.is_empty() && r.differences.is_empty(),
+            "command": what, "session": session, "ok": ok(r, interrupted),
+            "interrupted": interrupted.is_some(), "committed": interrupted,
             "objects": r.objects, "bytes": r.bytes, "seconds": r.seconds, "mb_per_s": rate,
             "failures": r.failures, "differences": r.differences,
             "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
@@ -71,13 +90,17 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport) {
         }));
         return;
     }
-    let verdict = if r.failures.is_empty() && r.differences.is_empty() { "ok" } else { "FAILED" };
+    let verdict = if ok(r, interrupted) { "ok" } else { "FAILED" };
     println!(
         "{what} of session {session}: {verdict}: {} objects, {}, {rate:.0} MB/s, {:.1} s",
         r.objects,
         human_bytes(r.bytes),
         r.seconds
     );
+    if let Some(n) = interrupted {
+        let done = if what == "restore" { "restored" } else { "verified" };
+        println!("interrupted session: {n} objects committed, {} {done}", r.objects);
+    }
     if r.sessions.len() > 1 {
         let list = r.sessions.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
         println!("  read from sessions {list}: the incremental session's chain, each file from the newest");

@@ -378,6 +378,10 @@ pub enum SessionStatus {
     Cancelled,
     /// Failed: the objects before the trailer are whole and restorable.
     Failed,
+    /// Never on a medium: the catalog's word for a session whose writing process died (a
+    /// crash, `kill -9`, power loss). It has no trailer; the objects the journal committed
+    /// are whole and restorable, nothing after them counts.
+    Interrupted,
 }
 
 /// End of a session's stream.
@@ -411,6 +415,9 @@ impl Payload for Trailer {
     fn validate(&self) -> Result<(), &'static str> {
         if self.stored_bytes > 0 && self.records == 0 {
             return Err("trailer counts bytes but no records");
+        }
+        if self.status == SessionStatus::Interrupted {
+            return Err("trailer of an interrupted session (an interrupted session has none)");
         }
         Ok(())
     }

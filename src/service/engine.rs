@@ -15,10 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::board::Board;
-use crate::catalog::{
-    Job, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel, Record, SessionFinished,
-    StreamCut,
-};
+use crate::catalog::{Job, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, Record};
 use crate::control::{Reply, Request};
 use crate::device::TargetSpec;
 use crate::format::records::SessionStatus;
@@ -103,41 +100,26 @@ impl Engine {
         Ok(e)
     }
 
+    /// Fails the jobs a stopped service left active. Their sessions were closed as
+    /// interrupted when the store was opened ([`crate::store::interrupted_records`]).
     fn recover(&mut self, now: u64) -> Result<(), StoreError> {
-        let (open, active) = self.store.read(|c| {
-            let open: Vec<(u64, u16, u64, u64, u64)> = c
-                .sessions()
-                .filter(|s| !s.is_finished())
-                .map(|s| {
-                    let raw = s.objects().iter().map(|o| o.length).sum();
-                    (s.id(), s.start().streams, s.objects().len() as u64, raw, s.start().job)
+        let active: Vec<(Job, Option<u64>)> = self.store.read(|c| {
+            c.jobs()
+                .filter(|j| j.state() == JobState::Active)
+                .map(|j| {
+                    let interrupted = c.sessions().rev().find(|s| {
+                        s.start().job == j.id()
+                            && s.finish().is_some_and(|f| f.status == SessionStatus::Interrupted)
+                    });
+                    (j.clone(), interrupted.map(|s| s.id()))
                 })
-                .collect();
-            let active: Vec<Job> = c.jobs().filter(|j| j.state() == JobState::Active).cloned().collect();
-            (open, active)
+                .collect()
         });
         let mut records = Vec::new();
-        for &(session, streams, objects, raw_bytes, _) in &open {
-            // The process that wrote it is gone (the state lock is ours): each stream ends
-            // without a trailer, and restore reads what the catalog holds, object by object.
-            records.extend((0..streams).map(|stream| Record::from(StreamCut { session, stream })));
-            records.push(Record::from(SessionFinished {
-                session,
-                ended: now,
-                status: SessionStatus::Failed,
-                objects,
-                raw_bytes,
-                stored_bytes: 0,
-            }));
-            records.push(log(now, LogLevel::Warning, None, format!(
-                "session {session} was left open by a service that stopped: closed as failed; its {objects} journaled objects are restorable"
-            )));
-        }
-        for job in &active {
-            let session = open.iter().rev().find(|s| s.4 == job.id()).map(|s| s.0);
+        for (job, session) in &active {
             let why = match session {
                 Some(s) => format!(
-                    "the service stopped while it ran: session {s} closed as failed, its committed objects are restorable"
+                    "the service stopped while it ran: session {s} closed as interrupted, its committed objects are restorable"
                 ),
                 None => "the service stopped while it ran".to_owned(),
             };
@@ -481,8 +463,4 @@ fn schedule_of(j: &Job, anchor: u64) -> Schedule {
 fn change(job: u64, now: u64, c: Change) -> Record {
     let message: String = c.message.chars().take(crate::catalog::MAX_MESSAGE_LEN / 4).collect();
     Record::from(JobStateChanged { job, state: c.state, at: now, message, run_at: c.run_at })
-}
-
-fn log(at: u64, level: LogLevel, job: Option<u64>, message: String) -> Record {
-    Record::from(LogEntry { at, level, job, message })
 }
