@@ -224,10 +224,24 @@ pub fn interrupted_records(catalog: &Catalog, now: u64) -> (Vec<Record>, Vec<Str
             raw_bytes,
             stored_bytes: 0,
         }));
+        // Parts begun with no object committed in them: what the dead writer put there (a
+        // torn write, perhaps) is not part of the session, and the space may be written again.
+        let torn: Vec<String> = s
+            .parts()
+            .filter(|p| !s.objects().iter().any(|o| (o.stream, o.part) == (p.stream, p.part)))
+            .map(|p| {
+                let medium = catalog.medium(p.medium).map_or("?", |m| m.barcode());
+                format!("stream {} part {} on {medium} from byte {}", p.stream, p.part, p.position)
+            })
+            .collect();
+        let torn = match torn.len() {
+            0 => String::new(),
+            n => format!("; {n} parts hold no committed object and are left out ({})", torn.join(", ")),
+        };
         let line = format!(
             "session {session} was left running by a coffer process that is gone (killed or \
              crashed): closed as interrupted; its {objects} committed objects are restorable, what \
-             was written after its last commit is not part of it"
+             was written after its last commit is not part of it{torn}"
         );
         let job = (s.start().job != 0).then_some(s.start().job);
         records.push(Record::from(LogEntry {

@@ -147,13 +147,13 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
     let states = history_states(&j);
     assert_eq!(states[states.len() - 2..], ["failed", "ready"], "{j:#}");
     let failed = &j["history"].as_array().unwrap()[states.len() - 2];
-    assert!(failed["message"].as_str().unwrap().contains("session 1 closed as failed"), "{failed}");
+    assert!(failed["message"].as_str().unwrap().contains("session 1 closed as interrupted"), "{failed}");
     let next = j["next_run"].as_u64().unwrap();
     let at = failed["at"].as_u64().unwrap();
     assert!(next > at + 3000, "the next run is the next hourly one: {j:#}");
     let status = get_json(port, "/api/status").unwrap();
     assert_eq!(status["latest"]["id"], 1);
-    assert_eq!(status["latest"]["status"], "failed");
+    assert_eq!(status["latest"]["status"], "interrupted");
     // The console, still logged in, sees the restarted service: the job queued again.
     let jobs = term.command("jobs");
     assert!(jobs.contains("   1  READY") && jobs.contains("nightly"), "{jobs}");
@@ -184,7 +184,7 @@ fn a_recurring_job_survives_a_crash_and_a_stop_mid_run() {
         let all = sessions.as_array().unwrap();
         all.iter().find(|s| s["session"] == id).cloned().unwrap_or_else(|| panic!("no session {id}: {ls}"))
     };
-    assert_eq!(by_id(1)["status"], "failed", "{ls}");
+    assert_eq!(by_id(1)["status"], "interrupted", "{ls}");
     assert_eq!(by_id(2)["status"], "cancelled", "{ls}");
     for s in ["1", "2"] {
         let out = env.path(&format!("out{s}"));

@@ -13,12 +13,20 @@ use super::{Ctx, human_bytes, session_arg};
 pub struct LsArgs {
     /// A session id or `latest`; without it, all sessions are listed.
     pub session: Option<String>,
+    /// List the media the catalog knows instead: barcode, kind, pool, where, bytes used (how
+    /// far its committed data goes), state, sessions on it.
+    #[arg(long, conflicts_with = "session")]
+    pub media: bool,
 }
 
 /// Runs `coffer ls`.
 pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.open_store()?;
     let c = store.catalog();
+    if a.media {
+        media(ctx, c);
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(s) = a.session else {
         if ctx.json {
             let rows: Vec<_> = c
@@ -35,6 +43,10 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                         "status": f.map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
                         "objects": s.objects().len(), "bytes_in": f.map(|f| f.raw_bytes),
                         "bytes_stored": f.map(|f| f.stored_bytes),
+                        "parts": s.parts().map(|p| json!({
+                            "stream": p.stream, "part": p.part, "position": p.position,
+                            "barcode": c.medium(p.medium).map(|m| m.barcode()),
+                        })).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
@@ -85,4 +97,41 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `coffer ls --media`.
+fn media(ctx: &Ctx, c: &coffer::catalog::Catalog) {
+    let lower = |d: &dyn std::fmt::Debug| format!("{d:?}").to_lowercase();
+    if ctx.json {
+        let rows: Vec<_> = c
+            .media()
+            .map(|m| {
+                let i = m.info();
+                json!({
+                    "barcode": m.barcode(), "kind": lower(&i.kind), "pool": i.pool, "location": i.location,
+                    "capacity": i.capacity, "used": m.used(), "state": lower(&m.state()),
+                    "sessions": c.sessions_on(m.id()).map(|s| s.id()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        super::print_json(&json!(rows));
+        return;
+    }
+    println!(
+        "{:<20}  {:<6}  {:<10}  {:>10}  {:<9}  {:>8}  location",
+        "barcode", "kind", "pool", "used", "state", "sessions"
+    );
+    for m in c.media() {
+        let i = m.info();
+        println!(
+            "{:<20}  {:<6}  {:<10}  {:>10}  {:<9}  {:>8}  {}",
+            m.barcode(),
+            lower(&i.kind),
+            i.pool,
+            human_bytes(m.used()),
+            lower(&m.state()),
+            c.sessions_on(m.id()).count(),
+            i.location
+        );
+    }
 }

@@ -28,6 +28,20 @@ use crate::format::{
 pub const CHECKPOINT_BYTES: u64 = 1 << 30;
 /// Objects finished between checkpoints.
 pub const CHECKPOINT_OBJECTS: usize = 16_384;
+/// How often a stream checkpoints: objects and bytes. [`CHECKPOINT_OBJECTS`] and
+/// [`CHECKPOINT_BYTES`], unless `$COFFER_CHECKPOINT` says `OBJECTS,BYTES` (the crash tests
+/// checkpoint often, so that a kill lands between many commits; a box has no reason to).
+fn checkpoint_every() -> (usize, u64) {
+    static EVERY: std::sync::OnceLock<(usize, u64)> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| {
+        let set = std::env::var("COFFER_CHECKPOINT").ok().and_then(|v| {
+            let (o, b) = v.split_once(',')?;
+            Some((o.trim().parse::<usize>().ok()?.max(1), b.trim().parse::<u64>().ok()?.max(1)))
+        });
+        set.unwrap_or((CHECKPOINT_OBJECTS, CHECKPOINT_BYTES))
+    })
+}
+
 /// Index entries per index record (and a byte budget under [`MAX_INDEX_LEN`]).
 const INDEX_BATCH: usize = 8_192;
 const INDEX_BYTES: usize = MAX_INDEX_LEN / 2;
@@ -267,7 +281,8 @@ impl StreamWriter {
         if let EncodedBytes::Pooled(buf, _) = rec.bytes {
             self.out_pool.give(buf);
         }
-        if self.since_checkpoint >= CHECKPOINT_BYTES || self.pending.len() >= CHECKPOINT_OBJECTS {
+        let (objects, bytes) = checkpoint_every();
+        if self.since_checkpoint >= bytes || self.pending.len() >= objects {
             self.checkpoint()?;
         }
         Ok(())

@@ -4,7 +4,7 @@
 //! at a time: a job uses every device of its destination (one sub-job per drive).
 //!
 //! Fault model: a job that was ACTIVE when the service died is marked FAILED at the next
-//! start (its session is closed as failed; what it journaled stays restorable), and queued
+//! start (its session is closed as interrupted; what it journaled stays restorable), and queued
 //! again if it recurs. A stop (SIGTERM) cancels the running job cleanly — its session parts
 //! are closed and committed — and leaves it READY, so the next start runs it again.
 
@@ -81,7 +81,7 @@ pub struct Engine {
 
 impl Engine {
     /// Takes over the jobs in `store`: jobs left ACTIVE by a service that died are failed
-    /// (and queued again when they recur), sessions left open are closed as failed.
+    /// (and queued again when they recur), sessions left open were closed as interrupted when the store opened.
     pub fn open(
         store: SharedStore,
         board: &Board,

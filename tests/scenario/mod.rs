@@ -984,7 +984,7 @@ pub fn parse_mtx(text: &str) -> MtxStatus {
 }
 
 /// Runs a job through the service and crashes the service once it has stored `crash_after`
-/// bytes and committed objects; the job must end failed (its session closed as failed), or
+/// bytes and committed objects; the job must end failed (its session closed as interrupted), or
 /// done. Returns what it saw and the bytes stored at the crash.
 fn job_with_crash(
     a: &mut dyn Appliance,
@@ -1063,9 +1063,9 @@ fn job_with_crash(
             .as_array()
             .and_then(|h| h.iter().rev().find(|e| e["state"] == "failed"))
             .map(|e| e["message"].clone());
-        if !why.as_ref().and_then(Value::as_str).is_some_and(|m| m.contains("closed as failed")) {
+        if !why.as_ref().and_then(Value::as_str).is_some_and(|m| m.contains("closed as interrupted")) {
             return Err(format!(
-                "a job failed by the crash should say its session was closed as failed: {job}"
+                "a job failed by the crash should say its session was closed as interrupted: {job}"
             ));
         }
     }
