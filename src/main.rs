@@ -70,9 +70,10 @@ fn main() -> ExitCode {
     // `coffer ls | head` should end quietly when the pipe closes, as other tools do.
     // SAFETY: setting a signal's disposition to the default has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let argv: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     let args = Args::parse();
     cli::init_tracing();
-    match cli::run(args) {
+    match cli::run(args, argv) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("coffer: {e:#}");

@@ -18,6 +18,7 @@ use coffer::source::mode::{DEFAULT_FILE_THRESHOLD, RequestedMode};
 use serde_json::json;
 
 use super::{Ctx, human_bytes};
+use crate::outln;
 
 /// Arguments of `coffer backup`.
 #[derive(Debug, ClapArgs)]
@@ -78,13 +79,16 @@ fn plan_only(
     if ctx.json {
         let paths: Vec<String> =
             p.entries.iter().map(|e| String::from_utf8_lossy(&e.meta.path).into_owned()).collect();
-        super::print_json(&json!({
-            "targets": specs,
-            "plan": p.plan, "paths": paths, "problems": p.problems,
-        }));
+        super::print_json(
+            ctx,
+            &json!({
+                "targets": specs,
+                "plan": p.plan, "paths": paths, "problems": p.problems,
+            }),
+        );
     } else {
         for (d, s) in specs.iter().enumerate() {
-            println!("device {d}: {s}");
+            outln!(ctx, "device {d}: {s}");
         }
         print!("{}", p.plan.summary());
     }
@@ -195,7 +199,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     if let (Some(st), Some(d)) = (&stage, &drained)
         && !ctx.json
     {
-        super::drain::print_report(st, &spec, d);
+        super::drain::print_report(ctx, st, &spec, d);
     }
     let drain_problems = drained.as_ref().is_some_and(|d| !d.problems.is_empty());
     Ok(if summary.status == SessionStatus::Cancelled {
@@ -241,24 +245,28 @@ fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, lineage: &Lineage, dra
     let ratio = if s.bytes_stored > 0 { s.bytes_in as f64 / s.bytes_stored as f64 } else { 0.0 };
     let rate = s.bytes_in as f64 / s.seconds.max(1e-6) / 1e6;
     if ctx.json {
-        super::print_json(&json!({
-            "session": s.session, "status": format!("{:?}", s.status).to_lowercase(),
-            "target": spec, "objects": s.objects, "bytes_in": s.bytes_in,
-            "bytes_stored": s.bytes_stored, "ratio": ratio, "mb_per_s": rate, "seconds": s.seconds,
-            "problems": s.problems, "error": s.error,
-            "drained": drained.map(super::drain::report_json),
-            "streams": streams, "moved": s.moved, "tape": coffer::library::activity(),
-            "kind": if lineage.base.is_some() { "incremental" } else { "full" },
-            "base": lineage.base, "full_because": lineage.full_because,
-            "unchanged": {"files": s.unchanged.files, "bytes": s.unchanged.bytes},
-        }));
+        super::print_json(
+            ctx,
+            &json!({
+                "session": s.session, "status": format!("{:?}", s.status).to_lowercase(),
+                "target": spec, "objects": s.objects, "bytes_in": s.bytes_in,
+                "bytes_stored": s.bytes_stored, "ratio": ratio, "mb_per_s": rate, "seconds": s.seconds,
+                "problems": s.problems, "error": s.error,
+                "drained": drained.map(super::drain::report_json),
+                "streams": streams, "moved": s.moved, "tape": coffer::library::activity(),
+                "kind": if lineage.base.is_some() { "incremental" } else { "full" },
+                "base": lineage.base, "full_because": lineage.full_because,
+                "unchanged": {"files": s.unchanged.files, "bytes": s.unchanged.bytes},
+            }),
+        );
         return;
     }
     match &s.error {
-        None => println!("session {} complete on {spec}", s.session),
-        Some(e) => println!("session {} FAILED on {spec}: {e}", s.session),
+        None => outln!(ctx, "session {} complete on {spec}", s.session),
+        Some(e) => outln!(ctx, "session {} FAILED on {spec}: {e}", s.session),
     }
-    println!(
+    outln!(
+        ctx,
         "  {} objects, {} in, {} stored (ratio {ratio:.2}), {rate:.0} MB/s, {:.1} s",
         s.objects,
         human_bytes(s.bytes_in),
@@ -266,17 +274,19 @@ fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, lineage: &Lineage, dra
         s.seconds
     );
     match (lineage.base, &lineage.full_because) {
-        (Some(base), _) => println!(
+        (Some(base), _) => outln!(
+            ctx,
             "  incremental on session {base}: {} unchanged files ({}) not stored again",
             s.unchanged.files,
             human_bytes(s.unchanged.bytes)
         ),
-        (None, Some(why)) => println!("  full backup: {why}"),
+        (None, Some(why)) => outln!(ctx, "  full backup: {why}"),
         (None, None) => {}
     }
     for t in &s.streams {
         let how = t.error.as_ref().map_or_else(String::new, |e| format!(" — FAILED: {e}"));
-        println!(
+        outln!(
+            ctx,
             "  MULTI STREAM [JOB {}] SUBJOB {}: {} objects, {} on {}{how}",
             s.job,
             t.stream,
@@ -286,7 +296,8 @@ fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, lineage: &Lineage, dra
         );
     }
     for m in &s.moved {
-        println!(
+        outln!(
+            ctx,
             "  moved {} from failed device {} to the others in {} pieces ({} were already durable there)",
             human_bytes(m.bytes),
             m.from,
@@ -295,15 +306,15 @@ fn report(ctx: &Ctx, specs: &[String], s: &BackupSummary, lineage: &Lineage, dra
         );
     }
     if s.error.is_some() {
-        println!("  the objects journaled before the failure stay restorable: `coffer ls {}`", s.session);
+        outln!(ctx, "  the objects journaled before the failure stay restorable: `coffer ls {}`", s.session);
     }
     if !s.problems.is_empty() {
-        println!("  {} problems (not backed up or changed while read):", s.problems.len());
+        outln!(ctx, "  {} problems (not backed up or changed while read):", s.problems.len());
         for p in s.problems.iter().take(20) {
-            println!("    {p}");
+            outln!(ctx, "    {p}");
         }
         if s.problems.len() > 20 {
-            println!("    … and {} more (--json lists all)", s.problems.len() - 20);
+            outln!(ctx, "    … and {} more (--json lists all)", s.problems.len() - 20);
         }
     }
 }

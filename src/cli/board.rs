@@ -47,11 +47,14 @@ pub fn run(ctx: &Ctx, what: BoardCommand) -> anyhow::Result<ExitCode> {
         .collect();
     let targets: Vec<String> = board.targets.iter().map(|t| format!("{}: {}", t.name, t.target)).collect();
     if ctx.json {
-        super::print_json(&json!({
-            "board": name, "name": board.name, "state": board.state, "libraries": libraries,
-            "targets": targets, "console": board.console.as_ref().map(|c| &c.tty),
-            "status": board.status.as_ref().map(|s| &s.listen),
-        }));
+        super::print_json(
+            ctx,
+            &json!({
+                "board": name, "name": board.name, "state": board.state, "libraries": libraries,
+                "targets": targets, "console": board.console.as_ref().map(|c| &c.tty),
+                "status": board.status.as_ref().map(|s| &s.listen),
+            }),
+        );
     } else {
         println!("{name}: box {} (state in {})", board.name, board.state);
         for l in libraries.iter().chain(&targets) {

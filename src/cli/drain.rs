@@ -7,10 +7,11 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use coffer::device::{TargetSpec, open_target};
 use coffer::pipeline::drain::{DrainReport, drain};
-use coffer::store::Store;
+use coffer::store::State;
 use serde_json::{Value, json};
 
 use super::{Ctx, human_bytes};
+use crate::outln;
 
 /// Arguments of `coffer drain`.
 #[derive(Debug, ClapArgs)]
@@ -35,18 +36,18 @@ pub fn run(ctx: &Ctx, a: DrainArgs) -> anyhow::Result<ExitCode> {
         Some(t) => t.parse()?,
         None => default_target(ctx)?,
     };
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.hold_state()?;
     let report = drain_to(&mut store, &from, &to)?;
     if ctx.json {
-        super::print_json(&report_json(&report));
+        super::print_json(ctx, &report_json(&report));
     } else {
-        print_report(&from, &to, &report);
+        print_report(ctx, &from, &to, &report);
     }
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Drains `from` into `to`, with the context a person needs on failure.
-pub fn drain_to(store: &mut Store, from: &TargetSpec, to: &TargetSpec) -> anyhow::Result<DrainReport> {
+pub fn drain_to(store: &mut impl State, from: &TargetSpec, to: &TargetSpec) -> anyhow::Result<DrainReport> {
     let mut target = open_target(to).with_context(|| format!("cannot use target {to}"))?;
     drain(store, &from.to_string(), &mut *target).with_context(|| {
         format!(
@@ -62,14 +63,15 @@ pub fn report_json(r: &DrainReport) -> Value {
 }
 
 /// The report for people.
-pub fn print_report(from: &TargetSpec, to: &TargetSpec, r: &DrainReport) {
-    println!(
+pub fn print_report(ctx: &Ctx, from: &TargetSpec, to: &TargetSpec, r: &DrainReport) {
+    outln!(
+        ctx,
         "drained {} sessions ({} parts, {}) from {from} to {to}",
         r.sessions.len(),
         r.parts,
         human_bytes(r.bytes)
     );
     for p in &r.problems {
-        println!("  problem: {p}");
+        outln!(ctx, "  problem: {p}");
     }
 }

@@ -135,7 +135,7 @@ pub fn run(ctx: &Ctx, a: JobArgs) -> anyhow::Result<ExitCode> {
     };
     let data = call(ctx, &req)?;
     if ctx.json {
-        super::print_json(&data);
+        super::print_json(ctx, &data);
         return Ok(ExitCode::SUCCESS);
     }
     match req {
@@ -153,7 +153,7 @@ pub fn run(ctx: &Ctx, a: JobArgs) -> anyhow::Result<ExitCode> {
 pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let data = call(ctx, &Request::Status {})?;
     if ctx.json {
-        super::print_json(&data);
+        super::print_json(ctx, &data);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}: {}", text(&data["board"]), if data["healthy"] == true { "healthy" } else { "DEGRADED" });

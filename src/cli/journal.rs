@@ -8,6 +8,7 @@ use coffer::store::Store;
 use serde_json::json;
 
 use super::Ctx;
+use crate::outln;
 
 /// Journal commands.
 #[derive(Debug, Subcommand)]
@@ -23,35 +24,44 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
     let c = store.catalog();
     let damage = report.damage.as_ref().map(|d| d.to_string());
     if ctx.json {
-        super::print_json(&json!({
-            "records": report.records, "segments": report.segments,
-            "sessions": c.sessions().count(), "media": c.media().count(),
-            "torn_tail": report.cut.as_ref().map(|x| json!({"file": x.file, "offset": x.offset, "bytes": x.bytes})),
-            "warnings": report.warnings, "damage": damage,
-        }));
+        super::print_json(
+            ctx,
+            &json!({
+                "records": report.records, "segments": report.segments,
+                "sessions": c.sessions().count(), "media": c.media().count(),
+                "torn_tail": report.cut.as_ref().map(|x| json!({"file": x.file, "offset": x.offset, "bytes": x.bytes})),
+                "warnings": report.warnings, "damage": damage,
+            }),
+        );
     } else {
-        println!(
+        outln!(
+            ctx,
             "journal in {}: {} records in {} segments",
             ctx.state.display(),
             report.records,
             report.segments
         );
-        println!("catalog: {} sessions, {} media", c.sessions().count(), c.media().count());
+        outln!(ctx, "catalog: {} sessions, {} media", c.sessions().count(), c.media().count());
         if let Some(cut) = &report.cut {
             let when =
                 if damage.is_some() { "cut once the damage is dealt with" } else { "cut at the next open" };
-            println!(
+            outln!(
+                ctx,
                 "torn tail: {} bytes at {} byte {} ({}); {when}",
-                cut.bytes, cut.file, cut.offset, cut.reason
+                cut.bytes,
+                cut.file,
+                cut.offset,
+                cut.reason
             );
         }
         for w in &report.warnings {
-            println!("warning: {w}");
+            outln!(ctx, "warning: {w}");
         }
         if let Some(d) = &damage {
-            println!("DAMAGED: {d}");
-            println!("the records before the damage are listed above; the service runs read-only.");
-            println!(
+            outln!(ctx, "DAMAGED: {d}");
+            outln!(ctx, "the records before the damage are listed above; the service runs read-only.");
+            outln!(
+                ctx,
                 "keep a copy of {}, then rebuild the catalog with `coffer scan TARGET`.",
                 ctx.state.display()
             );

@@ -7,6 +7,7 @@ use coffer::catalog::SessionKind;
 use serde_json::json;
 
 use super::{Ctx, human_bytes, session_arg};
+use crate::outln;
 
 /// Arguments of `coffer ls`.
 #[derive(Debug, ClapArgs)]
@@ -21,8 +22,8 @@ pub struct LsArgs {
 
 /// Runs `coffer ls`.
 pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
-    let store = ctx.open_store()?;
-    let c = store.catalog();
+    let held = ctx.hold_state()?;
+    let c = &*held.catalog();
     if a.media {
         media(ctx, c);
         return Ok(ExitCode::SUCCESS);
@@ -38,7 +39,7 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                         SessionKind::Incremental { base } => ("incremental", Some(base)),
                     };
                     json!({
-                        "session": s.id(), "started": s.start().started, "source": s.start().source,
+                        "session": s.id(), "job": s.start().job, "started": s.start().started, "source": s.start().source,
                         "kind": kind, "base": base,
                         "status": f.map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
                         "objects": s.objects().len(), "bytes_in": f.map(|f| f.raw_bytes),
@@ -50,11 +51,16 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            super::print_json(&json!(rows));
+            super::print_json(ctx, &json!(rows));
         } else {
-            println!(
+            outln!(
+                ctx,
                 "{:>8}  {:<10}  {:>9}  {:>10}  {:>10}  source",
-                "session", "status", "objects", "in", "stored"
+                "session",
+                "status",
+                "objects",
+                "in",
+                "stored"
             );
             for s in c.sessions() {
                 let f = s.finish();
@@ -63,7 +69,8 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                     SessionKind::Full => String::new(),
                     SessionKind::Incremental { base } => format!(" (incremental on {base})"),
                 };
-                println!(
+                outln!(
+                    ctx,
                     "{:>8}  {:<10}  {:>9}  {:>10}  {:>10}  {}{kind}",
                     s.id(),
                     status,
@@ -76,7 +83,7 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let id = session_arg(&store, &s)?;
+    let id = session_arg(c, &s)?;
     let objects = c.objects(id).unwrap_or(&[]);
     if ctx.json {
         let rows: Vec<_> = objects
@@ -89,11 +96,11 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        super::print_json(&json!(rows));
+        super::print_json(ctx, &json!(rows));
     } else {
         for o in objects {
             let kind = format!("{:?}", o.kind).to_lowercase();
-            println!("{kind:<10} {:>12}  {}", o.size, String::from_utf8_lossy(&o.path));
+            outln!(ctx, "{kind:<10} {:>12}  {}", o.size, String::from_utf8_lossy(&o.path));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -114,16 +121,23 @@ fn media(ctx: &Ctx, c: &coffer::catalog::Catalog) {
                 })
             })
             .collect();
-        super::print_json(&json!(rows));
+        super::print_json(ctx, &json!(rows));
         return;
     }
-    println!(
+    outln!(
+        ctx,
         "{:<20}  {:<6}  {:<10}  {:>10}  {:<9}  {:>8}  location",
-        "barcode", "kind", "pool", "used", "state", "sessions"
+        "barcode",
+        "kind",
+        "pool",
+        "used",
+        "state",
+        "sessions"
     );
     for m in c.media() {
         let i = m.info();
-        println!(
+        outln!(
+            ctx,
             "{:<20}  {:<6}  {:<10}  {:>10}  {:<9}  {:>8}  {}",
             m.barcode(),
             lower(&i.kind),

@@ -11,6 +11,7 @@ use coffer::library::ops::{self, MediaOp, MediaReport};
 use serde_json::json;
 
 use super::Ctx;
+use crate::outln;
 
 /// `coffer media …`.
 #[derive(Debug, ClapArgs)]
@@ -102,33 +103,36 @@ pub fn run(ctx: &Ctx, a: MediaArgs) -> anyhow::Result<ExitCode> {
 /// JSON.
 pub fn print_report(ctx: &Ctx, r: &MediaReport) {
     if ctx.json {
-        super::print_json(&json!({
-            "library": r.library,
-            "done": r.done,
-            "places": r.places,
-            "drives": r.drives,
-            "unusable": r.unusable.iter().map(|(b, w)| json!({"barcode": b, "why": w})).collect::<Vec<_>>(),
-        }));
+        super::print_json(
+            ctx,
+            &json!({
+                "library": r.library,
+                "done": r.done,
+                "places": r.places,
+                "drives": r.drives,
+                "unusable": r.unusable.iter().map(|(b, w)| json!({"barcode": b, "why": w})).collect::<Vec<_>>(),
+            }),
+        );
         return;
     }
     if !r.done.is_empty() {
-        println!("{}", r.done);
+        outln!(ctx, "{}", r.done);
     }
-    println!("library {}:", r.library);
+    outln!(ctx, "library {}:", r.library);
     for p in &r.places {
         let what = match (&p.barcode, p.full) {
             (Some(b), true) => b.clone(),
             (None, true) => "(no barcode)".into(),
             _ => "-".into(),
         };
-        println!("  {:<12} {what}", p.element);
+        outln!(ctx, "  {:<12} {what}", p.element);
     }
     for d in &r.drives {
         if let Some(why) = &d.offline {
-            println!("  drive {} offline: {why}", d.drive);
+            outln!(ctx, "  drive {} offline: {why}", d.drive);
         }
     }
     for (b, why) in &r.unusable {
-        println!("  {b} not written: {why}");
+        outln!(ctx, "  {b} not written: {why}");
     }
 }

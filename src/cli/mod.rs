@@ -13,6 +13,7 @@ pub mod media;
 pub mod restore;
 pub mod scan;
 pub mod serve;
+pub mod through;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,15 +33,28 @@ pub fn init_tracing() {
 }
 
 /// Runs a command; the exit code says how it went (0 ok, 1 a finding such as a mismatch,
-/// 2 an error).
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx { state: state_dir(args.state)?, json: args.json, board_file: args.board };
+/// 2 an error). While the service holds the state, a command that needs it runs through the
+/// service's control socket instead ([`through`]).
+pub fn run(args: Args, argv: Vec<String>) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::new(state_dir(args.state)?, args.json, args.board);
+    if through::needs_state(&args.command) && through::service_holds(&ctx.state) {
+        return match args.command {
+            Command::Backup(a) => through::backup(&ctx, a),
+            _ => through::forward(&ctx, argv),
+        };
+    }
     // Tape libraries are opened from the board on first use; a bad board file is reported
     // by the commands that need it.
     if let Ok(board) = ctx.board() {
         coffer::library::configure(board, ctx.state.clone());
     }
-    match args.command {
+    dispatch(&ctx, args.command)
+}
+
+/// Runs one command with `ctx`: in this process, or in the service for a client.
+pub fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
+    let ctx = ctx;
+    match command {
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run_restore(&ctx, a),
         Command::Verify(a) => restore::run_verify(&ctx, a),
@@ -58,7 +72,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// What every command knows.
-#[derive(Debug)]
 pub struct Ctx {
     /// The state directory.
     pub state: PathBuf,
@@ -66,9 +79,87 @@ pub struct Ctx {
     pub json: bool,
     /// The board file given, if any.
     pub board_file: Option<PathBuf>,
+    /// Where results go: stdout, or the control socket when the service runs the command for
+    /// a client.
+    pub out: std::cell::RefCell<Box<dyn std::io::Write>>,
+    /// The service's state, when the service runs the command.
+    pub shared: Option<coffer::store::SharedStore>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("state", &self.state).field("json", &self.json).finish_non_exhaustive()
+    }
+}
+
+/// Writes a line of a command's results to [`Ctx::out`].
+#[macro_export]
+macro_rules! outln {
+    ($ctx:expr) => {{
+        use std::io::Write as _;
+        let _ = writeln!($ctx.out.borrow_mut());
+    }};
+    ($ctx:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($ctx.out.borrow_mut(), $($arg)*);
+    }};
+}
+
+/// The state as a command holds it: opened by this process, or the service's.
+pub enum Held {
+    /// Opened here, under the state lock.
+    Own(Store),
+    /// The running service's, shared with its job engine.
+    Shared(coffer::store::SharedStore),
+}
+
+impl Held {
+    /// The catalog to read: this process's, or a copy of the service's taken at once, so that
+    /// a long restore never holds the service's store (its jobs commit meanwhile).
+    pub fn catalog(&self) -> std::borrow::Cow<'_, coffer::catalog::Catalog> {
+        match self {
+            Held::Own(s) => std::borrow::Cow::Borrowed(s.catalog()),
+            Held::Shared(s) => std::borrow::Cow::Owned(s.lock().catalog().clone()),
+        }
+    }
+}
+
+impl coffer::store::State for Held {
+    fn commit(&mut self, records: &[coffer::catalog::Record]) -> Result<(), coffer::store::StoreError> {
+        match self {
+            Held::Own(s) => s.commit(records),
+            Held::Shared(s) => s.commit(records),
+        }
+    }
+    fn read<R>(&self, f: impl FnOnce(&coffer::catalog::Catalog) -> R) -> R {
+        match self {
+            Held::Own(s) => f(s.catalog()),
+            Held::Shared(s) => s.read(f),
+        }
+    }
 }
 
 impl Ctx {
+    /// A command's context writing to stdout.
+    pub fn new(state: PathBuf, json: bool, board_file: Option<PathBuf>) -> Ctx {
+        Ctx {
+            state,
+            json,
+            board_file,
+            out: std::cell::RefCell::new(Box::new(std::io::stdout())),
+            shared: None,
+        }
+    }
+
+    /// The state to work on: the service's when the service runs the command, else opened
+    /// here for writing.
+    pub fn hold_state(&self) -> anyhow::Result<Held> {
+        match &self.shared {
+            Some(s) => Ok(Held::Shared(s.clone())),
+            None => self.open_store().map(Held::Own),
+        }
+    }
+
     /// The board: the file given, or the built-in one.
     pub fn board(&self) -> anyhow::Result<coffer::board::Board> {
         match &self.board_file {
@@ -124,23 +215,19 @@ fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 pub use coffer::human::bytes as human_bytes;
 
 /// Parses a session argument: a number or `latest`.
-pub fn session_arg(store: &Store, s: &str) -> anyhow::Result<u64> {
+pub fn session_arg(catalog: &coffer::catalog::Catalog, s: &str) -> anyhow::Result<u64> {
     if s == "latest" {
-        return store
-            .catalog()
+        return catalog
             .latest_session()
             .map(|x| x.id())
             .context("no sessions in the catalog yet: run `coffer backup` first");
     }
     let id: u64 = s.parse().with_context(|| format!("'{s}' is not a session id (a number, or 'latest')"))?;
-    store
-        .catalog()
-        .session(id)
-        .with_context(|| format!("no session {id} in the catalog: `coffer ls` lists them"))?;
+    catalog.session(id).with_context(|| format!("no session {id} in the catalog: `coffer ls` lists them"))?;
     Ok(id)
 }
 
 /// Prints a value as one line of JSON.
-pub fn print_json(v: &serde_json::Value) {
-    println!("{v}");
+pub fn print_json(ctx: &Ctx, v: &serde_json::Value) {
+    outln!(ctx, "{v}");
 }

@@ -9,6 +9,7 @@ use coffer::pipeline::restore::{Action, RestoreReport, RestoreRequest, run};
 use serde_json::json;
 
 use super::{Ctx, human_bytes, session_arg};
+use crate::outln;
 
 /// Arguments of `coffer restore`.
 #[derive(Debug, ClapArgs)]
@@ -35,31 +36,33 @@ pub struct VerifyArgs {
 
 /// Runs `coffer restore`.
 pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let store = ctx.open_store()?;
-    let session = session_arg(&store, &a.session)?;
+    let held = ctx.hold_state()?;
+    let catalog = &*held.catalog();
+    let session = session_arg(catalog, &a.session)?;
     let paths = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
     let req = RestoreRequest { session, paths, action: Action::Restore(a.to.clone()) };
-    let report = run(store.catalog(), &req)?;
-    let interrupted = interrupted(&store, session, a.paths.is_empty());
+    let report = run(catalog, &req)?;
+    let interrupted = interrupted(catalog, session, a.paths.is_empty());
     print(ctx, "restore", session, &report, interrupted);
     Ok(exit(&report, interrupted))
 }
 
 /// Runs `coffer verify`.
 pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let store = ctx.open_store()?;
-    let session = session_arg(&store, &a.session)?;
+    let held = ctx.hold_state()?;
+    let catalog = &*held.catalog();
+    let session = session_arg(catalog, &a.session)?;
     let req = RestoreRequest { session, paths: Vec::new(), action: Action::Verify(a.compare.clone()) };
-    let report = run(store.catalog(), &req)?;
-    let interrupted = interrupted(&store, session, true);
+    let report = run(catalog, &req)?;
+    let interrupted = interrupted(catalog, session, true);
     print(ctx, "verify", session, &report, interrupted);
     Ok(exit(&report, interrupted))
 }
 
 /// For an interrupted session read whole: how many objects its writer committed (each object
 /// once, however many segments it was split into). Reading back fewer is a failure.
-fn interrupted(store: &coffer::store::Store, session: u64, whole: bool) -> Option<u64> {
-    let s = store.catalog().session(session)?;
+fn interrupted(catalog: &coffer::catalog::Catalog, session: u64, whole: bool) -> Option<u64> {
+    let s = catalog.session(session)?;
     let f = s.finish()?;
     (whole && f.status == SessionStatus::Interrupted).then(|| {
         let ids: std::collections::HashSet<u64> = s.objects().iter().map(|o| o.id).collect();
@@ -79,19 +82,23 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport, interrupted: Op
     let rate = r.bytes as f64 / r.seconds.max(1e-6) / 1e6;
     let tape = coffer::library::activity();
     if ctx.json {
-        super::print_json(&json!({
-            "command": what, "session": session, "ok": ok(r, interrupted),
-            "interrupted": interrupted.is_some(), "committed": interrupted,
-            "objects": r.objects, "bytes": r.bytes, "seconds": r.seconds, "mb_per_s": rate,
-            "failures": r.failures, "differences": r.differences,
-            "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
-            "skipped_sockets": r.fs.as_ref().map(|f| f.skipped_sockets),
-            "sessions": r.sessions, "tape": tape,
-        }));
+        super::print_json(
+            ctx,
+            &json!({
+                "command": what, "session": session, "ok": ok(r, interrupted),
+                "interrupted": interrupted.is_some(), "committed": interrupted,
+                "objects": r.objects, "bytes": r.bytes, "seconds": r.seconds, "mb_per_s": rate,
+                "failures": r.failures, "differences": r.differences,
+                "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
+                "skipped_sockets": r.fs.as_ref().map(|f| f.skipped_sockets),
+                "sessions": r.sessions, "tape": tape,
+            }),
+        );
         return;
     }
     let verdict = if ok(r, interrupted) { "ok" } else { "FAILED" };
-    println!(
+    outln!(
+        ctx,
         "{what} of session {session}: {verdict}: {} objects, {}, {rate:.0} MB/s, {:.1} s",
         r.objects,
         human_bytes(r.bytes),
@@ -99,32 +106,40 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport, interrupted: Op
     );
     if let Some(n) = interrupted {
         let done = if what == "restore" { "restored" } else { "verified" };
-        println!("interrupted session: {n} objects committed, {} {done}", r.objects);
+        outln!(ctx, "interrupted session: {n} objects committed, {} {done}", r.objects);
     }
     if r.sessions.len() > 1 {
         let list = r.sessions.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
-        println!("  read from sessions {list}: the incremental session's chain, each file from the newest");
+        outln!(
+            ctx,
+            "  read from sessions {list}: the incremental session's chain, each file from the newest"
+        );
     }
     for a in &tape {
-        println!(
+        outln!(
+            ctx,
             "  tape: library {}: {} seeks, {} data blocks read, {} robot moves",
-            a.library, a.seeks, a.blocks_read, a.moves
+            a.library,
+            a.seeks,
+            a.blocks_read,
+            a.moves
         );
     }
     for f in r.failures.iter().take(50) {
-        println!("  error: {f}");
+        outln!(ctx, "  error: {f}");
     }
     for d in r.differences.iter().take(50) {
-        println!("  differs: {d}");
+        outln!(ctx, "  differs: {d}");
     }
     let more = (r.failures.len() + r.differences.len()).saturating_sub(100);
     if more > 0 {
-        println!("  … and {more} more (--json lists all)");
+        outln!(ctx, "  … and {more} more (--json lists all)");
     }
     if let Some(fs) = &r.fs
         && fs.skipped_sockets > 0
     {
-        println!(
+        outln!(
+            ctx,
             "  {} sockets were recorded but not recreated (a socket belongs to a running program)",
             fs.skipped_sockets
         );
@@ -132,7 +147,8 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport, interrupted: Op
     if let Some(fs) = &r.fs
         && fs.ownership_failures > 0
     {
-        println!(
+        outln!(
+            ctx,
             "  {} objects kept the restoring user as owner (run as root to restore owners)",
             fs.ownership_failures
         );

@@ -8,6 +8,7 @@ use coffer::pipeline::scan::scan;
 use serde_json::json;
 
 use super::Ctx;
+use crate::outln;
 
 /// Arguments of `coffer scan`.
 #[derive(Debug, ClapArgs)]
@@ -21,20 +22,27 @@ pub fn run(ctx: &Ctx, a: ScanArgs) -> anyhow::Result<ExitCode> {
     let spec: TargetSpec = a.target.parse()?;
     let location = spec.to_string();
     let mut media = open_media(&location)?;
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.hold_state()?;
     let report = scan(&mut *media, &location, &mut store)?;
     if ctx.json {
-        super::print_json(&json!({
-            "media": report.media, "sessions_added": report.sessions_added, "sessions_known": report.sessions_known,
-            "objects_added": report.objects_added, "problems": report.problems,
-        }));
+        super::print_json(
+            ctx,
+            &json!({
+                "media": report.media, "sessions_added": report.sessions_added, "sessions_known": report.sessions_known,
+                "objects_added": report.objects_added, "problems": report.problems,
+            }),
+        );
     } else {
-        println!(
+        outln!(
+            ctx,
             "scanned {} media of {location}: {} sessions added ({} objects), {} already in the catalog",
-            report.media, report.sessions_added, report.objects_added, report.sessions_known
+            report.media,
+            report.sessions_added,
+            report.objects_added,
+            report.sessions_known
         );
         for p in &report.problems {
-            println!("  problem: {p}");
+            outln!(ctx, "  problem: {p}");
         }
     }
     Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })

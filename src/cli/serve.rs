@@ -12,6 +12,9 @@ pub struct ServeArgs {}
 
 /// Runs `coffer serve` until SIGTERM or SIGINT.
 pub fn run(ctx: &Ctx, _a: ServeArgs) -> anyhow::Result<ExitCode> {
-    coffer::service::serve(ctx.board()?, &ctx.state)?;
+    let board_file = ctx.board_file.clone();
+    let executor: coffer::service::Executor =
+        std::sync::Arc::new(move |call| super::through::execute(call, board_file.clone()));
+    coffer::service::serve(ctx.board()?, &ctx.state, Some(executor))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -60,10 +60,22 @@ impl Client {
 
     /// Sends `req` and waits for the reply.
     pub fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
+        self.send(req)?;
+        self.receive()
+    }
+
+    /// Sends `req` (a [`Request::Command`] is answered by several replies: [`Client::receive`]
+    /// them).
+    pub fn send(&mut self, req: &Request) -> Result<(), ClientError> {
         let io = |source| ClientError::Io { path: self.path.clone(), source };
         let mut line = serde_json::to_string(req).map_err(|e| ClientError::Malformed(e.to_string()))?;
         line.push('\n');
-        self.writer.write_all(line.as_bytes()).map_err(io)?;
+        self.writer.write_all(line.as_bytes()).map_err(io)
+    }
+
+    /// Waits for the next reply.
+    pub fn receive(&mut self) -> Result<Reply, ClientError> {
+        let io = |source| ClientError::Io { path: self.path.clone(), source };
         let mut answer = String::new();
         let n = (&mut self.reader).take(MAX_LINE as u64 + 1).read_line(&mut answer).map_err(io)?;
         if n == 0 {

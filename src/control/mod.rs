@@ -102,6 +102,15 @@ pub enum Request {
         #[serde(default = "default_limit")]
         limit: u32,
     },
+    /// Runs a command line (`ls`, `restore`, `verify`, `scan`, `drain`, `journal check`,
+    /// `media …`) in the service, on the state it holds. Answered by a stream of replies:
+    /// `{"out": text}` and `{"err": text}` as the command writes, then `{"exit": code}`.
+    Command {
+        /// The arguments after `coffer`.
+        argv: Vec<String>,
+        /// The client's directory: relative paths are taken from there.
+        cwd: String,
+    },
     /// A tape library: inventory and hands-on operations.
     Media {
         /// The library (default: the board's first).

@@ -14,7 +14,7 @@ use crate::catalog::{Catalog, MediumState, MediumUpdated, PartMoved, Record, Ses
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, EmbeddedReader, Media, Mounted, Target, open_media};
 use crate::format::{Body, MAX_RECORD_LEN, RecordReader};
-use crate::store::{Store, StoreError};
+use crate::store::{State, StoreError};
 
 use super::backup::medium_records;
 
@@ -51,13 +51,14 @@ struct Staged {
 /// Moves every finished session's parts from the media at `from` to `target`, oldest session
 /// first. A session still running, or one whose staged data is damaged, stays where it is and
 /// is reported.
-pub fn drain(store: &mut Store, from: &str, target: &mut dyn Target) -> Result<DrainReport, DrainError> {
+pub fn drain(store: &mut impl State, from: &str, target: &mut dyn Target) -> Result<DrainReport, DrainError> {
     let mut media = open_media(from)?;
     let staging: HashSet<[u8; 16]> = media.labels()?.iter().map(|l| l.medium).collect();
     let mut report = DrainReport::default();
     let mut mounted: Option<Mounted> = None;
     let mut buf = vec![0u8; MAX_RECORD_LEN];
-    for (session, parts) in staged_sessions(store.catalog(), &staging, &mut report) {
+    let staged = store.read(|c| staged_sessions(c, &staging, &mut report));
+    for (session, parts) in staged {
         let mut ok = true;
         for s in parts {
             let len = match copy_part(&mut *media, &s, &mut buf, None) {
@@ -136,7 +137,7 @@ fn staged_sessions(
 /// Makes sure the target has a medium with room for a part of `len` bytes, moving to the next
 /// medium when the mounted one has not; journals new media. Returns the medium's UUID.
 fn mount_for(
-    store: &mut Store,
+    store: &mut impl State,
     target: &mut dyn Target,
     mounted: &mut Option<Mounted>,
     len: u64,
@@ -148,7 +149,7 @@ fn mount_for(
     store.commit(&medium_records(store, &m))?;
     if target.remaining() < len {
         let full = m.label.medium;
-        let used = store.catalog().medium(full).map_or(0, |x| x.used());
+        let used = store.read(|c| c.medium(full).map_or(0, |x| x.used()));
         store.commit(&[Record::from(MediumUpdated { medium: full, used, state: MediumState::Full })])?;
         m = target.next_medium()?;
         store.commit(&medium_records(store, &m))?;

@@ -20,7 +20,7 @@ use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartRange, PartReader};
 use crate::format::records::{IndexEntry, ObjectKind, SessionHeader, SessionStatus, Trailer, VolumeLabel};
 use crate::format::{Body, HEADER_LEN, Header, Kind, decode_record};
-use crate::store::{Store, StoreError};
+use crate::store::{State, StoreError};
 
 /// Payloads larger than this are skipped by reopening past them rather than read through.
 const SKIP_BY_SEEK: u32 = 256 << 10;
@@ -75,7 +75,7 @@ struct Found {
 }
 
 /// Scans every medium of `media` (at `location`) into `store`.
-pub fn scan(media: &mut dyn Media, location: &str, store: &mut Store) -> Result<ScanReport, ScanError> {
+pub fn scan(media: &mut dyn Media, location: &str, store: &mut impl State) -> Result<ScanReport, ScanError> {
     let mut report = ScanReport::default();
     let mut found: BTreeMap<u64, Found> = BTreeMap::new();
     let labels = media.labels()?;
@@ -92,7 +92,7 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut Store) -> Result<
                 0
             }
         };
-        if store.catalog().medium(label.medium).is_none() {
+        if store.read(|c| c.medium(label.medium).is_none()) {
             let added = MediumAdded {
                 medium: label.medium,
                 barcode: label.barcode.clone(),
@@ -108,7 +108,7 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut Store) -> Result<
         }
     }
     for (id, f) in found {
-        match session_records(store.catalog(), id, f) {
+        match store.read(|c| session_records(c, id, f)) {
             Ok(Some(records)) => {
                 let objects = records.iter().filter(|r| matches!(r, Record::ObjectStored(_))).count();
                 for group in groups(&records) {

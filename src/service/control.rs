@@ -18,7 +18,7 @@ use crate::control::{MAX_LINE, Reply, Request, SOCKET_NAME, parse_request};
 pub const MAX_CONNECTIONS: usize = 32;
 
 /// What a connection needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Shared {
     /// The job engine.
     pub engine: Arc<Mutex<Engine>>,
@@ -26,6 +26,16 @@ pub struct Shared {
     pub snapshot: Arc<Mutex<Snapshot>>,
     /// The board's first library, for media requests that name none.
     pub default_library: Option<String>,
+    /// The state, for command lines run here.
+    pub store: Option<crate::store::SharedStore>,
+    /// Runs command lines ([`Request::Command`]).
+    pub executor: Option<super::Executor>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("default_library", &self.default_library).finish_non_exhaustive()
+    }
 }
 
 /// Binds the socket in `state` (replacing a stale one: the state lock proves no other
@@ -81,6 +91,12 @@ async fn connection(stream: UnixStream, shared: Shared) {
         } else {
             match std::str::from_utf8(&line).map_err(|_| "malformed request: not UTF-8".to_owned()) {
                 Ok(text) => match parse_request(text.trim_end()) {
+                    Ok(Request::Command { argv, cwd }) => {
+                        if command(argv, cwd, &shared, &mut write).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     Ok(req) => answer(req, &shared).await,
                     Err(e) => Reply::err(e),
                 },
@@ -120,4 +136,93 @@ async fn answer(req: Request, shared: &Shared) -> Reply {
         }
         req => shared.engine.lock().unwrap_or_else(|e| e.into_inner()).handle(&req, now),
     }
+}
+
+/// Output of a command line run here, on its way to the client.
+enum Chunk {
+    Out(String),
+    Err(String),
+}
+
+/// Chunks in flight per command: a client that reads slowly holds the command back.
+const CHUNKS_IN_FLIGHT: usize = 16;
+/// Bytes gathered before a chunk is sent (at a line's end, so that text stays whole).
+const CHUNK_BYTES: usize = 32 << 10;
+const _: () = assert!(CHUNK_BYTES * 2 < MAX_LINE);
+
+/// Writes a command's output as chunks to the connection.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    err: bool,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self, upto: usize) -> std::io::Result<()> {
+        let rest = self.buf.split_off(upto);
+        let text = String::from_utf8_lossy(&std::mem::replace(&mut self.buf, rest)).into_owned();
+        let chunk = if self.err { Chunk::Err(text) } else { Chunk::Out(text) };
+        self.tx.blocking_send(chunk).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CHUNK_BYTES {
+            // Up to the last whole line; a line longer than a chunk goes whole, in pieces at
+            // character boundaries' mercy (lossy) only past twice the chunk.
+            let upto = match self.buf.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None if self.buf.len() >= 2 * CHUNK_BYTES => self.buf.len(),
+                None => return Ok(bytes.len()),
+            };
+            self.send(upto)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = self.send(self.buf.len());
+        }
+    }
+}
+
+/// Runs a command line for the client on the blocking pool, streaming its output as replies
+/// and ending with its exit code. An error means the connection is gone.
+async fn command(
+    argv: Vec<String>,
+    cwd: String,
+    shared: &Shared,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    let (Some(executor), Some(store)) = (shared.executor.clone(), shared.store.clone()) else {
+        return send(write, &Reply::err("this service runs no command lines (its journal is not writable)"))
+            .await;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    let call = super::CommandCall {
+        argv,
+        cwd: PathBuf::from(cwd),
+        store,
+        out: Box::new(ChunkWriter { tx: tx.clone(), err: false, buf: Vec::new() }),
+        err: Box::new(ChunkWriter { tx, err: true, buf: Vec::new() }),
+    };
+    let run = tokio::task::spawn_blocking(move || executor(call));
+    while let Some(chunk) = rx.recv().await {
+        let data = match chunk {
+            Chunk::Out(text) => serde_json::json!({"out": text}),
+            Chunk::Err(text) => serde_json::json!({"err": text}),
+        };
+        send(write, &Reply::ok(data)).await?;
+    }
+    let code = run.await.unwrap_or(2);
+    send(write, &Reply::ok(serde_json::json!({"exit": code}))).await
 }

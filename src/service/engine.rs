@@ -381,7 +381,9 @@ impl Engine {
                 });
                 Ok(serde_json::to_value(v).unwrap_or_default())
             }
-            Request::Status {} | Request::Media { .. } => Err("not a job request".into()),
+            Request::Status {} | Request::Media { .. } | Request::Command { .. } => {
+                Err("not a job request".into())
+            }
         }
     }
 

@@ -51,18 +51,46 @@ pub enum ServeError {
     Journal(String),
 }
 
-/// Runs the service on `board` with its state in `state` until SIGTERM or SIGINT.
-pub fn serve(board: Board, state: &Path) -> Result<(), ServeError> {
+/// A command line the service runs for a client of its control socket, on the state it holds.
+pub struct CommandCall {
+    /// The arguments after `coffer`.
+    pub argv: Vec<String>,
+    /// The client's directory.
+    pub cwd: std::path::PathBuf,
+    /// The service's state.
+    pub store: SharedStore,
+    /// The command's output, streamed to the client.
+    pub out: Box<dyn std::io::Write + Send>,
+    /// Its messages, streamed to the client's stderr.
+    pub err: Box<dyn std::io::Write + Send>,
+}
+
+impl std::fmt::Debug for CommandCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandCall")
+            .field("argv", &self.argv)
+            .field("cwd", &self.cwd)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a [`CommandCall`] and returns its exit code. The command line is the binary's, so the
+/// binary hands the service this function.
+pub type Executor = Arc<dyn Fn(CommandCall) -> u8 + Send + Sync>;
+
+/// Runs the service on `board` with its state in `state` until SIGTERM or SIGINT; `executor`
+/// runs the command lines clients send.
+pub fn serve(board: Board, state: &Path, executor: Option<Executor>) -> Result<(), ServeError> {
     let io = |what: &str| {
         let what = what.to_owned();
         move |source| ServeError::Io { what, error: source }
     };
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("tokio runtime"))?;
-    rt.block_on(run(board, state))
+    rt.block_on(run(board, state, executor))
 }
 
-async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
+async fn run(board: Board, state: &Path, executor: Option<Executor>) -> Result<(), ServeError> {
     let started = Instant::now();
     let notifier = notify::Notifier::start();
     notifier.send(Note::Status("replaying the journal".into()));
@@ -125,6 +153,8 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
             engine: engine.clone(),
             snapshot: snap.clone(),
             default_library: board.libraries.first().map(|l| l.name().clone()),
+            store: store.clone(),
+            executor: executor.clone(),
         };
         tokio::spawn(control::serve(listener, shared));
         socket = Some(path);
