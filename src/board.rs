@@ -49,6 +49,19 @@ pub struct Board {
     /// The job queue.
     #[serde(default)]
     pub jobs: Jobs,
+    /// The control socket.
+    #[serde(default)]
+    pub control: Control,
+}
+
+/// Who may use the control socket (`<state>/control.sock`, mode 0660): root, and the members
+/// of `group` when the board names one. Whoever may use it runs the box: jobs, restores to any
+/// directory, the library.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// The group given the socket (e.g. "backup"); absent: the service's own group.
+    pub group: Option<String>,
 }
 
 /// The job queue's settings.

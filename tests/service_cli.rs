@@ -161,3 +161,80 @@ fn every_state_command_works_through_the_running_service_as_without_it() {
     terminate(&svc.child);
     assert!(svc.child.wait().unwrap().success());
 }
+
+/// Runs `coffer ARGS` as the user nobody, in the supplementary groups `groups`.
+fn as_nobody(env: &Env, groups: &str, args: &[&str]) -> Run {
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", &format!("--groups={groups}"), "--"]);
+    c.arg(env!("CARGO_BIN_EXE_coffer")).arg("--state").arg(&env.state).args(args);
+    c.env_remove("COFFER_STATE").env_remove("RUST_LOG");
+    run(c)
+}
+
+#[test]
+fn the_socket_group_decides_who_may_and_ctrl_c_cancels_a_backup_run_through_the_service() {
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run this test as root (setpriv to another user)");
+        eprintln!("skipped: needs root to run commands as another user");
+        return;
+    }
+    let env = Env::new();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let board = env.path("board.toml");
+    // Slow drives: the backup runs long enough to be interrupted.
+    std::fs::write(
+        &board,
+        "name = \"clibox\"\n[control]\ngroup = \"users\"\n[jobs]\nscan_seconds = 1\n\
+         [[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 2\nslots = 12\ncartridges = 10\n\
+         capacity = \"256M\"\ndrive_rate = \"2M\"\ndrive_buffer = \"1M\"\n",
+    )
+    .unwrap();
+    let b = board.to_str().unwrap();
+    let src = env.path("src");
+    for i in 0..8u64 {
+        write_file(&src.join(format!("r{i}.bin")), &random_bytes(i, 3 << 20));
+    }
+    let mut svc = start_service(&env, &board);
+    std::fs::set_permissions(&env.state, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // A member of the board's group may; another user may not, and is told why.
+    let users = as_nobody(&env, "100", &["--json", "ls"]);
+    assert_eq!(users.code, 0, "{users}");
+    assert_eq!(users.json(), serde_json::json!([]), "{users}");
+    let other = as_nobody(&env, "65534", &["ls"]);
+    assert_eq!(other.code, 2, "{other}");
+    assert!(other.stderr.contains("you may not use the coffer service's control socket"), "{other}");
+
+    // Ctrl-C cancels the job the backup became: exit 130, the job CANCELLED, its session
+    // closed as cancelled.
+    let mut child = env
+        .command(&["--board", b, "backup", src.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let jobs = env.coffer(&["--json", "job", "list"]).json();
+        if jobs.as_array().unwrap().iter().any(|j| j["state"] == "active") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the backup never became an active job: {jobs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: kill has no memory preconditions; the pid is our running child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("CANCELLED"), "{stdout}");
+    let sessions = env.coffer(&["--json", "ls"]).json();
+    assert_eq!(sessions[0]["status"], "cancelled", "{sessions}");
+    terminate(&svc.child);
+    assert!(svc.child.wait().unwrap().success());
+}

@@ -53,21 +53,20 @@ pub fn run(args: Args, argv: Vec<String>) -> anyhow::Result<ExitCode> {
 
 /// Runs one command with `ctx`: in this process, or in the service for a client.
 pub fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
-    let ctx = ctx;
     match command {
-        Command::Backup(a) => backup::run(&ctx, a),
-        Command::Restore(a) => restore::run_restore(&ctx, a),
-        Command::Verify(a) => restore::run_verify(&ctx, a),
-        Command::Ls(a) => ls::run(&ctx, a),
-        Command::Scan(a) => scan::run(&ctx, a),
-        Command::Drain(a) => drain::run(&ctx, a),
-        Command::Journal { what } => journal::run(&ctx, what),
-        Command::Board { what } => board::run(&ctx, what),
-        Command::Serve(a) => serve::run(&ctx, a),
-        Command::Console(a) => console::run(&ctx, a),
-        Command::Media(a) => media::run(&ctx, a),
-        Command::Job(a) => job::run(&ctx, a),
-        Command::Status => job::status(&ctx),
+        Command::Backup(a) => backup::run(ctx, a),
+        Command::Restore(a) => restore::run_restore(ctx, a),
+        Command::Verify(a) => restore::run_verify(ctx, a),
+        Command::Ls(a) => ls::run(ctx, a),
+        Command::Scan(a) => scan::run(ctx, a),
+        Command::Drain(a) => drain::run(ctx, a),
+        Command::Journal { what } => journal::run(ctx, what),
+        Command::Board { what } => board::run(ctx, what),
+        Command::Serve(a) => serve::run(ctx, a),
+        Command::Console(a) => console::run(ctx, a),
+        Command::Media(a) => media::run(ctx, a),
+        Command::Job(a) => job::run(ctx, a),
+        Command::Status => job::status(ctx),
     }
 }
 
@@ -108,7 +107,7 @@ macro_rules! outln {
 /// The state as a command holds it: opened by this process, or the service's.
 pub enum Held {
     /// Opened here, under the state lock.
-    Own(Store),
+    Own(Box<Store>),
     /// The running service's, shared with its job engine.
     Shared(coffer::store::SharedStore),
 }
@@ -156,7 +155,7 @@ impl Ctx {
     pub fn hold_state(&self) -> anyhow::Result<Held> {
         match &self.shared {
             Some(s) => Ok(Held::Shared(s.clone())),
-            None => self.open_store().map(Held::Own),
+            None => self.open_store().map(|s| Held::Own(Box::new(s))),
         }
     }
 

@@ -41,13 +41,17 @@ pub fn needs_state(command: &Command) -> bool {
     )
 }
 
-/// Whether a service holds the state in `state`: its lock is taken and its control socket is
-/// there. (Another command holding the lock has no socket: that one is waited out by hand.)
+/// Whether a service holds the state in `state`: its control socket is there and the state
+/// lock is taken (or not ours to take: a member of the socket's group need not be able to write
+/// the state). Another command holding the lock has no socket: that one is waited out by hand.
 pub fn service_holds(state: &Path) -> bool {
-    let Ok(lock) = std::fs::File::options().read(true).write(true).open(state.join("lock")) else {
+    if !state.join(SOCKET_NAME).exists() {
         return false;
-    };
-    matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock)) && state.join(SOCKET_NAME).exists()
+    }
+    match std::fs::File::options().read(true).write(true).open(state.join("lock")) {
+        Ok(lock) => matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+    }
 }
 
 /// Runs the command `argv` in the service and passes its output and exit code on.

@@ -25,6 +25,15 @@ pub enum ClientError {
         /// The OS error (in the message, not repeated as a cause).
         error: std::io::Error,
     },
+    /// The caller may not use the socket.
+    #[error(
+        "you may not use the coffer service's control socket {path} (root and the group the \
+         board's [control] group names may): ask for that group, or run this as root"
+    )]
+    Refused {
+        /// The socket.
+        path: PathBuf,
+    },
     /// The conversation broke off.
     #[error("the control socket {path} failed: {source}")]
     Io {
@@ -50,8 +59,10 @@ impl Client {
     /// Connects to the service whose state directory is `state`.
     pub fn connect(state: &Path) -> Result<Client, ClientError> {
         let path = state.join(SOCKET_NAME);
-        let stream = UnixStream::connect(&path)
-            .map_err(|error| ClientError::NotRunning { path: path.clone(), error })?;
+        let stream = UnixStream::connect(&path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::PermissionDenied => ClientError::Refused { path: path.clone() },
+            _ => ClientError::NotRunning { path: path.clone(), error },
+        })?;
         let io = |source| ClientError::Io { path: path.clone(), source };
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;

@@ -38,9 +38,24 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// The group id of `name`, from the system's group database.
+fn group_id(name: &str) -> std::io::Result<libc::gid_t> {
+    let c = std::ffi::CString::new(name).map_err(|_| std::io::Error::other("a group name with a NUL"))?;
+    // SAFETY: getgrnam reads a NUL-terminated string and returns a pointer into static storage
+    // (or null); it is read at once, on this thread, before any other getgr* call.
+    let entry = unsafe { libc::getgrnam(c.as_ptr()) };
+    if entry.is_null() {
+        return Err(std::io::Error::other(format!(
+            "the board's control group '{name}' does not exist on this box"
+        )));
+    }
+    // SAFETY: non-null: a valid group entry until the next getgr* call.
+    Ok(unsafe { (*entry).gr_gid })
+}
+
 /// Binds the socket in `state` (replacing a stale one: the state lock proves no other
-/// service runs on it).
-pub fn bind(state: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
+/// service runs on it), mode 0660, in `group` when the board names one.
+pub fn bind(state: &Path, group: Option<&str>) -> std::io::Result<(UnixListener, PathBuf)> {
     let path = state.join(SOCKET_NAME);
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -49,6 +64,9 @@ pub fn bind(state: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
     }
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(g) = group {
+        std::os::unix::fs::chown(&path, None, Some(group_id(g)?))?;
+    }
     Ok((listener, path))
 }
 

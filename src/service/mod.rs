@@ -145,9 +145,8 @@ async fn run(board: Board, state: &Path, executor: Option<Executor>) -> Result<(
     }
     let mut socket = None;
     if let Some(engine) = &engine {
-        let (listener, path) = control::bind(state).map_err(|source| ServeError::Io {
-            what: format!("control socket in {}", state.display()),
-            error: source,
+        let (listener, path) = control::bind(state, board.control.group.as_deref()).map_err(|source| {
+            ServeError::Io { what: format!("control socket in {}", state.display()), error: source }
         })?;
         let shared = control::Shared {
             engine: engine.clone(),
