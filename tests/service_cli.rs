@@ -208,7 +208,7 @@ fn the_socket_group_decides_who_may_and_ctrl_c_cancels_a_backup_run_through_the_
 
     // Ctrl-C cancels the job the backup became: exit 130, the job CANCELLED, its session
     // closed as cancelled.
-    let mut child = env
+    let child = env
         .command(&["--board", b, "backup", src.to_str().unwrap()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
