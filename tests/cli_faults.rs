@@ -144,11 +144,14 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs(dir.to_owned())),
             Ok(o) => {
-                eprintln!("skipped: cannot mount a tmpfs: {}", String::from_utf8_lossy(&o.stderr).trim());
+                skip_unless_ci(&format!(
+                    "cannot mount a tmpfs: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("skipped: cannot run mount: {e}");
+                skip_unless_ci(&format!("cannot run mount: {e}"));
                 None
             }
         }
@@ -320,6 +323,13 @@ fn a_damaged_journal_is_refused_reported_and_left_alone() {
     assert_eq!(s["session"], 2, "{s}");
 }
 
+#[test]
+fn a_test_that_cannot_run_is_skipped_outside_ci_and_fails_under_ci() {
+    assert_eq!(skip_verdict(false, "no tmpfs").as_deref(), Ok("skipped: no tmpfs"));
+    let failure = skip_verdict(true, "no tmpfs").unwrap_err();
+    assert!(failure.contains("under CI") && failure.contains("no tmpfs"), "{failure}");
+}
+
 /// `setpriv` that can drop to nobody, or why not.
 fn setpriv_works() -> Result<(), String> {
     if !is_root() {
@@ -338,7 +348,7 @@ fn setpriv_works() -> Result<(), String> {
 #[test]
 fn an_unreadable_source_file_is_reported_and_the_rest_backed_up() {
     if let Err(why) = setpriv_works() {
-        eprintln!("skipped: {why}");
+        skip_unless_ci(&why);
         return;
     }
     let env = Env::new();
@@ -485,7 +495,7 @@ fn as_nobody(env: &Env, args: &[&str]) -> Run {
 
 fn a_user_can_restore_again_over_a_read_only_directory() {
     if let Err(why) = setpriv_works() {
-        eprintln!("skipped: {why}");
+        skip_unless_ci(&why);
         return;
     }
     let env = Env::new();
