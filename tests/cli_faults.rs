@@ -513,3 +513,38 @@ fn a_user_can_restore_again_over_a_read_only_directory() {
     r.expect_code(0);
     assert_eq!(fs::read(Path::new(&dest).join("ro/kept")).unwrap(), b"kept\n");
 }
+
+#[test]
+fn restore_refuses_a_destination_that_is_another_users_symlink() {
+    if !is_root() {
+        skip_unless_ci("making a symlink owned by another user needs root (lchown)");
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(&src.join("f"), b"restored\n");
+    let id = env.backup_ok(&src, &[])["session"].as_u64().unwrap().to_string();
+    // Another user planted `shared/dest -> elsewhere` where the restore is to go (a shared
+    // /tmp): following it would write where that user chose.
+    let elsewhere = env.path("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let planted = env.path("shared/dest");
+    fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(4321), Some(4321)).unwrap();
+    for dest in [planted.clone(), PathBuf::from(format!("{}/", planted.display()))] {
+        let r = env.restore(&id, &dest, &[]);
+        assert_ne!(r.code, 0, "{r}");
+        let out = r.all_output();
+        assert!(
+            out.contains("symbolic link owned by uid 4321") && out.contains("name the real directory"),
+            "{r}"
+        );
+    }
+    assert!(fs::read_dir(&elsewhere).unwrap().next().is_none(), "the restore went through the planted link");
+
+    // A link the caller made is theirs to use.
+    std::os::unix::fs::lchown(&planted, Some(0), Some(0)).unwrap();
+    env.restore(&id, &planted, &[]).expect_code(0);
+    assert_eq!(fs::read(elsewhere.join("f")).unwrap(), b"restored\n");
+}
