@@ -80,6 +80,8 @@ pub struct Engine {
     stall_secs: u64,
     running: Option<Running>,
     stopping: bool,
+    /// The board's console PIN, checked for console logins ([`super::login`]).
+    console_pin: Option<String>,
 }
 
 impl Engine {
@@ -98,6 +100,7 @@ impl Engine {
             stall_secs: board.jobs.stall_seconds,
             running: None,
             stopping: false,
+            console_pin: board.console.as_ref().map(|c| c.pin.clone()),
         };
         e.recover(now)?;
         Ok(e)
@@ -398,6 +401,9 @@ impl Engine {
                     v
                 });
                 Ok(serde_json::to_value(v).unwrap_or_default())
+            }
+            Request::Login { tty, pin } => {
+                super::login::answer(&mut self.store, self.console_pin.as_deref(), tty, pin, now)
             }
             Request::Status {} | Request::Media { .. } => Err("not a job request".into()),
         }
