@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Child;
 
 use common::terminal::open_pty;
@@ -188,10 +189,15 @@ fn wrong_pins_lock_the_console_longer_each_time_and_across_restarts() {
     terminate(&svc.child);
     assert!(svc.child.wait().unwrap().success());
     svc = start_service(&env, &board);
+    // The test holds the line open meanwhile: a pty whose every user has gone answers its
+    // other end with EIO.
+    let held =
+        std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&tty).unwrap();
     terminate(&con);
     con.wait().unwrap();
     con = console(&env, &board, &tty);
     term.expect("\r\nPIN: ");
+    drop(held);
     let after_restart = pin_answer(&mut term, PIN);
     assert!(locked_secs(&after_restart) <= 30 && !after_restart.contains("logged in"), "{after_restart}");
 
