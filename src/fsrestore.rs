@@ -493,12 +493,12 @@ impl FsRestorer {
 }
 
 /// Where the object a medium names by `raw` lies under `root`, by the same rules restore
-/// applies before creating anything: the path must pass [`components`], and no existing parent
+/// applies before creating anything: the path must be relative, without `.` or `..` components
+/// (`components`, which restore uses too), and no existing parent
 /// under `root` may be a symbolic link (else `evil -> /etc` then `evil/shadow` would reach out).
 /// The last component is not followed here; callers lstat it. Missing parents are not an error:
-/// the object is then simply not there. For readers of a tree a medium names (`verify
-/// --compare`), which must never look outside it.
-/// The error is why the path was refused.
+/// the object is then simply not there. The error says why the path was refused. For readers
+/// of a tree a medium names (`verify --compare`), which must never look outside it.
 pub fn checked_path_under(root: &Path, raw: &[u8]) -> Result<PathBuf, &'static str> {
     let comps = components(raw)?;
     let mut cur = root.to_path_buf();

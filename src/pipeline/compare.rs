@@ -1,5 +1,9 @@
 //! `verify --compare DIR`: checks objects read back against the files in a directory (seed
 //! 001's compare): kind, size, permissions, owner, modification time, link targets, contents.
+//!
+//! Paths come from the medium, which may be crafted: each is placed under the compared
+//! directory by restore's rules ([`checked_path_under`]); one that would leave it (absolute,
+//! `..`, a symlinked parent) is reported as a difference and nothing outside is looked at.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
