@@ -494,8 +494,8 @@ impl FsRestorer {
 
 /// Where the object a medium names by `raw` lies under `root`, by the same rules restore
 /// applies before creating anything: the path must be relative, without `.` or `..` components
-/// (`components`, which restore uses too), and no existing parent
-/// under `root` may be a symbolic link (else `evil -> /etc` then `evil/shadow` would reach out).
+/// (`components`, which restore uses too), and no existing parent under `root` may be a
+/// symbolic link (else `evil -> /etc` then `evil/shadow` would reach out).
 /// The last component is not followed here; callers lstat it. Missing parents are not an error:
 /// the object is then simply not there. The error says why the path was refused. For readers
 /// of a tree a medium names (`verify --compare`), which must never look outside it.
