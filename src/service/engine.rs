@@ -82,6 +82,8 @@ pub struct Engine {
     stopping: bool,
     /// The board's console PIN, checked for console logins ([`super::login`]).
     console_pin: Option<String>,
+    /// Which console lock was last warned about.
+    login_warned: super::login::Warned,
 }
 
 impl Engine {
@@ -101,6 +103,7 @@ impl Engine {
             running: None,
             stopping: false,
             console_pin: board.console.as_ref().map(|c| c.pin.clone()),
+            login_warned: super::login::Warned::default(),
         };
         e.recover(now)?;
         Ok(e)
@@ -403,7 +406,8 @@ impl Engine {
                 Ok(serde_json::to_value(v).unwrap_or_default())
             }
             Request::Login { tty, pin } => {
-                super::login::answer(&mut self.store, self.console_pin.as_deref(), tty, pin, now)
+                let pin_of_board = self.console_pin.as_deref();
+                super::login::answer(&mut self.store, &mut self.login_warned, pin_of_board, tty, pin, now)
             }
             Request::Status {} | Request::Media { .. } => Err("not a job request".into()),
         }

@@ -10,7 +10,8 @@
 //! not a day.
 //!
 //! Every wrong PIN is logged at warning level with the tty (tracing, target `console`) and in
-//! the activity log, whose entries carry the time.
+//! the activity log, whose entries carry the time. PINs refused unchecked during a lock are
+//! logged once per lock, so a noisy line cannot flood the log.
 
 use serde_json::Value;
 
@@ -82,10 +83,19 @@ fn is_pin(typed: &str, pin: &str) -> bool {
     )
 }
 
+/// What the service remembers between logins, apart from the journal: the lock it last warned
+/// about, so a key held down during a lock logs one warning, not one per line.
+#[derive(Debug, Default)]
+pub struct Warned {
+    lock_started: Option<u64>,
+}
+
 /// Answers a login request: checks the PIN unless locked, journals the outcome, logs a wrong
-/// PIN. The error is for the person at the console.
+/// PIN (and the first PIN refused unchecked during each lock). The error is for the person at
+/// the console.
 pub fn answer(
     store: &mut SharedStore,
+    warned: &mut Warned,
     pin: Option<&str>,
     tty: &str,
     typed: &str,
@@ -105,7 +115,11 @@ pub fn answer(
             tracing::warn!(target: "console", "wrong PIN at the console on {tty} ({n} in a row); locked for {locked_for} s");
         }
         LoginAnswer::Locked { locked_for } => {
-            tracing::warn!(target: "console", "PIN refused unchecked at the console on {tty}: locked for {locked_for} s more");
+            let lock_started = last.as_ref().map(|l| l.at);
+            if warned.lock_started != lock_started {
+                warned.lock_started = lock_started;
+                tracing::warn!(target: "console", "PIN refused unchecked at the console on {tty}: locked for {locked_for} s more");
+            }
         }
         LoginAnswer::Ok {} => tracing::info!(target: "console", "logged in at the console on {tty}"),
     }
