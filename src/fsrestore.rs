@@ -24,6 +24,9 @@
 //!   object created afresh (`O_CREAT|O_EXCL|O_NOFOLLOW` for files), so neither a planted
 //!   symbolic link nor a hard link to a file elsewhere can redirect a write.
 //!
+//! The restore root itself may be a symbolic link only if the caller owns it: one planted by
+//! another user (a restore into a shared `/tmp`) is refused before anything is created.
+//!
 //! Checks and creation are separate system calls: the restore target is assumed to be changed
 //! by this restore alone while it runs. Changing ownership needs root: without it, `EPERM`
 //! (and `EINVAL` for ids unmapped in a user namespace) are counted in
@@ -63,6 +66,21 @@ pub enum RestoreError {
         path: PathBuf,
         /// What the system said.
         source: io::Error,
+    },
+    /// The restore root is a symbolic link another user owns: whoever could write its parent
+    /// (a shared `/tmp`) may have planted it to send the restore elsewhere; nothing was created.
+    #[error(
+        "refused to restore into {}: it is a symbolic link owned by uid {owner}, not by you \
+         (uid {me}), so someone else may have planted it; name the real directory instead",
+        .path.display()
+    )]
+    ForeignSymlinkRoot {
+        /// The restore root as given.
+        path: PathBuf,
+        /// The link's owner.
+        owner: u32,
+        /// This process's effective user.
+        me: u32,
     },
     /// A path (or hard-link target) that could leave the restore root; nothing was created.
     #[error(
@@ -180,13 +198,26 @@ impl FsRestorer {
     /// Restores under `root`, created (with its parents) if missing.
     pub fn new(root: &Path) -> Result<FsRestorer, RestoreError> {
         let fail = |source| RestoreError::Root { path: root.to_path_buf(), source };
+        // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+        let me = unsafe { (libc::geteuid(), libc::getegid()) };
+        // Canonicalising follows a symlink at the root: only one the caller made is trusted.
+        // (Components drop a trailing '/', through which lstat would follow the link.)
+        let given: PathBuf = root.components().collect();
+        if let Ok(md) = fs::symlink_metadata(&given)
+            && md.file_type().is_symlink()
+            && md.uid() != me.0
+        {
+            return Err(RestoreError::ForeignSymlinkRoot {
+                path: root.to_path_buf(),
+                owner: md.uid(),
+                me: me.0,
+            });
+        }
         fs::create_dir_all(root).map_err(fail)?;
         let root = fs::canonicalize(root).map_err(fail)?;
         if !fs::metadata(&root).map_err(fail)?.is_dir() {
             return Err(fail(io::Error::from_raw_os_error(libc::ENOTDIR)));
         }
-        // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-        let me = unsafe { (libc::geteuid(), libc::getegid()) };
         let umask = process_umask();
         Ok(FsRestorer {
             root,
@@ -459,6 +490,26 @@ impl FsRestorer {
         self.summary.specials += 1;
         Ok(())
     }
+}
+
+/// Where the object a medium names by `raw` lies under `root`, by the same rules restore
+/// applies before creating anything: the path must be relative, without `.` or `..` components
+/// (`components`, which restore uses too), and no existing parent under `root` may be a
+/// symbolic link (else `evil -> /etc` then `evil/shadow` would reach out).
+/// The last component is not followed here; callers lstat it. Missing parents are not an error:
+/// the object is then simply not there. The error says why the path was refused. For readers
+/// of a tree a medium names (`verify --compare`), which must never look outside it.
+pub fn checked_path_under(root: &Path, raw: &[u8]) -> Result<PathBuf, &'static str> {
+    let comps = components(raw)?;
+    let mut cur = root.to_path_buf();
+    for (i, name) in comps.iter().enumerate() {
+        cur.push(OsStr::from_bytes(name));
+        let is_parent = i + 1 < comps.len();
+        if is_parent && fs::symlink_metadata(&cur).is_ok_and(|md| md.file_type().is_symlink()) {
+            return Err("a parent directory is a symbolic link");
+        }
+    }
+    Ok(cur)
 }
 
 /// Splits a stored path into its components, refusing anything that could leave the root.

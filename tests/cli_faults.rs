@@ -144,11 +144,14 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs(dir.to_owned())),
             Ok(o) => {
-                eprintln!("skipped: cannot mount a tmpfs: {}", String::from_utf8_lossy(&o.stderr).trim());
+                skip_unless_ci(&format!(
+                    "cannot mount a tmpfs: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("skipped: cannot run mount: {e}");
+                skip_unless_ci(&format!("cannot run mount: {e}"));
                 None
             }
         }
@@ -320,6 +323,13 @@ fn a_damaged_journal_is_refused_reported_and_left_alone() {
     assert_eq!(s["session"], 2, "{s}");
 }
 
+#[test]
+fn a_test_that_cannot_run_is_skipped_outside_ci_and_fails_under_ci() {
+    assert_eq!(skip_verdict(false, "no tmpfs").as_deref(), Ok("skipped: no tmpfs"));
+    let failure = skip_verdict(true, "no tmpfs").unwrap_err();
+    assert!(failure.contains("under CI") && failure.contains("no tmpfs"), "{failure}");
+}
+
 /// `setpriv` that can drop to nobody, or why not.
 fn setpriv_works() -> Result<(), String> {
     if !is_root() {
@@ -338,7 +348,7 @@ fn setpriv_works() -> Result<(), String> {
 #[test]
 fn an_unreadable_source_file_is_reported_and_the_rest_backed_up() {
     if let Err(why) = setpriv_works() {
-        eprintln!("skipped: {why}");
+        skip_unless_ci(&why);
         return;
     }
     let env = Env::new();
@@ -485,7 +495,7 @@ fn as_nobody(env: &Env, args: &[&str]) -> Run {
 
 fn a_user_can_restore_again_over_a_read_only_directory() {
     if let Err(why) = setpriv_works() {
-        eprintln!("skipped: {why}");
+        skip_unless_ci(&why);
         return;
     }
     let env = Env::new();
@@ -502,4 +512,39 @@ fn a_user_can_restore_again_over_a_read_only_directory() {
     let r = as_nobody(&env, &["restore", "latest", "--to", &dest]);
     r.expect_code(0);
     assert_eq!(fs::read(Path::new(&dest).join("ro/kept")).unwrap(), b"kept\n");
+}
+
+#[test]
+fn restore_refuses_a_destination_that_is_another_users_symlink() {
+    if !is_root() {
+        skip_unless_ci("making a symlink owned by another user needs root (lchown)");
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    write_file(&src.join("f"), b"restored\n");
+    let id = env.backup_ok(&src, &[])["session"].as_u64().unwrap().to_string();
+    // Another user planted `shared/dest -> elsewhere` where the restore is to go (a shared
+    // /tmp): following it would write where that user chose.
+    let elsewhere = env.path("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let planted = env.path("shared/dest");
+    fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(4321), Some(4321)).unwrap();
+    for dest in [planted.clone(), PathBuf::from(format!("{}/", planted.display()))] {
+        let r = env.restore(&id, &dest, &[]);
+        assert_ne!(r.code, 0, "{r}");
+        let out = r.all_output();
+        assert!(
+            out.contains("symbolic link owned by uid 4321") && out.contains("name the real directory"),
+            "{r}"
+        );
+    }
+    assert!(fs::read_dir(&elsewhere).unwrap().next().is_none(), "the restore went through the planted link");
+
+    // A link the caller made is theirs to use.
+    std::os::unix::fs::lchown(&planted, Some(0), Some(0)).unwrap();
+    env.restore(&id, &planted, &[]).expect_code(0);
+    assert_eq!(fs::read(elsewhere.join("f")).unwrap(), b"restored\n");
 }

@@ -13,7 +13,7 @@ use common::*;
 /// Builds the full tree, or says why this test cannot run here.
 fn full_tree_or_skip(src: &Path) -> Option<FullTree> {
     if !is_root() {
-        eprintln!("skipped: the full tree needs root (chown, mknod)");
+        skip_unless_ci("the full tree needs root (chown, mknod)");
         return None;
     }
     let t = build_full_tree(src);

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Child;
 
 use common::terminal::open_pty;
@@ -148,4 +149,76 @@ fn a_person_runs_the_box_from_the_serial_console() {
     // Hanging up ends the console cleanly.
     drop(term);
     assert!(con.wait().unwrap().success());
+}
+
+/// Types a PIN and returns the answer, up to the next PIN prompt (at the start of a line: the
+/// answer "wrong PIN: locked …" holds "PIN: " too).
+fn pin_answer(term: &mut common::terminal::Terminal<std::fs::File>, pin: &str) -> String {
+    term.send(format!("{pin}\r").as_bytes()).unwrap();
+    term.expect("\r\nPIN: ")
+}
+
+/// Seconds in "locked for N s" (the first such figure in `answer`).
+fn locked_secs(answer: &str) -> u64 {
+    let rest = answer.split("locked for ").nth(1).unwrap_or_else(|| panic!("not locked: {answer}"));
+    rest.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no figure: {answer}"))
+}
+
+#[test]
+fn wrong_pins_lock_the_console_longer_each_time_and_across_restarts() {
+    let env = Env::new();
+    let board = env.path("board.toml");
+    std::fs::write(&board, format!("name = \"lockbox\"\n[console]\ntty = \"/dev/ttyS0\"\npin = \"{PIN}\"\n"))
+        .unwrap();
+    let mut svc = start_service(&env, &board);
+    let (mut term, tty) = open_pty();
+    let mut con = console(&env, &board, &tty);
+    term.expect("\r\nPIN: ");
+
+    // Two typos are free; the third wrong PIN locks the console for 30 s.
+    assert!(pin_answer(&mut term, "1111").contains("wrong PIN\r\n"));
+    assert!(pin_answer(&mut term, "2222").contains("wrong PIN\r\n"));
+    let third = pin_answer(&mut term, "3333");
+    assert!(third.contains("wrong PIN: locked for 30 s"), "{third}");
+    let locked_at = std::time::Instant::now();
+    // Even the right PIN is not checked while locked.
+    let refused = pin_answer(&mut term, PIN);
+    assert!(locked_secs(&refused) <= 30 && !refused.contains("logged in"), "{refused}");
+
+    // Neither a new service nor a new console process gives fresh tries.
+    terminate(&svc.child);
+    assert!(svc.child.wait().unwrap().success());
+    svc = start_service(&env, &board);
+    // The test holds the line open meanwhile: a pty whose every user has gone answers its
+    // other end with EIO.
+    let held =
+        std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&tty).unwrap();
+    terminate(&con);
+    con.wait().unwrap();
+    con = console(&env, &board, &tty);
+    term.expect("\r\nPIN: ");
+    drop(held);
+    let after_restart = pin_answer(&mut term, PIN);
+    assert!(locked_secs(&after_restart) <= 30 && !after_restart.contains("logged in"), "{after_restart}");
+
+    // When the lock has run out, the next wrong PIN locks for twice as long.
+    std::thread::sleep(std::time::Duration::from_secs(32).saturating_sub(locked_at.elapsed()));
+    let fourth = pin_answer(&mut term, "4444");
+    assert!(fourth.contains("wrong PIN: locked for 60 s"), "{fourth}");
+
+    // Every wrong PIN is in the activity log, with the tty, at warning level.
+    let log = env.coffer(&["job", "log"]);
+    log.expect_code(0);
+    let wrong: Vec<&str> = log.stdout.lines().filter(|l| l.contains("wrong PIN")).collect();
+    assert_eq!(wrong.len(), 4, "{log}");
+    for (n, line) in wrong.iter().enumerate() {
+        assert!(line.contains("warning") && line.contains(&tty), "{line}");
+        assert!(line.contains(&format!("({} in a row)", n + 1)), "{line}");
+    }
+    assert!(wrong[3].contains("locked for 60 s"), "{log}");
+
+    drop(term);
+    con.wait().unwrap();
+    terminate(&svc.child);
+    assert!(svc.child.wait().unwrap().success());
 }

@@ -10,7 +10,8 @@
 //! - [`Catalog`]: the in-memory state those records build: media (by UUID and by barcode),
 //!   sessions (start, parts on media, where each object lives, how they ended), jobs (saved
 //!   definition and a bounded state history), the activity log (the last [`LOG_KEEP`]
-//!   entries), and the next free session and job ids.
+//!   entries), the console's latest login (wrong PINs in a row, for the lockout), and the next
+//!   free session and job ids.
 //!
 //! Nothing here does I/O: the journal frames, stores and replays the bytes; this module only
 //! encodes, decodes, checks and applies.
@@ -54,11 +55,11 @@ mod state_tests;
 mod tests;
 
 pub use record::{
-    FIRST_KIND, FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, LogLevel,
-    MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MediumAdded, MediumKind,
-    MediumRemoved, MediumState, MediumUpdated, ObjectStored, PartMoved, Record, RecordBody, SessionFinished,
-    SessionKind, SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
-    kept_batches, kept_cost,
+    ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged,
+    LogEntry, LogLevel, MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MAX_TTY_LEN,
+    MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, ObjectStored, PartMoved, Record,
+    RecordBody, SessionFinished, SessionKind, SessionMode, SessionPart, SessionPruned, SessionStarted,
+    StoredObject, StreamCut, kept_batches, kept_cost,
 };
 pub use state::{Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 

@@ -18,6 +18,7 @@
 //! | 50   | `JobDeleted`      | 1       |
 //! | 64   | `LogEntry`        | 1       |
 //! | 80   | `IdsReserved`     | 1       |
+//! | 96   | `ConsoleLogin`    | 1       |
 //!
 //! Kinds are grouped by subsystem, with room in each group. A kind number is never reused;
 //! changing a struct (or an enum it holds) bumps its version, and [`Record::decode`] keeps an
@@ -27,6 +28,7 @@
 //! and `source_key`; version 1 records read as full sessions without a key. `ObjectStored`
 //! version 2 added the object's `mode`, `uid` and `gid` (version 1 reads with all three 0: not
 //! recorded). `FilesKept` (kind 39) came with incremental sessions that list what they kept.
+//! `ConsoleLogin` (kind 96) came with the console's PIN lockout that survives restarts.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,8 @@ pub const FIRST_KIND: u16 = 16;
 pub const MAX_DEFINITION_LEN: usize = 64 << 10;
 /// Largest log or job state message, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 4096;
+/// Longest console tty name in a [`ConsoleLogin`], in bytes.
+pub const MAX_TTY_LEN: usize = 256;
 /// Largest encoded payload of any record: the journal may size its frames by it.
 pub const MAX_PAYLOAD_LEN: usize = MAX_DEFINITION_LEN + 1024;
 
@@ -331,6 +335,21 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// A PIN was entered at the serial console and checked by the service. Only the latest one
+/// matters to the state: it carries the count of wrong PINs in a row, from which the lockout
+/// is computed, so the lockout survives a restart and a snapshot keeps it with one record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleLogin {
+    /// When, seconds since the Unix epoch.
+    pub at: u64,
+    /// The console's tty.
+    pub tty: String,
+    /// Whether the PIN was right.
+    pub ok: bool,
+    /// Wrong PINs in a row, this one included: 0 after a right one.
+    pub wrong_in_a_row: u32,
+}
+
 /// A finished session's part was copied byte for byte to another medium (a staging ring
 /// drained to a slower target) and is read from there from now on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -607,6 +626,20 @@ impl RecordBody for LogEntry {
     }
 }
 
+impl RecordBody for ConsoleLogin {
+    const KIND: u16 = 96;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if !text_ok(&self.tty, 1, MAX_TTY_LEN) {
+            return Err("console tty name empty, over 256 bytes or holding a NUL");
+        }
+        if self.ok != (self.wrong_in_a_row == 0) {
+            return Err("a right PIN ends the wrong ones in a row; a wrong one counts at least itself");
+        }
+        Ok(())
+    }
+}
+
 impl RecordBody for IdsReserved {
     const KIND: u16 = 80;
     const VERSION: u8 = 1;
@@ -723,6 +756,8 @@ records! {
     LogEntry,
     /// Kind 80.
     IdsReserved,
+    /// Kind 96.
+    ConsoleLogin,
 }
 
 // Kinds are unique, outside the journal's reserved range, and versions start at 1.
@@ -795,6 +830,7 @@ impl Record {
             (JobDeleted::KIND, 1) => body::<JobDeleted>(payload).map_err(fail)?.into(),
             (LogEntry::KIND, 1) => body::<LogEntry>(payload).map_err(fail)?.into(),
             (IdsReserved::KIND, 1) => body::<IdsReserved>(payload).map_err(fail)?.into(),
+            (ConsoleLogin::KIND, 1) => body::<ConsoleLogin>(payload).map_err(fail)?.into(),
             _ => return Err(unknown(kind, version)),
         };
         record.validate()?;

@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use super::CatalogError;
 use super::record::{
-    FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry, MediumAdded,
-    MediumRemoved, MediumState, MediumUpdated, ObjectStored, PartMoved, Record, SessionFinished, SessionKind,
-    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, kept_batches,
+    ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry,
+    MediumAdded, MediumRemoved, MediumState, MediumUpdated, ObjectStored, PartMoved, Record, SessionFinished,
+    SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, kept_batches,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -225,6 +225,8 @@ pub struct Catalog {
     next_session: u64,
     /// Above every job id ever used.
     next_job: u64,
+    /// The console's latest login: the wrong PINs in a row it counts set the lockout.
+    console_login: Option<ConsoleLogin>,
 }
 
 impl Default for Catalog {
@@ -244,6 +246,7 @@ impl Catalog {
             log: VecDeque::new(),
             next_session: FIRST_ID,
             next_job: FIRST_ID,
+            console_login: None,
         }
     }
 
@@ -271,18 +274,29 @@ impl Catalog {
                 Ok(())
             }
             Record::IdsReserved(b) => self.ids_reserved(b),
+            Record::ConsoleLogin(b) => {
+                self.console_login = Some(b.clone());
+                Ok(())
+            }
         }
     }
 
     /// The fewest records that, applied in order to an empty catalog, build one equal to this:
-    /// media, then sessions (start, parts, objects, end), then jobs, the log, and the next ids
-    /// when pruning or deletion left them above what the rest implies.
+    /// media, then sessions (start, parts, objects, end), then jobs, the log, the console's
+    /// latest login, and the next ids when pruning or deletion left them above what the rest
+    /// implies.
     pub fn snapshot_records(&self) -> impl Iterator<Item = Record> + '_ {
         let media = self.media.values().flat_map(Medium::records);
         let sessions = self.sessions.values().flat_map(Session::records);
         let jobs = self.jobs.values().flat_map(Job::records);
         let log = self.log.iter().cloned().map(Record::LogEntry);
-        media.chain(sessions).chain(jobs).chain(log).chain(self.ids_record())
+        let login = self.console_login.iter().cloned().map(Record::ConsoleLogin);
+        media.chain(sessions).chain(jobs).chain(log).chain(login).chain(self.ids_record())
+    }
+
+    /// The console's latest login, which counts the wrong PINs in a row.
+    pub fn console_login(&self) -> Option<&ConsoleLogin> {
+        self.console_login.as_ref()
     }
 
     /// Sessions, oldest (lowest id) first.

@@ -415,6 +415,15 @@ fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
             job: (b % 2 == 0).then_some(job_id),
             message: format!("step {x}"),
         }),
+        7 if b % 2 == 0 => {
+            let wrong_in_a_row = u32::from(a % 3);
+            Record::ConsoleLogin(ConsoleLogin {
+                at: x,
+                tty: "/dev/ttyS0".into(),
+                ok: wrong_in_a_row == 0,
+                wrong_in_a_row,
+            })
+        }
         _ => Record::IdsReserved(IdsReserved {
             next_session: c.next_session_id() + u64::from(b % 3) - 1,
             next_job: c.next_job_id() + u64::from(a % 2),

@@ -186,6 +186,9 @@ fn other_records() -> impl Strategy<Value = Record> {
         (1..u64::MAX, 1..u64::MAX).prop_map(|(next_session, next_job)| {
             Record::IdsReserved(IdsReserved { next_session, next_job })
         }),
+        (any::<u64>(), "/dev/[a-zA-Z0-9]{1,20}", 0..u32::MAX).prop_map(|(at, tty, wrong_in_a_row)| {
+            Record::ConsoleLogin(ConsoleLogin { at, tty, ok: wrong_in_a_row == 0, wrong_in_a_row })
+        }),
     ]
 }
 
@@ -261,7 +264,40 @@ fn largest_records() -> Vec<Record> {
             run_at: Some(big),
         }),
         Record::LogEntry(LogEntry { at: big, level: LogLevel::Debug, job: Some(big), message }),
+        Record::ConsoleLogin(ConsoleLogin {
+            at: big,
+            tty: "t".repeat(MAX_TTY_LEN),
+            ok: false,
+            wrong_in_a_row: u32::MAX,
+        }),
     ]
+}
+
+#[test]
+fn console_logins_are_checked_written_and_read_back() {
+    let ok = ConsoleLogin { at: 1, tty: "/dev/ttyS0".into(), ok: true, wrong_in_a_row: 0 };
+    let r = Record::from(ok.clone());
+    assert_eq!(Record::decode(96, 1, &encoded(&r)), Ok(r));
+    let bad = [
+        ConsoleLogin { tty: String::new(), ..ok.clone() },
+        ConsoleLogin { tty: "t".repeat(MAX_TTY_LEN + 1), ..ok.clone() },
+        ConsoleLogin { tty: "a\0b".into(), ..ok.clone() },
+        ConsoleLogin { wrong_in_a_row: 1, ..ok.clone() },
+        ConsoleLogin { ok: false, ..ok.clone() },
+    ];
+    for b in bad {
+        let r = Record::from(b.clone());
+        assert!(r.validate().is_err(), "{b:?}");
+        // A journal holding it (a broken or hostile writer) is refused, not applied.
+        let mut payload = Vec::new();
+        postcard::to_io(&b, &mut payload).unwrap();
+        assert!(Record::decode(96, 1, &payload).is_err(), "{b:?}");
+    }
+    // Truncated payloads are refused without a panic.
+    let bytes = encoded(&Record::from(ok));
+    for n in 0..bytes.len() {
+        assert!(Record::decode(96, 1, &bytes[..n]).is_err());
+    }
 }
 
 /// The fullest [`FilesKept`] record of paths `len` bytes long.
@@ -352,6 +388,7 @@ fn kinds_and_versions_are_stable() {
         (50, 1, "JobDeleted"),
         (64, 1, "LogEntry"),
         (80, 1, "IdsReserved"),
+        (96, 1, "ConsoleLogin"),
     ];
     assert_eq!(KNOWN, expect);
     for r in largest_records() {

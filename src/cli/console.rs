@@ -26,7 +26,6 @@ pub fn run(ctx: &Ctx, a: ConsoleArgs) -> anyhow::Result<ExitCode> {
     let options = coffer::console::tty::Options {
         tty: a.tty.unwrap_or_else(|| PathBuf::from(&console.tty)),
         baud: console.baud,
-        pin: console.pin.clone(),
         state: ctx.state.clone(),
         board: board.name.clone(),
     };

@@ -1,9 +1,12 @@
-//! One person at the console: login with the board's PIN, then commands. Pure: lines in,
-//! text and service requests out; the caller ([`super::tty`]) does the I/O.
+//! One person at the console: login, then commands. Pure: lines in, text and service requests
+//! out; the caller ([`super::tty`]) does the I/O.
 //!
-//! Three wrong PINs lock the console for [`LOCKOUT`]; a login idle for [`IDLE_LOGOUT`] ends.
-//! Escape codes are sent only after the person says the terminal understands them (`term
-//! ansi`): a dumb terminal at 115200 8N1 gets plain ASCII and CR LF line ends only.
+//! The service checks each PIN typed before login (a [`Request::Login`]) and keeps the lockout
+//! in its journal (`crate::service::login`), so neither restarting the console nor the service
+//! gives an attacker fresh tries; this side only shows the answer. A login idle for
+//! [`IDLE_LOGOUT`] ends. Escape codes are sent only after the person says the terminal
+//! understands them (`term ansi`): a dumb terminal at 115200 8N1 gets plain ASCII and CR LF
+//! line ends only.
 
 use std::time::{Duration, Instant};
 
@@ -11,14 +14,12 @@ use serde_json::Value;
 
 use super::command::{self, Command, HELP};
 use super::render;
-use crate::control::{Reply, Request};
+use crate::control::{LoginAnswer, Reply, Request};
 
-/// Wrong PINs in a row before the console locks.
-pub const MAX_WRONG_PINS: u32 = 3;
-/// How long it stays locked.
-pub const LOCKOUT: Duration = Duration::from_secs(30);
 /// A login with no input for this long ends.
 pub const IDLE_LOGOUT: Duration = Duration::from_secs(15 * 60);
+/// Longest PIN sent to the service: the board's PINs have at most 8 digits; more is noise.
+const MAX_TYPED_PIN: usize = 64;
 
 /// How a reply is to be shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub enum Shape {
     Log,
     /// A library report.
     Media,
+    /// The service's answer to a PIN.
+    Login,
 }
 
 /// What the console does next.
@@ -48,22 +51,25 @@ pub enum Step {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Login {
-    Out { wrong: u32, locked_until: Option<Instant> },
+    Out,
     In { last_input: Instant },
 }
 
 /// The console's conversation with one person.
 #[derive(Debug, Clone)]
 pub struct Session {
-    pin: String,
+    /// The console's tty, named in login requests (the service logs it).
+    tty: String,
     login: Login,
     ansi: bool,
+    /// When the last line was typed: a login counts as input then.
+    typed_at: Option<Instant>,
 }
 
 impl Session {
-    /// A console waiting for `pin`; `ansi` when the terminal is known to take escape codes.
-    pub fn new(pin: &str, ansi: bool) -> Session {
-        Session { pin: pin.to_owned(), login: Login::Out { wrong: 0, locked_until: None }, ansi }
+    /// A console on `tty`, logged out; `ansi` when the terminal is known to take escape codes.
+    pub fn new(tty: &str, ansi: bool) -> Session {
+        Session { tty: tty.to_owned(), login: Login::Out, ansi, typed_at: None }
     }
 
     /// Someone is logged in.
@@ -80,7 +86,7 @@ impl Session {
     pub fn tick(&mut self, now: Instant) -> Option<String> {
         match self.login {
             Login::In { last_input } if now.duration_since(last_input) >= IDLE_LOGOUT => {
-                self.login = Login::Out { wrong: 0, locked_until: None };
+                self.login = Login::Out;
                 Some(format!("\nlogged out after {} minutes idle\n", IDLE_LOGOUT.as_secs() / 60))
             }
             _ => None,
@@ -89,8 +95,14 @@ impl Session {
 
     /// Takes one typed line.
     pub fn line(&mut self, line: &str, now: Instant) -> Step {
+        self.typed_at = Some(now);
         match self.login {
-            Login::Out { wrong, locked_until } => Step::Say(self.pin_entered(line, wrong, locked_until, now)),
+            // Before login every line is a PIN, checked by the service.
+            Login::Out if line.is_empty() => Step::Say(String::new()),
+            Login::Out => {
+                let pin: String = line.trim().chars().take(MAX_TYPED_PIN).collect();
+                Step::Ask(Request::Login { tty: self.tty.clone(), pin }, Shape::Login)
+            }
             Login::In { .. } => {
                 self.login = Login::In { last_input: now };
                 match command::parse(line) {
@@ -101,25 +113,21 @@ impl Session {
         }
     }
 
-    fn pin_entered(&mut self, line: &str, wrong: u32, locked_until: Option<Instant>, now: Instant) -> String {
-        if let Some(until) = locked_until.filter(|&u| now < u) {
-            let secs = until.duration_since(now).as_secs() + 1;
-            return format!("locked after {MAX_WRONG_PINS} wrong PINs: try again in {secs} s\n");
-        }
-        if line.is_empty() {
-            return String::new();
-        }
-        if crate::service::status::constant_time_eq(line.trim().as_bytes(), self.pin.as_bytes()) {
-            self.login = Login::In { last_input: now };
-            return "logged in: type help for the commands\n".into();
-        }
-        let wrong = wrong + 1;
-        if wrong >= MAX_WRONG_PINS {
-            self.login = Login::Out { wrong: 0, locked_until: Some(now + LOCKOUT) };
-            format!("wrong PIN: locked for {} s\n", LOCKOUT.as_secs())
-        } else {
-            self.login = Login::Out { wrong, locked_until: None };
-            "wrong PIN\n".into()
+    /// The service's answer to a PIN: logs in, or says why not.
+    fn login_answered(&mut self, data: &Value) -> String {
+        match serde_json::from_value::<LoginAnswer>(data.clone()) {
+            Ok(LoginAnswer::Ok {}) => {
+                self.login = Login::In { last_input: self.typed_at.unwrap_or_else(Instant::now) };
+                "logged in: type help for the commands\n".into()
+            }
+            Ok(LoginAnswer::Wrong { locked_for: 0 }) => "wrong PIN\n".into(),
+            Ok(LoginAnswer::Wrong { locked_for }) => format!("wrong PIN: locked for {locked_for} s\n"),
+            Ok(LoginAnswer::Locked { locked_for }) => {
+                format!("locked for {locked_for} s after wrong PINs: no PIN is checked until then\n")
+            }
+            Err(e) => {
+                lines(render::wrap(&format!("the service's answer to the PIN is not understood: {e}"), 2))
+            }
         }
     }
 
@@ -148,14 +156,14 @@ impl Session {
                 Step::Say(if ansi { "escape codes on\n".into() } else { "plain text only\n".into() })
             }
             Command::Logout => {
-                self.login = Login::Out { wrong: 0, locked_until: None };
+                self.login = Login::Out;
                 Step::Say("logged out\n".into())
             }
         }
     }
 
     /// The text for a reply to a request asked with `shape` (or for why there was none).
-    pub fn shown(&self, shape: Shape, reply: Result<Reply, String>) -> String {
+    pub fn shown(&mut self, shape: Shape, reply: Result<Reply, String>) -> String {
         let reply = match reply {
             Ok(r) => r,
             Err(e) => return lines(render::wrap(&format!("no answer from the service: {e}"), 2)),
@@ -166,6 +174,7 @@ impl Session {
         }
         let v: &Value = &reply.data;
         let out = match shape {
+            Shape::Login => return self.login_answered(v),
             Shape::Status => render::status(v),
             Shape::Panel => render::panel(v),
             Shape::Jobs => render::jobs(v),
@@ -202,29 +211,54 @@ mod tests {
         }
     }
 
+    /// Types `pin` and answers it as the service would.
+    fn pin(s: &mut Session, pin: &str, answer: LoginAnswer, now: Instant) -> String {
+        let want = Request::Login { tty: "/dev/ttyS0".into(), pin: pin.trim().into() };
+        assert_eq!(s.line(pin, now), Step::Ask(want, Shape::Login));
+        s.shown(Shape::Login, Ok(Reply::ok(answer)))
+    }
+
+    fn logged_in(s: &mut Session, now: Instant) {
+        assert_eq!(pin(s, "2468", LoginAnswer::Ok {}, now), "logged in: type help for the commands\n");
+    }
+
     #[test]
-    fn login_takes_the_pin_and_locks_after_three_wrong() {
+    fn pins_go_to_the_service_and_its_answer_is_shown() {
         let t0 = Instant::now();
-        let mut s = Session::new("2468", false);
+        let mut s = Session::new("/dev/ttyS0", false);
         assert_eq!(s.prompt(), "PIN: ");
+        assert_eq!(s.line("", t0), Step::Say(String::new()));
         // Commands before login are PIN attempts, not commands.
-        assert_eq!(say(s.line("status", t0)), "wrong PIN\n");
-        assert_eq!(say(s.line("1111", t0)), "wrong PIN\n");
-        assert_eq!(say(s.line("2222", t0)), "wrong PIN: locked for 30 s\n");
-        // Even the right PIN is refused while locked.
-        assert!(say(s.line("2468", t0 + Duration::from_secs(10))).starts_with("locked after 3 wrong PINs"));
+        assert_eq!(pin(&mut s, "status", LoginAnswer::Wrong { locked_for: 0 }, t0), "wrong PIN\n");
+        assert_eq!(
+            pin(&mut s, "2222", LoginAnswer::Wrong { locked_for: 30 }, t0),
+            "wrong PIN: locked for 30 s\n"
+        );
+        let locked = pin(&mut s, "2468", LoginAnswer::Locked { locked_for: 12 }, t0);
+        assert!(locked.starts_with("locked for 12 s"), "{locked}");
         assert!(!s.logged_in());
-        assert_eq!(say(s.line("2468", t0 + LOCKOUT)), "logged in: type help for the commands\n");
+        // No answer, a refusal or a strange answer logs no one in.
+        s.line("2468", t0);
+        assert!(s.shown(Shape::Login, Err("no coffer service answers".into())).starts_with("no answer"));
+        s.line("2468", t0);
+        assert!(s.shown(Shape::Login, Ok(Reply::err("journal read-only"))).starts_with("refused"));
+        s.line("2468", t0);
+        assert!(s.shown(Shape::Login, Ok(Reply::ok(json!({"login": "yes"})))).contains("not understood"));
+        assert!(!s.logged_in());
+        logged_in(&mut s, t0);
         assert_eq!(s.prompt(), "coffer> ");
-        assert_eq!(say(s.line("logout", t0 + LOCKOUT)), "logged out\n");
+        assert_eq!(say(s.line("logout", t0)), "logged out\n");
         assert!(!s.logged_in());
+        // A PIN's length is bounded before it is sent.
+        let Step::Ask(Request::Login { pin, .. }, _) = s.line(&"9".repeat(10_000), t0) else { panic!() };
+        assert_eq!(pin.len(), MAX_TYPED_PIN);
     }
 
     #[test]
     fn an_idle_login_ends() {
         let t0 = Instant::now();
-        let mut s = Session::new("2468", false);
-        say(s.line("2468", t0));
+        let mut s = Session::new("/dev/ttyS0", false);
+        logged_in(&mut s, t0);
         assert_eq!(s.tick(t0 + IDLE_LOGOUT - Duration::from_secs(1)), None);
         say(s.line("", t0 + Duration::from_secs(60)));
         assert_eq!(s.tick(t0 + IDLE_LOGOUT), None, "input moved the idle clock");
@@ -235,8 +269,8 @@ mod tests {
     #[test]
     fn commands_become_requests_and_replies_text() {
         let t0 = Instant::now();
-        let mut s = Session::new("2468", false);
-        say(s.line("2468", t0));
+        let mut s = Session::new("/dev/ttyS0", false);
+        logged_in(&mut s, t0);
         assert_eq!(s.line("run 4", t0), Step::Ask(Request::Run { job: 4 }, Shape::Job));
         assert_eq!(s.line("jobs", t0), Step::Ask(Request::List {}, Shape::Jobs));
         assert!(say(s.line("explode", t0)).contains("unknown command 'explode': type help"));
@@ -255,12 +289,13 @@ mod tests {
         #[test]
         fn no_line_sends_escape_codes_to_a_dumb_terminal(lines in proptest::collection::vec("[ -~]{0,60}", 0..20)) {
             let t0 = Instant::now();
-            let mut s = Session::new("2468", false);
+            let mut s = Session::new("/dev/ttyS0", false);
             for (i, l) in lines.iter().enumerate() {
                 let l = if i == 0 { "2468" } else { l.as_str() };
                 if l.trim().eq_ignore_ascii_case("term ansi") { continue; }
                 let text = match s.line(l, t0) {
                     Step::Say(t) => t,
+                    Step::Ask(_, Shape::Login) => s.shown(Shape::Login, Ok(Reply::ok(LoginAnswer::Ok {}))),
                     Step::Ask(_, shape) => s.shown(shape, Ok(Reply::ok(json!({"message": l})))),
                 };
                 prop_assert!(text.bytes().all(|b| b == b'\n' || (0x20..=0x7e).contains(&b)));

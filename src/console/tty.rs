@@ -53,8 +53,6 @@ pub struct Options {
     pub tty: PathBuf,
     /// Line speed (bits per second).
     pub baud: u32,
-    /// The PIN that logs in.
-    pub pin: String,
     /// The service's state directory (its control socket).
     pub state: PathBuf,
     /// The box's name, for the greeting.
@@ -65,7 +63,7 @@ pub struct Options {
 pub fn run(o: &Options) -> Result<(), ConsoleError> {
     let mut tty = open(&o.tty, o.baud)?;
     let io = |error| ConsoleError::Io { tty: o.tty.clone(), error };
-    let mut session = Session::new(&o.pin, false);
+    let mut session = Session::new(&o.tty.to_string_lossy(), false);
     let mut editor = Editor::new();
     let say = |tty: &mut File, text: &str| -> Result<(), ConsoleError> {
         // Raw mode: the line discipline adds no CR, so each line end is sent as CR LF.

@@ -111,6 +111,15 @@ pub enum Request {
         /// The client's directory: relative paths are taken from there.
         cwd: String,
     },
+    /// A PIN typed at the serial console, checked by the service against the board's: the
+    /// service keeps the wrong ones in a row in the journal, so the lockout survives restarts.
+    /// Answered with a [`LoginAnswer`].
+    Login {
+        /// The console's tty, for the log.
+        tty: String,
+        /// What was typed.
+        pin: String,
+    },
     /// A tape library: inventory and hands-on operations.
     Media {
         /// The library (default: the board's first).
@@ -118,6 +127,24 @@ pub enum Request {
         library: Option<String>,
         /// What to do.
         op: crate::library::ops::MediaOp,
+    },
+}
+
+/// The service's answer to a [`Request::Login`] (the reply's data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "login", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LoginAnswer {
+    /// The PIN is right: logged in.
+    Ok {},
+    /// The PIN is wrong; the console is now locked for this many seconds (0: not locked).
+    Wrong {
+        /// Seconds until the next PIN is checked.
+        locked_for: u64,
+    },
+    /// The console is locked: the PIN was not even checked.
+    Locked {
+        /// Seconds until the next PIN is checked.
+        locked_for: u64,
     },
 }
 
@@ -174,6 +201,14 @@ mod tests {
         assert_eq!(r, Request::Log { job: None, level: LogLevel::Note, limit: 50 });
         let r = parse_request(r#"{"request":"cancel","job":3,"reschedule":true}"#).unwrap();
         assert_eq!(r, Request::Cancel { job: 3, reschedule: true });
+        let r = parse_request(r#"{"request":"login","tty":"/dev/ttyS0","pin":"1234"}"#).unwrap();
+        assert_eq!(r, Request::Login { tty: "/dev/ttyS0".into(), pin: "1234".into() });
+        for a in
+            [LoginAnswer::Ok {}, LoginAnswer::Wrong { locked_for: 30 }, LoginAnswer::Locked { locked_for: 9 }]
+        {
+            let back: LoginAnswer = serde_json::from_value(serde_json::to_value(a).unwrap()).unwrap();
+            assert_eq!(back, a);
+        }
         let s = serde_json::to_string(&Request::Submit { definition: "x".into(), hold: true }).unwrap();
         assert_eq!(parse_request(&s).unwrap(), Request::Submit { definition: "x".into(), hold: true });
     }

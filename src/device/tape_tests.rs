@@ -208,6 +208,21 @@ fn a_failed_robot_move_is_retried_after_a_reinventory() {
     let m = t.mount().unwrap();
     assert_eq!(m.label.barcode, "CFR0001L8");
     assert_eq!(lib.stats.moves.load(Ordering::Relaxed), 1);
+    // The fault fired (the first attempt failed) and the move was issued again and succeeded.
+    assert_eq!(
+        lib.stats.moves_retried.load(Ordering::Relaxed),
+        1,
+        "the first move did not fail, or was not retried"
+    );
+}
+
+#[test]
+fn a_move_that_succeeds_at_once_is_not_counted_as_retried() {
+    let lib = library(1, (2, "8M"), 8 << 20, "");
+    let mut t = TapeTarget::new(lib.clone(), "default", BLOCK, 0);
+    t.mount().unwrap();
+    assert_eq!(lib.stats.moves.load(Ordering::Relaxed), 1);
+    assert_eq!(lib.stats.moves_retried.load(Ordering::Relaxed), 0);
 }
 
 #[test]

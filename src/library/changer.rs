@@ -50,19 +50,32 @@ fn read_kind(t: &mut dyn Transport, kind: ElementType, out: &mut Vec<Element>) -
     Err(format!("READ ELEMENT STATUS of {kind:?} elements did not complete in {MAX_PAGES} pages"))
 }
 
+/// What one move did: its result, and whether a first attempt failed and was retried (the
+/// library counts retried moves, so a fault that fired is visible in its activity).
+#[derive(Debug)]
+pub struct MoveOutcome {
+    /// The move's result (after the retry, if there was one).
+    pub result: Result<(), String>,
+    /// Whether the first attempt failed with a retryable error and the move was issued again.
+    pub retried: bool,
+}
+
 /// Moves a cartridge; a failed move is retried once after the library re-inventoried.
-pub fn move_medium(t: &mut dyn Transport, robot: u16, from: u16, to: u16) -> Result<(), String> {
+pub fn move_medium(t: &mut dyn Transport, robot: u16, from: u16, to: u16) -> MoveOutcome {
     let c = cdb::move_medium(robot, from, to);
     match issue(t, &c, DataBuf::None) {
-        Ok(_) => Ok(()),
+        Ok(_) => MoveOutcome { result: Ok(()), retried: false },
         Err(first) if retry_worth(&first) => {
             tracing::warn!(target: "library", "move {from:#x} → {to:#x} failed ({first}); re-inventorying and retrying");
             let _ = issue(t, &cdb::initialize_element_status(), DataBuf::None);
-            issue(t, &c, DataBuf::None)
+            let result = issue(t, &c, DataBuf::None)
                 .map(|_| ())
-                .map_err(|e| format!("MOVE MEDIUM {from:#x} → {to:#x} failed twice: {first}; then {e}"))
+                .map_err(|e| format!("MOVE MEDIUM {from:#x} → {to:#x} failed twice: {first}; then {e}"));
+            MoveOutcome { result, retried: true }
         }
-        Err(e) => Err(format!("MOVE MEDIUM {from:#x} → {to:#x}: {e}")),
+        Err(e) => {
+            MoveOutcome { result: Err(format!("MOVE MEDIUM {from:#x} → {to:#x}: {e}")), retried: false }
+        }
     }
 }
 

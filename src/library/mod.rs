@@ -43,6 +43,8 @@ pub struct Stats {
     pub seeks: AtomicU64,
     /// Robot moves.
     pub moves: AtomicU64,
+    /// Robot moves whose first attempt failed and that were issued again.
+    pub moves_retried: AtomicU64,
 }
 
 /// One drive bay: the drive, unless leased, and whether it may be used.
@@ -459,12 +461,15 @@ impl Library {
         let robot = g.inventory.robot().unwrap_or(0);
         self.stats.moves.fetch_add(1, Ordering::Relaxed);
         let moved = changer::move_medium(&mut *g.changer, robot, from, to);
+        if moved.retried {
+            self.stats.moves_retried.fetch_add(1, Ordering::Relaxed);
+        }
         // The inventory is read again whatever happened: a failed move may have moved.
         match changer::read_inventory(&mut *g.changer) {
             Ok(inv) => g.inventory = inv,
             Err(e) => tracing::warn!(target: "library", "{}: inventory after a move: {e}", self.name),
         }
-        moved.map_err(|e| fail(&self.name, e))
+        moved.result.map_err(|e| fail(&self.name, e))
     }
 }
 
@@ -662,6 +667,8 @@ pub struct Activity {
     pub blocks_written: u64,
     /// Robot moves.
     pub moves: u64,
+    /// Robot moves that failed once and were retried.
+    pub moves_retried: u64,
     /// Repositions (shoe-shine) per drive, where the library can tell (the virtual one).
     pub repositions: Option<Vec<u64>>,
 }
@@ -680,6 +687,7 @@ pub fn activity() -> Vec<Activity> {
                 blocks_read: get(&s.blocks_read),
                 blocks_written: get(&s.blocks_written),
                 moves: get(&s.moves),
+                moves_retried: get(&s.moves_retried),
                 repositions: sim.as_ref().map(|c| c.drive_counters().iter().map(|d| d.repositions).collect()),
             }
         })

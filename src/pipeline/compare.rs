@@ -1,12 +1,16 @@
 //! `verify --compare DIR`: checks objects read back against the files in a directory (seed
 //! 001's compare): kind, size, permissions, owner, modification time, link targets, contents.
+//!
+//! Paths come from the medium, which may be crafted: each is placed under the compared
+//! directory by restore's rules ([`checked_path_under`]); one that would leave it (absolute,
+//! `..`, a symlinked parent) is reported as a difference and nothing outside is looked at.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::restore::under;
 use crate::format::records::{ObjectKind, ObjectMeta};
+use crate::fsrestore::checked_path_under;
 
 /// Differences listed before the rest are only counted.
 const MAX_DIFFERENCES: usize = 10_000;
@@ -47,7 +51,15 @@ impl Comparer {
     pub fn metadata(&mut self, meta: &ObjectMeta) {
         self.file = None;
         self.content_differs = false;
-        let path = under(&self.root, &meta.path);
+        // The path comes from the medium: untrusted. Restore's rules keep it inside the root,
+        // so a crafted `/etc/shadow` or `../x` is reported, never looked at.
+        let path = match checked_path_under(&self.root, &meta.path) {
+            Ok(path) => path,
+            Err(why) => {
+                let what = format!("not compared: {why}; the backup media is damaged or was crafted");
+                return self.diff(meta, what);
+            }
+        };
         let md = match std::fs::symlink_metadata(&path) {
             Ok(md) => md,
             Err(e) => return self.diff(meta, format!("missing on disk ({e})")),
@@ -86,7 +98,8 @@ impl Comparer {
             self.diff(meta, w);
         }
         if meta.kind == ObjectKind::File {
-            match File::open(&path) {
+            // O_NOFOLLOW: a symlink swapped in since the lstat above is not followed.
+            match File::options().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
                 Ok(f) => self.file = Some((meta.path.clone(), f)),
                 Err(e) => self.diff(meta, format!("cannot be read on disk ({e})")),
             }
@@ -128,4 +141,76 @@ impl Comparer {
 
 fn kind_of(md: &std::fs::Metadata) -> ObjectKind {
     crate::source::kind_of(md.file_type()).unwrap_or(ObjectKind::File)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A file's metadata as a crafted medium would name it: size, mode, owner and time that
+    /// differ from any real file, so a compare that looked at one would report all four.
+    fn crafted(path: &[u8]) -> ObjectMeta {
+        ObjectMeta {
+            path: path.to_vec(),
+            kind: ObjectKind::File,
+            mode: libc::S_IFREG | 0o4777,
+            uid: 4242,
+            gid: 4242,
+            mtime: 1,
+            mtime_nsec: 0,
+            size: 123_456_789,
+            rdev: 0,
+            symlink: None,
+            hardlink: None,
+        }
+    }
+
+    fn compare(root: &Path, metas: &[ObjectMeta]) -> Vec<String> {
+        let mut c = Comparer::new(root);
+        for m in metas {
+            c.metadata(m);
+            c.end(m, m.size);
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn paths_leaving_the_compared_tree_are_reported_and_never_looked_at() {
+        let base = tempfile::tempdir().unwrap();
+        let (root, outside) = (base.path().join("root"), base.path().join("outside"));
+        std::fs::create_dir_all(root.join("dir")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        let secret = outside.join("secret");
+        std::fs::write(&secret, b"not yours").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A symlink in the compared tree leading out of it, as a medium's earlier object
+        // (or anyone) may have left there.
+        std::os::unix::fs::symlink(&outside, root.join("evil")).unwrap();
+        let absolute = secret.as_os_str().as_encoded_bytes().to_vec();
+        let bad: [&[u8]; 5] =
+            [&absolute, b"../outside/secret", b"dir/../../outside/secret", b"evil/secret", b"a\0b"];
+        for path in bad {
+            let diffs = compare(&root, &[crafted(path)]);
+            assert_eq!(diffs.len(), 1, "{path:?}: {diffs:?}");
+            let d = &diffs[0];
+            assert!(d.contains("not compared") && d.contains("crafted"), "{path:?}: {d}");
+            for leaked in ["size", "mode", "owner", "modification", "missing"] {
+                assert!(!d.contains(leaked), "{path:?} was looked at: {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn paths_inside_the_tree_are_still_compared() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path();
+        std::fs::create_dir(root.join("dir")).unwrap();
+        std::fs::write(root.join("dir/f"), b"x").unwrap();
+        let diffs = compare(root, &[crafted(b"dir/f"), crafted(b"dir/gone")]);
+        assert!(diffs.iter().any(|d| d.starts_with("dir/f: size 1 on disk")), "{diffs:?}");
+        assert!(diffs.iter().any(|d| d.starts_with("dir/f: mode")), "{diffs:?}");
+        assert!(diffs.iter().any(|d| d.starts_with("dir/gone: missing on disk")), "{diffs:?}");
+    }
 }

@@ -14,8 +14,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -736,9 +735,4 @@ fn volume_image(mut meta: ObjectMeta) -> ObjectMeta {
     meta.mode = libc::S_IFREG | 0o600;
     meta.rdev = 0;
     meta
-}
-
-/// Path of an object under a root.
-pub fn under(root: &Path, path: &[u8]) -> PathBuf {
-    if path == b"." { root.to_owned() } else { root.join(std::ffi::OsStr::from_bytes(path)) }
 }

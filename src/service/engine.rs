@@ -77,6 +77,10 @@ pub struct Engine {
     stall_secs: u64,
     running: Option<Running>,
     stopping: bool,
+    /// The board's console PIN, checked for console logins ([`super::login`]).
+    console_pin: Option<String>,
+    /// Which console lock was last warned about.
+    login_warned: super::login::Warned,
 }
 
 impl Engine {
@@ -95,6 +99,8 @@ impl Engine {
             stall_secs: board.jobs.stall_seconds,
             running: None,
             stopping: false,
+            console_pin: board.console.as_ref().map(|c| c.pin.clone()),
+            login_warned: super::login::Warned::default(),
         };
         e.recover(now)?;
         Ok(e)
@@ -380,6 +386,10 @@ impl Engine {
                     v
                 });
                 Ok(serde_json::to_value(v).unwrap_or_default())
+            }
+            Request::Login { tty, pin } => {
+                let pin_of_board = self.console_pin.as_deref();
+                super::login::answer(&mut self.store, &mut self.login_warned, pin_of_board, tty, pin, now)
             }
             Request::Status {} | Request::Media { .. } | Request::Command { .. } => {
                 Err("not a job request".into())

@@ -11,6 +11,7 @@ pub mod control;
 pub mod devices;
 pub mod engine;
 pub mod http;
+pub mod login;
 pub mod meter;
 pub mod notify;
 pub mod status;

@@ -387,6 +387,26 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The one rule for a test that cannot run on this machine (not root, no tmpfs, no loop
+/// device, no setpriv): outside CI it prints "skipped: <why>" and the caller returns; under CI
+/// (`$CI` set) the machine is meant to run every test, so a skip would hide a test that never
+/// ran, and this fails the test instead.
+pub fn skip_unless_ci(why: &str) {
+    match skip_verdict(std::env::var_os("CI").is_some(), why) {
+        Ok(note) => eprintln!("{note}"),
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+/// What [`skip_unless_ci`] does, as data: the note to print (Ok) or the failure (Err).
+pub fn skip_verdict(under_ci: bool, why: &str) -> Result<String, String> {
+    if under_ci {
+        Err(format!("cannot run here, and under CI every test must run: {why}"))
+    } else {
+        Ok(format!("skipped: {why}"))
+    }
+}
+
 /// Builds the tree of every kind under `root` (created); returns the relative path of the
 /// sparse file, the large file and the hard-link pairs. Needs root (chown, mknod).
 ///
