@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     // SAFETY: setting a signal's disposition to the default has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = Args::parse();
-    cli::init_tracing();
+    cli::init_tracing(cli::default_log_level(&args.command));
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

@@ -1,33 +1,48 @@
 //! The appliance service (`coffer serve`): one tokio current_thread runtime for the control
 //! plane — journal, status endpoint, systemd notifications, signals. READY=1 is sent only after
-//! the journal was replayed; WATCHDOG=1 pings only while the service is healthy; SIGTERM or
-//! SIGINT sends STOPPING=1 and ends it cleanly.
+//! the journal was replayed; SIGTERM or SIGINT sends STOPPING=1 and ends it cleanly.
 //!
-//! A journal that is damaged before its last commit does not stop the service: it starts
-//! read-only, says so in STATUS= and on the status endpoint (`degraded`), and stops pinging the
-//! watchdog-free parts only; nothing is written to it.
+//! Fault model. A part that fails — a journal that cannot be opened for writing (damaged, a
+//! read-only file system, another process holding it), a library whose inventory fails —
+//! makes the box *degraded*, not dead: it serves what works (read-only status without a
+//! writable journal), says `DEGRADED: …` on the endpoint (`/healthz` answers 503), in STATUS=
+//! and on the front panel, and tries the part again with a back-off ([`health`]) until it
+//! recovers. It keeps pinging the watchdog meanwhile: a restart would not mend any of these.
+//! Pings stop only when the data plane is stalled (a job made no progress for
+//! `stall_seconds`), which a restart does mend.
+//!
+//! The control plane never waits on the store's lock, which a commit or a snapshot of the
+//! catalog holds for as long as it takes: the ping reads atomics only ([`engine::Watch`]); the
+//! refresh takes the store and the engine with `try_lock` and keeps its last values when they
+//! are busy; whatever must wait for them (a queue scan, a retry) runs on the blocking pool.
 
 pub mod control;
 pub mod devices;
 pub mod engine;
+pub mod health;
 pub mod http;
 pub mod meter;
 pub mod notify;
 pub mod status;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::board::{Board, Library};
+use crate::device::TargetSpec;
 use crate::journal::Mode;
 use crate::store::{SharedStore, Store};
-use engine::Engine;
+use engine::{Engine, Watch};
+use health::{Health, Part};
 use notify::Note;
 use status::{SessionLine, Snapshot};
 
 /// How often the snapshot the endpoint shows is refreshed from the catalog.
 const REFRESH: Duration = Duration::from_secs(1);
+/// How often the failing parts are checked for a retry that is due.
+const RETRY_CHECK: Duration = Duration::from_secs(1);
+const _: () = assert!(RETRY_CHECK.as_millis() <= health::FIRST_RETRY.as_millis());
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,19 +77,53 @@ pub fn serve(board: Board, state: &Path) -> Result<(), ServeError> {
     rt.block_on(run(board, state))
 }
 
+/// Work done on the blocking pool, as it comes back to the control loop.
+enum Done {
+    /// A scan of the job queue.
+    Tick(Result<(), String>),
+    /// A library's inventory was read again: what it holds, or why not.
+    Library(String, Result<String, String>),
+    /// The journal was opened for writing again, with the job engine on it.
+    Journal(Result<(SharedStore, Engine), String>),
+}
+
+/// The state the control loop holds.
+struct Service {
+    board: Board,
+    state: PathBuf,
+    default_target: TargetSpec,
+    started: Instant,
+    snap: Arc<Mutex<Snapshot>>,
+    store: Option<SharedStore>,
+    engine: Option<Arc<Mutex<Engine>>>,
+    watch: Option<Watch>,
+    socket: Option<PathBuf>,
+    health: Health,
+}
+
 async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
     let started = Instant::now();
     let notifier = notify::Notifier::start();
+    let devices = device_lines(&board);
+    tracing::info!(target: "service", "board {}: {}", board.name, devices.join("; "));
     notifier.send(Note::Status("replaying the journal".into()));
-    let (store, healthy, activity) = match Store::open(state, Mode::Write) {
-        Ok((s, _)) => (Some(s), true, "idle".to_owned()),
+    let mut health = Health::default();
+    let store = match Store::open(state, Mode::Write) {
+        Ok((s, report)) => {
+            tracing::info!(
+                target: "service",
+                "journal in {} open for writing: {} records, {} sessions",
+                state.display(),
+                report.records,
+                s.catalog().sessions().count()
+            );
+            Some(s)
+        }
         Err(e) => {
-            let msg = format!("journal not writable, serving read-only: {e}");
-            tracing::error!(target: "service", "{msg}");
-            match Store::open(state, Mode::ReadOnly) {
-                Ok((s, _)) => (Some(s), false, msg),
-                Err(_) => (None, false, msg),
-            }
+            let why = format!("journal not writable, serving read-only: {e}");
+            let r = health.failed(Part::Journal, why.clone(), started.elapsed(), true);
+            tracing::error!(target: "service", "{why}; trying again in {} s", retry_in(r, started));
+            Store::open(state, Mode::ReadOnly).ok().map(|(s, _)| s)
         }
     };
     let store = store.map(SharedStore::new);
@@ -82,131 +131,298 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
         crate::library::learn_catalog(s.lock().catalog());
     }
     notifier.send(Note::Status("reading the device inventory".into()));
-    let inventory_problems = inventory(&board).await;
-    let devices = device_lines(&board);
-    let snap = Arc::new(Mutex::new(Snapshot {
-        board: board.name.clone(),
-        healthy: healthy && inventory_problems.is_empty(),
-        devices,
-        ..Snapshot::default()
-    }));
-    // Jobs need a writable journal: a read-only service answers status only.
-    let engine = match (&store, healthy) {
-        (Some(s), true) => {
-            let e = Engine::open(s.clone(), &board, board.default_target(state)?, crate::clock::unix_now())
-                .map_err(|e| ServeError::Journal(e.to_string()))?;
-            Some(Arc::new(Mutex::new(e)))
+    for (name, read) in inventory(&board).await {
+        match read {
+            Ok(what) => tracing::info!(target: "service", "library {name}: {what}"),
+            Err(e) => {
+                let why = format!("library {name}: inventory failed: {e}");
+                let r = health.failed(Part::Library(name), why.clone(), started.elapsed(), true);
+                tracing::error!(target: "service", "{why}; trying again in {} s", retry_in(r, started));
+            }
         }
-        _ => None,
+    }
+    let snap = Arc::new(Mutex::new(Snapshot { board: board.name.clone(), devices, ..Snapshot::default() }));
+    let default_target = board.default_target(state)?;
+    let mut svc = Service {
+        board,
+        state: state.to_owned(),
+        default_target,
+        started,
+        snap,
+        store,
+        engine: None,
+        watch: None,
+        socket: None,
+        health,
     };
-    // Why the service is not healthy, apart from a stalled job: set at start, or when the
-    // queue cannot journal.
-    let mut problem = match (healthy, inventory_problems.is_empty()) {
-        (false, _) => Some(activity),
-        (true, false) => Some(inventory_problems.join("; ")),
-        (true, true) => None,
-    };
+    // Jobs need a writable journal: a read-only service answers status only until the
+    // journal can be written again.
+    if let Some(s) = svc.store.clone().filter(|_| !svc.health.is_failing(&Part::Journal)) {
+        let e = Engine::open(s, &svc.board, svc.default_target.clone(), crate::clock::unix_now())
+            .map_err(|e| ServeError::Journal(e.to_string()))?;
+        svc.start_jobs(e)?;
+    }
     let mut shown = Shown::default();
-    refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started, &mut shown);
-    if let Some(st) = &board.status {
+    svc.refresh(&mut shown);
+    if let Some(st) = &svc.board.status {
         let addr = st.addr()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Io { what: format!("status endpoint on {addr}"), error: source })?;
-        tokio::spawn(http::serve(listener, snap.clone(), st.token.clone()));
+        tracing::info!(target: "service", "status endpoint on http://{addr}/ (/healthz, /api/status, /metrics)");
+        tokio::spawn(http::serve(listener, svc.snap.clone(), st.token.clone()));
     }
-    let mut socket = None;
-    if let Some(engine) = &engine {
-        let (listener, path) = control::bind(state).map_err(|source| ServeError::Io {
-            what: format!("control socket in {}", state.display()),
-            error: source,
-        })?;
-        let shared = control::Shared {
-            engine: engine.clone(),
-            snapshot: snap.clone(),
-            default_library: board.libraries.first().map(|l| l.name().clone()),
-        };
-        tokio::spawn(control::serve(listener, shared));
-        socket = Some(path);
-    }
-    let status = snap.lock().expect("snapshot lock").activity.clone();
+    let status = svc.snap.lock().expect("snapshot lock").activity.clone();
     notifier.send(Note::Ready(status.clone()));
     let watchdog = sd_notify::watchdog_enabled();
     let ping_every = watchdog.map_or(Duration::from_secs(3600), |w| (w / 2).max(Duration::from_millis(100)));
+    tracing::info!(
+        target: "service",
+        "READY: {status}{}",
+        watchdog.map_or(String::new(), |w| format!(" (watchdog {} ms, pinged every {} ms)", w.as_millis(), ping_every.as_millis()))
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| ServeError::Io { what: "SIGTERM handler".into(), error: source })?;
     let mut refresh_tick = tokio::time::interval(REFRESH);
-    let mut scan = tokio::time::interval(Duration::from_secs(board.jobs.scan_seconds));
+    let mut scan = tokio::time::interval(Duration::from_secs(svc.board.jobs.scan_seconds));
+    let mut retry = tokio::time::interval(RETRY_CHECK);
     let mut ping = tokio::time::interval(ping_every);
+    let mut work: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
+    let mut scanning = false;
+    let mut stall_seen = None;
     let mut last_status = status;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = scan.tick() => {
-                if let Some(e) = &engine
-                    && let Err(err) = lock(e).tick(crate::clock::unix_now())
-                {
-                    tracing::error!(target: "service", "the job queue cannot journal: {err}");
-                    problem = Some(format!("the job queue cannot journal: {err}"));
+                // The scan journals through the store: on the blocking pool, so that a
+                // snapshot holding the store does not hold the control plane.
+                if let Some(e) = svc.engine.clone().filter(|_| !scanning) {
+                    scanning = true;
+                    work.spawn_blocking(move || {
+                        Done::Tick(lock(&e).tick(crate::clock::unix_now()).map_err(|e| e.to_string()))
+                    });
+                }
+            }
+            _ = retry.tick() => {
+                for part in svc.health.due(started.elapsed()) {
+                    svc.retry(part, &mut work);
+                }
+            }
+            Some(done) = work.join_next(), if !work.is_empty() => {
+                match done {
+                    Ok(Done::Tick(r)) => {
+                        scanning = false;
+                        svc.ticked(r);
+                    }
+                    Ok(d) => svc.retried(d)?,
+                    Err(e) => tracing::error!(target: "service", "background work failed (a bug): {e}"),
                 }
             }
             _ = refresh_tick.tick() => {
-                refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started, &mut shown);
-                let now = snap.lock().expect("snapshot lock").activity.clone();
+                svc.refresh(&mut shown);
+                let now = svc.snap.lock().expect("snapshot lock").activity.clone();
                 if now != last_status {
                     notifier.send(Note::Status(now.clone()));
                     last_status = now;
                 }
             }
             _ = ping.tick(), if watchdog.is_some() => {
-                // Only a healthy service with a data plane that moves pings: a stalled writer
-                // stops the pings and systemd restarts the service.
-                let stalled = engine.as_deref().and_then(|e| lock(e).stalled(crate::clock::unix_now()));
-                if problem.is_none() && stalled.is_none() {
-                    notifier.send(Note::Watchdog);
-                } else {
-                    tracing::error!(target: "service", "data plane stalled or unhealthy: withholding the watchdog ping");
+                // Only a data plane that moves pings: a stalled job stops the pings and
+                // systemd restarts the service. Atomics only: nothing here waits on a lock.
+                let stalled = svc.watch.as_ref().and_then(|w| w.stalled(crate::clock::unix_now()));
+                match (stalled, stall_seen) {
+                    (None, None) => notifier.send(Note::Watchdog),
+                    (None, Some(job)) => {
+                        tracing::warn!(target: "service", "job {job} moves again: watchdog pings resume");
+                        stall_seen = None;
+                        notifier.send(Note::Watchdog);
+                    }
+                    (Some((job, secs)), seen) => {
+                        if seen != Some(job) {
+                            tracing::error!(
+                                target: "service",
+                                "data plane stalled: job {job} made no progress for {secs} s; withholding the watchdog ping so that systemd restarts the service"
+                            );
+                        }
+                        stall_seen = Some(job);
+                    }
                 }
             }
         }
     }
     notifier.send(Note::Stopping("stopping: closing the running job's session".into()));
-    if let Some(e) = &engine {
-        lock(e).shutdown();
-        let e = e.clone();
+    tracing::info!(target: "service", "stopping");
+    if let Some(e) = svc.engine.clone() {
         // The job's threads close its session parts and commit; the runtime keeps serving.
-        let done = tokio::task::spawn_blocking(move || lock(&e).finish(crate::clock::unix_now)).await;
+        let done = tokio::task::spawn_blocking(move || {
+            let mut e = lock(&e);
+            e.shutdown();
+            e.finish(crate::clock::unix_now)
+        })
+        .await;
         match done {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(target: "service", "could not journal the stopped job: {err}"),
             Err(err) => tracing::error!(target: "service", "stopping the job failed: {err}"),
         }
     }
-    if let Some(p) = socket {
+    if let Some(p) = &svc.socket {
         let _ = std::fs::remove_file(p);
     }
     notifier.close();
     Ok(())
 }
 
-fn lock(e: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
+impl Service {
+    /// Starts taking jobs with `engine`: the engine, the watchdog's view of it, the control
+    /// socket.
+    fn start_jobs(&mut self, engine: Engine) -> Result<(), ServeError> {
+        self.watch = Some(engine.watch());
+        let engine = Arc::new(Mutex::new(engine));
+        self.engine = Some(engine.clone());
+        let (listener, path) = control::bind(&self.state).map_err(|source| ServeError::Io {
+            what: format!("control socket in {}", self.state.display()),
+            error: source,
+        })?;
+        let shared = control::Shared {
+            engine,
+            snapshot: self.snap.clone(),
+            default_library: self.board.libraries.first().map(|l| l.name().clone()),
+        };
+        tokio::spawn(control::serve(listener, shared));
+        tracing::info!(target: "service", "job engine running; control socket {}", path.display());
+        self.socket = Some(path);
+        Ok(())
+    }
+
+    /// A scan of the queue ended.
+    fn ticked(&mut self, r: Result<(), String>) {
+        let Err(err) = r else { return };
+        if self.health.is_failing(&Part::Journal) {
+            return;
+        }
+        // The store refuses every commit after a failed one: only a restart replays the journal.
+        let why = format!("the job queue cannot journal: {err} (restart the service to replay the journal)");
+        tracing::error!(target: "service", "{why}");
+        self.health.failed(Part::Journal, why, self.started.elapsed(), false);
+    }
+
+    /// Tries `part` again on the blocking pool.
+    fn retry(&self, part: Part, work: &mut tokio::task::JoinSet<Done>) {
+        tracing::info!(target: "service", "trying {part} again");
+        match part {
+            Part::Library(name) => {
+                let store = self.store.clone();
+                work.spawn_blocking(move || {
+                    let read = read_inventory(&name);
+                    if let (Ok(_), Some(s)) = (&read, &store) {
+                        crate::library::learn_catalog(s.lock().catalog());
+                    }
+                    Done::Library(name, read)
+                });
+            }
+            Part::Journal => {
+                let (state, board, target) =
+                    (self.state.clone(), self.board.clone(), self.default_target.clone());
+                work.spawn_blocking(move || {
+                    let opened =
+                        Store::open(&state, Mode::Write).map_err(|e| e.to_string()).and_then(|(s, _)| {
+                            let s = SharedStore::new(s);
+                            crate::library::learn_catalog(s.lock().catalog());
+                            let e = Engine::open(s.clone(), &board, target, crate::clock::unix_now())
+                                .map_err(|e| format!("the job engine cannot start: {e}"))?;
+                            Ok((s, e))
+                        });
+                    Done::Journal(opened)
+                });
+            }
+        }
+    }
+
+    /// A retry ended.
+    fn retried(&mut self, done: Done) -> Result<(), ServeError> {
+        let now = self.started.elapsed();
+        match done {
+            Done::Tick(_) => unreachable!("scans are handled by the loop"),
+            Done::Library(name, Ok(what)) => {
+                let failures = self.health.recovered(&Part::Library(name.clone())).unwrap_or(0);
+                tracing::info!(target: "service", "library {name} is back after {failures} failed inventories: {what}");
+            }
+            Done::Library(name, Err(e)) => {
+                let why = format!("library {name}: inventory failed: {e}");
+                let r = self.health.failed(Part::Library(name), why.clone(), now, true);
+                tracing::warn!(target: "service", "{why} ({} tries); trying again in {} s", r.failures, retry_in(r, self.started));
+            }
+            Done::Journal(Ok((store, engine))) => {
+                let failures = self.health.recovered(&Part::Journal).unwrap_or(0);
+                tracing::info!(target: "service", "the journal is writable again after {failures} failed tries");
+                self.store = Some(store);
+                self.start_jobs(engine)?;
+            }
+            Done::Journal(Err(e)) => {
+                let why = format!("journal not writable, serving read-only: {e}");
+                let r = self.health.failed(Part::Journal, why.clone(), now, true);
+                tracing::warn!(target: "service", "{why} ({} tries); trying again in {} s", r.failures, retry_in(r, self.started));
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh(&self, shown: &mut Shown) {
+        let problem = self.health.problem();
+        refresh(
+            &self.snap,
+            self.store.as_ref(),
+            self.engine.as_deref(),
+            self.watch.as_ref(),
+            problem.as_deref(),
+            self.started,
+            shown,
+        );
+    }
+}
+
+/// Seconds from now until the retry `r` (0 when it is not retried).
+fn retry_in(r: health::Retry, started: Instant) -> u64 {
+    r.at.map_or(0, |at| at.saturating_sub(started.elapsed()).as_secs())
+}
+
+fn lock(e: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     e.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Opens every library of the board and reads its element status; what failed, for people.
-async fn inventory(board: &Board) -> Vec<String> {
+/// The engine if no one holds it.
+fn try_lock(e: &Mutex<Engine>) -> Option<MutexGuard<'_, Engine>> {
+    match e.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// Opens every library of the board and reads its element status: what each holds, or why not.
+async fn inventory(board: &Board) -> Vec<(String, Result<String, String>)> {
     let names: Vec<String> = board.libraries.iter().map(|l| l.name().clone()).collect();
     let read = tokio::task::spawn_blocking(move || {
         names
-            .iter()
-            .filter_map(|n| {
-                let r = crate::library::open(n).and_then(|l| l.refresh().map(|_| ()));
-                r.err().map(|e| format!("library {n}: {e}"))
+            .into_iter()
+            .map(|n| {
+                let r = read_inventory(&n);
+                (n, r)
             })
             .collect::<Vec<_>>()
     });
-    read.await.unwrap_or_else(|e| vec![format!("inventory failed: {e}")])
+    read.await.unwrap_or_else(|e| vec![("?".into(), Err(format!("inventory failed: {e}")))])
+}
+
+/// Opens library `name` (if it is not open yet) and reads its element status.
+fn read_inventory(name: &str) -> Result<String, String> {
+    let lib = crate::library::open(name).map_err(|e| e.to_string())?;
+    let inv = lib.refresh().map_err(|e| e.to_string())?;
+    let (drives, online) = lib.drive_counts();
+    Ok(format!("{drives} drives ({online} online), {} cartridges", inv.data_cartridges().len()))
 }
 
 /// Libraries and targets of the board, a line each.
@@ -226,25 +442,33 @@ struct Shown {
     meter: meter::Meter,
     /// Refreshes so far: the front panel shows each drive for [`PANEL_TURN`] of them.
     refreshes: u64,
+    /// The running job's counters as last read (kept while the engine is busy).
+    progress: Option<engine::Progress>,
 }
 
 /// Refreshes the front panel's drive line stays on one drive.
 const PANEL_TURN: u64 = 3;
 
-/// Updates the shown snapshot from the catalog, the libraries and the running job.
+/// Updates the shown snapshot from the catalog, the libraries and the running job. The store
+/// and the engine are taken only when free: when a commit or a snapshot holds them, what came
+/// from them keeps its last values, and what the atomics say (stall, health) is still new.
 fn refresh(
     snap: &Mutex<Snapshot>,
     store: Option<&SharedStore>,
     engine: Option<&Mutex<Engine>>,
+    watch: Option<&Watch>,
     problem: Option<&str>,
     started: Instant,
     shown: &mut Shown,
 ) {
     let now = crate::clock::unix_now();
-    let (progress, stalled, jobs) = engine.map_or((None, None, Vec::new()), |e| {
-        let e = lock(e);
-        (e.progress(now), e.stalled(now), e.list())
-    });
+    let stalled = watch.and_then(|w| w.stalled(now));
+    match engine.map(try_lock) {
+        Some(Some(e)) => shown.progress = e.progress(now),
+        Some(None) => {}
+        None => shown.progress = None,
+    }
+    let progress = shown.progress.clone();
     let sample = progress.as_ref().map(|p| meter::Sample {
         at_ms: started.elapsed().as_millis() as u64,
         job: p.job,
@@ -252,40 +476,58 @@ fn refresh(
         bytes_stored: p.bytes_stored,
     });
     let throughput = shown.meter.sample(sample);
-    let (drives, carts) = {
-        let before = snap.lock().expect("snapshot lock");
-        let guard = store.map(|s| s.lock());
-        devices::lines(guard.as_ref().map(|g| g.catalog()), (&before.drives, &before.cartridges))
-    };
+    let guard = store.and_then(SharedStore::try_lock);
+    let catalog = guard.as_ref().map(|g| g.catalog());
     let mut s = snap.lock().expect("snapshot lock");
     s.uptime = started.elapsed().as_secs();
     s.throughput = throughput;
-    s.drives = drives;
-    s.cartridges = carts;
+    if store.is_none() || catalog.is_some() {
+        let (drives, carts) = devices::lines(catalog, (&s.drives, &s.cartridges));
+        s.drives = drives;
+        s.cartridges = carts;
+    }
     s.healthy = problem.is_none() && stalled.is_none();
     s.journal.writable = engine.is_some();
-    s.jobs = jobs
-        .into_iter()
-        .map(|j| status::JobLine {
-            id: j.id,
-            name: j.name,
-            state: format!("{:?}", j.state).to_lowercase(),
-            next_run: j.next_run,
-            last: j.last,
-            progress: progress.as_ref().filter(|p| p.job == j.id).map(|p| status::JobProgress {
-                bytes_in: p.bytes_in,
-                bytes_stored: p.bytes_stored,
-                objects: p.objects,
-                session: p.session,
-                streams: p.streams as u16,
-            }),
-        })
-        .collect();
+    if let Some(c) = catalog {
+        s.jobs = engine::job_lines(c)
+            .into_iter()
+            .map(|j| status::JobLine {
+                id: j.id,
+                name: j.name,
+                state: format!("{:?}", j.state).to_lowercase(),
+                next_run: j.next_run,
+                last: j.last,
+                progress: None,
+            })
+            .collect();
+        s.sessions = c.sessions().count() as u64;
+        s.media = c.media().count() as u64;
+        s.latest = c.sessions().next_back().map(|x| SessionLine {
+            id: x.id(),
+            status: x.finish().map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
+            objects: x.objects().len() as u64,
+            bytes: x.finish().map_or(0, |f| f.raw_bytes),
+        });
+    }
+    drop(guard);
+    for j in &mut s.jobs {
+        j.progress = progress.as_ref().filter(|p| p.job == j.id).map(|p| status::JobProgress {
+            bytes_in: p.bytes_in,
+            bytes_stored: p.bytes_stored,
+            objects: p.objects,
+            session: p.session,
+            streams: p.streams as u16,
+        });
+    }
     s.activity = match (problem, stalled, &progress) {
         (Some(p), _, _) => p.to_owned(),
         (None, Some((job, secs)), _) => {
             format!("STALLED: job {job} has made no progress for {secs} s (watchdog pings withheld)")
         }
+        (None, None, Some(p)) if p.verifying => format!(
+            "verify: job {} ({}) session {}, {} objects read back",
+            p.job, p.name, p.session, p.objects
+        ),
         (None, None, Some(p)) => format!(
             "backup: job {} ({}) session {}, {} sub-jobs, {} objects, {} bytes in",
             p.job, p.name, p.session, p.streams, p.objects, p.bytes_in
@@ -294,17 +536,4 @@ fn refresh(
     };
     shown.refreshes += 1;
     s.panel = crate::console::panel::lines(&s, shown.refreshes / PANEL_TURN).map(|l| l.as_str().to_owned());
-    let Some(store) = store else {
-        return;
-    };
-    let store = store.lock();
-    let c = store.catalog();
-    s.sessions = c.sessions().count() as u64;
-    s.media = c.media().count() as u64;
-    s.latest = c.sessions().next_back().map(|x| SessionLine {
-        id: x.id(),
-        status: x.finish().map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
-        objects: x.objects().len() as u64,
-        bytes: x.finish().map_or(0, |f| f.raw_bytes),
-    });
 }
