@@ -172,6 +172,14 @@ impl Engine {
             let changes = queue::after_run(&Outcome::Failed(why), &schedule_of(job, ran), ran, now);
             records.extend(changes.into_iter().map(|c| change(job.id(), now, c)));
         }
+        if !open.is_empty() || !active.is_empty() {
+            tracing::warn!(
+                target: "jobs",
+                "a service that stopped left {} sessions open and {} jobs active: sessions closed as failed (their journaled objects restorable), jobs failed and queued again if they recur",
+                open.len(),
+                active.len()
+            );
+        }
         self.store.commit(&records)
     }
 

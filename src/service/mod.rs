@@ -537,3 +537,34 @@ fn refresh(
     shown.refreshes += 1;
     s.panel = crate::console::panel::lines(&s, shown.refreshes / PANEL_TURN).map(|l| l.as_str().to_owned());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_does_not_wait_for_a_held_store_and_keeps_its_last_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), Mode::Write).unwrap();
+        let store = SharedStore::new(store);
+        let snap = Arc::new(Mutex::new(Snapshot { sessions: 7, ..Snapshot::default() }));
+        let started = Instant::now();
+        // A snapshot of the catalog holds the store for as long as it takes.
+        let held = store.lock();
+        let (s2, st2) = (snap.clone(), store.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            refresh(&s2, Some(&st2), None, None, None, started, &mut Shown::default());
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(60)).expect("the refresh returns while the store is held");
+        {
+            let s = snap.lock().unwrap();
+            assert_eq!(s.sessions, 7, "what comes from the catalog keeps its last value");
+            assert!(s.healthy && s.activity == "idle", "{s:?}");
+        }
+        drop(held);
+        refresh(&snap, Some(&store), None, None, None, started, &mut Shown::default());
+        assert_eq!(snap.lock().unwrap().sessions, 0, "a free store is read");
+    }
+}
