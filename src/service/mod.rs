@@ -384,9 +384,9 @@ impl Service {
     }
 }
 
-/// Seconds from now until the retry `r` (0 when it is not retried).
+/// Seconds from now until the retry `r`, rounded up (0 when it is not retried).
 fn retry_in(r: health::Retry, started: Instant) -> u64 {
-    r.at.map_or(0, |at| at.saturating_sub(started.elapsed()).as_secs())
+    r.at.map_or(0, |at| at.saturating_sub(started.elapsed()).as_millis().div_ceil(1000) as u64)
 }
 
 fn lock(e: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -419,8 +419,14 @@ async fn inventory(board: &Board) -> Vec<(String, Result<String, String>)> {
 
 /// Opens library `name` (if it is not open yet) and reads its element status.
 fn read_inventory(name: &str) -> Result<String, String> {
-    let lib = crate::library::open(name).map_err(|e| e.to_string())?;
-    let inv = lib.refresh().map_err(|e| e.to_string())?;
+    // The library's errors name it already; the caller's message does too.
+    let prefix = format!("library {name}: ");
+    let why = |e: crate::device::DeviceError| {
+        let e = e.to_string();
+        e.strip_prefix(&prefix).map_or(e.clone(), str::to_owned)
+    };
+    let lib = crate::library::open(name).map_err(why)?;
+    let inv = lib.refresh().map_err(why)?;
     let (drives, online) = lib.drive_counts();
     Ok(format!("{drives} drives ({online} online), {} cartridges", inv.data_cartridges().len()))
 }
