@@ -99,34 +99,28 @@ struct Service {
     watch: Option<Watch>,
     socket: Option<PathBuf>,
     health: Health,
+    shown: Shown,
 }
 
 async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
-    let started = Instant::now();
     let notifier = notify::Notifier::start();
+    let mut svc = start(board, state, &notifier).await?;
+    let served = svc.serve(&notifier).await;
+    notifier.send(Note::Stopping("stopping: closing the running job's session".into()));
+    svc.stop().await;
+    notifier.close();
+    served
+}
+
+/// Everything up to READY=1: the journal, the libraries, the job engine, the endpoint. A part
+/// that fails leaves the service degraded, with the part's retry scheduled.
+async fn start(board: Board, state: &Path, notifier: &notify::Notifier) -> Result<Service, ServeError> {
+    let started = Instant::now();
     let devices = device_lines(&board);
     tracing::info!(target: "service", "board {}: {}", board.name, devices.join("; "));
     notifier.send(Note::Status("replaying the journal".into()));
     let mut health = Health::default();
-    let store = match Store::open(state, Mode::Write) {
-        Ok((s, report)) => {
-            tracing::info!(
-                target: "service",
-                "journal in {} open for writing: {} records, {} sessions",
-                state.display(),
-                report.records,
-                s.catalog().sessions().count()
-            );
-            Some(s)
-        }
-        Err(e) => {
-            let why = format!("journal not writable, serving read-only: {e}");
-            let r = health.failed(Part::Journal, why.clone(), started.elapsed(), true);
-            tracing::error!(target: "service", "{why}; trying again in {} s", retry_in(r, started));
-            Store::open(state, Mode::ReadOnly).ok().map(|(s, _)| s)
-        }
-    };
-    let store = store.map(SharedStore::new);
+    let store = open_journal(state, &mut health, started).map(SharedStore::new);
     if let Some(s) = &store {
         crate::library::learn_catalog(s.lock().catalog());
     }
@@ -154,6 +148,7 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
         watch: None,
         socket: None,
         health,
+        shown: Shown::default(),
     };
     // Jobs need a writable journal: a read-only service answers status only until the
     // journal can be written again.
@@ -162,8 +157,7 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Journal(e.to_string()))?;
         svc.start_jobs(e)?;
     }
-    let mut shown = Shown::default();
-    svc.refresh(&mut shown);
+    svc.refresh();
     if let Some(st) = &svc.board.status {
         let addr = st.addr()?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -172,110 +166,144 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
         tracing::info!(target: "service", "status endpoint on http://{addr}/ (/healthz, /api/status, /metrics)");
         tokio::spawn(http::serve(listener, svc.snap.clone(), st.token.clone()));
     }
-    let status = svc.snap.lock().expect("snapshot lock").activity.clone();
-    notifier.send(Note::Ready(status.clone()));
-    let watchdog = sd_notify::watchdog_enabled();
-    let ping_every = watchdog.map_or(Duration::from_secs(3600), |w| (w / 2).max(Duration::from_millis(100)));
-    tracing::info!(
-        target: "service",
-        "READY: {status}{}",
-        watchdog.map_or(String::new(), |w| format!(" (watchdog {} ms, pinged every {} ms)", w.as_millis(), ping_every.as_millis()))
-    );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|source| ServeError::Io { what: "SIGTERM handler".into(), error: source })?;
-    let mut refresh_tick = tokio::time::interval(REFRESH);
-    let mut scan = tokio::time::interval(Duration::from_secs(svc.board.jobs.scan_seconds));
-    let mut retry = tokio::time::interval(RETRY_CHECK);
-    let mut ping = tokio::time::interval(ping_every);
-    let mut work: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
-    let mut scanning = false;
-    let mut stall_seen = None;
-    let mut last_status = status;
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = scan.tick() => {
-                // The scan journals through the store: on the blocking pool, so that a
-                // snapshot holding the store does not hold the control plane.
-                if let Some(e) = svc.engine.clone().filter(|_| !scanning) {
-                    scanning = true;
-                    work.spawn_blocking(move || {
-                        Done::Tick(lock(&e).tick(crate::clock::unix_now()).map_err(|e| e.to_string()))
-                    });
-                }
-            }
-            _ = retry.tick() => {
-                for part in svc.health.due(started.elapsed()) {
-                    svc.retry(part, &mut work);
-                }
-            }
-            Some(done) = work.join_next(), if !work.is_empty() => {
-                match done {
-                    Ok(Done::Tick(r)) => {
-                        scanning = false;
-                        svc.ticked(r);
-                    }
-                    Ok(d) => svc.retried(d)?,
-                    Err(e) => tracing::error!(target: "service", "background work failed (a bug): {e}"),
-                }
-            }
-            _ = refresh_tick.tick() => {
-                svc.refresh(&mut shown);
-                let now = svc.snap.lock().expect("snapshot lock").activity.clone();
-                if now != last_status {
-                    notifier.send(Note::Status(now.clone()));
-                    last_status = now;
-                }
-            }
-            _ = ping.tick(), if watchdog.is_some() => {
-                // Only a data plane that moves pings: a stalled job stops the pings and
-                // systemd restarts the service. Atomics only: nothing here waits on a lock.
-                let stalled = svc.watch.as_ref().and_then(|w| w.stalled(crate::clock::unix_now()));
-                match (stalled, stall_seen) {
-                    (None, None) => notifier.send(Note::Watchdog),
-                    (None, Some(job)) => {
-                        tracing::warn!(target: "service", "job {job} moves again: watchdog pings resume");
-                        stall_seen = None;
-                        notifier.send(Note::Watchdog);
-                    }
-                    (Some((job, secs)), seen) => {
-                        if seen != Some(job) {
-                            tracing::error!(
-                                target: "service",
-                                "data plane stalled: job {job} made no progress for {secs} s; withholding the watchdog ping so that systemd restarts the service"
-                            );
-                        }
-                        stall_seen = Some(job);
-                    }
-                }
-            }
+    Ok(svc)
+}
+
+/// Opens the journal for writing; when it cannot be, records the failure in `health` and
+/// opens it read-only (or not at all) so that the status still shows the catalog.
+fn open_journal(state: &Path, health: &mut Health, started: Instant) -> Option<Store> {
+    match Store::open(state, Mode::Write) {
+        Ok((s, report)) => {
+            tracing::info!(
+                target: "service",
+                "journal in {} open for writing: {} records, {} sessions",
+                state.display(),
+                report.records,
+                s.catalog().sessions().count()
+            );
+            Some(s)
+        }
+        Err(e) => {
+            let why = format!("journal not writable, serving read-only: {e}");
+            let r = health.failed(Part::Journal, why.clone(), started.elapsed(), true);
+            tracing::error!(target: "service", "{why}; trying again in {} s", retry_in(r, started));
+            Store::open(state, Mode::ReadOnly).ok().map(|(s, _)| s)
         }
     }
-    notifier.send(Note::Stopping("stopping: closing the running job's session".into()));
-    tracing::info!(target: "service", "stopping");
-    if let Some(e) = svc.engine.clone() {
-        // The job's threads close its session parts and commit; the runtime keeps serving.
-        let done = tokio::task::spawn_blocking(move || {
-            let mut e = lock(&e);
-            e.shutdown();
-            e.finish(crate::clock::unix_now)
-        })
-        .await;
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(target: "service", "could not journal the stopped job: {err}"),
-            Err(err) => tracing::error!(target: "service", "stopping the job failed: {err}"),
-        }
-    }
-    if let Some(p) = &svc.socket {
-        let _ = std::fs::remove_file(p);
-    }
-    notifier.close();
-    Ok(())
 }
 
 impl Service {
+    /// Sends READY=1, then serves until SIGTERM or SIGINT: scans the queue, retries what
+    /// failed, refreshes the status, pings the watchdog.
+    async fn serve(&mut self, notifier: &notify::Notifier) -> Result<(), ServeError> {
+        let mut last_status = self.snap.lock().expect("snapshot lock").activity.clone();
+        notifier.send(Note::Ready(last_status.clone()));
+        let watchdog = sd_notify::watchdog_enabled();
+        let ping_every =
+            watchdog.map_or(Duration::from_secs(3600), |w| (w / 2).max(Duration::from_millis(100)));
+        let pinged = watchdog.map_or(String::new(), |w| {
+            format!(" (watchdog {} ms, pinged every {} ms)", w.as_millis(), ping_every.as_millis())
+        });
+        tracing::info!(target: "service", "READY: {last_status}{pinged}");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|source| ServeError::Io { what: "SIGTERM handler".into(), error: source })?;
+        let mut refresh_tick = tokio::time::interval(REFRESH);
+        let mut scan = tokio::time::interval(Duration::from_secs(self.board.jobs.scan_seconds));
+        let mut retry = tokio::time::interval(RETRY_CHECK);
+        let mut ping = tokio::time::interval(ping_every);
+        let mut work: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
+        let (mut scanning, mut stall_seen) = (false, None);
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok(()),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = scan.tick() => {
+                    // The scan journals through the store: on the blocking pool, so that a
+                    // snapshot holding the store does not hold the control plane.
+                    if let Some(e) = self.engine.clone().filter(|_| !scanning) {
+                        scanning = true;
+                        work.spawn_blocking(move || {
+                            Done::Tick(lock(&e).tick(crate::clock::unix_now()).map_err(|e| e.to_string()))
+                        });
+                    }
+                }
+                _ = retry.tick() => {
+                    for part in self.health.due(self.started.elapsed()) {
+                        self.retry(part, &mut work);
+                    }
+                }
+                Some(done) = work.join_next(), if !work.is_empty() => match done {
+                    Ok(Done::Tick(r)) => {
+                        scanning = false;
+                        self.ticked(r);
+                    }
+                    Ok(d) => self.retried(d)?,
+                    Err(e) => tracing::error!(target: "service", "background work failed (a bug): {e}"),
+                },
+                _ = refresh_tick.tick() => {
+                    self.refresh();
+                    let now = self.snap.lock().expect("snapshot lock").activity.clone();
+                    if now != last_status {
+                        notifier.send(Note::Status(now.clone()));
+                        last_status = now;
+                    }
+                }
+                _ = ping.tick(), if watchdog.is_some() => self.ping(&mut stall_seen, notifier),
+            }
+        }
+    }
+
+    /// Pings the watchdog unless the data plane is stalled: a stalled job stops the pings
+    /// and systemd restarts the service. Atomics only: nothing here waits on a lock.
+    /// `stall_seen` is the job whose stall was logged, so that it is logged once.
+    fn ping(&self, stall_seen: &mut Option<u64>, notifier: &notify::Notifier) {
+        let stalled = self.watch.as_ref().and_then(|w| w.stalled(crate::clock::unix_now()));
+        match (stalled, *stall_seen) {
+            (None, seen) => {
+                if let Some(job) = seen {
+                    tracing::warn!(target: "service", "job {job} moves again: watchdog pings resume");
+                }
+                *stall_seen = None;
+                notifier.send(Note::Watchdog);
+            }
+            (Some((job, secs)), seen) => {
+                if seen != Some(job) {
+                    tracing::error!(
+                        target: "service",
+                        "data plane stalled: job {job} made no progress for {secs} s; withholding the \
+                         watchdog ping so that systemd restarts the service"
+                    );
+                }
+                *stall_seen = Some(job);
+            }
+        }
+    }
+
+    /// Cancels the running job cleanly (its session parts are closed and committed) and
+    /// removes the control socket.
+    async fn stop(&self) {
+        tracing::info!(target: "service", "stopping");
+        if let Some(e) = self.engine.clone() {
+            // The job's threads close its session parts and commit; the runtime keeps serving.
+            let done = tokio::task::spawn_blocking(move || {
+                let mut e = lock(&e);
+                e.shutdown();
+                e.finish(crate::clock::unix_now)
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::error!(target: "service", "could not journal the stopped job: {err}")
+                }
+                Err(err) => tracing::error!(target: "service", "stopping the job failed: {err}"),
+            }
+        }
+        if let Some(p) = &self.socket {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     /// Starts taking jobs with `engine`: the engine, the watchdog's view of it, the control
     /// socket.
     fn start_jobs(&mut self, engine: Engine) -> Result<(), ServeError> {
@@ -370,7 +398,7 @@ impl Service {
         Ok(())
     }
 
-    fn refresh(&self, shown: &mut Shown) {
+    fn refresh(&mut self) {
         let problem = self.health.problem();
         refresh(
             &self.snap,
@@ -379,7 +407,7 @@ impl Service {
             self.watch.as_ref(),
             problem.as_deref(),
             self.started,
-            shown,
+            &mut self.shown,
         );
     }
 }
