@@ -270,7 +270,7 @@ fn a_long_verify_reads_back_under_the_watchdog_and_the_log_tells_the_job() {
     let log = svc.stop();
     for line in [
         "board dogbox: vlib: virtual library, 1 drives".to_owned(),
-        "library vlib: 1 drives (1 online), 4 cartridges".to_owned(),
+        "library vlib: 1 drives (drive 0 empty), 4 cartridges".to_owned(),
         format!("status endpoint on http://127.0.0.1:{port}/"),
         "READY: idle (watchdog 4000 ms".to_owned(),
         "job 1 (checked) started".to_owned(),

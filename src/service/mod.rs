@@ -455,8 +455,21 @@ fn read_inventory(name: &str) -> Result<String, String> {
     };
     let lib = crate::library::open(name).map_err(why)?;
     let inv = lib.refresh().map_err(why)?;
-    let (drives, online) = lib.drive_counts();
-    Ok(format!("{drives} drives ({online} online), {} cartridges", inv.data_cartridges().len()))
+    Ok(found(&lib.drives(), inv.data_cartridges().len()))
+}
+
+/// What an inventory found, for the log: `2 drives (drive 0 empty, drive 1 holds CFR0001L8),
+/// 4 cartridges`.
+fn found(drives: &[crate::library::ops::DriveState], cartridges: usize) -> String {
+    let each: Vec<String> = drives
+        .iter()
+        .map(|d| match (&d.offline, &d.barcode) {
+            (Some(why), _) => format!("drive {} offline: {why}", d.drive),
+            (None, Some(b)) => format!("drive {} holds {b}", d.drive),
+            (None, None) => format!("drive {} empty", d.drive),
+        })
+        .collect();
+    format!("{} drives ({}), {cartridges} cartridges", drives.len(), each.join(", "))
 }
 
 /// Libraries and targets of the board, a line each.
@@ -575,6 +588,22 @@ fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_inventory_is_logged_drive_by_drive() {
+        use crate::library::ops::DriveState;
+        let d = |drive, offline: Option<&str>, barcode: Option<&str>| DriveState {
+            drive,
+            offline: offline.map(Into::into),
+            barcode: barcode.map(Into::into),
+            busy: false,
+        };
+        let drives = [d(0, None, None), d(1, None, Some("CFR0001L8")), d(2, Some("cleaning required"), None)];
+        assert_eq!(
+            found(&drives, 4),
+            "3 drives (drive 0 empty, drive 1 holds CFR0001L8, drive 2 offline: cleaning required), 4 cartridges"
+        );
+    }
 
     #[test]
     fn the_refresh_does_not_wait_for_a_held_store_and_keeps_its_last_values() {
