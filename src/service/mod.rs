@@ -81,6 +81,12 @@ pub fn serve(board: Board, state: &Path) -> Result<(), ServeError> {
 enum Done {
     /// A scan of the job queue.
     Tick(Result<(), String>),
+    /// A retry of a failing part.
+    Retried(Retried),
+}
+
+/// How a retry of a failing part went.
+enum Retried {
     /// A library's inventory was read again: what it holds, or why not.
     Library(String, Result<String, String>),
     /// The journal was opened for writing again, with the job engine on it.
@@ -237,7 +243,7 @@ impl Service {
                         scanning = false;
                         self.ticked(r);
                     }
-                    Ok(d) => self.retried(d)?,
+                    Ok(Done::Retried(r)) => self.retried(r)?,
                     Err(e) => tracing::error!(target: "service", "background work failed (a bug): {e}"),
                 },
                 _ = refresh_tick.tick() => {
@@ -348,7 +354,7 @@ impl Service {
                     if let (Ok(_), Some(s)) = (&read, &store) {
                         crate::library::learn_catalog(s.lock().catalog());
                     }
-                    Done::Library(name, read)
+                    Done::Retried(Retried::Library(name, read))
                 });
             }
             Part::Journal => {
@@ -363,33 +369,32 @@ impl Service {
                                 .map_err(|e| format!("the job engine cannot start: {e}"))?;
                             Ok((s, e))
                         });
-                    Done::Journal(opened)
+                    Done::Retried(Retried::Journal(opened))
                 });
             }
         }
     }
 
     /// A retry ended.
-    fn retried(&mut self, done: Done) -> Result<(), ServeError> {
+    fn retried(&mut self, done: Retried) -> Result<(), ServeError> {
         let now = self.started.elapsed();
         match done {
-            Done::Tick(_) => unreachable!("scans are handled by the loop"),
-            Done::Library(name, Ok(what)) => {
+            Retried::Library(name, Ok(what)) => {
                 let failures = self.health.recovered(&Part::Library(name.clone())).unwrap_or(0);
                 tracing::info!(target: "service", "library {name} is back after {failures} failed inventories: {what}");
             }
-            Done::Library(name, Err(e)) => {
+            Retried::Library(name, Err(e)) => {
                 let why = format!("library {name}: inventory failed: {e}");
                 let r = self.health.failed(Part::Library(name), why.clone(), now, true);
                 tracing::warn!(target: "service", "{why} ({} tries); trying again in {} s", r.failures, retry_in(r, self.started));
             }
-            Done::Journal(Ok((store, engine))) => {
+            Retried::Journal(Ok((store, engine))) => {
                 let failures = self.health.recovered(&Part::Journal).unwrap_or(0);
                 tracing::info!(target: "service", "the journal is writable again after {failures} failed tries");
                 self.store = Some(store);
                 self.start_jobs(engine)?;
             }
-            Done::Journal(Err(e)) => {
+            Retried::Journal(Err(e)) => {
                 let why = format!("journal not writable, serving read-only: {e}");
                 let r = self.health.failed(Part::Journal, why.clone(), now, true);
                 tracing::warn!(target: "service", "{why} ({} tries); trying again in {} s", r.failures, retry_in(r, self.started));
@@ -400,12 +405,14 @@ impl Service {
 
     fn refresh(&mut self) {
         let problem = self.health.problem();
+        // After a failed commit the engine is there but nothing can be journaled.
+        let writable = self.engine.is_some() && !self.health.is_failing(&Part::Journal);
         refresh(
             &self.snap,
             self.store.as_ref(),
             self.engine.as_deref(),
             self.watch.as_ref(),
-            problem.as_deref(),
+            Condition { problem: problem.as_deref(), writable },
             self.started,
             &mut self.shown,
         );
@@ -493,6 +500,15 @@ struct Shown {
     progress: Option<engine::Progress>,
 }
 
+/// What the control loop knows of the box's health, for a refresh.
+#[derive(Debug, Clone, Copy)]
+struct Condition<'a> {
+    /// Why the box is degraded, if it is.
+    problem: Option<&'a str>,
+    /// The journal takes records.
+    writable: bool,
+}
+
 /// Refreshes the front panel's drive line stays on one drive.
 const PANEL_TURN: u64 = 3;
 
@@ -504,7 +520,7 @@ fn refresh(
     store: Option<&SharedStore>,
     engine: Option<&Mutex<Engine>>,
     watch: Option<&Watch>,
-    problem: Option<&str>,
+    Condition { problem, writable }: Condition<'_>,
     started: Instant,
     shown: &mut Shown,
 ) {
@@ -534,7 +550,7 @@ fn refresh(
         s.cartridges = carts;
     }
     s.healthy = problem.is_none() && stalled.is_none();
-    s.journal.writable = engine.is_some();
+    s.journal.writable = writable;
     if let Some(c) = catalog {
         s.jobs = engine::job_lines(c)
             .into_iter()
@@ -617,7 +633,8 @@ mod tests {
         let (s2, st2) = (snap.clone(), store.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            refresh(&s2, Some(&st2), None, None, None, started, &mut Shown::default());
+            let ok = Condition { problem: None, writable: true };
+            refresh(&s2, Some(&st2), None, None, ok, started, &mut Shown::default());
             tx.send(()).unwrap();
         });
         rx.recv_timeout(Duration::from_secs(60)).expect("the refresh returns while the store is held");
@@ -627,7 +644,8 @@ mod tests {
             assert!(s.healthy && s.activity == "idle", "{s:?}");
         }
         drop(held);
-        refresh(&snap, Some(&store), None, None, None, started, &mut Shown::default());
+        let ok = Condition { problem: None, writable: true };
+        refresh(&snap, Some(&store), None, None, ok, started, &mut Shown::default());
         assert_eq!(snap.lock().unwrap().sessions, 0, "a free store is read");
     }
 }
