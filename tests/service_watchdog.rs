@@ -66,6 +66,8 @@ struct Served {
     child: Child,
     notes: Notes,
     log: Arc<Mutex<String>>,
+    /// Reads the log until the service's stderr closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Served {
@@ -91,14 +93,14 @@ impl Served {
         let mut child = cmd.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (l, stderr) = (log.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut l = l.lock().unwrap();
                 l.push_str(&line);
                 l.push('\n');
             }
         });
-        let served = Served { child, notes, log };
+        let served = Served { child, notes, log, reader: Some(reader) };
         served.wait("READY=1", || served.notes.ready());
         served
     }
@@ -121,8 +123,8 @@ impl Served {
     fn stop(mut self) -> String {
         terminate(&self.child);
         let st = self.child.wait().unwrap();
-        // The log thread ends with the pipe.
-        std::thread::sleep(Duration::from_millis(200));
+        // The whole log: the reader ends when the pipe closes.
+        self.reader.take().unwrap().join().unwrap();
         assert!(st.success(), "{st}: {}", self.log());
         self.log()
     }
