@@ -85,6 +85,51 @@ enum Done {
     Retried(Retried),
 }
 
+/// Work on the blocking pool: the queue scan (one at a time) and the retries, each known by
+/// its task, so that one that panics (a bug) is put right: the scan runs again at the next
+/// tick, the part is retried later.
+struct Background {
+    set: tokio::task::JoinSet<Done>,
+    scan: Option<tokio::task::Id>,
+    retries: std::collections::HashMap<tokio::task::Id, Part>,
+}
+
+impl Background {
+    fn new() -> Background {
+        Background { set: tokio::task::JoinSet::new(), scan: None, retries: Default::default() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    fn scanning(&self) -> bool {
+        self.scan.is_some()
+    }
+
+    fn scan(&mut self, f: impl FnOnce() -> Done + Send + 'static) {
+        self.scan = Some(self.set.spawn_blocking(f).id());
+    }
+
+    fn retry(&mut self, part: Part, f: impl FnOnce() -> Done + Send + 'static) {
+        let id = self.set.spawn_blocking(f).id();
+        self.retries.insert(id, part);
+    }
+
+    /// The next piece of work that ended: what it did, or the part whose retry panicked.
+    async fn next(&mut self) -> Option<Result<Done, (Option<Part>, tokio::task::JoinError)>> {
+        let (id, done) = match self.set.join_next_with_id().await? {
+            Ok((id, done)) => (id, Ok(done)),
+            Err(e) => (e.id(), Err(e)),
+        };
+        if self.scan == Some(id) {
+            self.scan = None;
+        }
+        let part = self.retries.remove(&id);
+        Some(done.map_err(|e| (part, e)))
+    }
+}
+
 /// How a retry of a failing part went.
 enum Retried {
     /// A library's inventory was read again: what it holds, or why not.
@@ -217,8 +262,8 @@ impl Service {
         let mut scan = tokio::time::interval(Duration::from_secs(self.board.jobs.scan_seconds));
         let mut retry = tokio::time::interval(RETRY_CHECK);
         let mut ping = tokio::time::interval(ping_every);
-        let mut work: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
-        let (mut scanning, mut stall_seen) = (false, None);
+        let mut work = Background::new();
+        let mut stall_seen = None;
         loop {
             tokio::select! {
                 _ = term.recv() => return Ok(()),
@@ -226,9 +271,8 @@ impl Service {
                 _ = scan.tick() => {
                     // The scan journals through the store: on the blocking pool, so that a
                     // snapshot holding the store does not hold the control plane.
-                    if let Some(e) = self.engine.clone().filter(|_| !scanning) {
-                        scanning = true;
-                        work.spawn_blocking(move || {
+                    if let Some(e) = self.engine.clone().filter(|_| !work.scanning()) {
+                        work.scan(move || {
                             Done::Tick(lock(&e).tick(crate::clock::unix_now()).map_err(|e| e.to_string()))
                         });
                     }
@@ -238,13 +282,16 @@ impl Service {
                         self.retry(part, &mut work);
                     }
                 }
-                Some(done) = work.join_next(), if !work.is_empty() => match done {
-                    Ok(Done::Tick(r)) => {
-                        scanning = false;
-                        self.ticked(r);
-                    }
+                Some(done) = work.next(), if !work.is_empty() => match done {
+                    Ok(Done::Tick(r)) => self.ticked(r),
                     Ok(Done::Retried(r)) => self.retried(r)?,
-                    Err(e) => tracing::error!(target: "service", "background work failed (a bug): {e}"),
+                    Err((part, e)) => {
+                        tracing::error!(target: "service", "background work failed (a bug): {e}");
+                        if let Some(part) = part {
+                            let why = format!("{part}: its retry failed (a bug: see the log)");
+                            self.health.failed(part, why, self.started.elapsed(), true);
+                        }
+                    }
                 },
                 _ = refresh_tick.tick() => {
                     self.refresh();
@@ -344,12 +391,12 @@ impl Service {
     }
 
     /// Tries `part` again on the blocking pool.
-    fn retry(&self, part: Part, work: &mut tokio::task::JoinSet<Done>) {
+    fn retry(&self, part: Part, work: &mut Background) {
         tracing::info!(target: "service", "trying {part} again");
-        match part {
+        match part.clone() {
             Part::Library(name) => {
                 let store = self.store.clone();
-                work.spawn_blocking(move || {
+                work.retry(part, move || {
                     let read = read_inventory(&name);
                     if let (Ok(_), Some(s)) = (&read, &store) {
                         crate::library::learn_catalog(s.lock().catalog());
@@ -360,7 +407,7 @@ impl Service {
             Part::Journal => {
                 let (state, board, target) =
                     (self.state.clone(), self.board.clone(), self.default_target.clone());
-                work.spawn_blocking(move || {
+                work.retry(part, move || {
                     let opened =
                         Store::open(&state, Mode::Write).map_err(|e| e.to_string()).and_then(|(s, _)| {
                             let s = SharedStore::new(s);
@@ -604,6 +651,32 @@ fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn background_work_that_panics_frees_the_scan_and_names_its_part() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let mut work = Background::new();
+            work.scan(|| panic!("a scan that panics"));
+            assert!(work.scanning());
+            let Some(Err((part, _))) = work.next().await else { panic!("the panic is reported") };
+            assert_eq!(part, None);
+            assert!(!work.scanning(), "the next tick scans again");
+            let lib = Part::Library("vlib".into());
+            work.retry(lib.clone(), || panic!("a retry that panics"));
+            work.retry(Part::Journal, || Done::Tick(Ok(())));
+            let mut seen = Vec::new();
+            while let Some(done) = work.next().await {
+                seen.push(match done {
+                    Ok(_) => None,
+                    Err((part, _)) => part,
+                });
+            }
+            seen.sort();
+            assert_eq!(seen, [None, Some(lib)]);
+            assert!(work.is_empty() && work.retries.is_empty());
+        });
+    }
 
     #[test]
     fn an_inventory_is_logged_drive_by_drive() {
