@@ -172,6 +172,9 @@ pub struct VirtualLibrary {
     pub drive_rate: Option<String>,
     /// Each drive's buffer, e.g. "256M" (the default).
     pub drive_buffer: Option<String>,
+    /// Each drive's read rate, e.g. "100M" (bytes per second); none: reads go as fast as the
+    /// cartridge files (a slow read-back, for tests of long verifies and restores).
+    pub drive_read_rate: Option<String>,
     /// Milliseconds a drive takes to reposition when its buffer ran dry while streaming
     /// (0 to [`MAX_REPOSITION_MS`]; default 1000); only with `drive_rate`.
     pub drive_reposition_ms: Option<i64>,
@@ -464,7 +467,11 @@ impl VirtualLibrary {
             return Err(bad(key("barcode_prefix"), "1 to 4 capital letters or digits"));
         }
         size(&key("capacity"), &self.capacity, 1 << 20)?;
-        for (k, v) in [("drive_rate", &self.drive_rate), ("drive_buffer", &self.drive_buffer)] {
+        for (k, v) in [
+            ("drive_rate", &self.drive_rate),
+            ("drive_buffer", &self.drive_buffer),
+            ("drive_read_rate", &self.drive_read_rate),
+        ] {
             if let Some(v) = v {
                 size(&key(k), v, 1)?;
             }

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let argv: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     let args = Args::parse();
-    cli::init_tracing();
+    cli::init_tracing(cli::default_log_level(&args.command));
     match cli::run(args, argv) {
         Ok(code) => code,
         Err(e) => {

@@ -80,6 +80,18 @@ impl SharedStore {
     }
 }
 
+impl SharedStore {
+    /// The store if no one holds it: for a display that must not wait while a commit or a
+    /// snapshot of the catalog runs.
+    pub fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, Store>> {
+        match self.0.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
 impl State for SharedStore {
     fn commit(&mut self, records: &[Record]) -> Result<(), StoreError> {
         self.lock().commit(records)

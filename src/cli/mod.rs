@@ -25,11 +25,25 @@ use coffer::store::Store;
 
 use crate::{Args, Command};
 
-/// Sets up logging to stderr, filtered by `RUST_LOG` (default: warnings).
-pub fn init_tracing() {
+/// Sets up logging to stderr, filtered by `RUST_LOG` (default: `default_level`).
+pub fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colours only for a person at a terminal: journald stores the escape codes as text.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The log level of `command` when `RUST_LOG` does not say: the service tells journald what
+/// it does (info); a command a person runs prints its result and only warnings besides.
+pub fn default_log_level(command: &Command) -> &'static str {
+    match command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    }
 }
 
 /// Runs a command; the exit code says how it went (0 ok, 1 a finding such as a mismatch,

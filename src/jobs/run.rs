@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::file::{BackupKind, JobSpec};
@@ -16,7 +16,7 @@ use crate::device::{TargetSpec, open_targets};
 use crate::format::records::SessionStatus;
 use crate::pipeline::backup::{BackupRequest, run as run_backup};
 use crate::pipeline::baseline::{Baseline, Incremental, check_sources};
-use crate::pipeline::restore::{Action, RestoreRequest};
+use crate::pipeline::restore::{Action, ReadBack, RestoreRequest};
 use crate::pipeline::{Cancel, DEFAULT_UNIT};
 use crate::source::mode::{DEFAULT_FILE_THRESHOLD, RequestedMode};
 use crate::store::{SharedStore, State};
@@ -42,12 +42,44 @@ pub struct Live {
     pub streams: AtomicU64,
     /// When a counter last moved (or the job last did something), Unix seconds.
     pub beat: AtomicU64,
+    /// The job these counters are of; 0 while no job runs.
+    pub job: AtomicU64,
+    /// The job reads its session back (verify) rather than writing it.
+    pub verifying: AtomicBool,
 }
 
 impl Live {
     /// Records that the job is alive at `now`.
     pub fn beat(&self, now: u64) {
         self.beat.store(now, Ordering::Relaxed);
+    }
+
+    /// Starts the counters afresh for `job` at `now`.
+    pub fn begin(&self, job: u64, now: u64) {
+        assert!(job != 0, "job ids start at 1");
+        for c in [&self.bytes_in, &self.bytes_stored, &self.objects, &self.session, &self.streams] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.verifying.store(false, Ordering::Relaxed);
+        self.beat(now);
+        // Published last: a reader that sees the job sees its fresh beat.
+        self.job.store(job, Ordering::Release);
+    }
+
+    /// No job runs any more.
+    pub fn end(&self) {
+        self.job.store(0, Ordering::Release);
+    }
+
+    /// The running job and how long it has been quiet, when that is over `limit` seconds:
+    /// its data plane is stalled. Reads atomics only, so the watchdog never waits on a lock.
+    pub fn stalled(&self, now: u64, limit: u64) -> Option<(u64, u64)> {
+        let job = self.job.load(Ordering::Acquire);
+        if job == 0 {
+            return None;
+        }
+        let quiet = now.saturating_sub(self.beat.load(Ordering::Relaxed));
+        (quiet > limit).then_some((job, quiet))
     }
 }
 
@@ -211,10 +243,22 @@ impl Run {
         }
         if self.spec.verify {
             self.live.beat(crate::clock::unix_now());
+            self.live.verifying.store(true, Ordering::Relaxed);
+            self.live.objects.store(0, Ordering::Relaxed);
             // Verify reads a copy of the catalog: the control plane keeps the store meanwhile.
             let catalog = self.store.read(|c| c.clone());
             let req = RestoreRequest { session: s.session, paths: Vec::new(), action: Action::Verify(None) };
-            match crate::pipeline::restore::run(&catalog, &req) {
+            // Every record read back is progress: a long verify is not a stall.
+            let live = self.live.clone();
+            let mut last = ReadBack::default();
+            let mut read_back = |r: ReadBack| {
+                live.objects.store(r.objects, Ordering::Relaxed);
+                if r != last {
+                    live.beat(crate::clock::unix_now());
+                    last = r;
+                }
+            };
+            match crate::pipeline::restore::run_watched(&catalog, &req, &mut read_back) {
                 Ok(r) if r.failures.is_empty() => {
                     return Outcome::Done(format!(
                         "{what}; verified {} objects, {} bytes",

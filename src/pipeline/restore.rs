@@ -182,19 +182,43 @@ fn plan(catalog: &Catalog, req: &RestoreRequest, only: Option<&BTreeSet<u64>>) -
 
 /// Runs a restore or verify; see the module docs for incremental sessions.
 pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, PlanError> {
+    run_watched(catalog, req, &mut |_| {})
+}
+
+/// What was read back so far, as [`run_watched`] reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadBack {
+    /// Objects restored or verified whole.
+    pub objects: u64,
+    /// Object bytes read back.
+    pub bytes: u64,
+}
+
+/// [`run`], calling `progress` after every record read back (of this session; a chain's
+/// counts start again with each session): reading back is progress, and a service watching
+/// its data plane must see it.
+pub fn run_watched(
+    catalog: &Catalog,
+    req: &RestoreRequest,
+    progress: &mut dyn FnMut(ReadBack),
+) -> Result<RestoreReport, PlanError> {
     let session = catalog.session(req.session).ok_or(PlanError::NoSession(req.session))?;
     let incremental = matches!(session.start().kind, SessionKind::Incremental { .. });
     if incremental && matches!(req.action, Action::Restore(_)) {
-        return run_chain(catalog, req);
+        return run_chain(catalog, req, progress);
     }
-    let mut report = run_session(catalog, req, None)?;
+    let mut report = run_session(catalog, req, None, progress)?;
     report.sessions = vec![req.session];
     Ok(report)
 }
 
 /// Restores an incremental session: each session of its chain in turn, oldest first, with the
 /// objects to take from it.
-fn run_chain(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, PlanError> {
+fn run_chain(
+    catalog: &Catalog,
+    req: &RestoreRequest,
+    progress: &mut dyn FnMut(ReadBack),
+) -> Result<RestoreReport, PlanError> {
     let t0 = Instant::now();
     let mut picked = Vec::new();
     for (session, ids) in restore_sources(catalog, req.session)? {
@@ -216,7 +240,7 @@ fn run_chain(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, P
     let mut total = RestoreReport::default();
     for (session, ids) in picked {
         let one = RestoreRequest { session, paths: Vec::new(), action: req.action.clone() };
-        let r = run_session(catalog, &one, Some(&ids))?;
+        let r = run_session(catalog, &one, Some(&ids), progress)?;
         total.objects += r.objects;
         total.bytes += r.bytes;
         // Object ids are the session's own: say which session a failure is about.
@@ -239,6 +263,7 @@ fn run_session(
     catalog: &Catalog,
     req: &RestoreRequest,
     only: Option<&BTreeSet<u64>>,
+    progress: &mut dyn FnMut(ReadBack),
 ) -> Result<RestoreReport, PlanError> {
     let t0 = Instant::now();
     let plan = plan(catalog, req, only)?;
@@ -323,7 +348,7 @@ fn run_session(
         );
         lanes.push(Lane { outs, next: 0, done: false });
     }
-    take_all(&mut lanes, &mut sink);
+    take_all(&mut lanes, &mut sink, progress);
     drop(lanes);
     let stream_errors: Vec<String> =
         readers.into_iter().filter_map(|r| r.join().expect("reader thread")).collect();
@@ -346,7 +371,7 @@ struct Lane {
 }
 
 /// Feeds the sink from every stream as records come, each stream in its own order.
-fn take_all(lanes: &mut [Lane], sink: &mut Sink<'_>) {
+fn take_all(lanes: &mut [Lane], sink: &mut Sink<'_>, progress: &mut dyn FnMut(ReadBack)) {
     loop {
         let live: Vec<usize> = (0..lanes.len()).filter(|&i| !lanes[i].done).collect();
         if live.is_empty() {
@@ -366,6 +391,7 @@ fn take_all(lanes: &mut [Lane], sink: &mut Sink<'_>) {
             Ok(item) => {
                 l.next += 1;
                 sink.take(item);
+                progress(ReadBack { objects: sink.report.objects, bytes: sink.report.bytes });
             }
             // The decoder whose turn it is hung up: the stream has ended.
             Err(_) => l.done = true,

@@ -152,7 +152,15 @@ async fn answer(req: Request, shared: &Shared) -> Reply {
                 Err(e) => Reply::err(format!("the media operation failed: {e}")),
             }
         }
-        req => shared.engine.lock().unwrap_or_else(|e| e.into_inner()).handle(&req, now),
+        // The engine journals through the store, whose lock a snapshot of the catalog may
+        // hold for seconds: wait for it on the blocking pool, not on the control plane.
+        req => {
+            let engine = shared.engine.clone();
+            let job = tokio::task::spawn_blocking(move || {
+                engine.lock().unwrap_or_else(|e| e.into_inner()).handle(&req, now)
+            });
+            job.await.unwrap_or_else(|e| Reply::err(format!("the request failed: {e}")))
+        }
     }
 }
 

@@ -66,6 +66,8 @@ pub struct Progress {
     pub objects: u64,
     /// Seconds since it started.
     pub seconds: u64,
+    /// It reads its session back (verify); `objects` counts objects read back.
+    pub verifying: bool,
 }
 
 /// The engine.
@@ -75,12 +77,36 @@ pub struct Engine {
     default_target: TargetSpec,
     keep_secs: u64,
     stall_secs: u64,
+    /// The running job's counters: one set for the engine's life, started afresh for each
+    /// job, so that the watchdog can hold them without the engine's lock.
+    live: Arc<Live>,
     running: Option<Running>,
     stopping: bool,
     /// The board's console PIN, checked for console logins ([`super::login`]).
     console_pin: Option<String>,
     /// Which console lock was last warned about.
     login_warned: super::login::Warned,
+}
+
+/// What the watchdog reads: whether the data plane is stalled, without any lock (the store's
+/// lock may be held for seconds by a snapshot, and the engine's by whoever waits for it).
+#[derive(Debug, Clone)]
+pub struct Watch {
+    live: Arc<Live>,
+    stall_secs: u64,
+}
+
+impl Watch {
+    /// The running job and for how long it has made no progress, when that is over the
+    /// stall limit.
+    pub fn stalled(&self, now: u64) -> Option<(u64, u64)> {
+        self.live.stalled(now, self.stall_secs)
+    }
+
+    /// The running job's counters.
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
 }
 
 impl Engine {
@@ -97,6 +123,7 @@ impl Engine {
             default_target,
             keep_secs: board.jobs.keep_done_hours * 3600,
             stall_secs: board.jobs.stall_seconds,
+            live: Arc::new(Live::default()),
             running: None,
             stopping: false,
             console_pin: board.console.as_ref().map(|c| c.pin.clone()),
@@ -132,6 +159,13 @@ impl Engine {
             let ran = job.history().next_back().map_or(now, |h| h.at);
             let changes = queue::after_run(&Outcome::Failed(why), &schedule_of(job, ran), ran, now);
             records.extend(changes.into_iter().map(|c| change(job.id(), now, c)));
+        }
+        if !active.is_empty() {
+            tracing::warn!(
+                target: "jobs",
+                "a service that stopped left {} jobs active: failed (their sessions closed as interrupted, what they committed restorable), and queued again if they recur",
+                active.len()
+            );
         }
         self.store.commit(&records)
     }
@@ -191,8 +225,9 @@ impl Engine {
             now,
             Change { state: JobState::Active, run_at: None, message: "started".into() },
         )])?;
-        let live = Arc::new(Live::default());
-        live.beat(now);
+        tracing::info!(target: "jobs", "job {id} ({}) started", job.name());
+        let live = self.live.clone();
+        live.begin(id, now);
         let cancel = Cancel::default();
         let run = Run {
             job: id,
@@ -220,6 +255,7 @@ impl Engine {
 
     fn reap(&mut self, now: u64) -> Result<(), StoreError> {
         let r = self.running.take().expect("reap is called with a job running");
+        self.live.end();
         let outcome = match r.thread.join() {
             Ok(o) => o,
             Err(_) => Outcome::Failed("the job's thread panicked (a bug): see the service log".into()),
@@ -234,6 +270,19 @@ impl Engine {
         let Some(job) = self.store.read(|c| c.job(r.job).cloned()) else {
             return Ok(());
         };
+        match &outcome {
+            Outcome::Done(m) => tracing::info!(target: "jobs", "job {} ({}) done: {m}", r.job, r.name),
+            Outcome::Failed(m) => tracing::warn!(target: "jobs", "job {} ({}) failed: {m}", r.job, r.name),
+            Outcome::Cancelled { .. } => {
+                tracing::info!(target: "jobs", "job {} ({}) cancelled: what it wrote is restorable", r.job, r.name)
+            }
+            Outcome::Interrupted => tracing::info!(
+                target: "jobs",
+                "job {} ({}) interrupted by the service stop: it runs again at the next start",
+                r.job,
+                r.name
+            ),
+        }
         let changes = queue::after_run(&outcome, &schedule_of(&job, r.started), r.started, now);
         let recs: Vec<Record> = changes.into_iter().map(|c| change(r.job, now, c)).collect();
         self.store.commit(&recs)
@@ -263,9 +312,12 @@ impl Engine {
     /// The running job and for how long it has made no progress, when that is over the stall
     /// limit: the data plane is stalled.
     pub fn stalled(&self, now: u64) -> Option<(u64, u64)> {
-        let r = self.running.as_ref()?;
-        let quiet = now.saturating_sub(r.live.beat.load(std::sync::atomic::Ordering::Relaxed));
-        (quiet > self.stall_secs).then_some((r.job, quiet))
+        self.watch().stalled(now)
+    }
+
+    /// What the watchdog reads, lock-free.
+    pub fn watch(&self) -> Watch {
+        Watch { live: self.live.clone(), stall_secs: self.stall_secs }
     }
 
     /// The running job's counters.
@@ -280,16 +332,13 @@ impl Engine {
             bytes_stored: r.live.bytes_stored.load(Relaxed),
             objects: r.live.objects.load(Relaxed),
             seconds: now.saturating_sub(r.started),
+            verifying: r.live.verifying.load(Relaxed),
         })
     }
 
     /// Jobs, newest first, a line each.
     pub fn list(&self) -> Vec<JobLine> {
-        self.store.read(|c| {
-            let mut v: Vec<JobLine> = c.jobs().map(line).collect();
-            v.reverse();
-            v
-        })
+        self.store.read(job_lines)
     }
 
     /// Answers a job request of the control socket.
@@ -448,6 +497,13 @@ pub struct JobLine {
     pub last: String,
     /// It recurs.
     pub recurring: bool,
+}
+
+/// The jobs of `c`, newest first, a line each.
+pub fn job_lines(c: &crate::catalog::Catalog) -> Vec<JobLine> {
+    let mut v: Vec<JobLine> = c.jobs().map(line).collect();
+    v.reverse();
+    v
 }
 
 fn line(j: &Job) -> JobLine {

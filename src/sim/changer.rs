@@ -198,6 +198,12 @@ pub(super) fn inquiry(device_type: u8, product: &str) -> Vec<u8> {
 impl Transport for Changer {
     fn execute(&mut self, cdb: &Cdb, data: DataBuf<'_>) -> Result<Completion, TransportError> {
         let b = cdb.bytes();
+        let robot =
+            matches!(cdb.opcode(), op::READ_ELEMENT_STATUS | op::MOVE_MEDIUM | op::INITIALIZE_ELEMENT_STATUS);
+        if robot && self.lock().store.door_open() {
+            // A library with its door open: a person has to close it.
+            return Ok(check(Sense::new(SenseKey::NotReady, 0x04, 0x03), data.len()));
+        }
         Ok(match cdb.opcode() {
             op::INQUIRY if b[1] & 1 == 0 => reply(data, &inquiry(DEVICE_TYPE_CHANGER, "VIRTUAL LIBRARY")),
             op::TEST_UNIT_READY | op::INITIALIZE_ELEMENT_STATUS => Completion::good(0),

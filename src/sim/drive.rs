@@ -153,6 +153,8 @@ impl Drive {
                         return check(s, residual);
                     }
                     d.pos += 1;
+                    let h = d.speed.read(n as u64);
+                    d.pay(h);
                     if r != len && !(sili && !fixed && r < len) {
                         let info = if fixed { left - 1 } else { len as i64 - r as i64 };
                         let s = Sense::new(SenseKey::NoSense, 0, 0).with_ili().with_information(info);

@@ -34,7 +34,9 @@
 //! reading or 03/0C writing a given block; a drive that goes offline after n bytes written
 //! (NOT READY 04/03 once, then every command fails at the transport); UNIT ATTENTION 29/00
 //! after n bytes; the k-th MOVE MEDIUM failing with HARDWARE ERROR 15/01 or a transport
-//! timeout; a cartridge in a slot marked foreign (when blank, its first load writes a
+//! timeout; the door open (while [`DOOR_OPEN_FILE`] lies in a [`FileStore`]'s directory: READ
+//! ELEMENT STATUS, MOVE MEDIUM and INITIALIZE ELEMENT STATUS answer NOT READY 04/03 until it
+//! is removed); a cartridge in a slot marked foreign (when blank, its first load writes a
 //! coffer label naming barcode `ZZ<barcode>` onto it; [`Changer::foreign`] lists them); a write-protected cartridge (DATA PROTECT
 //! 27/00); TapeAlert CLEAN NOW after n bytes (LOG SENSE page 0x2E). A store that fails to
 //! write or read answers MEDIUM ERROR 03/0C or 03/11; a cartridge file torn by a crash is cut
@@ -42,8 +44,9 @@
 //! be lost, as from a real drive's buffer).
 //!
 //! Not modelled: partitions, compression of data (the page is accepted and reported), more
-//! than one initiator, reservations, the time a robot move, a rewind, a locate or a read
-//! takes (reads go as fast as the store), the backhitch after a synchronous filemark, an
+//! than one initiator, reservations, the time a robot move, a rewind or a locate takes, the
+//! time a read takes unless the board gives a `drive_read_rate` (then each read costs its
+//! bytes at that rate, without read-ahead), the backhitch after a synchronous filemark, an
 //! immediate REWIND or UNLOAD (they always wait for the buffer), speed matching.
 
 mod changer;
@@ -59,7 +62,9 @@ use std::time::Duration;
 pub use changer::Changer;
 pub use drive::Drive;
 pub use state::{DriveCounters, LibraryState};
-pub use tape::{CartridgeStore, FileMedium, FileStore, Medium, MemoryMedium, MemoryStore, Object, Tape};
+pub use tape::{
+    CartridgeStore, DOOR_OPEN_FILE, FileMedium, FileStore, Medium, MemoryMedium, MemoryStore, Object, Tape,
+};
 
 use crate::board::{Fault, VirtualLibrary};
 use crate::device::spec::parse_size;

@@ -38,6 +38,8 @@ pub(super) struct Speed {
     buffer: u64,
     reposition: Duration,
     motion: Motion,
+    /// Bytes per second a read delivers; `None`: reads go as fast as the store.
+    read_rate: Option<u64>,
 }
 
 impl Default for Speed {
@@ -56,7 +58,23 @@ impl Speed {
     /// If `rate` is zero or `buffer` is zero.
     pub fn new(rate: Option<u64>, buffer: u64, reposition: Duration) -> Speed {
         assert!(rate != Some(0) && buffer > 0, "rate {rate:?}, buffer {buffer}");
-        Speed { rate, buffer, reposition, motion: STOPPED }
+        Speed { rate, buffer, reposition, motion: STOPPED, read_rate: None }
+    }
+
+    /// The same drive, reading at `rate` bytes per second (none: as fast as the store).
+    ///
+    /// # Panics
+    /// If `rate` is zero.
+    pub fn reading_at(self, rate: Option<u64>) -> Speed {
+        assert!(rate != Some(0), "read rate 0");
+        Speed { read_rate: rate, ..self }
+    }
+
+    /// The host reads `n` bytes: the tape delivers them at the read rate. Read-ahead is not
+    /// modelled: each read costs its bytes' time on tape.
+    pub fn read(&mut self, n: u64) -> Hold {
+        let wait = self.read_rate.map_or(Duration::ZERO, |rate| Self::time(n, rate));
+        Hold { wait, repositioned: false }
     }
 
     /// Time to move `bytes` at `rate`.
@@ -190,6 +208,14 @@ mod tests {
         assert_eq!(s.write(2 * MB, Duration::ZERO).wait, ms(1000));
         // 2 MiB on tape at 2 s; another 2 MiB is taken once the buffer is empty.
         assert_eq!(s.write(2 * MB, ms(1000)).wait, ms(1000));
+    }
+
+    #[test]
+    fn reads_cost_their_bytes_at_the_read_rate_or_nothing_without_one() {
+        let mut s = drive().reading_at(Some(MB / 2));
+        assert_eq!(s.read(MB), Hold { wait: ms(2000), repositioned: false });
+        assert_eq!(s.read(MB / 4).wait, ms(500));
+        assert_eq!(drive().read(64 * MB), Hold::default());
     }
 
     #[test]

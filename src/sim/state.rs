@@ -182,7 +182,8 @@ impl LibraryState {
                         .and_then(|ms| u64::try_from(ms).ok())
                         .unwrap_or(super::DEFAULT_REPOSITION_MS),
                 ),
-            );
+            )
+            .reading_at(c.drive_read_rate.as_deref().map(super::size_of));
         }
         for i in 0..s.drives.len() {
             if s.drives[i].place.cart.is_some() {

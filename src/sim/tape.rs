@@ -379,6 +379,10 @@ pub trait CartridgeStore: Send {
     fn load_map(&mut self) -> io::Result<Option<Vec<(u16, String)>>>;
     /// Saves the element map durably.
     fn save_map(&mut self, map: &[(u16, String)]) -> io::Result<()>;
+    /// The library's door stands open: the robot answers nothing but NOT READY.
+    fn door_open(&self) -> bool {
+        false
+    }
 }
 
 /// A store in memory, for tests; clones share nothing.
@@ -448,7 +452,14 @@ impl FileStore {
     }
 }
 
+/// The file whose presence in a [`FileStore`]'s directory means the library's door is open.
+pub const DOOR_OPEN_FILE: &str = "door-open";
+
 impl CartridgeStore for FileStore {
+    fn door_open(&self) -> bool {
+        self.dir.join(DOOR_OPEN_FILE).exists()
+    }
+
     fn load(&mut self, barcode: &str) -> io::Result<Tape> {
         let path = self.path(barcode);
         let existed = path.exists();

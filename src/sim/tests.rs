@@ -24,6 +24,7 @@ pub(super) fn config(faults: Vec<crate::board::Fault>) -> VirtualLibrary {
         dir: None,
         drive_rate: Some("1M".into()),
         drive_buffer: Some("64K".into()),
+        drive_read_rate: None,
         drive_reposition_ms: None,
         positioning: true,
         faults,

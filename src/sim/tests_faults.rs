@@ -1,6 +1,8 @@
 //! Each injected fault, seen through SCSI.
 
 use super::tests::{config, inventory, lib, load, write};
+use std::sync::Arc;
+
 use super::*;
 use crate::board::Fault;
 use crate::scsi::cdb;
@@ -112,4 +114,26 @@ fn oversized_element_status_and_unknown_opcode_are_illegal() {
     load(&mut o, 0, 0);
     let e = issue(&mut o.drives[0], &cdb::initialize_element_status(), DataBuf::None).unwrap_err();
     assert!(e.is_unsupported(), "{e}");
+}
+
+#[test]
+fn an_open_door_stops_the_robot_until_it_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let mut o = open(&config(vec![]), Box::new(store), Arc::new(ManualClock::default())).unwrap();
+    let door = dir.path().join(DOOR_OPEN_FILE);
+    std::fs::write(&door, b"").unwrap();
+    let mut buf = vec![0u8; 200];
+    let e = issue(&mut o.changer, &cdb::read_element_status(None, 0, 100, true, 200), DataBuf::In(&mut buf))
+        .unwrap_err();
+    assert_eq!(
+        e.sense().map(|s| (s.key, s.asc, s.ascq)),
+        Some((crate::scsi::sense::SenseKey::NotReady, 0x04, 0x03)),
+        "{e}"
+    );
+    let e = issue(&mut o.changer, &cdb::move_medium(0, SLOT_BASE, DRIVE_BASE), DataBuf::None).unwrap_err();
+    assert!(e.to_string().contains("manual intervention"), "{e}");
+    std::fs::remove_file(&door).unwrap();
+    assert!(!inventory(&mut o.changer).is_empty());
+    load(&mut o, 0, 0);
 }

@@ -3,9 +3,16 @@
 //!
 //! Run: `cargo bench --bench journal` (set `COFFER_BENCH_DIR` to choose where the journal
 //! goes; default /var/tmp). Prints a table; asserts nothing about time.
+//!
+//! `cargo bench --bench journal -- lock-hold` measures only how long the store's lock is held
+//! while [`LOCK_HOLD_RECORDS`] records are committed through a shared store (the snapshots
+//! every `SNAPSHOT_EVERY` records are the long holds), and how long a reader that takes the
+//! lock meanwhile waits: what the service's control plane would wait if it took the lock.
 
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use coffer::catalog::{
     MediumAdded, MediumKind, ObjectStored, Record, SessionKind, SessionMode, SessionPart, SessionStarted,
@@ -13,10 +20,17 @@ use coffer::catalog::{
 };
 use coffer::format::records::ObjectKind;
 use coffer::journal::{Journal, Mode, UringDir};
-use coffer::store::Store;
+use coffer::store::{SNAPSHOT_EVERY, SharedStore, Store};
 
 /// Records replayed in the replay measurement.
 const REPLAY_RECORDS: u64 = 1_000_000;
+/// Records committed in the lock-hold measurement: two snapshots' worth.
+const LOCK_HOLD_RECORDS: u64 = 2 * SNAPSHOT_EVERY;
+/// Records per commit in the lock-hold measurement (a backup commits about this many).
+const LOCK_HOLD_GROUP: u64 = 1000;
+/// How often the reader of the lock-hold measurement takes the lock (the service's refresh
+/// took it once a second; faster here, to meet every long hold).
+const PROBE_EVERY: Duration = Duration::from_millis(5);
 
 fn object(i: u64) -> Record {
     Record::from(ObjectStored {
@@ -103,10 +117,78 @@ fn append(base: &Path, n: u64, group: u64) -> (f64, u64) {
     (n as f64 / secs, dir_size(&dir.join("journal")))
 }
 
+/// Commits [`LOCK_HOLD_RECORDS`] records through a shared store while a reader takes the
+/// lock every [`PROBE_EVERY`]; prints the longest holds and the reader's longest wait.
+fn lock_hold(base: &Path) {
+    let dir = base.join("lock-hold");
+    let (store, _) = Store::open(&dir, Mode::Write).unwrap();
+    let shared = SharedStore::new(store);
+    shared.lock().commit(&preamble()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (longest_wait, busy) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let reader = {
+        let (shared, stop, longest_wait, busy) =
+            (shared.clone(), stop.clone(), longest_wait.clone(), busy.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // What the service's refresh does now: try, and keep the last values if busy.
+                if shared.try_lock().is_none() {
+                    busy.fetch_add(1, Ordering::Relaxed);
+                }
+                // What it did before: wait for the lock.
+                let t = Instant::now();
+                drop(shared.lock());
+                longest_wait.fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                std::thread::sleep(PROBE_EVERY);
+            }
+        })
+    };
+    let mut holds: Vec<(Duration, u64)> = Vec::new();
+    let t0 = Instant::now();
+    let mut batch = Vec::with_capacity(LOCK_HOLD_GROUP as usize);
+    for i in 0..LOCK_HOLD_RECORDS {
+        batch.push(object(i));
+        if batch.len() as u64 == LOCK_HOLD_GROUP || i + 1 == LOCK_HOLD_RECORDS {
+            let mut g = shared.lock();
+            let t = Instant::now();
+            g.commit(&batch).unwrap();
+            holds.push((t.elapsed(), i + 1));
+            drop(g);
+            batch.clear();
+        }
+    }
+    let total = t0.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let mut sorted: Vec<Duration> = holds.iter().map(|h| h.0).collect();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    holds.sort_by_key(|h| std::cmp::Reverse(h.0));
+    println!(
+        "lock hold: {LOCK_HOLD_RECORDS} object records, {LOCK_HOLD_GROUP} per commit, a snapshot every {SNAPSHOT_EVERY}: {} commits in {:.1} s",
+        sorted.len(),
+        total.as_secs_f64()
+    );
+    println!("  median hold per commit: {:.3} ms", median.as_secs_f64() * 1e3);
+    for (d, at) in holds.iter().take(3) {
+        println!("  long hold: {:.3} s (the commit ending at record {at})", d.as_secs_f64());
+    }
+    println!(
+        "  a reader taking the lock every {} ms waited at most {:.3} s; try_lock found it busy {} times",
+        PROBE_EVERY.as_millis(),
+        longest_wait.load(Ordering::Relaxed) as f64 / 1e6,
+        busy.load(Ordering::Relaxed)
+    );
+}
+
 fn main() {
     let base_dir = std::env::var("COFFER_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());
     let tmp = tempfile::tempdir_in(&base_dir).unwrap();
     let base = tmp.path();
+    if std::env::args().any(|a| a == "lock-hold") {
+        lock_hold(base);
+        return;
+    }
     println!("journal benchmark in {} ({} records replayed)", base.display(), REPLAY_RECORDS);
     println!();
     println!("{:<44} {:>14} {:>12}", "append + commit (store: catalog + journal)", "records/s", "journal MB");

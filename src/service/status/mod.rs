@@ -1,5 +1,5 @@
 //! The remote status endpoint's answers, as a pure function of the request and a snapshot of
-//! the appliance: `GET /healthz` (no auth; `ok` or `degraded`, nothing else), `GET
+//! the appliance: `GET /healthz` (no auth; `ok`, or `degraded` with status 503; nothing else), `GET
 //! /api/status` (JSON of the whole [`Snapshot`]), `GET /metrics` (Prometheus text, [`prom`]),
 //! `GET /` (a page that refreshes itself, [`html`]). Read-only: any other method is refused.
 //!
@@ -196,7 +196,9 @@ pub fn respond(method: &str, path: &str, auth: Option<&[u8]>, token: &str, s: &S
     }
     let path = path.split('?').next().unwrap_or("");
     if path == "/healthz" {
-        return answer(200, TEXT, if s.healthy { "ok\n" } else { "degraded\n" });
+        // A degraded box answers 503, so that a load balancer or a monitor that reads only
+        // the status code sees it.
+        return if s.healthy { answer(200, TEXT, "ok\n") } else { answer(503, TEXT, "degraded\n") };
     }
     if !matches!(path, "/" | "/api/status" | "/metrics") {
         return answer(404, TEXT, "no such page: try /, /healthz, /api/status or /metrics\n");
@@ -330,7 +332,8 @@ pub(super) mod tests {
         let a = respond("GET", "/healthz", None, TOKEN, &full_snapshot());
         assert_eq!((a.status, a.body.as_str()), (200, "ok\n"));
         let degraded = Snapshot { healthy: false, ..full_snapshot() };
-        assert_eq!(respond("GET", "/healthz", None, TOKEN, &degraded).body, "degraded\n");
+        let a = respond("GET", "/healthz", None, TOKEN, &degraded);
+        assert_eq!((a.status, a.body.as_str()), (503, "degraded\n"));
     }
 
     #[test]

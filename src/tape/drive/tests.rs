@@ -27,6 +27,7 @@ fn library_with(capacity: &str, faults: Vec<Fault>, positioning: bool) -> Opened
         dir: None,
         drive_rate: None,
         drive_buffer: None,
+        drive_read_rate: None,
         drive_reposition_ms: None,
         positioning,
         faults,
