@@ -24,17 +24,18 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
     let damage = report.damage.as_ref().map(|d| d.to_string());
     if ctx.json {
         super::print_json(&json!({
-            "records": report.records, "segments": report.segments,
+            "records": report.records, "bytes": report.bytes, "segments": report.segments,
             "sessions": c.sessions().count(), "media": c.media().count(),
             "torn_tail": report.cut.as_ref().map(|x| json!({"file": x.file, "offset": x.offset, "bytes": x.bytes})),
             "warnings": report.warnings, "damage": damage,
         }));
     } else {
         println!(
-            "journal in {}: {} records in {} segments",
+            "journal in {}: {} records in {} segments, {} bytes",
             ctx.state.display(),
             report.records,
-            report.segments
+            report.segments,
+            report.bytes
         );
         println!("catalog: {} sessions, {} media", c.sessions().count(), c.media().count());
         if let Some(cut) = &report.cut {

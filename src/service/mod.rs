@@ -298,6 +298,7 @@ fn refresh(
         return;
     };
     let store = store.lock();
+    (s.journal.records, s.journal.bytes) = store.journal_size();
     let c = store.catalog();
     s.sessions = c.sessions().count() as u64;
     s.media = c.media().count() as u64;
