@@ -14,6 +14,7 @@ pub mod http;
 pub mod meter;
 pub mod notify;
 pub mod status;
+pub mod tls;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,25 @@ pub enum ServeError {
     /// The journal refused what the job engine needs at start.
     #[error("the job engine cannot start: {0}")]
     Journal(String),
+    /// The status endpoint's certificate cannot be had.
+    #[error("status endpoint TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Raises the soft limit on open files to the hard limit, as a server should: every
+/// connection, cartridge and journal segment is a descriptor. Returns the limit now in force.
+fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    let now = lim.current;
+    if lim.current != lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::warn!(target: "service", "cannot raise the open files limit to {:?}: {e}", lim.maximum);
+            return now.unwrap_or(u64::MAX);
+        }
+    }
+    lim.current.unwrap_or(u64::MAX)
 }
 
 /// Runs the service on `board` with its state in `state` until SIGTERM or SIGINT.
@@ -64,6 +84,8 @@ pub fn serve(board: Board, state: &Path) -> Result<(), ServeError> {
 
 async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
     let started = Instant::now();
+    let open_files = raise_open_files_limit();
+    tracing::debug!(target: "service", "open files limit {open_files}");
     let notifier = notify::Notifier::start();
     notifier.send(Note::Status("replaying the journal".into()));
     let (store, healthy, activity) = match Store::open(state, Mode::Write) {
@@ -107,14 +129,30 @@ async fn run(board: Board, state: &Path) -> Result<(), ServeError> {
         (true, true) => None,
     };
     let mut shown = Shown::default();
-    refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started, &mut shown);
     if let Some(st) = &board.status {
         let addr = st.addr()?;
+        let identity = if st.uses_tls() { Some(tls::identity(st, state)?) } else { None };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Io { what: format!("status endpoint on {addr}"), error: source })?;
-        tokio::spawn(http::serve(listener, snap.clone(), st.token.clone()));
+        let scheme = if identity.is_some() { "https" } else { "http" };
+        if let Some(id) = &identity {
+            tracing::info!(target: "service", "status endpoint on https://{addr}/ ({}), certificate SHA-256 {}", id.source, id.fingerprint);
+        }
+        snap.lock().expect("snapshot lock").endpoint = Some(status::EndpointLine {
+            url: format!("{scheme}://{addr}/"),
+            fingerprint: identity.as_ref().map(|i| i.fingerprint.clone()),
+            ..status::EndpointLine::default()
+        });
+        let endpoint = http::Endpoint {
+            snapshot: snap.clone(),
+            token: st.token.as_str().into(),
+            tls: identity.map(|i| i.config),
+            counters: shown.http.clone(),
+        };
+        tokio::spawn(http::serve(listener, endpoint));
     }
+    refresh(&snap, store.as_ref(), engine.as_deref(), problem.as_deref(), started, &mut shown);
     let mut socket = None;
     if let Some(engine) = &engine {
         let (listener, path) = control::bind(state).map_err(|source| ServeError::Io {
@@ -224,6 +262,8 @@ fn device_lines(board: &Board) -> Vec<String> {
 #[derive(Debug, Default)]
 struct Shown {
     meter: meter::Meter,
+    /// The status endpoint's connection counters.
+    http: Arc<http::Counters>,
     /// Refreshes so far: the front panel shows each drive for [`PANEL_TURN`] of them.
     refreshes: u64,
 }
@@ -264,6 +304,10 @@ fn refresh(
     s.cartridges = carts;
     s.healthy = problem.is_none() && stalled.is_none();
     s.journal.writable = engine.is_some();
+    if let Some(e) = &mut s.endpoint {
+        e.connections = shown.http.open.load(std::sync::atomic::Ordering::Relaxed) as u64;
+        e.refused = shown.http.refused.load(std::sync::atomic::Ordering::Relaxed);
+    }
     s.jobs = jobs
         .into_iter()
         .map(|j| status::JobLine {

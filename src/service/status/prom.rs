@@ -108,6 +108,11 @@ pub fn metrics(s: &Snapshot) -> String {
     e.single("coffer_bytes_stored_total", Counter, "bytes written to the targets", t.stored_bytes_total);
     e.single("coffer_journal_records", Gauge, "records in the journal", s.journal.records);
     e.single("coffer_journal_bytes", Gauge, "bytes of the journal", s.journal.bytes);
+    let endpoint = s.endpoint.as_ref();
+    let help = "connections open to the status endpoint";
+    e.single("coffer_http_connections", Gauge, help, endpoint.map_or(0, |x| x.connections));
+    let help = "connections closed at once because too many were open";
+    e.single("coffer_http_connections_refused_total", Counter, help, endpoint.map_or(0, |x| x.refused));
     e.out
 }
 
