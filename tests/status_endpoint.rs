@@ -113,3 +113,160 @@ fn journal_figures_are_those_journal_check_reports() {
         assert_eq!(Some(len), check["bytes"].as_u64(), "the segments' size on disk");
     }
 }
+
+#[test]
+fn beyond_loopback_the_endpoint_speaks_tls_with_the_fingerprint_shown() {
+    use common::tls::{Trust, https_get};
+    let env = Env::new();
+    let port = free_port();
+    // 0.0.0.0 is not loopback: the service must serve HTTPS there (reached via 127.0.0.1).
+    let board = board(&env, "tlsbox", &format!("listen = \"0.0.0.0:{port}\"\ntoken = \"{TOKEN}\""));
+    let mut svc = start_service(&env, &board);
+    let health = https_get(port, "/healthz", None, &Trust::AnyCertificate).expect("HTTPS answers");
+    assert_eq!((health.http.code, health.http.body.as_str()), (200, "ok\n"));
+    let served = health.fingerprint;
+
+    // The fingerprint `coffer status` shows is the served certificate's.
+    let status = env.coffer(&["status"]);
+    status.expect_code(0);
+    assert!(status.stdout.contains(&format!("certificate SHA-256 {served}")), "{status}");
+    assert!(status.stdout.contains(&format!("status endpoint https://0.0.0.0:{port}/")), "{status}");
+    // A client that pins it gets the status; one that pins another certificate gets nothing.
+    let auth = format!("Bearer {TOKEN}");
+    let pinned = https_get(port, "/api/status", Some(&auth), &Trust::Fingerprint(served.clone())).unwrap();
+    assert_eq!(pinned.http.code, 200, "{}", pinned.http.body);
+    let v: Value = serde_json::from_str(&pinned.http.body).unwrap();
+    assert_eq!(v["endpoint"]["fingerprint"], served.as_str());
+    let other =
+        Trust::Fingerprint(served.replace(&served[..2], if &served[..2] == "00" { "01" } else { "00" }));
+    assert!(https_get(port, "/api/status", Some(&auth), &other).is_err(), "a wrong pin must fail");
+    // Plain HTTP gets no answer.
+    let plain = http_get(port, "/healthz", None);
+    assert!(plain.as_ref().is_none_or(|a| a.code != 200), "plain HTTP answered: {plain:?}");
+
+    // The self-signed certificate and its key are kept in the state directory, the key 0600.
+    let cert = std::fs::read(env.state.join("tls/cert.pem")).unwrap();
+    let der = rustls::pki_types::pem::PemObject::pem_slice_iter(&cert)
+        .next()
+        .map(|c: Result<rustls::pki_types::CertificateDer<'static>, _>| c.unwrap())
+        .unwrap();
+    assert_eq!(common::tls::fingerprint(&der), served);
+    let mode = std::fs::metadata(env.state.join("tls/key.pem")).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    terminate(&svc.child);
+    assert!(svc.child.wait().unwrap().success());
+    // The next start serves the same certificate.
+    let mut svc = start_service(&env, &board);
+    let again =
+        https_get(port, "/healthz", None, &Trust::Fingerprint(served.clone())).expect("same certificate");
+    assert_eq!(again.http.code, 200);
+    terminate(&svc.child);
+    assert!(svc.child.wait().unwrap().success());
+}
+
+#[test]
+fn plain_http_beyond_loopback_is_refused_naming_the_key() {
+    let env = Env::new();
+    let port = free_port();
+    let board =
+        board(&env, "plainbox", &format!("listen = \"0.0.0.0:{port}\"\ntoken = \"{TOKEN}\"\ntls = false"));
+    let path = board.to_str().unwrap();
+    for args in [vec!["board", "check", path], vec!["--board", path, "serve"]] {
+        let r = env.coffer(&args);
+        assert_ne!(r.code, 0, "{args:?} accepted plain HTTP on 0.0.0.0: {r}");
+        assert!(r.stderr.contains("status.tls") && r.stderr.contains("plain HTTP"), "{args:?}: {r}");
+    }
+    assert!(http_get(port, "/healthz", None).is_none(), "nothing listens");
+}
+
+/// Raises this process's soft limit on open files to its hard limit; the limit now.
+fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit write to and read from a valid rlimit we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    lim.rlim_cur
+}
+
+/// Idle connections the flood test holds open, as in the report it reproduces (1,100 were
+/// enough against a service with 1,024 descriptors).
+const IDLE_CONNECTIONS: usize = 5000;
+
+#[test]
+fn five_thousand_idle_connections_starve_neither_health_nor_jobs() {
+    let limit = raise_nofile();
+    if limit < IDLE_CONNECTIONS as u64 + 200 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the open files hard limit is {limit}: CI must run the flood test (raise it to 8192)"
+        );
+        eprintln!("skipped: the open files hard limit is {limit}, under {IDLE_CONNECTIONS} + 200");
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..8 {
+        write_file(&src.join(format!("f{i}")), &random_bytes(i, 64 << 10));
+    }
+    let port = free_port();
+    let board = board(&env, "floodbox", &format!("listen = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\""));
+    // The service starts with the soft limit most services get (1,024); raising it is its job.
+    let mut cmd = env.command(&["--board", board.to_str().unwrap(), "serve"]);
+    let sock_path = env.path("flood-notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    cmd.env("NOTIFY_SOCKET", &sock_path);
+    // SAFETY: the closure only calls setrlimit, which is async-signal-safe, on a local value.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            let lim = libc::rlimit { rlim_cur: 1024, rlim_max: limit as libc::rlim_t };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).expect("READY=1 from coffer serve");
+        if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
+            break;
+        }
+    }
+
+    // Every connection sends half a request and then nothing.
+    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
+    for i in 0..IDLE_CONNECTIONS {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connection {i} of {IDLE_CONNECTIONS}: {e}"));
+        let _ = std::io::Write::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+        idle.push(s);
+    }
+    let t0 = Instant::now();
+    let health = loop {
+        if let Some(a) = http_get(port, "/healthz", None) {
+            break a;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "/healthz never answered under the flood");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!((health.code, health.body.as_str()), (200, "ok\n"));
+    // A backup job completes while the connections are still held open.
+    let done = backup_job(&env, &src, "flooded");
+    assert_eq!(done["state"], "done", "{done:#}");
+    let v = status_json(port);
+    let refused = v["endpoint"]["refused"].as_u64().unwrap();
+    assert!(refused > 0, "the connection cap never closed one: {v:#}");
+    eprintln!(
+        "{IDLE_CONNECTIONS} idle connections: {refused} closed at once by the cap, {} open now",
+        v["endpoint"]["connections"]
+    );
+    drop(idle);
+    terminate(&child);
+    assert!(child.wait().unwrap().success());
+}
