@@ -7,8 +7,6 @@
 //! rustls with the `ring` provider only (no build-time cmake or nasm); TLS 1.2 and 1.3;
 //! ALPN `http/1.1`, the only protocol the endpoint speaks.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -134,25 +132,9 @@ fn make_self_signed(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsError>
     // the certificate (the image's host name is `coffer`).
     let names = vec!["coffer".to_owned(), "localhost".to_owned()];
     let made = rcgen::generate_simple_self_signed(names)?;
-    write_whole(key, made.signing_key.serialize_pem().as_bytes(), 0o600).map_err(file(key))?;
-    write_whole(cert, made.cert.pem().as_bytes(), 0o644).map_err(file(cert))?;
+    crate::atomic::write_whole(key, made.signing_key.serialize_pem().as_bytes(), 0o600).map_err(file(key))?;
+    crate::atomic::write_whole(cert, made.cert.pem().as_bytes(), 0o644).map_err(file(cert))?;
     Ok(())
-}
-
-/// Writes `bytes` to `path` with `mode`, atomically: a temporary file beside it, synced, then
-/// renamed over it, and the directory synced.
-pub fn write_whole(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.new"));
-    let _ = std::fs::remove_file(&tmp);
-    // create_new with the mode: the bytes are never readable by others, not even briefly.
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
