@@ -10,6 +10,7 @@ use common::*;
 use serde_json::Value;
 
 const TOKEN: &str = "endpoint-test-token-0123456789";
+const PIN: &str = "97531";
 
 /// A board with the status endpoint on `listen` and a small, quick virtual library.
 fn board(env: &Env, name: &str, status: &str) -> std::path::PathBuf {
@@ -120,7 +121,10 @@ fn beyond_loopback_the_endpoint_speaks_tls_with_the_fingerprint_shown() {
     let env = Env::new();
     let port = free_port();
     // 0.0.0.0 is not loopback: the service must serve HTTPS there (reached via 127.0.0.1).
-    let board = board(&env, "tlsbox", &format!("listen = \"0.0.0.0:{port}\"\ntoken = \"{TOKEN}\""));
+    let status = format!(
+        "listen = \"0.0.0.0:{port}\"\ntoken = \"{TOKEN}\"\n[console]\ntty = \"/dev/ttyS0\"\npin = \"{PIN}\""
+    );
+    let board = board(&env, "tlsbox", &status);
     let mut svc = start_service(&env, &board);
     let health = https_get(port, "/healthz", None, &Trust::AnyCertificate).expect("HTTPS answers");
     assert_eq!((health.http.code, health.http.body.as_str()), (200, "ok\n"));
@@ -131,6 +135,21 @@ fn beyond_loopback_the_endpoint_speaks_tls_with_the_fingerprint_shown() {
     status.expect_code(0);
     assert!(status.stdout.contains(&format!("certificate SHA-256 {served}")), "{status}");
     assert!(status.stdout.contains(&format!("status endpoint https://0.0.0.0:{port}/")), "{status}");
+    // So does the serial console's `status`, 16 bytes a line.
+    let (mut term, tty) = common::terminal::open_pty();
+    let mut con = env
+        .command(&["--board", board.to_str().unwrap(), "console", "--tty", &tty])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    term.login(PIN).unwrap();
+    let shown = term.until("status", "certificate SHA-256").unwrap();
+    let halves: Vec<&str> = served.splitn(17, ':').collect();
+    let (first, second) = (halves[..16].join(":"), halves[16]);
+    assert!(shown.contains(&first) && shown.contains(second), "{served} not in:\n{shown}");
+    term.logout().unwrap();
+    drop(term);
+    let _ = con.wait();
     // A client that pins it gets the status; one that pins another certificate gets nothing.
     let auth = format!("Bearer {TOKEN}");
     let pinned = https_get(port, "/api/status", Some(&auth), &Trust::Fingerprint(served.clone())).unwrap();
