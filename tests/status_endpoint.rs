@@ -249,7 +249,7 @@ fn five_thousand_idle_connections_starve_neither_health_nor_jobs() {
             }
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = KillOnDrop(cmd.spawn().unwrap());
     let mut buf = [0u8; 4096];
     loop {
         let n = sock.recv(&mut buf).expect("READY=1 from coffer serve");
@@ -286,6 +286,18 @@ fn five_thousand_idle_connections_starve_neither_health_nor_jobs() {
         v["endpoint"]["connections"]
     );
     drop(idle);
-    terminate(&child);
-    assert!(child.wait().unwrap().success());
+    terminate(&child.0);
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// A service this test started, killed if the test fails before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
