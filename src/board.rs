@@ -19,6 +19,13 @@ pub const DEFAULT_BOARD: &str = include_str!("../board/default.toml");
 
 /// Shortest bearer token accepted for the status endpoint.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// Shortest bearer token accepted for an endpoint that listens beyond loopback, where anyone
+/// on the network may guess at it (`coffer board secrets` makes 43 characters).
+pub const MIN_PUBLIC_TOKEN_LEN: usize = 24;
+/// The token the example boards ship with: documented, so known to everyone.
+pub const EXAMPLE_TOKEN: &str = "change-this-token-on-a-real-box";
+/// The PIN the example boards ship with.
+pub const EXAMPLE_PIN: &str = "2468";
 /// Most drives, slots or import/export slots in one virtual library.
 pub const MAX_ELEMENTS: u32 = 4096;
 /// Longest reposition a virtual drive may be given, in milliseconds.
@@ -131,6 +138,15 @@ pub struct Status {
     pub listen: String,
     /// Bearer token for everything but /healthz.
     pub token: String,
+    /// Serve HTTPS (default: on every address but loopback, where plain HTTP is served).
+    /// Plain HTTP (`false`) is refused beyond loopback: the token would cross the network in
+    /// clear.
+    pub tls: Option<bool>,
+    /// The certificate chain (PEM) to serve; with `key`. None: the service makes a
+    /// self-signed certificate at first start and keeps it in `<state>/tls/`.
+    pub cert: Option<String>,
+    /// The certificate's private key (PEM); with `cert`.
+    pub key: Option<String>,
 }
 
 /// A tape library: virtual (built in) or real.
@@ -405,13 +421,68 @@ impl Status {
         self.listen.parse().map_err(|_| bad("status.listen", "an address and port, e.g. 127.0.0.1:8470"))
     }
 
+    /// Whether the endpoint listens on a loopback address only.
+    pub fn is_loopback(&self) -> bool {
+        self.addr().is_ok_and(|a| a.ip().is_loopback())
+    }
+
+    /// Whether the endpoint serves HTTPS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.unwrap_or(!self.is_loopback())
+    }
+
     fn check(&self) -> Result<(), BoardError> {
-        self.addr()?;
+        let addr = self.addr()?;
         if self.token.len() < MIN_TOKEN_LEN || !self.token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad(
                 "status.token",
                 format!("at least {MIN_TOKEN_LEN} printable characters without spaces"),
             ));
+        }
+        if !self.is_loopback() {
+            if self.tls == Some(false) {
+                return Err(bad(
+                    "status.tls",
+                    format!(
+                        "plain HTTP is served on loopback only, and {addr} is not loopback: the \
+                         token would cross the network in clear. Remove `tls = false` (HTTPS, with \
+                         a self-signed certificate unless cert and key are given), or listen on \
+                         127.0.0.1"
+                    ),
+                ));
+            }
+            if self.token == EXAMPLE_TOKEN {
+                return Err(bad(
+                    "status.token",
+                    format!(
+                        "the documented example token on {addr}, which is not loopback: anyone may \
+                         know it. Make a new one with `coffer board secrets FILE`"
+                    ),
+                ));
+            }
+            if self.token.len() < MIN_PUBLIC_TOKEN_LEN {
+                return Err(bad(
+                    "status.token",
+                    format!(
+                        "{} characters on {addr}, which is not loopback: at least \
+                         {MIN_PUBLIC_TOKEN_LEN} there. Make one with `coffer board secrets FILE`",
+                        self.token.len()
+                    ),
+                ));
+            }
+        }
+        match (&self.cert, &self.key) {
+            (Some(_), None) => return Err(bad("status.key", "the private key of status.cert (a PEM file)")),
+            (None, Some(_)) => return Err(bad("status.cert", "the certificate of status.key (a PEM file)")),
+            _ => {}
+        }
+        for (k, v) in [("status.cert", &self.cert), ("status.key", &self.key)] {
+            if v.as_ref().is_some_and(|p| !p.starts_with('/')) {
+                return Err(bad(k, "an absolute path, e.g. /etc/coffer/tls/cert.pem"));
+            }
+        }
+        if (self.cert.is_some() || self.tls == Some(true)) && !self.uses_tls() {
+            return Err(bad("status.cert", "a certificate with `tls = false`: remove one of them"));
         }
         Ok(())
     }
@@ -578,6 +649,34 @@ mod tests {
             let e = Board::parse(&text).expect_err(key).to_string();
             assert!(e.contains(key), "{key}: {e}");
         }
+    }
+
+    #[test]
+    fn an_endpoint_beyond_loopback_needs_tls_and_a_token_of_its_own() {
+        let public = |status: &str| format!("name = \"b\"\n[status]\n{status}\n");
+        let good = "token = \"0123456789abcdef0123456789\"";
+        let ok = Board::parse(&public(&format!("listen = \"0.0.0.0:8470\"\n{good}"))).unwrap();
+        assert!(ok.status.as_ref().unwrap().uses_tls(), "HTTPS by default beyond loopback");
+        let local =
+            Board::parse(&public("listen = \"127.0.0.1:8470\"\ntoken = \"0123456789abcdef\"")).unwrap();
+        assert!(!local.status.as_ref().unwrap().uses_tls(), "plain HTTP on loopback");
+        let example = format!("token = \"{EXAMPLE_TOKEN}\"");
+        assert!(Board::parse(&public(&format!("listen = \"127.0.0.1:1\"\n{example}"))).is_ok());
+        let cases = [
+            (format!("listen = \"0.0.0.0:8470\"\n{good}\ntls = false"), "status.tls: plain HTTP"),
+            (format!("listen = \"[::]:8470\"\n{good}\ntls = false"), "status.tls"),
+            (format!("listen = \"0.0.0.0:8470\"\n{example}"), "status.token: the documented example"),
+            (format!("listen = \"10.0.0.1:8470\"\ntoken = \"{}\"", "x".repeat(23)), "status.token: 23"),
+            (format!("listen = \"0.0.0.0:8470\"\n{good}\ncert = \"/c.pem\""), "status.key"),
+            (format!("listen = \"0.0.0.0:8470\"\n{good}\nkey = \"/k.pem\""), "status.cert"),
+            (format!("listen = \"0.0.0.0:8470\"\n{good}\ncert = \"c.pem\"\nkey = \"/k\""), "status.cert"),
+        ];
+        for (status, want) in cases {
+            let e = Board::parse(&public(&status)).expect_err(want).to_string();
+            assert!(e.starts_with(want), "{want}: {e}");
+        }
+        let named = format!("listen = \"0.0.0.0:8470\"\n{good}\ncert = \"/c.pem\"\nkey = \"/k.pem\"");
+        assert!(Board::parse(&public(&named)).is_ok());
     }
 
     #[test]

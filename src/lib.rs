@@ -1,6 +1,7 @@
 //! coffer: a backup appliance service. See `README.md` for how to run it and the module docs for
 //! how each part works.
 
+pub mod atomic;
 pub mod board;
 pub mod catalog;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod library;
 pub mod pipeline;
 pub mod plan;
 pub mod scsi;
+pub mod secrets;
 pub mod service;
 pub mod sim;
 pub mod source;

@@ -167,6 +167,12 @@ impl Store {
         &self.catalog
     }
 
+    /// The journal's committed records and bytes, as `coffer journal check` would count them
+    /// now.
+    pub fn journal_size(&self) -> (u64, u64) {
+        self.journal.committed()
+    }
+
     /// The state directory.
     pub fn path(&self) -> &Path {
         &self.path

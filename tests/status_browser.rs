@@ -4,6 +4,8 @@
 //! does: the page answers 401 with a Basic challenge and the browser retries with the user and
 //! password of the URL (`http://coffer:TOKEN@host/`).
 //!
+//! promtool (Debian `prometheus`) lints /metrics as well; like Chromium it is needed under CI.
+//!
 //! Chromium is a system package (`chromium` on Debian). When it is missing the browser test says
 //! so and passes, except under CI (`$CI` set, where `.ci/run` installs it): there it fails. The
 //! screenshot is kept as `test-artifacts/status-page.png` in the cargo target directory.
@@ -110,7 +112,7 @@ fn metrics_are_read_by_a_prometheus_parser() {
     assert_eq!(sample(&scrape, "coffer_media", &[]), &Value::Gauge(1.0));
     assert_eq!(sample(&scrape, "coffer_latest_session_objects", &[]), &Value::Gauge(objects));
     assert_eq!(sample(&scrape, "coffer_latest_session_bytes", &[]), &Value::Gauge(CONTENT.len() as f64));
-    assert!(matches!(sample(&scrape, "coffer_uptime_seconds", &[]), Value::Counter(_)));
+    assert!(matches!(sample(&scrape, "coffer_uptime_seconds", &[]), Value::Gauge(_)));
     for state in ["ready", "hold", "active", "done", "failed", "cancelled"] {
         assert!(matches!(sample(&scrape, "coffer_jobs", &[("state", state)]), Value::Gauge(_)), "{state}");
     }
@@ -141,6 +143,31 @@ fn metrics_are_read_by_a_prometheus_parser() {
         let kind = format!("# TYPE {family} ");
         assert_eq!(a.body.lines().filter(|l| l.starts_with(&kind)).count(), 1, "{family}");
     }
+    promtool_accepts(&a.body);
+}
+
+/// The Prometheus project's own linter, `promtool check metrics` (Debian `prometheus`), finds
+/// nothing to say about `text`. Without promtool: skipped outside CI, a failure under CI.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut cmd = Command::new("promtool");
+    cmd.args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool cannot run ({e}), and CI must lint the metrics: install it \
+                 (apt-get install prometheus; .ci/run does)"
+            );
+            eprintln!("skipped: promtool cannot run ({e}; apt-get install prometheus): metrics not linted");
+            return;
+        }
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {}\n{said}", out.status);
 }
 
 /// The Chromium binary on `$PATH`.

@@ -10,7 +10,7 @@ use std::process::Command;
 fn units() -> tempfile::TempDir {
     // Not a hidden directory: systemd does not look for units in one.
     let dir = tempfile::Builder::new().prefix("coffer-units-").tempdir().unwrap();
-    for unit in ["coffer.service", "coffer-console@.service"] {
+    for unit in ["coffer.service", "coffer-console@.service", "coffer-secrets.service"] {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(unit);
         let text = std::fs::read_to_string(&src).unwrap();
         assert!(text.contains("/usr/bin/coffer"), "{unit} does not run /usr/bin/coffer");
@@ -43,6 +43,25 @@ fn the_service_unit_verifies_cleanly() {
 fn the_console_unit_verifies_cleanly() {
     // It requires the service: both are loaded.
     verify("coffer-console@.service", &["coffer.service", "coffer-console@ttyS0.service"]);
+}
+
+#[test]
+fn the_first_boot_secrets_unit_verifies_cleanly_and_runs_before_the_service() {
+    verify("coffer-secrets.service", &["coffer-secrets.service", "coffer.service"]);
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/coffer-secrets.service"))
+            .unwrap();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    // Before the service (which refuses the example token) and the console (which checks the
+    // PIN); after the board the HIL harness hands in, so that one is left alone.
+    assert!(has("Before=coffer.service coffer-console@ttyS0.service"), "{text}");
+    assert!(has("After=local-fs.target coffer-hil-board.service"), "{text}");
+    // The secrets go to the console, never to the journal.
+    assert!(has("StandardOutput=tty") && has("TTYPath=/dev/console"), "{text}");
+    assert!(has("ExecStart=/usr/bin/coffer board secrets /etc/coffer/board.toml"), "{text}");
+    let condition =
+        format!("ExecCondition=/usr/bin/grep -qF {} /etc/coffer/board.toml", coffer::board::EXAMPLE_TOKEN);
+    assert!(has(&condition), "the condition names the example token: {text}");
 }
 
 #[test]

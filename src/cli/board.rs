@@ -1,7 +1,8 @@
 //! `coffer board check [FILE]`: reads a board file (default: the built-in board) and says what
-//! the box has, or what is wrong and where.
+//! the box has, or what is wrong and where. `coffer board secrets FILE`: replaces the example
+//! status token and console PIN with random ones, in place, and shows them once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -19,11 +20,24 @@ pub enum BoardCommand {
         /// The board file.
         file: Option<PathBuf>,
     },
+    /// Replace the board's example status token and console PIN with random ones (a 43-character
+    /// token, a 6-digit PIN), rewriting FILE in place (atomically, mode 0600), and print them
+    /// once. A board whose token is already its own is left alone unless --force.
+    Secrets {
+        /// The board file.
+        file: PathBuf,
+        /// Make new secrets even when the board's are not the example's.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs `coffer board …`.
 pub fn run(ctx: &Ctx, what: BoardCommand) -> anyhow::Result<ExitCode> {
-    let BoardCommand::Check { file } = what;
+    let file = match what {
+        BoardCommand::Check { file } => file,
+        BoardCommand::Secrets { file, force } => return secrets(ctx, &file, force),
+    };
     let (text, name) = match &file {
         Some(f) => (
             std::fs::read_to_string(f).with_context(|| format!("cannot read board file {}", f.display()))?,
@@ -65,6 +79,42 @@ pub fn run(ctx: &Ctx, what: BoardCommand) -> anyhow::Result<ExitCode> {
         }
         if let Some(s) = &board.status {
             println!("  status endpoint on {}", s.listen);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `coffer board secrets FILE [--force]`.
+fn secrets(ctx: &Ctx, file: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read board file {}", file.display()))?;
+    let example = coffer::secrets::holds_example(&text).with_context(|| format!("{}", file.display()))?;
+    if !example && !force {
+        if ctx.json {
+            super::print_json(ctx, &json!({"board": file, "changed": false}));
+        } else {
+            println!(
+                "{}: its status token is not the example's: nothing changed (--force makes new secrets)",
+                file.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let new = coffer::secrets::Secrets::generate()?;
+    let out = coffer::secrets::rewrite(&text, &new).with_context(|| format!("{}", file.display()))?;
+    coffer::atomic::write_whole(file, out.as_bytes(), 0o600)
+        .with_context(|| format!("cannot write board file {}", file.display()))?;
+    let board = Board::parse(&out)?;
+    let (token, pin) = (board.status.map(|s| s.token), board.console.map(|c| c.pin));
+    if ctx.json {
+        super::print_json(ctx, &json!({"board": file, "changed": true, "token": token, "pin": pin}));
+    } else {
+        println!("{}: new secrets for this box, shown this once: write them down.", file.display());
+        if let Some(t) = token {
+            println!("  status endpoint token: {t}");
+        }
+        if let Some(p) = pin {
+            println!("  console PIN:           {p}");
         }
     }
     Ok(ExitCode::SUCCESS)

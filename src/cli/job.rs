@@ -164,6 +164,13 @@ pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             println!("  {}", text(x));
         }
     }
+    let e = &data["endpoint"];
+    if e.is_object() {
+        println!("  status endpoint {}", text(&e["url"]));
+        if let Some(f) = e["fingerprint"].as_str() {
+            println!("  certificate SHA-256 {f}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
         super::print_json(
             ctx,
             &json!({
-                "records": report.records, "segments": report.segments,
+                "records": report.records, "bytes": report.bytes, "segments": report.segments,
                 "sessions": c.sessions().count(), "media": c.media().count(),
                 "torn_tail": report.cut.as_ref().map(|x| json!({"file": x.file, "offset": x.offset, "bytes": x.bytes})),
                 "warnings": report.warnings, "damage": damage,
@@ -36,10 +36,11 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
     } else {
         outln!(
             ctx,
-            "journal in {}: {} records in {} segments",
+            "journal in {}: {} records in {} segments, {} bytes",
             ctx.state.display(),
             report.records,
-            report.segments
+            report.segments,
+            report.bytes
         );
         outln!(ctx, "catalog: {} sessions, {} media", c.sessions().count(), c.media().count());
         if let Some(cut) = &report.cut {

@@ -142,6 +142,24 @@ pub fn status(v: &Value) -> Vec<String> {
     let j = &v["journal"];
     let writable = if j["writable"].as_bool() == Some(true) { "writable" } else { "READ-ONLY" };
     out.push(format!("journal: {writable}, {} sessions, {} media", n(v, "sessions"), n(v, "media")));
+    out.extend(endpoint(&v["endpoint"]));
+    out
+}
+
+/// The status endpoint's URL and its certificate's SHA-256 fingerprint, 16 bytes a line, so
+/// that a person can compare it with what a browser or `curl` shows.
+fn endpoint(e: &Value) -> Vec<String> {
+    if !e.is_object() {
+        return Vec::new();
+    }
+    let mut out = vec![cut(&format!("endpoint: {}", s(e, "url")))];
+    if let Some(f) = e["fingerprint"].as_str() {
+        out.push("  certificate SHA-256:".into());
+        let bytes: Vec<&str> = f.split(':').collect();
+        for half in bytes.chunks(16) {
+            out.push(cut(&format!("    {}", half.join(":"))));
+        }
+    }
     out
 }
 
@@ -281,6 +299,9 @@ mod tests {
         assert_eq!(wrap("", 2), [""]);
     }
 
+    const FINGERPRINT: &str = "3B:6F:0A:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:\
+                               EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:01";
+
     #[test]
     fn status_and_jobs_read_well() {
         let v = json!({
@@ -293,8 +314,11 @@ mod tests {
             "throughput": {"in_bytes_per_s": 0, "stored_bytes_per_s": 0},
             "latest": {"id": 7, "status": "running", "objects": 10, "bytes": 0},
             "journal": {"writable": true}, "sessions": 7, "media": 2,
+            "endpoint": {"url": "https://0.0.0.0:8470/", "fingerprint": FINGERPRINT},
         });
         let out = status(&v);
+        let at = out.iter().position(|l| l == "endpoint: https://0.0.0.0:8470/").expect("the endpoint");
+        assert_eq!(out[at + 2..at + 4].join(":").replace(' ', ""), FINGERPRINT, "{out:#?}");
         assert!(fits(&out), "{out:#?}");
         assert_eq!(out[0], "coffer NOT HEALTHY, up 2h03m");
         assert!(out[1].starts_with("activity: STALLED: job 3 ?[2J"));

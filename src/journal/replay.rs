@@ -56,6 +56,9 @@ pub struct OpenReport {
     pub records: u64,
     /// Segments replayed.
     pub segments: usize,
+    /// Committed bytes of the segments replayed (headers and frames, up to each one's valid
+    /// end): the journal's size once a torn tail is cut.
+    pub bytes: u64,
     /// Uncommitted tail removed (or, read-only, that would be removed).
     pub cut: Option<Cut>,
     /// Things found and mended that lost nothing (a damaged head slot, stale files).
@@ -354,6 +357,7 @@ impl<D: Dir> Journal<D> {
             let (end, stop) = (seg.scan.valid_end, seg.damage.take());
             replay_segment(&mut file, &seg.name, end, &mut apply, &mut report)?;
             report.segments += 1;
+            report.bytes += end;
             last_good = Some(i);
             if let Some(e) = stop {
                 damage = Some(e);

@@ -93,6 +93,45 @@ fn segments_rotate_and_snapshots_bound_replay() {
     assert_eq!(report.records, state.len() as u64);
 }
 
+/// Committed records and bytes of the live segments, as replay would count them.
+fn live_size(dir: &MemDir) -> u64 {
+    let names = dir.list().unwrap();
+    names.iter().filter(|n| n.starts_with("seg-")).map(|n| dir.contents(n).unwrap().len() as u64).sum()
+}
+
+#[test]
+fn an_open_journal_counts_what_replay_would_report() {
+    let dir = MemDir::new();
+    let (mut j, _, _) = open(dir.clone(), Mode::Write).unwrap();
+    assert_eq!(j.committed(), (0, live_size(&dir)));
+    j.set_segment_target(700);
+    let mut state = Vec::new();
+    for id in 0..120 {
+        j.append(&rec(id)).unwrap();
+        state.push(rec(id));
+        if id % 5 == 4 {
+            j.commit().unwrap();
+            // Appended but uncommitted records do not count.
+            j.append(&rec(1000 + id)).unwrap();
+            assert_eq!(j.committed().0, state.len() as u64);
+            j.commit().unwrap();
+            state.push(rec(1000 + id));
+        }
+        if id == 60 {
+            j.commit().unwrap();
+            j.snapshot(state.iter()).unwrap();
+        }
+    }
+    j.commit().unwrap();
+    let counted = j.committed();
+    drop(j);
+    assert_eq!(counted.1, live_size(&dir), "bytes: every live segment");
+    let (j, got, report) = open(dir.clone(), Mode::ReadOnly).unwrap();
+    assert_eq!(got, state);
+    assert_eq!((report.records, report.bytes), counted);
+    assert_eq!(j.committed(), counted);
+}
+
 #[test]
 fn a_torn_tail_is_cut_and_reported() {
     let dir = MemDir::new();

@@ -53,6 +53,13 @@ pub struct Journal<D: Dir> {
     /// Frames awaiting commit.
     pending: Vec<u8>,
     pending_first: Option<u64>,
+    /// Caller's records in `pending`.
+    pending_records: u64,
+    /// Caller's records that replay would hand over now (those after the base snapshot's
+    /// start, the snapshot's own included): what [`OpenReport::records`] would say.
+    records: u64,
+    /// Committed bytes of every live segment: what [`OpenReport::bytes`] would say.
+    bytes: u64,
     poisoned: bool,
     read_only: bool,
     segment_target: u64,
@@ -87,6 +94,9 @@ impl<D: Dir> Journal<D> {
             next_seq: FIRST_RECORD_SEQ,
             pending: Vec::new(),
             pending_first: None,
+            pending_records: 0,
+            records: 0,
+            bytes: buf.len() as u64,
             poisoned: false,
             read_only: false,
             segment_target: SEGMENT_TARGET,
@@ -133,6 +143,9 @@ impl<D: Dir> Journal<D> {
             next_seq: last.next_seq(),
             pending: Vec::new(),
             pending_first: None,
+            pending_records: 0,
+            records: report.records,
+            bytes: report.bytes,
             poisoned: false,
             read_only: mode == Mode::ReadOnly,
             segment_target: SEGMENT_TARGET,
@@ -170,6 +183,7 @@ impl<D: Dir> Journal<D> {
         let seq = self.next_seq;
         seal_frame(&mut self.pending[start..], seq, e.kind(), e.version());
         self.pending_first.get_or_insert(seq);
+        self.pending_records += 1;
         self.next_seq += 1;
         Ok(seq)
     }
@@ -192,8 +206,11 @@ impl<D: Dir> Journal<D> {
         self.durable_len += self.pending.len() as u64;
         self.write_head()?;
         self.poisoned = false;
+        self.records += self.pending_records;
+        self.bytes += self.pending.len() as u64;
         self.pending.clear();
         self.pending_first = None;
+        self.pending_records = 0;
         if self.durable_len >= self.segment_target {
             self.rotate()?;
         }
@@ -246,6 +263,8 @@ impl<D: Dir> Journal<D> {
         self.next_seq = seq + 2;
         self.write_head()?;
         self.poisoned = false;
+        self.records = count;
+        self.bytes = self.durable_len;
         for old_id in old.0..=old.1 {
             // A segment left behind is removed at the next open.
             let _ = self.dir.remove(&name_of(old_id));
@@ -269,6 +288,7 @@ impl<D: Dir> Journal<D> {
         self.durable_len = SEGMENT_HEADER as u64;
         self.write_head()?;
         self.poisoned = false;
+        self.bytes += SEGMENT_HEADER as u64;
         Ok(())
     }
 
@@ -312,6 +332,12 @@ impl<D: Dir> Journal<D> {
     /// Bytes appended and not yet committed.
     pub fn pending_bytes(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Committed records and bytes: what replaying the journal now would report
+    /// ([`OpenReport::records`], [`OpenReport::bytes`]).
+    pub fn committed(&self) -> (u64, u64) {
+        (self.records, self.bytes)
     }
 
     /// Durable length of the current segment.

@@ -25,6 +25,7 @@ pub mod login;
 pub mod meter;
 pub mod notify;
 pub mod status;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -65,6 +66,25 @@ pub enum ServeError {
     /// The journal refused what the job engine needs at start.
     #[error("the job engine cannot start: {0}")]
     Journal(String),
+    /// The status endpoint's certificate cannot be had.
+    #[error("status endpoint TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Raises the soft limit on open files to the hard limit, as a server should: every
+/// connection, cartridge and journal segment is a descriptor. Returns the limit now in force.
+fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    let now = lim.current;
+    if lim.current != lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::warn!(target: "service", "cannot raise the open files limit to {:?}: {e}", lim.maximum);
+            return now.unwrap_or(u64::MAX);
+        }
+    }
+    lim.current.unwrap_or(u64::MAX)
 }
 
 /// A command line the service runs for a client of its control socket, on the state it holds.
@@ -203,6 +223,8 @@ async fn start(
     notifier: &notify::Notifier,
 ) -> Result<Service, ServeError> {
     let started = Instant::now();
+    let open_files = raise_open_files_limit();
+    tracing::debug!(target: "service", "open files limit {open_files}");
     let devices = device_lines(&board);
     tracing::info!(target: "service", "board {}: {}", board.name, devices.join("; "));
     notifier.send(Note::Status("replaying the journal".into()));
@@ -245,15 +267,36 @@ async fn start(
             .map_err(|e| ServeError::Journal(e.to_string()))?;
         svc.start_jobs(e)?;
     }
-    svc.refresh();
     if let Some(st) = &svc.board.status {
         let addr = st.addr()?;
+        let identity = if st.uses_tls() { Some(tls::identity(st, state)?) } else { None };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Io { what: format!("status endpoint on {addr}"), error: source })?;
-        tracing::info!(target: "service", "status endpoint on http://{addr}/ (/healthz, /api/status, /metrics)");
-        tokio::spawn(http::serve(listener, svc.snap.clone(), st.token.clone()));
+        let scheme = if identity.is_some() { "https" } else { "http" };
+        match &identity {
+            Some(id) => tracing::info!(
+                target: "service",
+                "status endpoint on https://{addr}/ (/healthz, /api/status, /metrics; {}), certificate SHA-256 {}",
+                id.source,
+                id.fingerprint
+            ),
+            None => tracing::info!(target: "service", "status endpoint on http://{addr}/ (/healthz, /api/status, /metrics)"),
+        }
+        svc.snap.lock().expect("snapshot lock").endpoint = Some(status::EndpointLine {
+            url: format!("{scheme}://{addr}/"),
+            fingerprint: identity.as_ref().map(|i| i.fingerprint.clone()),
+            ..status::EndpointLine::default()
+        });
+        let endpoint = http::Endpoint {
+            snapshot: svc.snap.clone(),
+            token: st.token.as_str().into(),
+            tls: identity.map(|i| i.config),
+            counters: svc.shown.http.clone(),
+        };
+        tokio::spawn(http::serve(listener, endpoint));
     }
+    svc.refresh();
     Ok(svc)
 }
 
@@ -580,6 +623,8 @@ fn device_lines(board: &Board) -> Vec<String> {
 #[derive(Debug, Default)]
 struct Shown {
     meter: meter::Meter,
+    /// The status endpoint's connection counters.
+    http: Arc<http::Counters>,
     /// Refreshes so far: the front panel shows each drive for [`PANEL_TURN`] of them.
     refreshes: u64,
     /// The running job's counters as last read (kept while the engine is busy).
@@ -627,6 +672,7 @@ fn refresh(
     let throughput = shown.meter.sample(sample);
     let guard = store.and_then(SharedStore::try_lock);
     let catalog = guard.as_ref().map(|g| g.catalog());
+    let journal_size = guard.as_ref().map(|g| g.journal_size());
     let mut s = snap.lock().expect("snapshot lock");
     s.uptime = started.elapsed().as_secs();
     s.throughput = throughput;
@@ -637,6 +683,13 @@ fn refresh(
     }
     s.healthy = problem.is_none() && stalled.is_none();
     s.journal.writable = writable;
+    if let Some(e) = &mut s.endpoint {
+        e.connections = shown.http.open.load(std::sync::atomic::Ordering::Relaxed) as u64;
+        e.refused = shown.http.refused.load(std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some((records, bytes)) = journal_size {
+        (s.journal.records, s.journal.bytes) = (records, bytes);
+    }
     if let Some(c) = catalog {
         s.jobs = engine::job_lines(c)
             .into_iter()

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod terminal;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;

@@ -163,7 +163,8 @@ pub fn page(s: &Snapshot) -> String {
          <h2>Journal</h2><p id=\"journal\">{records} records, {journal_bytes}, {writable}</p>\n\
          <h2>Catalog</h2><p>sessions: <span id=\"sessions\">{sessions}</span>; media: \
          <span id=\"media\">{media}</span></p><p id=\"latest\">latest: {latest}</p>\n\
-         <h2>Devices</h2><ul id=\"devices\">{devices}</ul>\n</body></html>\n",
+         <h2>Devices</h2><ul id=\"devices\">{devices}</ul>\n\
+         <h2>Endpoint</h2><p id=\"endpoint\">{endpoint}</p>\n</body></html>\n",
         activity = esc(&s.activity),
         uptime = s.uptime,
         in_rate = bytes(t.in_bytes_per_s),
@@ -175,7 +176,19 @@ pub fn page(s: &Snapshot) -> String {
         writable = if j.writable { "writable" } else { "<span class=\"bad\">read-only</span>" },
         sessions = s.sessions,
         media = s.media,
+        endpoint = endpoint(s),
     )
+}
+
+/// The endpoint's certificate fingerprint (what a browser shows to compare) and connections.
+fn endpoint(s: &Snapshot) -> String {
+    let Some(e) = &s.endpoint else {
+        return "none".into();
+    };
+    let cert = e.fingerprint.as_ref().map_or("plain HTTP (loopback)".to_owned(), |f| {
+        format!("certificate SHA-256 <code id=\"fingerprint\">{}</code>", esc(f))
+    });
+    format!("{cert}; {} connections open, {} refused (too many open)", e.connections, e.refused)
 }
 
 #[cfg(test)]
@@ -215,6 +228,8 @@ mod tests {
         assert!(element(&p, "throughput").contains("100.0 kB/s read"));
         assert!(element(&p, "journal").contains("42 records"));
         assert!(element(&p, "latest").contains("session 3"));
+        assert!(element(&p, "fingerprint").contains(">AB:CD"));
+        assert!(element(&p, "endpoint").contains("2 connections open, 1 refused"));
         assert!(!p.contains("<script"), "no scripts");
         assert!(!p.contains("http://") && !p.contains("https://"), "no external resources");
     }

@@ -57,6 +57,22 @@ pub struct Snapshot {
     pub journal: JournalLine,
     /// The front panel's two lines (20 characters each), as shown on the box.
     pub panel: [String; 2],
+    /// The status endpoint itself, when the board has one.
+    pub endpoint: Option<EndpointLine>,
+}
+
+/// The status endpoint, as shown: where to reach it and how to know it is the box.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EndpointLine {
+    /// Its URL, e.g. `https://0.0.0.0:8470/`.
+    pub url: String,
+    /// SHA-256 fingerprint of its TLS certificate (colon-separated hex); none for plain HTTP
+    /// on loopback.
+    pub fingerprint: Option<String>,
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections closed at once because too many were open, since the service started.
+    pub refused: u64,
 }
 
 /// One session, as shown.
@@ -301,6 +317,12 @@ pub(super) mod tests {
             },
             journal: JournalLine { records: 42, bytes: 8192, writable: true },
             panel: ["BACKUP 42%  2.0MB/s".into(), "vlib d0 VX0001 write".into()],
+            endpoint: Some(EndpointLine {
+                url: "https://0.0.0.0:8470/".into(),
+                fingerprint: Some("AB:CD".into()),
+                connections: 2,
+                refused: 1,
+            }),
         }
     }
 
@@ -389,6 +411,8 @@ pub(super) mod tests {
         assert_eq!(v["journal"]["records"], 42);
         assert_eq!(v["journal"]["writable"], true);
         assert_eq!(v["panel"][1], "vlib d0 VX0001 write");
+        assert_eq!(v["endpoint"]["fingerprint"], "AB:CD");
+        assert_eq!(v["endpoint"]["refused"], 1);
     }
 
     #[test]

@@ -29,6 +29,8 @@ impl Exposition {
         assert!(valid_name(name), "bad metric name {name}");
         assert!(!help.contains(['\\', '\n']), "help of {name} needs escaping");
         assert!(!self.families.contains(&name), "metric family {name} twice");
+        // Prometheus' naming rules (promtool lints them): a counter's name ends in `_total`.
+        assert!(!matches!(kind, Kind::Counter) || name.ends_with("_total"), "counter {name} without _total");
         self.families.push(name);
         let kind = match kind {
             Kind::Gauge => "gauge",
@@ -82,7 +84,8 @@ pub fn metrics(s: &Snapshot) -> String {
     let mut e = Exposition::default();
     let latest = s.latest.as_ref();
     e.single("coffer_up", Gauge, "1 when the service is healthy", u64::from(s.healthy));
-    e.single("coffer_uptime_seconds", Counter, "seconds since the service started", s.uptime);
+    // A gauge: it restarts from 0 with the service, and promtool wants counters named `_total`.
+    e.single("coffer_uptime_seconds", Gauge, "seconds since the service started", s.uptime);
     e.single("coffer_sessions", Gauge, "sessions in the catalog", s.sessions);
     e.single("coffer_media", Gauge, "media in the catalog", s.media);
     let objects = latest.map_or(0, |l| l.objects);
@@ -105,6 +108,11 @@ pub fn metrics(s: &Snapshot) -> String {
     e.single("coffer_bytes_stored_total", Counter, "bytes written to the targets", t.stored_bytes_total);
     e.single("coffer_journal_records", Gauge, "records in the journal", s.journal.records);
     e.single("coffer_journal_bytes", Gauge, "bytes of the journal", s.journal.bytes);
+    let endpoint = s.endpoint.as_ref();
+    let help = "connections open to the status endpoint";
+    e.single("coffer_http_connections", Gauge, help, endpoint.map_or(0, |x| x.connections));
+    let help = "connections closed at once because too many were open";
+    e.single("coffer_http_connections_refused_total", Counter, help, endpoint.map_or(0, |x| x.refused));
     e.out
 }
 
