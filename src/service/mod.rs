@@ -281,7 +281,9 @@ async fn start(
                 id.source,
                 id.fingerprint
             ),
-            None => tracing::info!(target: "service", "status endpoint on http://{addr}/ (/healthz, /api/status, /metrics)"),
+            None => {
+                tracing::info!(target: "service", "status endpoint on http://{addr}/ (/healthz, /api/status, /metrics)")
+            }
         }
         svc.snap.lock().expect("snapshot lock").endpoint = Some(status::EndpointLine {
             url: format!("{scheme}://{addr}/"),
