@@ -169,6 +169,12 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
              --incremental, --one-file-system and compression): stop the service, or leave it out"
         );
     }
+    // Ctrl-C from here on cancels the job (caught before the job exists, so that none is
+    // lost between submitting it and watching it).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone()).context("cannot catch Ctrl-C")?;
+    }
     let cwd = std::env::current_dir().context("cannot tell the current directory")?;
     let sources: Vec<PathBuf> = a.sources.iter().map(|p| cwd.join(p)).collect();
     let definition = toml::to_string(&json!({
@@ -186,10 +192,6 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     call(&mut client, Request::Run { job })?;
     if !ctx.json {
         eprintln!("backup runs in the service as job {job} (Ctrl-C cancels it)");
-    }
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, interrupted.clone()).context("cannot catch Ctrl-C")?;
     }
     let mut cancelled = false;
     let mut session = None;

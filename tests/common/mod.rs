@@ -729,6 +729,16 @@ pub struct Service {
     pub sock: std::os::unix::net::UnixDatagram,
 }
 
+impl Drop for Service {
+    /// A test that fails leaves no service behind (it would hold its port and directory).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts `coffer serve` on `board` and waits for READY=1.
 pub fn start_service(env: &Env, board: &Path) -> Service {
     try_start_service(env, board, false).unwrap_or_else(|e| panic!("{e}"))
