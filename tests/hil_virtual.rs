@@ -124,10 +124,10 @@ impl Appliance for Local {
     }
 
     fn stop_service(&mut self) -> Result<(), String> {
-        if let Some(Service { mut child, .. }) = self.service.take() {
+        if let Some(mut svc) = self.service.take() {
             // SAFETY: kill(2) on the pid of our own child, not yet reaped.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let st = child.wait().map_err(|e| e.to_string())?;
+            unsafe { libc::kill(svc.child.id() as i32, libc::SIGTERM) };
+            let st = svc.child.wait().map_err(|e| e.to_string())?;
             if !st.success() {
                 return Err(format!("coffer serve exited with {st} on SIGTERM"));
             }
@@ -136,9 +136,9 @@ impl Appliance for Local {
     }
 
     fn crash_service(&mut self) -> Result<(), String> {
-        if let Some(Service { mut child, .. }) = self.service.take() {
-            child.kill().map_err(|e| e.to_string())?;
-            child.wait().map_err(|e| e.to_string())?;
+        if let Some(mut svc) = self.service.take() {
+            svc.child.kill().map_err(|e| e.to_string())?;
+            svc.child.wait().map_err(|e| e.to_string())?;
         }
         self.start_service()
     }
@@ -194,15 +194,6 @@ impl Appliance for Local {
             return Err(format!("coffer console exited with {st} on hangup"));
         }
         Ok(answers)
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        if let Some(Service { mut child, .. }) = self.service.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
