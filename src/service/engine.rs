@@ -136,23 +136,26 @@ impl Engine {
     /// Fails the jobs a stopped service left active. Their sessions were closed as
     /// interrupted when the store was opened ([`crate::store::interrupted_records`]).
     fn recover(&mut self, now: u64) -> Result<(), StoreError> {
-        let active: Vec<(Job, Option<u64>)> = self.store.read(|c| {
+        // Each with the newest session it started, and how that ended.
+        let active: Vec<(Job, Option<(u64, SessionStatus)>)> = self.store.read(|c| {
             c.jobs()
                 .filter(|j| j.state() == JobState::Active)
                 .map(|j| {
-                    let interrupted = c.sessions().rev().find(|s| {
-                        s.start().job == j.id()
-                            && s.finish().is_some_and(|f| f.status == SessionStatus::Interrupted)
-                    });
-                    (j.clone(), interrupted.map(|s| s.id()))
+                    let newest = c.sessions().rev().find(|s| s.start().job == j.id());
+                    (j.clone(), newest.and_then(|s| s.finish().map(|f| (s.id(), f.status))))
                 })
                 .collect()
         });
         let mut records = Vec::new();
         for (job, session) in &active {
             let why = match session {
-                Some(s) => format!(
+                Some((s, SessionStatus::Interrupted)) => format!(
                     "the service stopped while it ran: session {s} closed as interrupted, its committed objects are restorable"
+                ),
+                // Stopped after its session ended (unloading, verifying, a post command).
+                Some((s, status)) => format!(
+                    "the service stopped while it ran, after its session {s} had ended {}",
+                    format!("{status:?}").to_lowercase()
                 ),
                 None => "the service stopped while it ran".to_owned(),
             };
