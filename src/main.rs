@@ -70,7 +70,8 @@ fn main() -> ExitCode {
     // `coffer ls | head` should end quietly when the pipe closes, as other tools do.
     // SAFETY: setting a signal's disposition to the default has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let argv: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    // The arguments as given, for a command run through the service (None: one is not UTF-8).
+    let argv: Option<Vec<String>> = std::env::args_os().skip(1).map(|a| a.into_string().ok()).collect();
     let args = Args::parse();
     cli::init_tracing(cli::default_log_level(&args.command));
     match cli::run(args, argv) {

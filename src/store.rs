@@ -230,7 +230,7 @@ pub fn interrupted_records(catalog: &Catalog, now: u64) -> (Vec<Record>, Vec<Str
     let mut lines = Vec::new();
     for s in catalog.sessions().filter(|s| !s.is_finished()) {
         let session = s.id();
-        let objects = s.objects().len() as u64;
+        let objects = s.object_count();
         let raw_bytes = s.objects().iter().map(|o| o.length).sum();
         let streams = (0..s.start().streams).filter(|&stream| !s.is_cut(stream));
         records.extend(streams.map(|stream| Record::from(StreamCut { session, stream })));

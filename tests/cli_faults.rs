@@ -330,21 +330,6 @@ fn a_test_that_cannot_run_is_skipped_outside_ci_and_fails_under_ci() {
     assert!(failure.contains("under CI") && failure.contains("no tmpfs"), "{failure}");
 }
 
-/// `setpriv` that can drop to nobody, or why not.
-fn setpriv_works() -> Result<(), String> {
-    if !is_root() {
-        return Err("not running as root".into());
-    }
-    match Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/true"])
-        .status()
-    {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(format!("setpriv exited with {s}")),
-        Err(e) => Err(format!("cannot run setpriv: {e}")),
-    }
-}
-
 #[test]
 fn an_unreadable_source_file_is_reported_and_the_rest_backed_up() {
     if let Err(why) = setpriv_works() {
@@ -476,21 +461,6 @@ fn scan_reports_an_unreadable_volume_and_scans_the_rest() {
     assert_same_tree(&snapshot(&src), &snapshot(&dest), Ignore::default());
 }
 
-/// `coffer ARGS...` as user nobody.
-fn as_nobody(env: &Env, args: &[&str]) -> Run {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(COFFER)
-        .arg("--state")
-        .arg(&env.state)
-        .arg("--json")
-        .args(args)
-        .env_remove("COFFER_STATE")
-        .env_remove("RUST_LOG")
-        .env("HOME", env.dir.path());
-    run(cmd)
-}
-
 #[test]
 
 fn a_user_can_restore_again_over_a_read_only_directory() {
@@ -505,11 +475,11 @@ fn a_user_can_restore_again_over_a_read_only_directory() {
     chmod(&src.join("ro"), 0o555);
     let (src_s, to, dest) =
         (src.to_str().unwrap(), env.to(), env.path("restored").to_str().unwrap().to_owned());
-    as_nobody(&env, &["backup", src_s, "--to", &to]).expect_code(0);
-    as_nobody(&env, &["restore", "latest", "--to", &dest]).expect_code(0);
+    as_nobody(&env, None, &["--json", "backup", src_s, "--to", &to]).expect_code(0);
+    as_nobody(&env, None, &["--json", "restore", "latest", "--to", &dest]).expect_code(0);
     // Again, over the first restore (e.g. after the file was lost or changed).
     fs::write(Path::new(&dest).join("ro/kept"), b"changed\n").unwrap();
-    let r = as_nobody(&env, &["restore", "latest", "--to", &dest]);
+    let r = as_nobody(&env, None, &["--json", "restore", "latest", "--to", &dest]);
     r.expect_code(0);
     assert_eq!(fs::read(Path::new(&dest).join("ro/kept")).unwrap(), b"kept\n");
 }

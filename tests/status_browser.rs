@@ -155,12 +155,9 @@ fn promtool_accepts(text: &str) {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "promtool cannot run ({e}), and CI must lint the metrics: install it \
-                 (apt-get install prometheus; .ci/run does)"
-            );
-            eprintln!("skipped: promtool cannot run ({e}; apt-get install prometheus): metrics not linted");
+            skip_unless_ci(&format!(
+                "promtool cannot run ({e}; apt-get install prometheus): metrics not linted"
+            ));
             return;
         }
     };

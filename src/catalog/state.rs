@@ -107,6 +107,11 @@ impl Session {
         &self.objects
     }
 
+    /// How many objects it holds, each once however many segments it was split into.
+    pub fn object_count(&self) -> u64 {
+        self.objects.iter().map(|o| o.id).collect::<std::collections::HashSet<_>>().len() as u64
+    }
+
     /// How it ended, once it has.
     pub fn finish(&self) -> Option<&SessionFinished> {
         self.finish.as_ref()

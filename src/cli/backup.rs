@@ -214,11 +214,11 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Exit status of a cancelled backup (as a shell reports a program stopped by SIGINT).
-const EXIT_CANCELLED: u8 = 130;
+pub(super) const EXIT_CANCELLED: u8 = 130;
 
 /// SIGINT or SIGTERM cancels the backup cleanly (what was read is written and closed); a
 /// second one, while that happens, ends the process at once.
-fn cancel_on_signals(cancel: &Cancel) -> anyhow::Result<()> {
+pub(super) fn cancel_on_signals(cancel: &Cancel) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     for sig in [SIGINT, SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, EXIT_CANCELLED.into(), cancel.flag())

@@ -175,7 +175,8 @@ pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// One request to the service; its data, or its refusal as the error.
-fn call(ctx: &Ctx, req: &Request) -> anyhow::Result<Value> {
+/// One request to the running service and its data; a refusal is an error.
+pub(super) fn call(ctx: &Ctx, req: &Request) -> anyhow::Result<Value> {
     let mut client = Client::connect(&ctx.state)?;
     let reply = client.call(req)?;
     if !reply.ok {

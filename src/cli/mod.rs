@@ -49,7 +49,7 @@ pub fn default_log_level(command: &Command) -> &'static str {
 /// Runs a command; the exit code says how it went (0 ok, 1 a finding such as a mismatch,
 /// 2 an error). While the service holds the state, a command that needs it runs through the
 /// service's control socket instead ([`through`]).
-pub fn run(args: Args, argv: Vec<String>) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, argv: Option<Vec<String>>) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::new(state_dir(args.state)?, args.json, args.board);
     if through::needs_state(&args.command) && through::service_holds(&ctx.state) {
         return match args.command {

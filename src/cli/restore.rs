@@ -42,7 +42,9 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let paths = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
     let req = RestoreRequest { session, paths, action: Action::Restore(a.to.clone()) };
     let report = run(catalog, &req)?;
-    let interrupted = interrupted(catalog, session, a.paths.is_empty());
+    // A whole restore of one session is counted against what it committed; an incremental's
+    // restore also reads the sessions of its chain, and is checked object by object only.
+    let interrupted = interrupted(catalog, session, a.paths.is_empty() && report.sessions.len() == 1);
     print(ctx, "restore", session, &report, interrupted);
     Ok(exit(&report, interrupted))
 }
@@ -64,10 +66,7 @@ pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
 fn interrupted(catalog: &coffer::catalog::Catalog, session: u64, whole: bool) -> Option<u64> {
     let s = catalog.session(session)?;
     let f = s.finish()?;
-    (whole && f.status == SessionStatus::Interrupted).then(|| {
-        let ids: std::collections::HashSet<u64> = s.objects().iter().map(|o| o.id).collect();
-        ids.len() as u64
-    })
+    (whole && f.status == SessionStatus::Interrupted).then(|| s.object_count())
 }
 
 fn ok(r: &RestoreReport, interrupted: Option<u64>) -> bool {

@@ -1,16 +1,16 @@
 //! Commands that need the state, while the service holds it. On a running box the service owns
-//! the state lock, so `ls`, `restore`, `verify`, `scan`, `drain`, `journal check` and `media …`
+//! the state lock, so `ls`, `restore`, `verify`, `scan`, `journal check` and `media …`
 //! go to it over the control socket: it runs the same command code in its own process, on the
 //! state it holds, and streams the command's output and exit code back ([`forward`],
 //! [`execute`]). `backup` becomes a job of the service's queue, run at once, its progress shown
 //! here and Ctrl-C cancelling it ([`backup`]). Who may do this is who may open the socket
-//! (mode 0660: root and the socket's group).
+//! (mode 0660: root and the socket's group). Such a command runs as the service runs, as root:
+//! the group's members may restore anywhere, as at the console. `drain` is not run so: it
+//! writes to a target a job may be writing to; it waits for the service to stop.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -19,7 +19,8 @@ use coffer::control::client::Client;
 use coffer::control::{Reply, Request, SOCKET_NAME};
 use serde_json::{Value, json};
 
-use super::backup::BackupArgs;
+use super::backup::{BackupArgs, EXIT_CANCELLED};
+use super::job::call;
 use super::{Ctx, human_bytes};
 use crate::{Args, Command};
 
@@ -35,7 +36,6 @@ pub fn needs_state(command: &Command) -> bool {
             | Command::Verify(_)
             | Command::Ls(_)
             | Command::Scan(_)
-            | Command::Drain(_)
             | Command::Journal { .. }
             | Command::Media(_)
     )
@@ -55,10 +55,15 @@ pub fn service_holds(state: &Path) -> bool {
 }
 
 /// Runs the command `argv` in the service and passes its output and exit code on.
-pub fn forward(ctx: &Ctx, argv: Vec<String>) -> anyhow::Result<ExitCode> {
+pub fn forward(ctx: &Ctx, argv: Option<Vec<String>>) -> anyhow::Result<ExitCode> {
+    let not_utf8 = "arguments and a current directory that are not UTF-8 cannot go through the \
+                    service: rename, or run the command with the service stopped";
+    let argv = argv.context(not_utf8)?;
     let cwd = std::env::current_dir().context("cannot tell the current directory")?;
+    let cwd = cwd.to_str().context(not_utf8)?.to_owned();
     let mut client = Client::connect(&ctx.state)?;
-    let req = Request::Command { argv, cwd: cwd.to_string_lossy().into_owned() };
+    client.wait_for_ever()?;
+    let req = Request::Command { argv, cwd };
     client.send(&req)?;
     loop {
         let reply = client.receive()?;
@@ -123,9 +128,6 @@ fn exit_number(code: ExitCode) -> u8 {
     [0u8, 1, 2, EXIT_CANCELLED].into_iter().find(|&n| code == ExitCode::from(n)).unwrap_or(2)
 }
 
-/// Exit status of a cancelled backup (as a shell reports a program stopped by SIGINT).
-const EXIT_CANCELLED: u8 = 130;
-
 /// Makes the paths a command names absolute, from the client's directory `cwd`.
 fn absolute_paths(command: &mut Command, cwd: &Path) {
     let abs = |p: &mut PathBuf| {
@@ -133,14 +135,7 @@ fn absolute_paths(command: &mut Command, cwd: &Path) {
             *p = cwd.join(&*p);
         }
     };
-    let spec = |s: &mut String| {
-        if let Some((kind, path)) = s.split_once(':')
-            && matches!(kind, "disk" | "nvram")
-            && !path.starts_with('/')
-        {
-            *s = format!("{kind}:{}", cwd.join(path).display());
-        }
-    };
+    let spec = |s: &mut String| absolute_spec(s, cwd);
     match command {
         Command::Restore(a) => abs(&mut a.to),
         Command::Verify(a) => {
@@ -149,13 +144,18 @@ fn absolute_paths(command: &mut Command, cwd: &Path) {
             }
         }
         Command::Scan(a) => spec(&mut a.target),
-        Command::Drain(a) => {
-            spec(&mut a.from);
-            if let Some(t) = &mut a.to {
-                spec(t);
-            }
-        }
         _ => {}
+    }
+}
+
+/// Makes the path of a `disk:` or `nvram:` target absolute, from `cwd`.
+fn absolute_spec(s: &mut String, cwd: &Path) {
+    if let Some((kind, path)) = s.split_once(':')
+        && matches!(kind, "disk" | "nvram")
+        && !path.is_empty()
+        && !path.starts_with('/')
+    {
+        *s = format!("{kind}:{}", cwd.join(path).display());
     }
 }
 
@@ -170,37 +170,40 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // Ctrl-C from here on cancels the job (caught before the job exists, so that none is
-    // lost between submitting it and watching it).
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, interrupted.clone()).context("cannot catch Ctrl-C")?;
-    }
+    // lost between submitting it and watching it); a second one ends this command at once.
+    let interrupted = coffer::pipeline::Cancel::default();
+    super::backup::cancel_on_signals(&interrupted)?;
     let cwd = std::env::current_dir().context("cannot tell the current directory")?;
     let sources: Vec<PathBuf> = a.sources.iter().map(|p| cwd.join(p)).collect();
+    let mut targets = a.targets.clone();
+    targets.iter_mut().for_each(|t| absolute_spec(t, &cwd));
     let definition = toml::to_string(&json!({
         "name": "backup-by-hand",
         "sources": sources,
-        "to": a.targets,
+        "to": targets,
         "backup": if a.incremental { "incremental" } else { "full" },
         "one_file_system": a.one_file_system,
         "compression": !a.no_compression,
     }))
     .context("cannot write the job file")?;
-    let mut client = Client::connect(&ctx.state)?;
-    let submitted = call(&mut client, Request::Submit { definition, hold: true })?;
+    let submitted = call(ctx, &Request::Submit { definition, hold: true })?;
     let job = submitted["job"].as_u64().context("the service's answer names no job")?;
-    call(&mut client, Request::Run { job })?;
+    if let Err(e) = call(ctx, &Request::Run { job }) {
+        let _ = call(ctx, &Request::Delete { job });
+        return Err(e.context(format!("job {job} could not start (deleted)")));
+    }
     if !ctx.json {
         eprintln!("backup runs in the service as job {job} (Ctrl-C cancels it)");
     }
     let mut cancelled = false;
     let mut session = None;
     let shown = loop {
-        if interrupted.load(Ordering::Relaxed) && !cancelled {
-            call(&mut client, Request::Cancel { job, reschedule: false })?;
+        if interrupted.is_cancelled() && !cancelled {
+            // Refused only when the job has just ended: its end is shown below.
+            let _ = call(ctx, &Request::Cancel { job, reschedule: false });
             cancelled = true;
         }
-        let status = call(&mut client, Request::Status {})?;
+        let status = call(ctx, &Request::Status {})?;
         let mine = status["jobs"].as_array().and_then(|js| js.iter().find(|j| j["id"] == job)).cloned();
         if let Some(p) = mine.as_ref().map(|j| &j["progress"]).filter(|p| !p.is_null()) {
             session = p["session"].as_u64().or(session);
@@ -213,7 +216,7 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        let show = call(&mut client, Request::Show { job })?;
+        let show = call(ctx, &Request::Show { job })?;
         if matches!(show["state"].as_str(), Some("done" | "failed" | "cancelled")) {
             break show;
         }
@@ -225,14 +228,15 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     // A job quicker than a look shows no progress: its session is the one the job started.
     let session = match session {
         Some(s) => Some(s),
-        None => session_of(&mut client, job)?,
+        None => session_of(ctx, job)?,
     };
     report(ctx, job, session, &shown)
 }
 
 /// The newest session job `job` started, as the service's `ls` lists it.
-fn session_of(client: &mut Client, job: u64) -> anyhow::Result<Option<u64>> {
+fn session_of(ctx: &Ctx, job: u64) -> anyhow::Result<Option<u64>> {
     let argv = ["--json", "ls"].map(str::to_owned).to_vec();
+    let mut client = Client::connect(&ctx.state)?;
     client.send(&Request::Command { argv, cwd: "/".into() })?;
     let mut out = String::new();
     loop {
@@ -285,13 +289,4 @@ fn report(ctx: &Ctx, job: u64, session: Option<u64>, shown: &Value) -> anyhow::R
         crate::outln!(ctx, "job {job} {}: {message}", state.to_uppercase());
     }
     Ok(ExitCode::from(code))
-}
-
-/// One request and its data; a refusal is an error.
-fn call(client: &mut Client, req: Request) -> anyhow::Result<Value> {
-    let reply = client.call(&req)?;
-    if !reply.ok {
-        bail!("the service refused: {}", reply.error.unwrap_or_default());
-    }
-    Ok(reply.data)
 }

@@ -69,6 +69,13 @@ impl Client {
         Ok(Client { path, reader: BufReader::new(stream), writer })
     }
 
+    /// Waits for replies as long as they take: a command run in the service (a restore of
+    /// terabytes) may be quiet for longer than [`REPLY_TIMEOUT`].
+    pub fn wait_for_ever(&mut self) -> Result<(), ClientError> {
+        let path = self.path.clone();
+        self.reader.get_ref().set_read_timeout(None).map_err(|source| ClientError::Io { path, source })
+    }
+
     /// Sends `req` and waits for the reply.
     pub fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
         self.send(req)?;

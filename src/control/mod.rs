@@ -102,8 +102,8 @@ pub enum Request {
         #[serde(default = "default_limit")]
         limit: u32,
     },
-    /// Runs a command line (`ls`, `restore`, `verify`, `scan`, `drain`, `journal check`,
-    /// `media …`) in the service, on the state it holds. Answered by a stream of replies:
+    /// Runs a command line (`ls`, `restore`, `verify`, `scan`, `journal check`, `media …`)
+    /// in the service, on the state it holds. Answered by a stream of replies:
     /// `{"out": text}` and `{"err": text}` as the command writes, then `{"exit": code}`.
     Command {
         /// The arguments after `coffer`.

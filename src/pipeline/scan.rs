@@ -126,7 +126,8 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut impl State) -> Re
 
 /// Splits a session's records into commit groups of about [`COMMIT_BYTES`] each. A failure
 /// between groups leaves the session started and unfinished, as a crash mid-backup does: the
-/// service's next start closes it as failed, and what was committed restores.
+/// next command that takes the state lock closes it as interrupted, and what was committed
+/// restores.
 fn groups(records: &[Record]) -> Vec<&[Record]> {
     let cost = |r: &Record| match r {
         Record::ObjectStored(o) => o.object.path.len() + 128,

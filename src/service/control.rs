@@ -172,51 +172,76 @@ enum Chunk {
 
 /// Chunks in flight per command: a client that reads slowly holds the command back.
 const CHUNKS_IN_FLIGHT: usize = 16;
-/// Bytes gathered before a chunk is sent (at a line's end, so that text stays whole).
+/// Most bytes of output in one chunk; JSON escaping (at most 6 bytes for one) keeps its reply
+/// line under [`MAX_LINE`].
 const CHUNK_BYTES: usize = 32 << 10;
-const _: () = assert!(CHUNK_BYTES * 2 < MAX_LINE);
+const _: () = assert!(CHUNK_BYTES * 6 + 4096 < MAX_LINE);
+/// Whole lines waiting longer than this go out: output streams while a command runs.
+const STREAM_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Writes a command's output as chunks to the connection.
+/// Writes a command's output as chunks to the connection: whole lines where it can, never a
+/// character cut in two, at most [`CHUNK_BYTES`] each.
 struct ChunkWriter {
     tx: tokio::sync::mpsc::Sender<Chunk>,
     err: bool,
     buf: Vec<u8>,
+    sent: std::time::Instant,
 }
 
 impl ChunkWriter {
+    fn new(tx: tokio::sync::mpsc::Sender<Chunk>, err: bool) -> ChunkWriter {
+        ChunkWriter { tx, err, buf: Vec::new(), sent: std::time::Instant::now() }
+    }
+
+    /// Sends the first `upto` bytes, less a character the cut would split (kept for later).
     fn send(&mut self, upto: usize) -> std::io::Result<()> {
+        let upto = match std::str::from_utf8(&self.buf[..upto]) {
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            _ => upto,
+        };
+        if upto == 0 {
+            return Ok(());
+        }
         let rest = self.buf.split_off(upto);
         let text = String::from_utf8_lossy(&std::mem::replace(&mut self.buf, rest)).into_owned();
         let chunk = if self.err { Chunk::Err(text) } else { Chunk::Out(text) };
+        self.sent = std::time::Instant::now();
         self.tx.blocking_send(chunk).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+
+    /// Where the next chunk ends: after the last line end among its first [`CHUNK_BYTES`].
+    fn full_chunk(&self) -> usize {
+        let head = &self.buf[..CHUNK_BYTES];
+        head.iter().rposition(|&b| b == b'\n').map_or(CHUNK_BYTES, |i| i + 1)
     }
 }
 
 impl std::io::Write for ChunkWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= CHUNK_BYTES {
-            // Up to the last whole line; a line longer than a chunk goes whole, in pieces at
-            // character boundaries' mercy (lossy) only past twice the chunk.
-            let upto = match self.buf.iter().rposition(|&b| b == b'\n') {
-                Some(i) => i + 1,
-                None if self.buf.len() >= 2 * CHUNK_BYTES => self.buf.len(),
-                None => return Ok(bytes.len()),
-            };
+        while self.buf.len() >= CHUNK_BYTES {
+            let upto = self.full_chunk();
             self.send(upto)?;
+        }
+        if self.sent.elapsed() >= STREAM_EVERY
+            && let Some(i) = self.buf.iter().rposition(|&b| b == b'\n')
+        {
+            self.send(i + 1)?;
         }
         Ok(bytes.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.send(self.buf.len())
     }
 }
 
 impl Drop for ChunkWriter {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            let _ = self.send(self.buf.len());
+            // The end: a character cut off by the command itself goes as a replacement mark.
+            let text = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
+            let _ = self.tx.blocking_send(if self.err { Chunk::Err(text) } else { Chunk::Out(text) });
         }
     }
 }
@@ -238,8 +263,8 @@ async fn command(
         argv,
         cwd: PathBuf::from(cwd),
         store,
-        out: Box::new(ChunkWriter { tx: tx.clone(), err: false, buf: Vec::new() }),
-        err: Box::new(ChunkWriter { tx, err: true, buf: Vec::new() }),
+        out: Box::new(ChunkWriter::new(tx.clone(), false)),
+        err: Box::new(ChunkWriter::new(tx, true)),
     };
     let run = tokio::task::spawn_blocking(move || executor(call));
     while let Some(chunk) = rx.recv().await {
@@ -251,4 +276,45 @@ async fn command(
     }
     let code = run.await.unwrap_or(2);
     send(write, &Reply::ok(serde_json::json!({"exit": code}))).await
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn chunks_of(writes: &[&[u8]]) -> Vec<String> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let mut w = ChunkWriter::new(tx, false);
+        for bytes in writes {
+            w.write_all(bytes).unwrap();
+        }
+        drop(w);
+        let mut out = Vec::new();
+        while let Ok(Chunk::Out(text)) = rx.try_recv() {
+            out.push(text);
+        }
+        out
+    }
+
+    #[test]
+    fn a_long_line_of_wide_characters_goes_whole_in_bounded_chunks() {
+        let line = "é→𝄞 ".repeat(20_000) + "\n";
+        // Written in pieces that cut characters apart, as a formatter may.
+        let bytes = line.as_bytes();
+        let pieces: Vec<&[u8]> = bytes.chunks(4093).collect();
+        let chunks = chunks_of(&pieces);
+        assert!(chunks.len() > 2, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() <= CHUNK_BYTES && !c.contains('\u{fffd}')));
+        assert_eq!(chunks.concat(), line);
+    }
+
+    #[test]
+    fn lines_go_whole_when_they_fit() {
+        let text: String = (0..5000).map(|i| format!("line {i} of the listing\n")).collect();
+        let chunks = chunks_of(&[text.as_bytes()]);
+        assert!(chunks.iter().all(|c| c.ends_with('\n')), "a chunk ends mid-line");
+        assert_eq!(chunks.concat(), text);
+    }
 }

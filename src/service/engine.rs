@@ -136,12 +136,14 @@ impl Engine {
     /// Fails the jobs a stopped service left active. Their sessions were closed as
     /// interrupted when the store was opened ([`crate::store::interrupted_records`]).
     fn recover(&mut self, now: u64) -> Result<(), StoreError> {
-        // Each with the newest session it started, and how that ended.
+        // Each with the session its last run started, if it started one, and how that ended.
         let active: Vec<(Job, Option<(u64, SessionStatus)>)> = self.store.read(|c| {
             c.jobs()
                 .filter(|j| j.state() == JobState::Active)
                 .map(|j| {
-                    let newest = c.sessions().rev().find(|s| s.start().job == j.id());
+                    let ran = j.history().next_back().map_or(0, |h| h.at);
+                    let newest =
+                        c.sessions().rev().find(|s| s.start().job == j.id() && s.start().started >= ran);
                     (j.clone(), newest.and_then(|s| s.finish().map(|f| (s.id(), f.status))))
                 })
                 .collect()

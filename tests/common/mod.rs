@@ -388,6 +388,46 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// `setpriv` that can drop to nobody, or why not.
+pub fn setpriv_works() -> Result<(), String> {
+    if !is_root() {
+        return Err("not running as root (setpriv to another user)".into());
+    }
+    match Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/true"])
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("setpriv exited with {s}")),
+        Err(e) => Err(format!("cannot run setpriv: {e}")),
+    }
+}
+
+/// `coffer --state <state> ARGS...` as the user nobody, in the supplementary group `group`
+/// (none: no group at all).
+pub fn as_nobody(env: &Env, group: Option<u32>, args: &[&str]) -> Run {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534"]);
+    match group {
+        Some(g) => cmd.arg(format!("--groups={g}")),
+        None => cmd.arg("--clear-groups"),
+    };
+    cmd.arg(COFFER).arg("--state").arg(&env.state).args(args);
+    cmd.env_remove("COFFER_STATE").env_remove("RUST_LOG").env("HOME", env.dir.path());
+    run(cmd)
+}
+
+/// The id of the group `name`.
+pub fn group_id(name: &str) -> u32 {
+    let c = std::ffi::CString::new(name).expect("a group name");
+    // SAFETY: getgrnam takes a NUL-terminated string; the entry it returns is read at once,
+    // before any other getgr* call.
+    let entry = unsafe { libc::getgrnam(c.as_ptr()) };
+    assert!(!entry.is_null(), "no group {name} on this machine");
+    // SAFETY: non-null: a valid entry until the next getgr* call.
+    unsafe { (*entry).gr_gid }
+}
+
 /// The one rule for a test that cannot run on this machine (not root, no tmpfs, no loop
 /// device, no setpriv): outside CI it prints "skipped: <why>" and the caller returns; under CI
 /// (`$CI` set) the machine is meant to run every test, so a skip would hide a test that never
