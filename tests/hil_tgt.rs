@@ -381,6 +381,19 @@ impl Appliance for Guest {
         }
     }
 
+    fn throttle_reads(&mut self, path: &str, rate: &str) -> Result<(), String> {
+        // systemd finds the block device under `path` and writes the cgroup's io.max; dropping
+        // the page cache makes the next reads of the source go to that device.
+        let r = self.sh(&format!(
+            "set -e\nsystemctl set-property --runtime coffer.service 'IOReadBandwidthMax={path} {rate}'\n\
+             sync\necho 3 >/proc/sys/vm/drop_caches\nsystemctl show -P IOReadBandwidthMax coffer.service\n"
+        ))?;
+        if r.code != 0 || r.stdout.trim().is_empty() {
+            return Err(format!("holding coffer.service's reads of {path} to {rate}: {r}"));
+        }
+        Ok(())
+    }
+
     fn crash_service(&mut self) -> Result<(), String> {
         // SIGKILL: systemd sees the service die and restarts it (Restart=on-failure).
         let before =

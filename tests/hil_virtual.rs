@@ -135,6 +135,11 @@ impl Appliance for Local {
         Ok(())
     }
 
+    fn throttle_reads(&mut self, _path: &str, _rate: &str) -> Result<(), String> {
+        // The virtual drives are paced by `library.virtual_drive_rate`.
+        Ok(())
+    }
+
     fn crash_service(&mut self) -> Result<(), String> {
         if let Some(mut svc) = self.service.take() {
             svc.child.kill().map_err(|e| e.to_string())?;

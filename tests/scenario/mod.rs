@@ -260,6 +260,12 @@ pub enum Step {
         /// Bytes stored before the crash ("72M"); the session must also have committed objects
         /// (the status endpoint's latest session shows them).
         crash_after: String,
+        /// On the appliance, the service's reads of the source are held to this rate ("8M") by
+        /// the kernel (cgroup `io.max` through systemd), so that the job lasts long enough to be
+        /// interrupted however fast the library is; the virtual tier paces the job with
+        /// `library.virtual_drive_rate` instead.
+        #[serde(default)]
+        read_rate: Option<String>,
     },
 }
 
@@ -404,6 +410,11 @@ impl Scenario {
             {
                 return Err(bad(key("crash_after"), format!("'{crash_after}': a size like 8M")));
             }
+            if let Step::Job { read_rate: Some(rate), .. } = step
+                && parse_size(rate).is_none()
+            {
+                return Err(bad(key("read_rate"), format!("'{rate}': a rate like 8M")));
+            }
         }
         Ok(())
     }
@@ -500,6 +511,10 @@ pub trait Appliance {
     fn stop_service(&mut self) -> Result<(), String>;
     /// Kills the service (SIGKILL) and starts it again; returns once it is READY.
     fn crash_service(&mut self) -> Result<(), String>;
+    /// Holds the service's reads of the file system under `path` to `rate` bytes a second from
+    /// the next read on (the file data is dropped from the page cache first). The virtual tier
+    /// does nothing: its drives are paced by their own rate.
+    fn throttle_reads(&mut self, path: &str, rate: &str) -> Result<(), String>;
     /// The status endpoint's `/api/status`.
     fn status(&mut self) -> Result<Value, String>;
     /// Whether the service runs now (on the appliance it starts at boot).
@@ -725,8 +740,8 @@ fn run_step(
             Ok(format!("`{command}`: {}", first.unwrap_or("(nothing)")))
         }
         Step::Crosscheck {} => crosscheck(a),
-        Step::Job { source, compression, crash_after } => {
-            let (r, stored) = job_with_crash(a, source, *compression, crash_after, ctx)?;
+        Step::Job { source, compression, crash_after, read_rate } => {
+            let (r, stored) = job_with_crash(a, source, *compression, crash_after, read_rate, ctx)?;
             report.bytes += stored;
             ctx.service = true;
             Ok(r)
@@ -991,9 +1006,13 @@ fn job_with_crash(
     source: &Source,
     compression: bool,
     crash_after: &str,
+    read_rate: &Option<String>,
     ctx: &mut Ctx,
 ) -> Result<(String, u64), String> {
     let src = prepare_source(a, source, ctx)?;
+    if let Some(rate) = read_rate {
+        a.throttle_reads(&src, rate)?;
+    }
     let crash_at = parse_size(crash_after).expect("checked");
     let job_file = format!("{}/job.toml", a.scratch());
     let lib = a.library();
