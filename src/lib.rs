@@ -11,6 +11,7 @@ pub mod device;
 pub mod format;
 pub mod fsrestore;
 pub mod human;
+pub mod index;
 pub mod jobs;
 pub mod journal;
 pub mod library;
