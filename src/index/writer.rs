@@ -80,9 +80,8 @@ impl IndexWriter {
         let mut tmp = OsString::from(path.as_os_str());
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let mut file = File::create(&tmp).map_err(IndexError::io(&tmp, "create"))?;
-        file.write_all(&Header { session }.encode()).map_err(IndexError::io(&tmp, "write"))?;
-        Ok(IndexWriter {
+        let file = File::create(&tmp).map_err(IndexError::io(&tmp, "create"))?;
+        let mut writer = IndexWriter {
             path: path.to_owned(),
             tmp,
             file: Some(file),
@@ -97,7 +96,11 @@ impl IndexWriter {
             last: None,
             raw: Vec::new(),
             stored: Vec::new(),
-        })
+        };
+        let file = writer.file.as_mut().expect("just created");
+        // On an error the writer is dropped, which removes the `.tmp` file.
+        file.write_all(&Header { session }.encode()).map_err(IndexError::io(&writer.tmp, "write"))?;
+        Ok(writer)
     }
 
     /// Adds the next entry; entries must come in `Entry::order` (an out-of-order entry is an
@@ -165,6 +168,14 @@ impl IndexWriter {
         }
     }
 
+    /// Closes and removes the `.tmp` file: the writer takes nothing more.
+    fn abandon(&mut self) {
+        if self.file.take().is_some() {
+            // Best effort: a leftover `.tmp` is truncated by the next writer of the same name.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+
     /// Compresses and writes the block being built and lists it in the directory.
     fn write_block(&mut self) -> Result<(), IndexError> {
         let info = self.block.finish(self.offset, &mut self.raw, &mut self.stored);
@@ -218,16 +229,6 @@ impl IndexWriter {
             bytes: self.offset + footer.directory_len + FRAME_LEN as u64,
             crc: footer.directory_crc,
         })
-    }
-}
-
-impl IndexWriter {
-    /// Closes and removes the `.tmp` file: the writer takes nothing more.
-    fn abandon(&mut self) {
-        if self.file.take().is_some() {
-            // Best effort: a leftover `.tmp` is truncated by the next writer of the same name.
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 
