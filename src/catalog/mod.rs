@@ -8,10 +8,17 @@
 //!   framing records) and a `version`. A payload is the postcard encoding of the record's
 //!   struct, at most [`MAX_PAYLOAD_LEN`] bytes.
 //! - [`Catalog`]: the in-memory state those records build: media (by UUID and by barcode),
-//!   sessions (start, parts on media, where each object lives, how they ended), jobs (saved
+//!   sessions (start, parts on media, totals of their objects, how they ended, whether their
+//!   per-file index file is durable), jobs (saved
 //!   definition and a bounded state history), the activity log (the last [`LOG_KEEP`]
 //!   entries), the console's latest login (wrong PINs in a row, for the lockout), and the next
 //!   free session and job ids.
+//!
+//! What it does not hold: where each object lives. A session's per-file entries (its objects'
+//! pieces, and the files an incremental kept) go to its index file (see `index`); the catalog
+//! keeps their totals, so what replay builds is O(sessions + media + jobs + log). The store
+//! spools the entries of the records it commits and writes the index file when the session
+//! ends.
 //!
 //! Nothing here does I/O: the journal frames, stores and replays the bytes; this module only
 //! encodes, decodes, checks and applies.
@@ -29,7 +36,9 @@
 //!   parts or objects.
 //! - Only a running incremental session takes a list of kept files, until a batch says the
 //!   list is complete.
-//! - [`Catalog::snapshot_records`] applied in order to an empty catalog builds an equal one.
+//! - [`Catalog::snapshot_records`] applied in order to an empty catalog builds an equal one;
+//!   it may only be taken when every session holding entries is indexed
+//!   ([`Catalog::snapshot_ready`]), since the catalog no longer holds the entries themselves.
 //!
 //! # Versioning
 //!
@@ -56,10 +65,11 @@ mod tests;
 
 pub use record::{
     ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged,
-    LogEntry, LogLevel, MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MAX_TTY_LEN,
-    MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, ObjectStored, PartMoved, Record,
-    RecordBody, SessionFinished, SessionKind, SessionMode, SessionPart, SessionPruned, SessionStarted,
-    StoredObject, StreamCut, kept_batches, kept_cost,
+    LogEntry, LogLevel, MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES,
+    MAX_PAYLOAD_LEN, MAX_TTY_LEN, MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated,
+    ObjectStored, ObjectsStored, PartMoved, Record, RecordBody, SessionFinished, SessionIndexed, SessionKind,
+    SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, kept_batches,
+    kept_cost, object_batches, object_cost,
 };
 pub use state::{Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 
@@ -143,6 +153,10 @@ pub enum CatalogError {
     /// Moving a part the session does not have.
     #[error("session {session} has no part {part} on stream {stream} to move")]
     NoSuchPart { session: u64, stream: u16, part: u32 },
+    /// An index file for a session that is running, indexed already, or holds other entries
+    /// than the journal recorded.
+    #[error("session {session} cannot take index file {crc:08x}: {why}")]
+    Index { session: u64, crc: u32, why: &'static str },
     /// A job id the catalog does not hold.
     #[error("no job {job} in the catalog: it was never saved or has been deleted")]
     UnknownJob { job: u64 },

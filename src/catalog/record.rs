@@ -13,6 +13,8 @@
 //! | 37   | `PartMoved`       | 1       |
 //! | 38   | `StreamCut`       | 1       |
 //! | 39   | `FilesKept`       | 1       |
+//! | 40   | `ObjectsStored`   | 1       |
+//! | 41   | `SessionIndexed`  | 1       |
 //! | 48   | `JobSaved`        | 1       |
 //! | 49   | `JobStateChanged` | 2       |
 //! | 50   | `JobDeleted`      | 1       |
@@ -29,6 +31,9 @@
 //! version 2 added the object's `mode`, `uid` and `gid` (version 1 reads with all three 0: not
 //! recorded). `FilesKept` (kind 39) came with incremental sessions that list what they kept.
 //! `ConsoleLogin` (kind 96) came with the console's PIN lockout that survives restarts.
+//! `ObjectsStored` (kind 40) and `SessionIndexed` (kind 41) came with per-session index files:
+//! objects are journaled in batches, and only until the session's index file is durable;
+//! `ObjectStored` (kind 34, one object per record) is still read from older journals.
 
 use serde::{Deserialize, Serialize};
 
@@ -262,6 +267,70 @@ pub struct ObjectStored {
     pub session: u64,
     /// The object and where it lives.
     pub object: StoredObject,
+}
+
+/// Objects (or segments) a session made durable, as one batch: what a checkpoint of one of its
+/// streams committed. Kept in the journal only until the session's index file is durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectsStored {
+    /// Session id (a session still open).
+    pub session: u64,
+    /// The objects and where they live, in the order they were stored.
+    pub objects: Vec<StoredObject>,
+}
+
+/// What one object adds to an [`ObjectsStored`] record at most: its path and its length, the
+/// digest, and its integer fields as varints of at most 10 bytes each.
+pub fn object_cost(o: &StoredObject) -> usize {
+    o.path.len() + 2 + 32 + 13 * 10
+}
+
+/// Most [`object_cost`] one [`ObjectsStored`] record carries.
+pub const MAX_OBJECTS_BYTES: usize = MAX_DEFINITION_LEN - 1024;
+
+// A full batch (objects, their count, the session id) fits a payload.
+const _: () = assert!(MAX_OBJECTS_BYTES + 32 <= MAX_PAYLOAD_LEN);
+
+/// The [`ObjectsStored`] records that carry `objects` for `session`, each as full as it may
+/// be, in order; none for no objects.
+pub fn object_batches(session: u64, objects: Vec<StoredObject>) -> Vec<ObjectsStored> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for o in objects {
+        if bytes + object_cost(&o) > MAX_OBJECTS_BYTES {
+            out.push(ObjectsStored { session, objects: std::mem::take(&mut batch) });
+            bytes = 0;
+        }
+        bytes += object_cost(&o);
+        batch.push(o);
+    }
+    if !batch.is_empty() {
+        out.push(ObjectsStored { session, objects: batch });
+    }
+    out
+}
+
+/// A finished session's per-file index file is durable in the state directory, holding
+/// `entries` entries (its objects' pieces and the files it kept): the journal's records of them
+/// are needed no longer. Snapshots carry this record in their place, with the totals replay
+/// would otherwise have counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionIndexed {
+    /// Session id (a finished session).
+    pub session: u64,
+    /// Entries in the index file: object pieces and kept files.
+    pub entries: u64,
+    /// Objects, each once however many segments it was split into.
+    pub objects: u64,
+    /// Object bytes before compression (the pieces' lengths).
+    pub raw_bytes: u64,
+    /// Kept files among the entries.
+    pub kept: u64,
+    /// Whether the session's list of kept files is the whole walk's.
+    pub kept_complete: bool,
+    /// CRC-32 of the index file's directory: which file this is.
+    pub crc: u32,
 }
 
 /// A session ended.
@@ -520,7 +589,14 @@ impl RecordBody for ObjectStored {
     const KIND: u16 = 34;
     const VERSION: u8 = 2;
     fn validate(&self) -> Result<(), &'static str> {
-        let o = &self.object;
+        self.object.validate()
+    }
+}
+
+impl StoredObject {
+    /// Checks the rules of a valid object (in a record, or read from an index file).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let o = self;
         if o.path.is_empty() || o.path.len() > MAX_PATH_LEN || o.path.contains(&0) {
             return Err("path empty, over 4096 bytes or holding a NUL");
         }
@@ -529,6 +605,34 @@ impl RecordBody for ObjectStored {
         }
         if o.segment_offset.checked_add(o.length).is_none() {
             return Err("piece ends past the largest offset");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for ObjectsStored {
+    const KIND: u16 = 40;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        check_id(self.session, "session id 0 or the largest")?;
+        if self.objects.is_empty() {
+            return Err("a batch holds at least one object");
+        }
+        self.objects.iter().try_for_each(StoredObject::validate)?;
+        if self.objects.iter().map(object_cost).sum::<usize>() > MAX_OBJECTS_BYTES {
+            return Err("the objects are over what one record holds");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for SessionIndexed {
+    const KIND: u16 = 41;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        check_id(self.session, "session id 0 or the largest")?;
+        if self.objects.saturating_add(self.kept) > self.entries {
+            return Err("more objects and kept files than entries");
         }
         Ok(())
     }
@@ -746,6 +850,10 @@ records! {
     StreamCut,
     /// Kind 39.
     FilesKept,
+    /// Kind 40.
+    ObjectsStored,
+    /// Kind 41.
+    SessionIndexed,
     /// Kind 48.
     JobSaved,
     /// Kind 49.
@@ -822,6 +930,8 @@ impl Record {
             (PartMoved::KIND, 1) => body::<PartMoved>(payload).map_err(fail)?.into(),
             (StreamCut::KIND, 1) => body::<StreamCut>(payload).map_err(fail)?.into(),
             (FilesKept::KIND, 1) => body::<FilesKept>(payload).map_err(fail)?.into(),
+            (ObjectsStored::KIND, 1) => body::<ObjectsStored>(payload).map_err(fail)?.into(),
+            (SessionIndexed::KIND, 1) => body::<SessionIndexed>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
             (JobStateChanged::KIND, 1) => {
                 body::<old::JobStateChangedV1>(payload).map_err(fail)?.upgrade().into()

@@ -8,8 +8,9 @@ use uuid::Uuid;
 use super::CatalogError;
 use super::record::{
     ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry,
-    MediumAdded, MediumRemoved, MediumState, MediumUpdated, ObjectStored, PartMoved, Record, SessionFinished,
-    SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, kept_batches,
+    MediumAdded, MediumRemoved, MediumState, MediumUpdated, ObjectStored, ObjectsStored, PartMoved, Record,
+    SessionFinished, SessionIndexed, SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject,
+    StreamCut,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -65,20 +66,56 @@ impl Medium {
     }
 }
 
+/// The totals of a session's per-file entries, counted as their records are applied (the
+/// entries themselves go to the session's index file).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    /// Object pieces and kept files.
+    entries: u64,
+    /// Objects, each once however many segments it was split into.
+    objects: u64,
+    /// Object bytes before compression.
+    raw_bytes: u64,
+    /// Kept files.
+    kept: u64,
+    /// Whether the list of kept files is the whole walk's.
+    kept_complete: bool,
+    /// Parts holding at least one committed piece (until the session is indexed).
+    parts_used: std::collections::BTreeSet<(u16, u32)>,
+    /// Objects split into segments, counted once (until the session is indexed). Only large
+    /// files are split, so this stays small.
+    split: std::collections::BTreeSet<u64>,
+}
+
+impl Tally {
+    fn count(&mut self, o: &StoredObject) {
+        self.entries += 1;
+        self.raw_bytes += o.length;
+        self.parts_used.insert((o.stream, o.part));
+        let whole = o.segment_offset == 0 && o.length == o.size;
+        if whole {
+            self.objects += 1;
+            return;
+        }
+        // A segment: the object counts once, at whichever of its segments comes first.
+        if self.split.insert(o.id) {
+            self.objects += 1;
+        }
+    }
+}
+
 /// A session in the catalog.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
     start: SessionStarted,
     /// By (stream, part); each stream's parts are numbered from 0 without gaps.
     parts: BTreeMap<(u16, u32), SessionPart>,
-    objects: Vec<StoredObject>,
+    tally: Tally,
     finish: Option<SessionFinished>,
     /// Streams that ended without their trailer.
     cut: std::collections::BTreeSet<u16>,
-    /// Regular files an incremental session left out as unchanged ([`FilesKept`]).
-    kept: Vec<Vec<u8>>,
-    /// Whether `kept` is the whole walk's list.
-    kept_complete: bool,
+    /// The index file's record, once it is durable.
+    indexed: Option<SessionIndexed>,
 }
 
 impl Session {
@@ -102,26 +139,53 @@ impl Session {
         self.parts.get(&(stream, part))
     }
 
-    /// Where each object (or segment) lives, in the order they were stored.
-    pub fn objects(&self) -> &[StoredObject] {
-        &self.objects
+    /// Entries of its per-file index: object pieces and kept files.
+    pub fn entries(&self) -> u64 {
+        self.tally.entries
+    }
+
+    /// Object pieces recorded (an object split into segments has one per segment).
+    pub fn pieces(&self) -> u64 {
+        self.tally.entries - self.tally.kept
     }
 
     /// How many objects it holds, each once however many segments it was split into.
     pub fn object_count(&self) -> u64 {
-        self.objects.iter().map(|o| o.id).collect::<std::collections::HashSet<_>>().len() as u64
+        self.tally.objects
+    }
+
+    /// Object bytes before compression, over the pieces recorded.
+    pub fn raw_bytes(&self) -> u64 {
+        self.tally.raw_bytes
+    }
+
+    /// Whether some committed piece lies in `part` of `stream` (known while the session is not
+    /// indexed; an indexed session answers true for every part it has).
+    pub fn part_used(&self, stream: u16, part: u32) -> bool {
+        self.indexed.is_some() || self.tally.parts_used.contains(&(stream, part))
+    }
+
+    /// Whether an incremental session's list of kept files is the whole walk's (the kept files
+    /// are entries of its index); false for full sessions and for incrementals without a whole
+    /// list (older coffer, a walk that did not finish).
+    pub fn has_kept_list(&self) -> bool {
+        self.tally.kept_complete
+    }
+
+    /// Its index file's record, once the file is durable.
+    pub fn indexed(&self) -> Option<&SessionIndexed> {
+        self.indexed.as_ref()
+    }
+
+    /// Whether it holds entries that are only in the journal (its index file is not written
+    /// yet): a snapshot cannot be taken then.
+    pub fn needs_index(&self) -> bool {
+        self.indexed.is_none() && (self.tally.entries > 0 || self.tally.kept_complete)
     }
 
     /// How it ended, once it has.
     pub fn finish(&self) -> Option<&SessionFinished> {
         self.finish.as_ref()
-    }
-
-    /// The regular files an incremental session walked and left out as unchanged, once the
-    /// list is complete; `None` for full sessions and for incrementals without a whole list
-    /// (older coffer, a walk that did not finish).
-    pub fn kept(&self) -> Option<&[Vec<u8>]> {
-        self.kept_complete.then_some(self.kept.as_slice())
     }
 
     /// Whether it has ended.
@@ -157,22 +221,31 @@ impl Session {
         last.map_or(0, |(&(_, p), _)| p.saturating_add(1))
     }
 
+    /// Refuses a piece in a part the session has not recorded.
+    fn check_piece(&self, o: &StoredObject) -> Result<(), CatalogError> {
+        if !self.parts.contains_key(&(o.stream, o.part)) {
+            return Err(CatalogError::UnknownPart {
+                session: self.id(),
+                object: o.id,
+                stream: o.stream,
+                part: o.part,
+            });
+        }
+        Ok(())
+    }
+
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        assert!(!self.needs_index(), "snapshot of session {} whose entries are not indexed", self.id());
         let session = self.id();
         let parts = self.parts.values().cloned().map(Record::SessionPart);
-        let objects = self
-            .objects
-            .iter()
-            .map(move |o| Record::ObjectStored(ObjectStored { session, object: o.clone() }));
         let finish = self.finish.clone().map(Record::SessionFinished);
+        let indexed = self.indexed.clone().map(Record::SessionIndexed);
         let cut = self.cut.iter().map(move |&stream| Record::StreamCut(StreamCut { session, stream }));
-        let kept = kept_batches(session, self.kept.iter().map(Vec::as_slice), self.kept_complete);
         iter::once(Record::SessionStarted(self.start.clone()))
             .chain(parts)
-            .chain(objects)
-            .chain(kept.into_iter().map(Record::FilesKept))
             .chain(cut)
             .chain(finish)
+            .chain(indexed)
     }
 }
 
@@ -266,6 +339,8 @@ impl Catalog {
             Record::SessionStarted(b) => self.session_started(b),
             Record::SessionPart(b) => self.session_part(b),
             Record::ObjectStored(b) => self.object_stored(b),
+            Record::ObjectsStored(b) => self.objects_stored(b),
+            Record::SessionIndexed(b) => self.session_indexed(b),
             Record::SessionFinished(b) => self.session_finished(b),
             Record::SessionPruned(b) => self.session_pruned(b),
             Record::PartMoved(b) => self.part_moved(b),
@@ -287,16 +362,32 @@ impl Catalog {
     }
 
     /// The fewest records that, applied in order to an empty catalog, build one equal to this:
-    /// media, then sessions (start, parts, objects, end), then jobs, the log, the console's
+    /// media, then sessions (start, parts, end, index file), then jobs, the log, the console's
     /// latest login, and the next ids when pruning or deletion left them above what the rest
     /// implies.
+    ///
+    /// # Panics
+    /// Unless [`snapshot_ready`](Self::snapshot_ready): the entries of a session not yet
+    /// indexed are only in the journal.
     pub fn snapshot_records(&self) -> impl Iterator<Item = Record> + '_ {
+        assert!(self.snapshot_ready(), "snapshot taken while a session's entries are not indexed");
         let media = self.media.values().flat_map(Medium::records);
         let sessions = self.sessions.values().flat_map(Session::records);
         let jobs = self.jobs.values().flat_map(Job::records);
         let log = self.log.iter().cloned().map(Record::LogEntry);
         let login = self.console_login.iter().cloned().map(Record::ConsoleLogin);
         media.chain(sessions).chain(jobs).chain(log).chain(login).chain(self.ids_record())
+    }
+
+    /// Whether a snapshot may be taken: no session holds entries that are only in the journal.
+    pub fn snapshot_ready(&self) -> bool {
+        self.sessions.values().all(|s| !s.needs_index())
+    }
+
+    /// Sessions whose entries are only in the journal: running ones, and finished ones whose
+    /// index file is not durable yet.
+    pub fn unindexed(&self) -> impl Iterator<Item = &Session> + '_ {
+        self.sessions.values().filter(|s| s.needs_index())
     }
 
     /// The console's latest login, which counts the wrong PINs in a row.
@@ -317,11 +408,6 @@ impl Catalog {
     /// The newest session (highest id), finished or not.
     pub fn latest_session(&self) -> Option<&Session> {
         self.sessions.values().next_back()
-    }
-
-    /// Where each object of a session lives; `None` for an unknown session.
-    pub fn objects(&self, session: u64) -> Option<&[StoredObject]> {
-        self.sessions.get(&session).map(Session::objects)
     }
 
     /// Sessions with a part on `medium`.
@@ -418,11 +504,10 @@ impl Catalog {
         let session = Session {
             start: b.clone(),
             parts: BTreeMap::new(),
-            objects: Vec::new(),
+            tally: Tally::default(),
             finish: None,
             cut: Default::default(),
-            kept: Vec::new(),
-            kept_complete: false,
+            indexed: None,
         };
         self.sessions.insert(b.session, session);
         // Validation keeps ids below u64::MAX.
@@ -451,16 +536,50 @@ impl Catalog {
 
     fn object_stored(&mut self, b: &ObjectStored) -> Result<(), CatalogError> {
         let s = open_session(&mut self.sessions, b.session)?;
-        let o = &b.object;
-        if !s.parts.contains_key(&(o.stream, o.part)) {
-            return Err(CatalogError::UnknownPart {
-                session: b.session,
-                object: o.id,
-                stream: o.stream,
-                part: o.part,
-            });
+        s.check_piece(&b.object)?;
+        s.tally.count(&b.object);
+        Ok(())
+    }
+
+    fn objects_stored(&mut self, b: &ObjectsStored) -> Result<(), CatalogError> {
+        let s = open_session(&mut self.sessions, b.session)?;
+        // All or nothing: check every piece before counting any.
+        b.objects.iter().try_for_each(|o| s.check_piece(o))?;
+        b.objects.iter().for_each(|o| s.tally.count(o));
+        Ok(())
+    }
+
+    fn session_indexed(&mut self, b: &SessionIndexed) -> Result<(), CatalogError> {
+        let s =
+            self.sessions.get_mut(&b.session).ok_or(CatalogError::UnknownSession { session: b.session })?;
+        let refuse = |why| Err(CatalogError::Index { session: b.session, crc: b.crc, why });
+        if !s.is_finished() {
+            return refuse("the session is still running");
         }
-        s.objects.push(o.clone());
+        if s.indexed.is_some() {
+            return refuse("the session is indexed already");
+        }
+        // Replayed after its entries' records, the totals must agree; from a snapshot (no
+        // entries counted), the record brings them.
+        let t = &s.tally;
+        let counted = t.entries > 0 || t.kept_complete;
+        let same = t.entries == b.entries
+            && t.objects == b.objects
+            && t.raw_bytes == b.raw_bytes
+            && t.kept == b.kept
+            && t.kept_complete == b.kept_complete;
+        if counted && !same {
+            return refuse("it holds other entries than the journal recorded");
+        }
+        s.tally = Tally {
+            entries: b.entries,
+            objects: b.objects,
+            raw_bytes: b.raw_bytes,
+            kept: b.kept,
+            kept_complete: b.kept_complete,
+            ..Tally::default()
+        };
+        s.indexed = Some(b.clone());
         Ok(())
     }
 
@@ -485,11 +604,12 @@ impl Catalog {
         if !matches!(s.start.kind, SessionKind::Incremental { .. }) {
             return refuse("it is not incremental");
         }
-        if s.kept_complete {
+        if s.tally.kept_complete {
             return refuse("its list is complete already");
         }
-        s.kept.extend(b.paths.iter().map(|p| p.to_vec()));
-        s.kept_complete = b.complete;
+        s.tally.entries += b.paths.len() as u64;
+        s.tally.kept += b.paths.len() as u64;
+        s.tally.kept_complete = b.complete;
         Ok(())
     }
 

@@ -137,6 +137,19 @@ fn session_records() -> impl Strategy<Value = Record> {
         ),
         (any::<u64>(), stored_object())
             .prop_map(|(session, object)| Record::ObjectStored(ObjectStored { session, object })),
+        (any::<u64>(), proptest::collection::vec(stored_object(), 1..8))
+            .prop_map(|(session, objects)| Record::ObjectsStored(ObjectsStored { session, objects })),
+        (any::<[u64; 5]>(), any::<(bool, u32)>()).prop_map(|(n, (kept_complete, crc))| {
+            Record::SessionIndexed(SessionIndexed {
+                session: n[0],
+                entries: n[1],
+                objects: n[2] % (n[1] / 2 + 1),
+                raw_bytes: n[3],
+                kept: n[4] % (n[1] / 2 + 1),
+                kept_complete,
+                crc,
+            })
+        }),
         (any::<[u64; 5]>(), select(&STATUSES[..])).prop_map(|(n, status)| {
             Record::SessionFinished(SessionFinished {
                 session: n[0],
@@ -206,9 +219,9 @@ pub(super) fn encoded(r: &Record) -> Vec<u8> {
 // ---- records ----------------------------------------------------------------------------------
 
 /// The largest record of every kind: every limit at once.
-fn largest_records() -> Vec<Record> {
+fn largest_object() -> StoredObject {
     let big = u64::MAX - 1;
-    let object = StoredObject {
+    StoredObject {
         id: big,
         path: vec![0xff; crate::format::MAX_PATH_LEN],
         kind: ObjectKind::File,
@@ -223,7 +236,12 @@ fn largest_records() -> Vec<Record> {
         part: u32::MAX,
         position: big,
         digest: [0xff; 32],
-    };
+    }
+}
+
+fn largest_records() -> Vec<Record> {
+    let big = u64::MAX - 1;
+    let object = largest_object();
     let message = "m".repeat(MAX_MESSAGE_LEN);
     vec![
         Record::MediumAdded(MediumAdded {
@@ -247,7 +265,21 @@ fn largest_records() -> Vec<Record> {
             kind: SessionKind::Incremental { base: big - 1 },
             source_key: [0xff; 32],
         }),
-        Record::ObjectStored(ObjectStored { session: big, object }),
+        Record::ObjectStored(ObjectStored { session: big, object: object.clone() }),
+        // As many of the largest objects as one batch takes.
+        Record::ObjectsStored(ObjectsStored {
+            session: big,
+            objects: vec![object; MAX_OBJECTS_BYTES / object_cost(&largest_object())],
+        }),
+        Record::SessionIndexed(SessionIndexed {
+            session: big,
+            entries: u64::MAX,
+            objects: big / 2,
+            raw_bytes: u64::MAX,
+            kept: big / 2,
+            kept_complete: true,
+            crc: u32::MAX,
+        }),
         // The most paths of the longest and of the shortest kind one record takes.
         largest_kept(crate::format::MAX_PATH_LEN),
         largest_kept(1),
@@ -383,6 +415,8 @@ fn kinds_and_versions_are_stable() {
         (37, 1, "PartMoved"),
         (38, 1, "StreamCut"),
         (39, 1, "FilesKept"),
+        (40, 1, "ObjectsStored"),
+        (41, 1, "SessionIndexed"),
         (48, 1, "JobSaved"),
         (49, 2, "JobStateChanged"),
         (50, 1, "JobDeleted"),

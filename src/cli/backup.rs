@@ -125,7 +125,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     let incremental = if a.incremental {
         check_sources(&sources)?;
         let store = opened.insert(ctx.open_store()?);
-        match Baseline::find(store.catalog(), source_key) {
+        match Baseline::find(store.catalog(), &store.indexes(), source_key) {
             Ok(b) => {
                 lineage.base = Some(b.base());
                 Some(Incremental::new(b))

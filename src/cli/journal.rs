@@ -1,4 +1,5 @@
-//! `coffer journal check`: replays the journal read-only and reports what it found.
+//! `coffer journal check`: replays the journal read-only, reads every session's index file
+//! through, and reports what it found.
 
 use std::process::ExitCode;
 
@@ -13,7 +14,8 @@ use crate::outln;
 /// Journal commands.
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// Replay read-only: count records, report damage and torn tails, change nothing.
+    /// Replay read-only and read every index file through: count records and entries, report
+    /// damage and torn tails, change nothing.
     Check,
 }
 
@@ -23,6 +25,7 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
     let (store, report) = Store::open(&ctx.state, Mode::ReadOnly)?;
     let c = store.catalog();
     let damage = report.damage.as_ref().map(|d| d.to_string());
+    let index = check_indexes(&store);
     if ctx.json {
         super::print_json(
             ctx,
@@ -31,6 +34,7 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
                 "sessions": c.sessions().count(), "media": c.media().count(),
                 "torn_tail": report.cut.as_ref().map(|x| json!({"file": x.file, "offset": x.offset, "bytes": x.bytes})),
                 "warnings": report.warnings, "damage": damage,
+                "index_files": {"checked": index.files, "entries": index.entries, "problems": index.problems},
             }),
         );
     } else {
@@ -43,6 +47,10 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
             report.bytes
         );
         outln!(ctx, "catalog: {} sessions, {} media", c.sessions().count(), c.media().count());
+        outln!(ctx, "index files: {} read through, {} entries", index.files, index.entries);
+        for p in &index.problems {
+            outln!(ctx, "DAMAGED index: {p}");
+        }
         if let Some(cut) = &report.cut {
             let when =
                 if damage.is_some() { "cut once the damage is dealt with" } else { "cut at the next open" };
@@ -68,5 +76,36 @@ pub fn run(ctx: &Ctx, cmd: JournalCommand) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(if damage.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    let bad = damage.is_some() || !index.problems.is_empty();
+    Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// What reading the index files through found.
+struct IndexCheck {
+    files: u64,
+    entries: u64,
+    problems: Vec<String>,
+}
+
+/// Reads every indexed session's file through (one block at a time), checking each block and
+/// that it holds the entries the journal recorded.
+fn check_indexes(store: &Store) -> IndexCheck {
+    let mut check = IndexCheck { files: 0, entries: 0, problems: Vec::new() };
+    let indexes = store.indexes();
+    for s in store.catalog().sessions().filter(|s| s.indexed().is_some()) {
+        check.files += 1;
+        let counted = indexes.session(store.catalog(), s.id()).map_err(|e| e.to_string()).and_then(|e| {
+            e.iter().try_fold(0u64, |n, entry| entry.map(|_| n + 1)).map_err(|e| e.to_string())
+        });
+        match counted {
+            Ok(n) if n == s.entries() => check.entries += n,
+            Ok(n) => check.problems.push(format!(
+                "session {}: the index file holds {n} entries, the journal recorded {}",
+                s.id(),
+                s.entries()
+            )),
+            Err(e) => check.problems.push(format!("session {}: {e}", s.id())),
+        }
+    }
+    check
 }

@@ -1,9 +1,11 @@
-//! `coffer ls [SESSION]`: sessions, or the objects of one.
+//! `coffer ls [SESSION [PATH]]`: sessions, or the objects of one (at and under a path), read
+//! from the session's index file.
 
 use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 use coffer::catalog::SessionKind;
+use coffer::index::Entry;
 use serde_json::json;
 
 use super::{Ctx, human_bytes, session_arg};
@@ -14,6 +16,10 @@ use crate::outln;
 pub struct LsArgs {
     /// A session id or `latest`; without it, all sessions are listed.
     pub session: Option<String>,
+    /// Only the objects at this path and under it (relative to the backup's source root, as
+    /// `coffer ls SESSION` shows them).
+    #[arg(requires = "session")]
+    pub path: Option<String>,
     /// List the media the catalog knows instead: barcode, kind, pool, where, bytes used (how
     /// far its committed data goes), state, sessions on it.
     #[arg(long, conflicts_with = "session")]
@@ -42,7 +48,7 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                         "session": s.id(), "job": s.start().job, "started": s.start().started, "source": s.start().source,
                         "kind": kind, "base": base,
                         "status": f.map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
-                        "objects": s.objects().len(), "bytes_in": f.map(|f| f.raw_bytes),
+                        "objects": s.object_count(), "bytes_in": f.map(|f| f.raw_bytes),
                         "bytes_stored": f.map(|f| f.stored_bytes),
                         "parts": s.parts().map(|p| json!({
                             "stream": p.stream, "part": p.part, "position": p.position,
@@ -74,7 +80,7 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                     "{:>8}  {:<10}  {:>9}  {:>10}  {:>10}  {}{kind}",
                     s.id(),
                     status,
-                    s.objects().len(),
+                    s.object_count(),
                     f.map_or("-".into(), |f| human_bytes(f.raw_bytes)),
                     f.map_or("-".into(), |f| human_bytes(f.stored_bytes)),
                     s.start().source
@@ -84,21 +90,29 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let id = session_arg(c, &s)?;
-    let objects = c.objects(id).unwrap_or(&[]);
+    let entries = coffer::store::State::indexes(&held).session(c, id)?;
+    let path = a.path.as_deref().map(|p| p.trim_end_matches('/').trim_start_matches("./").as_bytes());
+    let objects = entries.under(path.unwrap_or(b"")).filter_map(|e| match e {
+        Ok(Entry::Object(o)) => Some(Ok(o)),
+        Ok(Entry::Kept(_)) => None,
+        Err(e) => Some(Err(e)),
+    });
     if ctx.json {
         let rows: Vec<_> = objects
-            .iter()
             .map(|o| {
+                let o = o?;
+                Ok(
                 json!({
                     "id": o.id, "path": String::from_utf8_lossy(&o.path), "kind": format!("{:?}", o.kind).to_lowercase(),
                     "size": o.size, "mtime": o.mtime, "segment_offset": o.segment_offset, "length": o.length,
                     "stream": o.stream, "part": o.part, "position": o.position,
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<_, coffer::index::IndexError>>()?;
         super::print_json(ctx, &json!(rows));
     } else {
         for o in objects {
+            let o = o?;
             let kind = format!("{:?}", o.kind).to_lowercase();
             outln!(ctx, "{kind:<10} {:>12}  {}", o.size, String::from_utf8_lossy(&o.path));
         }

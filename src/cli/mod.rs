@@ -150,6 +150,12 @@ impl coffer::store::State for Held {
             Held::Shared(s) => s.read(f),
         }
     }
+    fn indexes(&self) -> coffer::store::Indexes {
+        match self {
+            Held::Own(s) => s.indexes(),
+            Held::Shared(s) => s.indexes(),
+        }
+    }
 }
 
 impl Ctx {

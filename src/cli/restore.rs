@@ -41,7 +41,7 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let session = session_arg(catalog, &a.session)?;
     let paths = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
     let req = RestoreRequest { session, paths, action: Action::Restore(a.to.clone()) };
-    let report = run(catalog, &req)?;
+    let report = run(catalog, &coffer::store::State::indexes(&held), &req)?;
     // A whole restore of one session is counted against what it committed; an incremental's
     // restore also reads the sessions of its chain, and is checked object by object only.
     let interrupted = interrupted(catalog, session, a.paths.is_empty() && report.sessions.len() == 1);
@@ -55,7 +55,7 @@ pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let catalog = &*held.catalog();
     let session = session_arg(catalog, &a.session)?;
     let req = RestoreRequest { session, paths: Vec::new(), action: Action::Verify(a.compare.clone()) };
-    let report = run(catalog, &req)?;
+    let report = run(catalog, &coffer::store::State::indexes(&held), &req)?;
     let interrupted = interrupted(catalog, session, true);
     print(ctx, "verify", session, &report, interrupted);
     Ok(exit(&report, interrupted))

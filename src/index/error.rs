@@ -59,8 +59,8 @@ pub enum IndexError {
     },
     /// The file's bytes break the format: damaged, truncated or not an index.
     #[error(
-        "index file {} is damaged at byte {offset}: {what}; remove it and restart coffer to \
-         rebuild it",
+        "index file {} is damaged at byte {offset}: {what}; the session's data on its media is \
+         not affected: `coffer --state NEW_DIR scan TARGET` rebuilds its catalog from the media",
         file.display()
     )]
     Corrupt {

@@ -108,6 +108,21 @@ impl IndexFile {
         Ok(found)
     }
 
+    /// The block a lookup of `path` reads: the last one starting at or before it (any entry
+    /// with that path lies there, if the file holds one); `None` when the path sorts before
+    /// every block.
+    pub fn block_for(&self, path: &[u8]) -> Option<usize> {
+        self.blocks.partition_point(|b| b.first_path.as_slice() <= path).checked_sub(1)
+    }
+
+    /// The entries of block `i` (of [`directory`](Self::directory)), read and checked.
+    ///
+    /// # Panics
+    /// If there is no block `i`.
+    pub fn block(&self, i: usize) -> Result<Vec<Entry>, IndexError> {
+        self.read_block(i)
+    }
+
     /// Reads and decodes block `i`.
     fn read_block(&self, i: usize) -> Result<Vec<Entry>, IndexError> {
         let info = &self.blocks[i];

@@ -155,7 +155,8 @@ impl Run {
             if let Err(e) = check_sources(&sources) {
                 return Outcome::Failed(e.to_string());
             }
-            match self.store.read(|c| Baseline::find(c, source_key)) {
+            let indexes = self.store.indexes();
+            match self.store.read(|c| Baseline::find(c, &indexes, source_key)) {
                 Ok(b) => {
                     self.log(LogLevel::Note, format!("incremental on session {}", b.base()));
                     incremental = Some(Incremental::new(b));
@@ -247,6 +248,7 @@ impl Run {
             self.live.objects.store(0, Ordering::Relaxed);
             // Verify reads a copy of the catalog: the control plane keeps the store meanwhile.
             let catalog = self.store.read(|c| c.clone());
+            let indexes = self.store.indexes();
             let req = RestoreRequest { session: s.session, paths: Vec::new(), action: Action::Verify(None) };
             // Every record read back is progress: a long verify is not a stall.
             let live = self.live.clone();
@@ -258,7 +260,7 @@ impl Run {
                     last = r;
                 }
             };
-            match crate::pipeline::restore::run_watched(&catalog, &req, &mut read_back) {
+            match crate::pipeline::restore::run_watched(&catalog, &indexes, &req, &mut read_back) {
                 Ok(r) if r.failures.is_empty() => {
                     return Outcome::Done(format!(
                         "{what}; verified {} objects, {} bytes",

@@ -16,8 +16,8 @@ use super::reader::{ReadError, Reader};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
-    MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionKind, SessionMode,
-    SessionPart, SessionPruned, SessionStarted, StreamCut,
+    MediumAdded, MediumState, MediumUpdated, Record, SessionFinished, SessionKind, SessionMode, SessionPart,
+    SessionPruned, SessionStarted, StreamCut, object_batches,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -461,10 +461,8 @@ pub(super) fn control_loop(
                 if let Some(c) = coord {
                     c.journaled(stream.into(), &objects);
                 }
-                let mut recs: Vec<Record> = objects
-                    .into_iter()
-                    .map(|object| Record::from(ObjectStored { session, object }))
-                    .collect();
+                let mut recs: Vec<Record> =
+                    object_batches(session, objects).into_iter().map(Record::from).collect();
                 recs.push(Record::from(MediumUpdated { medium, used: u, state: MediumState::Writable }));
                 recs
             }

@@ -39,13 +39,14 @@
 //! - A session rebuilt by a scan from media of format version 1 reads as full and without a
 //!   key (those media do not say which session it built on, nor list what it kept); from
 //!   version 2 on, the media carry the kind, base, key, modes and the list of kept files.
-//! - The list of kept files is held in memory until the session ends (as the catalog holds
-//!   every object): a few tens of bytes per unchanged file.
+//! - The list of kept files is held in memory until the session ends: a few tens of bytes per
+//!   unchanged file.
 //!
-//! Everything here is pure: it reads a [`Catalog`] and metadata and returns decisions; the
-//! counters of [`Incremental`] are the only shared state.
+//! The baseline reads the chain's index files as the walk asks about each path, a few cached
+//! blocks at a time, so its memory does not grow with the number of files; a restore's plan
+//! ([`restore_sources`]) loads the entries of the sessions it reads.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +56,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::backup::Source;
 use crate::catalog::{Catalog, Session, SessionKind, SessionMode};
 use crate::format::records::{ObjectKind, ObjectMeta, SessionStatus};
+use crate::index::Entry;
+use crate::store::{Indexes, SessionEntries};
 
 /// Which roots a backup reads: BLAKE3 over their canonical paths, sorted and without
 /// repetition, so that the same roots named in another order or by another path give the same
@@ -119,6 +122,14 @@ pub enum IncrementalError {
         session: u64,
         /// The base it names.
         base: u64,
+    },
+    /// A session's per-file index cannot be read.
+    #[error("the per-file index of session {session} cannot be read: {why}")]
+    Index {
+        /// The session.
+        session: u64,
+        /// What went wrong, and what to do.
+        why: String,
     },
     /// A raw volume is one object read whole: there is nothing to leave out.
     #[error(
@@ -191,19 +202,30 @@ struct Stamp {
 }
 
 /// What an incremental backup compares against: the newest complete session of its sources and
-/// what each path was as of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// what each path was as of it. Each path is looked up in the index files of the chain, newest
+/// first, as the walk comes to it: nothing is loaded whole (see [`SessionEntries::lookup`]).
+#[derive(Debug)]
 pub struct Baseline {
     /// The chain, oldest (the full session) first; the base is the last.
     chain: Vec<u64>,
-    /// Each path's newest entry in the chain.
-    index: HashMap<Vec<u8>, Stamp>,
+    /// The chain's sessions, newest first.
+    layers: Vec<Layer>,
+}
+
+/// One session of a baseline's chain.
+#[derive(Debug)]
+struct Layer {
+    /// When it started: a file modified since then may have changed again after it was read.
+    started: i64,
+    /// Whether it lists the files it kept: a path neither stored nor kept was gone by then.
+    has_kept_list: bool,
+    entries: SessionEntries,
 }
 
 impl Baseline {
     /// The baseline of a backup of the sources `key` names: the newest session of that key,
     /// read as files, that finished complete.
-    pub fn find(catalog: &Catalog, key: SourceKey) -> Result<Baseline, IncrementalError> {
+    pub fn find(catalog: &Catalog, indexes: &Indexes, key: SourceKey) -> Result<Baseline, IncrementalError> {
         if !key.is_known() {
             return Err(IncrementalError::NoBaseline);
         }
@@ -211,36 +233,31 @@ impl Baseline {
             s.start().source_key == key.0 && s.start().mode == SessionMode::Files && is_complete(s)
         });
         let session = newest.ok_or(IncrementalError::NoBaseline)?;
-        Baseline::of_session(catalog, session.id())
+        Baseline::of_session(catalog, indexes, session.id())
     }
 
     /// The baseline a backup built on `session` compares against: the chain's objects, the
     /// newest entry of each path winning; a session with a whole list of kept files drops
     /// what it neither stored nor kept (deleted before it).
-    pub fn of_session(catalog: &Catalog, session: u64) -> Result<Baseline, IncrementalError> {
+    pub fn of_session(
+        catalog: &Catalog,
+        indexes: &Indexes,
+        session: u64,
+    ) -> Result<Baseline, IncrementalError> {
         let chain = chain(catalog, session)?;
-        let mut index: HashMap<Vec<u8>, Stamp> = HashMap::new();
-        for &id in &chain {
+        let mut layers = Vec::new();
+        for &id in chain.iter().rev() {
             let s = catalog.session(id).expect("the chain holds sessions of the catalog");
-            if let Some(kept) = s.kept() {
-                let kept: HashSet<&[u8]> = kept.iter().map(Vec::as_slice).collect();
-                index.retain(|path, _| kept.contains(path.as_slice()));
-            }
-            let started = i64::try_from(s.start().started).unwrap_or(i64::MAX);
-            for o in s.objects() {
-                let stamp = Stamp {
-                    kind: o.kind,
-                    size: o.size,
-                    mtime: o.mtime,
-                    mode: o.mode,
-                    uid: o.uid,
-                    gid: o.gid,
-                    racy: o.mtime >= started,
-                };
-                index.insert(o.path.clone(), stamp);
-            }
+            let entries = indexes
+                .session(catalog, id)
+                .map_err(|e| IncrementalError::Index { session: id, why: e.to_string() })?;
+            layers.push(Layer {
+                started: i64::try_from(s.start().started).unwrap_or(i64::MAX),
+                has_kept_list: s.has_kept_list(),
+                entries,
+            });
         }
-        Ok(Baseline { chain, index })
+        Ok(Baseline { chain, layers })
     }
 
     /// The session an incremental backup against this baseline builds on.
@@ -253,14 +270,33 @@ impl Baseline {
         &self.chain
     }
 
-    /// Paths the baseline knows.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Whether the baseline knows no path.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+    /// What `path` was as of the baseline: the newest session of the chain that stored it,
+    /// unless a newer one with a whole list of kept files neither stored nor kept it. An index
+    /// that cannot be read counts as not knowing the path: the file is stored again.
+    fn stamp(&self, path: &[u8]) -> Option<Stamp> {
+        for layer in &self.layers {
+            match layer.entries.lookup(path) {
+                Ok(Some(Entry::Object(o))) => {
+                    return Some(Stamp {
+                        kind: o.kind,
+                        size: o.size,
+                        mtime: o.mtime,
+                        mode: o.mode,
+                        uid: o.uid,
+                        gid: o.gid,
+                        racy: o.mtime >= layer.started,
+                    });
+                }
+                Ok(Some(Entry::Kept(_))) => {}
+                Ok(None) if layer.has_kept_list => return None,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(target: "baseline", "{e}: the file is stored again");
+                    return None;
+                }
+            }
+        }
+        None
     }
 
     /// Whether the walked object `meta` is a regular file unchanged since the baseline, so that
@@ -269,7 +305,7 @@ impl Baseline {
         if meta.kind != ObjectKind::File || meta.hardlink.is_some() {
             return false;
         }
-        self.index.get(&meta.path).is_some_and(|s| {
+        self.stamp(&meta.path).is_some_and(|s| {
             s.kind == ObjectKind::File
                 && !s.racy
                 && (s.size, s.mtime) == (meta.size, meta.mtime)
@@ -351,26 +387,49 @@ impl Incremental {
 /// is its own chain: all of its objects.
 pub fn restore_sources(
     catalog: &Catalog,
+    indexes: &Indexes,
     session: u64,
 ) -> Result<Vec<(u64, BTreeSet<u64>)>, IncrementalError> {
     let chain = chain(catalog, session)?;
     let last = catalog.session(session).expect("chain checked it");
-    let dirs: HashSet<&[u8]> =
-        last.objects().iter().filter(|o| o.kind == ObjectKind::Dir).map(|o| o.path.as_slice()).collect();
-    let kept: Option<HashSet<&[u8]>> = last.kept().map(|k| k.iter().map(Vec::as_slice).collect());
+    let read = |id: u64| -> Result<Vec<Entry>, IncrementalError> {
+        let index_error = |why: String| IncrementalError::Index { session: id, why };
+        let entries = indexes.session(catalog, id).map_err(|e| index_error(e.to_string()))?;
+        entries.iter().collect::<Result<Vec<_>, _>>().map_err(|e| index_error(e.to_string()))
+    };
+    let newest_entries = read(session)?;
+    let dirs: HashSet<&[u8]> = newest_entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Object(o) if o.kind == ObjectKind::Dir => Some(o.path.as_slice()),
+            _ => None,
+        })
+        .collect();
+    let kept: Option<HashSet<&[u8]>> = last
+        .has_kept_list()
+        .then(|| newest_entries.iter().filter(|e| matches!(e, Entry::Kept(_))).map(Entry::path).collect());
     let wanted = |path: &[u8]| match &kept {
         Some(kept) => kept.contains(path),
         None => parents_in(path, &dirs),
     };
-    let mut taken: HashSet<&[u8]> = HashSet::new();
+    let mut taken: HashSet<Vec<u8>> = HashSet::new();
     let mut out = Vec::new();
     for &id in chain.iter().rev() {
-        let s = catalog.session(id).expect("the chain holds sessions of the catalog");
         let newest = id == session;
+        let older;
+        let entries = if newest {
+            &newest_entries
+        } else {
+            older = read(id)?;
+            &older
+        };
         let mut ids = BTreeSet::new();
         // Every piece of a split object shares its path: take them all, or none.
         let mut here: HashSet<&[u8]> = HashSet::new();
-        for o in s.objects() {
+        for o in entries.iter().filter_map(|e| match e {
+            Entry::Object(o) => Some(o),
+            Entry::Kept(_) => None,
+        }) {
             let path = o.path.as_slice();
             if taken.contains(path) && !here.contains(path) {
                 continue;
@@ -381,7 +440,7 @@ pub fn restore_sources(
             here.insert(path);
             ids.insert(o.id);
         }
-        taken.extend(here);
+        taken.extend(here.into_iter().map(<[u8]>::to_vec));
         if !ids.is_empty() {
             out.push((id, ids));
         }

@@ -26,8 +26,40 @@ fn dir(path: &str) -> Obj<'_> {
     (path, ObjectKind::Dir, 0, OLD)
 }
 
-fn catalog() -> Catalog {
-    let mut c = Catalog::new();
+/// A catalog in a real store (in a temporary directory): sessions' entries go to index files
+/// when they finish, as on the box.
+struct Cat {
+    store: crate::store::Store,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Cat {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        self.store.catalog()
+    }
+}
+
+impl Cat {
+    fn apply(&mut self, r: &Record) -> Result<(), crate::store::StoreError> {
+        self.store.commit(std::slice::from_ref(r))
+    }
+
+    fn ix(&self) -> Indexes {
+        self.store.indexes()
+    }
+
+    fn objects(&self, session: u64) -> Vec<StoredObject> {
+        let mut o = self.store.entries(session).unwrap().objects().unwrap();
+        o.sort_by_key(|o| o.id);
+        o
+    }
+}
+
+fn catalog() -> Cat {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = crate::store::Store::open(dir.path(), crate::journal::Mode::Write).unwrap();
+    let mut c = Cat { store, _dir: dir };
     c.apply(&Record::MediumAdded(MediumAdded {
         medium: MEDIUM,
         barcode: "VOL001".into(),
@@ -43,13 +75,7 @@ fn catalog() -> Catalog {
 }
 
 /// Adds a finished session of `objects`; returns its id.
-fn session(
-    c: &mut Catalog,
-    kind: SessionKind,
-    key: SourceKey,
-    status: SessionStatus,
-    objects: &[Obj],
-) -> u64 {
+fn session(c: &mut Cat, kind: SessionKind, key: SourceKey, status: SessionStatus, objects: &[Obj]) -> u64 {
     let session = c.next_session_id();
     let start = SessionStarted {
         session,
@@ -96,11 +122,11 @@ fn session(
     session
 }
 
-fn full(c: &mut Catalog, key: SourceKey, objects: &[Obj]) -> u64 {
+fn full(c: &mut Cat, key: SourceKey, objects: &[Obj]) -> u64 {
     session(c, SessionKind::Full, key, SessionStatus::Complete, objects)
 }
 
-fn incremental(c: &mut Catalog, base: u64, key: SourceKey, objects: &[Obj]) -> u64 {
+fn incremental(c: &mut Cat, base: u64, key: SourceKey, objects: &[Obj]) -> u64 {
     session(c, SessionKind::Incremental { base }, key, SessionStatus::Complete, objects)
 }
 
@@ -148,8 +174,8 @@ fn source_keys_name_the_set_of_roots() {
 fn an_unchanged_file_is_skipped_and_any_change_is_not() {
     let mut c = catalog();
     full(&mut c, key("/src"), &[dir("."), file("a", 100, OLD), file("b", 5, OLD)]);
-    let b = Baseline::find(&c, key("/src")).unwrap();
-    assert_eq!((b.base(), b.chain(), b.len()), (1, &[1][..], 3));
+    let b = Baseline::find(&c, &c.ix(), key("/src")).unwrap();
+    assert_eq!((b.base(), b.chain()), (1, &[1][..]));
     assert!(b.is_unchanged(&walked_file("a", 100, OLD)));
     assert!(!b.is_unchanged(&walked_file("a", 101, OLD)), "size changed");
     assert!(!b.is_unchanged(&walked_file("a", 100, OLD + 1)), "mtime changed");
@@ -165,7 +191,7 @@ fn only_regular_files_are_ever_skipped() {
     let mut c = catalog();
     let objs = [dir("."), dir("d"), ("link", ObjectKind::Symlink, 0, OLD), file("was-link", 3, OLD)];
     full(&mut c, key("/src"), &objs);
-    let b = Baseline::find(&c, key("/src")).unwrap();
+    let b = Baseline::find(&c, &c.ix(), key("/src")).unwrap();
     assert!(!b.is_unchanged(&walked("d", ObjectKind::Dir, 0, OLD)));
     assert!(!b.is_unchanged(&walked("link", ObjectKind::Symlink, 0, OLD)));
     // A file where the baseline had a symbolic link is new, whatever its size and time.
@@ -187,7 +213,7 @@ fn a_file_modified_in_the_second_its_session_started_is_never_trusted() {
         key("/src"),
         &[file("before", 1, start - 1), file("same", 1, start), file("after", 1, start + 5)],
     );
-    let b = Baseline::find(&c, key("/src")).unwrap();
+    let b = Baseline::find(&c, &c.ix(), key("/src")).unwrap();
     assert!(b.is_unchanged(&walked_file("before", 1, start - 1)));
     assert!(!b.is_unchanged(&walked_file("same", 1, start)));
     assert!(!b.is_unchanged(&walked_file("after", 1, start + 5)));
@@ -196,18 +222,18 @@ fn a_file_modified_in_the_second_its_session_started_is_never_trusted() {
 #[test]
 fn the_baseline_is_the_newest_complete_session_of_the_same_sources() {
     let mut c = catalog();
-    assert_eq!(Baseline::find(&c, key("/src")), Err(IncrementalError::NoBaseline));
+    assert_eq!(Baseline::find(&c, &c.ix(), key("/src")).unwrap_err(), IncrementalError::NoBaseline);
     let s1 = full(&mut c, key("/src"), &[file("a", 1, OLD)]);
     full(&mut c, key("/other"), &[file("a", 2, OLD)]);
     session(&mut c, SessionKind::Full, key("/src"), SessionStatus::Failed, &[file("a", 3, OLD)]);
     session(&mut c, SessionKind::Full, key("/src"), SessionStatus::Cancelled, &[file("a", 4, OLD)]);
     full(&mut c, SourceKey::NONE, &[file("a", 5, OLD)]);
-    let b = Baseline::find(&c, key("/src")).unwrap();
+    let b = Baseline::find(&c, &c.ix(), key("/src")).unwrap();
     assert_eq!(b.base(), s1);
     assert!(b.is_unchanged(&walked_file("a", 1, OLD)));
     // Sessions without a key (older coffer, rebuilt from media) are nobody's baseline.
-    assert_eq!(Baseline::find(&c, SourceKey::NONE), Err(IncrementalError::NoBaseline));
-    assert!(Baseline::find(&c, key("/nothing")).unwrap_err().is_no_baseline());
+    assert_eq!(Baseline::find(&c, &c.ix(), SourceKey::NONE).unwrap_err(), IncrementalError::NoBaseline);
+    assert!(Baseline::find(&c, &c.ix(), key("/nothing")).unwrap_err().is_no_baseline());
 }
 
 #[test]
@@ -218,7 +244,7 @@ fn the_chain_index_takes_each_path_from_its_newest_session() {
     let i1 = incremental(&mut c, f, k, &[dir("."), file("a", 2, OLD + 1)]);
     let i2 = incremental(&mut c, i1, k, &[dir("."), file("b", 2, OLD + 2)]);
     assert_eq!(chain(&c, i2).unwrap(), vec![f, i1, i2]);
-    let b = Baseline::find(&c, k).unwrap();
+    let b = Baseline::find(&c, &c.ix(), k).unwrap();
     assert_eq!((b.base(), b.chain()), (i2, &[f, i1, i2][..]));
     assert!(b.is_unchanged(&walked_file("a", 2, OLD + 1)));
     assert!(!b.is_unchanged(&walked_file("a", 1, OLD)), "the full session's a is superseded");
@@ -235,8 +261,8 @@ fn a_pruned_base_breaks_the_chain() {
     c.apply(&Record::SessionPruned(SessionPruned { session: f })).unwrap();
     let broken = IncrementalError::BaseMissing { session: i, base: f };
     assert_eq!(chain(&c, i), Err(broken.clone()));
-    assert_eq!(restore_sources(&c, i), Err(broken.clone()));
-    let err = Baseline::find(&c, k).unwrap_err();
+    assert_eq!(restore_sources(&c, &c.ix(), i), Err(broken.clone()));
+    let err = Baseline::find(&c, &c.ix(), k).unwrap_err();
     assert_eq!(err, broken);
     assert!(!err.is_no_baseline());
     assert_eq!(chain(&c, 99), Err(IncrementalError::UnknownSession(99)));
@@ -265,7 +291,7 @@ fn restore_takes_each_path_from_the_newest_session_that_holds_it() {
     // is unchanged, "d/changed" changed, "new" is new. Ids 1..=4.
     let i =
         incremental(&mut c, f, k, &[dir("."), dir("d"), file("d/changed", 2, OLD + 1), file("new", 3, OLD)]);
-    let got = restore_sources(&c, i).unwrap();
+    let got = restore_sources(&c, &c.ix(), i).unwrap();
     // From the full session: the unchanged file, and the deleted one whose directory is still
     // there (the documented limit); not the file of the removed directory, nor the link.
     let from_full: BTreeSet<u64> = [4, 8].into();
@@ -273,7 +299,7 @@ fn restore_takes_each_path_from_the_newest_session_that_holds_it() {
     assert_eq!(got, vec![(f, from_full), (i, from_incr)]);
     // A full session is its own chain.
     let all: BTreeSet<u64> = (1..=8).collect();
-    assert_eq!(restore_sources(&c, f).unwrap(), vec![(f, all)]);
+    assert_eq!(restore_sources(&c, &c.ix(), f).unwrap(), vec![(f, all)]);
 }
 
 #[test]
@@ -283,7 +309,7 @@ fn restore_takes_every_piece_of_a_split_file_from_one_session() {
     let f = full(&mut c, k, &[dir("."), file("big", 10, OLD), file("other", 1, OLD)]);
     // A split file is stored as pieces sharing one id and path; here as two entries.
     let i = incremental(&mut c, f, k, &[dir("."), file("big", 20, OLD + 1), file("big", 20, OLD + 1)]);
-    let got = restore_sources(&c, i).unwrap();
+    let got = restore_sources(&c, &c.ix(), i).unwrap();
     assert_eq!(got, vec![(f, [3].into()), (i, [1, 2, 3].into())]);
 }
 
@@ -310,7 +336,7 @@ fn volumes_cannot_be_incremental() {
 fn skipping_counts_files_and_bytes() {
     let mut c = catalog();
     full(&mut c, key("/src"), &[file("a", 100, OLD), file("b", 7, OLD)]);
-    let inc = Incremental::new(Baseline::find(&c, key("/src")).unwrap());
+    let inc = Incremental::new(Baseline::find(&c, &c.ix(), key("/src")).unwrap());
     let shared = inc.clone();
     assert!(inc.skip(&walked_file("a", 100, OLD)));
     assert!(shared.skip(&walked_file("b", 7, OLD)));
@@ -319,7 +345,7 @@ fn skipping_counts_files_and_bytes() {
 }
 
 /// Records that `session` (still open: call before finishing it) kept `paths`, as a whole list.
-fn with_kept(c: &mut Catalog, kind: SessionKind, key: SourceKey, objects: &[Obj], kept: &[&str]) -> u64 {
+fn with_kept(c: &mut Cat, kind: SessionKind, key: SourceKey, objects: &[Obj], kept: &[&str]) -> u64 {
     // As `session` does, but the list goes in before the end record.
     let id = c.next_session_id();
     let start = SessionStarted {
@@ -374,7 +400,7 @@ fn with_kept(c: &mut Catalog, kind: SessionKind, key: SourceKey, objects: &[Obj]
 fn a_change_of_mode_owner_or_group_is_a_change() {
     let mut c = catalog();
     full(&mut c, key("/src"), &[file("a", 100, OLD)]);
-    let b = Baseline::find(&c, key("/src")).unwrap();
+    let b = Baseline::find(&c, &c.ix(), key("/src")).unwrap();
     assert!(b.is_unchanged(&walked_file("a", 100, OLD)));
     let changes: [fn(&mut ObjectMeta); 3] = [|m| m.mode = 0o100600, |m| m.uid = 1000, |m| m.gid = 1000];
     for change in changes {
@@ -389,7 +415,7 @@ fn a_file_recorded_without_a_mode_is_never_unchanged() {
     let mut c = catalog();
     let f = full(&mut c, key("/src"), &[file("a", 100, OLD)]);
     // As an ObjectStored of version 1 reads: mode, owner and group 0.
-    let mut objects = c.objects(f).unwrap().to_vec();
+    let mut objects = c.objects(f);
     objects[0].mode = 0;
     let mut c2 = catalog();
     let start = c.session(f).unwrap().start().clone();
@@ -397,7 +423,7 @@ fn a_file_recorded_without_a_mode_is_never_unchanged() {
     c2.apply(&Record::SessionPart(c.session(f).unwrap().part(0, 0).unwrap().clone())).unwrap();
     c2.apply(&Record::ObjectStored(ObjectStored { session: f, object: objects[0].clone() })).unwrap();
     c2.apply(&Record::SessionFinished(c.session(f).unwrap().finish().unwrap().clone())).unwrap();
-    let b = Baseline::find(&c2, key("/src")).unwrap();
+    let b = Baseline::find(&c2, &c2.ix(), key("/src")).unwrap();
     assert!(!b.is_unchanged(&walked_file("a", 100, OLD)));
 }
 
@@ -414,9 +440,9 @@ fn with_a_list_of_kept_files_a_deleted_file_stays_deleted() {
     // Incremental: "d/deleted" is gone, "d/kept" and "top" unchanged, "new" is new.
     let incr = SessionKind::Incremental { base: f };
     let i = with_kept(&mut c, incr, k, &[dir("."), dir("d"), file("new", 2, OLD)], &["d/kept", "top"]);
-    assert_eq!(restore_sources(&c, i).unwrap(), vec![(f, [3, 5].into()), (i, [1, 2, 3].into())]);
+    assert_eq!(restore_sources(&c, &c.ix(), i).unwrap(), vec![(f, [3, 5].into()), (i, [1, 2, 3].into())]);
     // The next baseline knows no "d/deleted": a file of that name made again is new.
-    let b = Baseline::find(&c, k).unwrap();
+    let b = Baseline::find(&c, &c.ix(), k).unwrap();
     assert_eq!(b.base(), i);
     assert!(!b.is_unchanged(&walked_file("d/deleted", 1, OLD)));
     assert!(b.is_unchanged(&walked_file("d/kept", 1, OLD)));
@@ -429,7 +455,7 @@ fn with_a_list_of_kept_files_a_deleted_file_stays_deleted() {
         &["d/kept", "new", "top"],
     );
     assert_eq!(
-        restore_sources(&c, i2).unwrap(),
+        restore_sources(&c, &c.ix(), i2).unwrap(),
         vec![(f, [3, 5].into()), (i, [3].into()), (i2, [1, 2].into())]
     );
 }

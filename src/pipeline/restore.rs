@@ -32,6 +32,7 @@ use super::restore_workers::{FileJob, Workers, add_summaries};
 use crate::catalog::{Catalog, SessionKind, StoredObject};
 use crate::format::records::{ObjectEnd, ObjectKind, ObjectMeta, PackedEntry, SegmentHeader};
 use crate::fsrestore::{FsRestorer, RestoreError, RestoreSummary};
+use crate::store::Indexes;
 use crate::uring::Ring;
 
 /// Threads creating small files in parallel: creating a file is kernel work that waits on the
@@ -109,6 +110,14 @@ pub enum PlanError {
     /// The restore root cannot be used.
     #[error(transparent)]
     Root(#[from] RestoreError),
+    /// The session's per-file index cannot be read.
+    #[error("the per-file index of session {session} cannot be read: {why}")]
+    Index {
+        /// Session.
+        session: u64,
+        /// What went wrong, and what to do.
+        why: String,
+    },
     /// An incremental session whose chain cannot be followed.
     #[error(transparent)]
     Chain(#[from] IncrementalError),
@@ -127,14 +136,32 @@ fn is_selected(path: &[u8], sel: &[Vec<u8>]) -> bool {
     })
 }
 
+/// Every object piece of `session`, from its index, in the order they were stored (by stream,
+/// part and position).
+fn stored_objects(
+    catalog: &Catalog,
+    indexes: &Indexes,
+    session: u64,
+) -> Result<Vec<StoredObject>, PlanError> {
+    let index_error = |why: String| PlanError::Index { session, why };
+    let entries = indexes.session(catalog, session).map_err(|e| index_error(e.to_string()))?;
+    let mut objects = entries.objects().map_err(|e| index_error(e.to_string()))?;
+    objects.sort_by_key(|o| (o.stream, o.part, o.position, o.segment_offset));
+    Ok(objects)
+}
+
 /// Works out which parts to read, from where; `only`, when given, narrows the selection to
 /// those objects.
-fn plan(catalog: &Catalog, req: &RestoreRequest, only: Option<&BTreeSet<u64>>) -> Result<Plan, PlanError> {
+fn plan(
+    catalog: &Catalog,
+    stored: &[StoredObject],
+    req: &RestoreRequest,
+    only: Option<&BTreeSet<u64>>,
+) -> Result<Plan, PlanError> {
     let session = catalog.session(req.session).ok_or(PlanError::NoSession(req.session))?;
     let bad = |what: String| PlanError::Parts { session: req.session, what };
     let mut streams = Vec::new();
-    let sel: Vec<&StoredObject> = session
-        .objects()
+    let sel: Vec<&StoredObject> = stored
         .iter()
         .filter(|o| req.paths.is_empty() || is_selected(&o.path, &req.paths))
         .filter(|o| only.is_none_or(|ids| ids.contains(&o.id)))
@@ -181,8 +208,8 @@ fn plan(catalog: &Catalog, req: &RestoreRequest, only: Option<&BTreeSet<u64>>) -
 }
 
 /// Runs a restore or verify; see the module docs for incremental sessions.
-pub fn run(catalog: &Catalog, req: &RestoreRequest) -> Result<RestoreReport, PlanError> {
-    run_watched(catalog, req, &mut |_| {})
+pub fn run(catalog: &Catalog, indexes: &Indexes, req: &RestoreRequest) -> Result<RestoreReport, PlanError> {
+    run_watched(catalog, indexes, req, &mut |_| {})
 }
 
 /// What was read back so far, as [`run_watched`] reports it.
@@ -199,15 +226,16 @@ pub struct ReadBack {
 /// its data plane must see it.
 pub fn run_watched(
     catalog: &Catalog,
+    indexes: &Indexes,
     req: &RestoreRequest,
     progress: &mut dyn FnMut(ReadBack),
 ) -> Result<RestoreReport, PlanError> {
     let session = catalog.session(req.session).ok_or(PlanError::NoSession(req.session))?;
     let incremental = matches!(session.start().kind, SessionKind::Incremental { .. });
     if incremental && matches!(req.action, Action::Restore(_)) {
-        return run_chain(catalog, req, progress);
+        return run_chain(catalog, indexes, req, progress);
     }
-    let mut report = run_session(catalog, req, None, progress)?;
+    let mut report = run_session(catalog, indexes, req, None, progress)?;
     report.sessions = vec![req.session];
     Ok(report)
 }
@@ -216,13 +244,14 @@ pub fn run_watched(
 /// objects to take from it.
 fn run_chain(
     catalog: &Catalog,
+    indexes: &Indexes,
     req: &RestoreRequest,
     progress: &mut dyn FnMut(ReadBack),
 ) -> Result<RestoreReport, PlanError> {
     let t0 = Instant::now();
     let mut picked = Vec::new();
-    for (session, ids) in restore_sources(catalog, req.session)? {
-        let objects = catalog.objects(session).unwrap_or(&[]);
+    for (session, ids) in restore_sources(catalog, indexes, req.session)? {
+        let objects = stored_objects(catalog, indexes, session)?;
         let ids: BTreeSet<u64> = objects
             .iter()
             .filter(|o| ids.contains(&o.id) && (req.paths.is_empty() || is_selected(&o.path, &req.paths)))
@@ -240,7 +269,7 @@ fn run_chain(
     let mut total = RestoreReport::default();
     for (session, ids) in picked {
         let one = RestoreRequest { session, paths: Vec::new(), action: req.action.clone() };
-        let r = run_session(catalog, &one, Some(&ids), progress)?;
+        let r = run_session(catalog, indexes, &one, Some(&ids), progress)?;
         total.objects += r.objects;
         total.bytes += r.bytes;
         // Object ids are the session's own: say which session a failure is about.
@@ -261,12 +290,15 @@ fn run_chain(
 /// Restores or verifies one session, or only the objects `only` names of it.
 fn run_session(
     catalog: &Catalog,
+    indexes: &Indexes,
     req: &RestoreRequest,
     only: Option<&BTreeSet<u64>>,
     progress: &mut dyn FnMut(ReadBack),
 ) -> Result<RestoreReport, PlanError> {
     let t0 = Instant::now();
-    let plan = plan(catalog, req, only)?;
+    let stored = stored_objects(catalog, indexes, req.session)?;
+    let stored = stored.as_slice();
+    let plan = plan(catalog, stored, req, only)?;
     let fs = match &req.action {
         Action::Restore(root) => Some(FsRestorer::new(root)?),
         Action::Verify(_) => None,
@@ -275,7 +307,6 @@ fn run_session(
         Action::Verify(Some(dir)) => Some(Comparer::new(dir)),
         _ => None,
     };
-    let stored = catalog.objects(req.session).unwrap_or(&[]);
     let mut pieces: HashMap<u64, u32> = HashMap::new();
     for o in stored {
         *pieces.entry(o.id).or_default() += 1;

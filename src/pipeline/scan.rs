@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::catalog::{
-    Catalog, MediumAdded, MediumState, MediumUpdated, ObjectStored, Record, SessionFinished, SessionKind,
-    SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut, kept_batches,
+    Catalog, MediumAdded, MediumState, MediumUpdated, Record, SessionFinished, SessionKind, SessionMode,
+    SessionPart, SessionStarted, StoredObject, StreamCut, kept_batches, object_batches, object_cost,
 };
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartRange, PartReader};
@@ -110,7 +110,13 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut impl State) -> Re
     for (id, f) in found {
         match store.read(|c| session_records(c, id, f)) {
             Ok(Some(records)) => {
-                let objects = records.iter().filter(|r| matches!(r, Record::ObjectStored(_))).count();
+                let objects: usize = records
+                    .iter()
+                    .map(|r| match r {
+                        Record::ObjectsStored(b) => b.objects.len(),
+                        _ => 0,
+                    })
+                    .sum();
                 for group in groups(&records) {
                     store.commit(group)?;
                 }
@@ -130,7 +136,7 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut impl State) -> Re
 /// restores.
 fn groups(records: &[Record]) -> Vec<&[Record]> {
     let cost = |r: &Record| match r {
-        Record::ObjectStored(o) => o.object.path.len() + 128,
+        Record::ObjectsStored(b) => b.objects.iter().map(object_cost).sum::<usize>(),
         Record::FilesKept(k) => k.paths.iter().map(|p| p.len() + 2).sum::<usize>() + 64,
         _ => 256,
     };
@@ -191,6 +197,7 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
     for (&(stream, part), &(medium, position, file_number)) in &f.parts {
         recs.push(Record::from(SessionPart { session: id, stream, part, medium, position, file_number }));
     }
+    let mut objects = Vec::with_capacity(f.index.len());
     for e in &f.index {
         let object = StoredObject {
             id: e.object_id,
@@ -210,8 +217,9 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
             // Packed objects' digests are inside their packs: verify checks them there.
             digest: f.digests.get(&(e.object_id, e.segment_offset)).copied().unwrap_or([0; 32]),
         };
-        recs.push(Record::from(ObjectStored { session: id, object }));
+        objects.push(object);
     }
+    recs.extend(object_batches(id, objects).into_iter().map(Record::from));
     // A stream without a trailer ended in a crash or a device failure: it is cut, and the
     // session is recorded as failed (what the other streams hold stays restorable).
     for stream in 0..h.streams {

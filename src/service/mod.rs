@@ -709,7 +709,7 @@ fn refresh(
         s.latest = c.sessions().next_back().map(|x| SessionLine {
             id: x.id(),
             status: x.finish().map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
-            objects: x.objects().len() as u64,
+            objects: x.object_count(),
             bytes: x.finish().map_or(0, |f| f.raw_bytes),
         });
     }

@@ -226,7 +226,7 @@ fn main() {
         let t = Instant::now();
         let (store, report) = Store::open(&dir, Mode::Write).unwrap();
         let secs = t.elapsed().as_secs_f64();
-        assert_eq!(store.catalog().objects(1).unwrap().len() as u64, REPLAY_RECORDS);
+        assert_eq!(store.catalog().session(1).unwrap().pieces(), REPLAY_RECORDS);
         let label = format!("store open: replay + decode + apply ({})", if cold { "cold" } else { "warm" });
         println!("{label:<44} {secs:>14.3} {:>12.0}", report.records as f64 / secs);
     }
@@ -248,6 +248,6 @@ fn main() {
     let t = Instant::now();
     let (store, _) = Store::open(&dir, Mode::Write).unwrap();
     let reopen = t.elapsed().as_secs_f64();
-    assert_eq!(store.catalog().objects(1).unwrap().len() as u64, REPLAY_RECORDS);
+    assert_eq!(store.catalog().session(1).unwrap().pieces(), REPLAY_RECORDS);
     println!("snapshot of 1,000,000 objects: {snap:.3} s; open from the snapshot: {reopen:.3} s");
 }

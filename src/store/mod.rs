@@ -1,16 +1,39 @@
 //! The appliance's state on disk: the journal in `<state>/journal` replayed into the
-//! [`Catalog`], behind a lock so that one process at a time writes it.
+//! [`Catalog`], and each session's per-file index in `<state>/index`, behind a lock so that one
+//! process at a time writes them.
 //!
 //! Records are checked against the catalog before they are journaled, so replay never meets a
 //! record it cannot apply; they count once [`Store::commit`] returns. A failed commit leaves
 //! the catalog ahead of the journal: the store refuses further work until reopened.
+//!
+//! # Per-file entries
+//!
+//! A session's objects are journaled in batches as its parts commit; the store spools their
+//! entries ([`spool`]) and, when the session ends, writes its index file and journals
+//! `SessionIndexed`. The next snapshot then drops the batches: replay builds what is
+//! O(sessions + media + jobs), and readers open a session's index on demand
+//! ([`Indexes::session`]). A crash between the journal and the index file is repaired at the
+//! next open for writing: replay spools the batches again and the index file is written then.
+//! A state written before index files (one journal record per object) is converted the same
+//! way, once.
+
+mod entries;
+mod spool;
+#[cfg(test)]
+mod tests;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, CatalogError, LogEntry, LogLevel, Record, SessionFinished, StreamCut};
+use crate::catalog::{
+    Catalog, CatalogError, LogEntry, LogLevel, Record, SessionFinished, SessionIndexed, StreamCut,
+};
 use crate::format::records::SessionStatus;
 use crate::journal::{Journal, JournalError, Mode, OpenReport, UringDir};
+
+pub use entries::{EntriesError, Indexes, SessionEntries};
+pub use spool::RUN_ENTRIES;
+use spool::Spool;
 
 /// Records appended since the last snapshot after which the next commit takes a snapshot.
 pub const SNAPSHOT_EVERY: u64 = 1_000_000;
@@ -38,6 +61,9 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The index directory cannot be used.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
     /// An earlier commit failed; the catalog may be ahead of the journal.
     #[error("state unusable after a failed commit: restart coffer to replay the journal")]
     Poisoned,
@@ -51,6 +77,8 @@ pub trait State {
     fn commit(&mut self, records: &[Record]) -> Result<(), StoreError>;
     /// Reads the catalog.
     fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R;
+    /// Where the sessions' per-file entries are read from.
+    fn indexes(&self) -> Indexes;
 }
 
 impl State for Store {
@@ -59,6 +87,9 @@ impl State for Store {
     }
     fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
         f(&self.catalog)
+    }
+    fn indexes(&self) -> Indexes {
+        Store::indexes(self)
     }
 }
 
@@ -99,6 +130,9 @@ impl State for SharedStore {
     fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
         f(self.lock().catalog())
     }
+    fn indexes(&self) -> Indexes {
+        self.lock().indexes()
+    }
 }
 
 /// The open state: journal and catalog.
@@ -106,8 +140,12 @@ impl State for SharedStore {
 pub struct Store {
     journal: Journal<UringDir>,
     catalog: Catalog,
+    spool: Spool,
     path: PathBuf,
     since_snapshot: u64,
+    /// Whether the journal holds per-file records (object batches, kept files) since its last
+    /// snapshot: once their sessions are indexed, a snapshot drops them.
+    since_entries: bool,
     poisoned: bool,
     _lock: File,
 }
@@ -130,24 +168,110 @@ impl Store {
             }
         }
         let jdir = UringDir::new(&dir.join("journal")).map_err(dir_err)?;
+        let spool = Spool::open(&dir.join("index"), mode == Mode::Write)?;
         let mut catalog = Catalog::new();
+        // Sessions journaled one record per object, as coffer did before index files.
+        let mut per_object = std::collections::BTreeSet::new();
+        let mut entries_seen = false;
         let (journal, report) = Journal::open(jdir, mode, |r| {
             let rec = Record::decode(r.kind, r.version, r.payload).map_err(|e| e.to_string())?;
-            catalog.apply(&rec).map_err(|e| e.to_string())
+            catalog.apply(&rec).map_err(|e| e.to_string())?;
+            if let Record::ObjectStored(o) = &rec {
+                per_object.insert(o.session);
+            }
+            entries_seen |= has_entries(&rec);
+            if let Err(e) = spool.take(&rec) {
+                // Nothing is lost: the entries stay buffered (and in the journal).
+                tracing::warn!(target: "store", "spooling the entries of a record: {e}");
+            }
+            Ok(())
         })?;
         let mut store = Store {
             journal,
             catalog,
+            spool,
             path: dir.to_owned(),
             since_snapshot: report.records,
+            since_entries: entries_seen,
             poisoned: false,
             _lock: lock,
         };
         let mut report = report;
         if mode == Mode::Write {
             report.warnings.extend(store.close_interrupted(crate::clock::unix_now())?);
+            report.warnings.extend(store.index_finished(&per_object)?);
         }
         Ok((store, report))
+    }
+
+    /// Writes the index file of every finished session whose entries are only in the journal
+    /// (a crash came between the two, or the state predates index files), then takes a
+    /// snapshot so the journal drops them. Returns a line for people when there was any.
+    fn index_finished(
+        &mut self,
+        per_object: &std::collections::BTreeSet<u64>,
+    ) -> Result<Vec<String>, StoreError> {
+        let todo: Vec<u64> = self.catalog.unindexed().filter(|s| s.is_finished()).map(|s| s.id()).collect();
+        if todo.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut entries = 0;
+        for &session in &todo {
+            self.index_session(session)?;
+            entries += self.catalog.session(session).map_or(0, |s| s.entries());
+        }
+        if self.catalog.snapshot_ready() {
+            self.snapshot()?;
+        }
+        let converted = todo.iter().filter(|s| per_object.contains(s)).count();
+        let line = if converted > 0 {
+            format!(
+                "converted the state to per-session index files: {} sessions, {entries} entries,                  moved from one journal record per object into {}",
+                todo.len(),
+                self.spool.dir().display()
+            )
+        } else {
+            format!(
+                "wrote the index files of {} sessions ({entries} entries) from the journal: the                  last coffer process stopped before it had",
+                todo.len()
+            )
+        };
+        Ok(vec![line])
+    }
+
+    /// Writes a finished session's index file and journals it.
+    fn index_session(&mut self, session: u64) -> Result<(), StoreError> {
+        let s = self.catalog.session(session).ok_or(CatalogError::UnknownSession { session })?;
+        assert!(s.is_finished() && s.needs_index());
+        let summary = self.spool.write_index(session)?;
+        let record = SessionIndexed {
+            session,
+            entries: s.entries(),
+            objects: s.object_count(),
+            raw_bytes: s.raw_bytes(),
+            kept: s.entries() - s.pieces(),
+            kept_complete: s.has_kept_list(),
+            crc: summary.crc,
+        };
+        if summary.entries != record.entries {
+            // The spool lost or gained entries: a bug. The journal still holds them all.
+            return Err(StoreError::Catalog(CatalogError::Index {
+                session,
+                crc: summary.crc,
+                why: "the spool wrote another number of entries than the journal holds",
+            }));
+        }
+        self.commit(&[Record::from(record)])
+    }
+
+    /// Where readers find each session's entries.
+    pub fn indexes(&self) -> Indexes {
+        self.spool.indexes()
+    }
+
+    /// One session's entries, opened now.
+    pub fn entries(&self, session: u64) -> Result<SessionEntries, EntriesError> {
+        self.spool.indexes().session(&self.catalog, session)
     }
 
     /// Closes every session left running as [`SessionStatus::Interrupted`]. Called with the
@@ -189,6 +313,7 @@ impl Store {
             return Ok(());
         }
         let mut refused = None;
+        let mut applied = 0;
         for r in records {
             if let Err(e) = self.catalog.apply(r) {
                 refused = Some(e);
@@ -197,11 +322,39 @@ impl Store {
             self.poisoned = true;
             self.journal.append(r)?;
             self.since_snapshot += 1;
+            self.since_entries |= has_entries(r);
+            applied += 1;
         }
         self.poisoned = true;
         self.journal.commit()?;
         self.poisoned = false;
-        if self.since_snapshot >= SNAPSHOT_EVERY {
+        let mut ended = Vec::new();
+        for r in &records[..applied] {
+            if let Err(e) = self.spool.take(r) {
+                // Nothing is lost: the entries stay buffered (and in the journal).
+                tracing::warn!(target: "store", "spooling the entries of a record: {e}");
+            }
+            if let Record::SessionFinished(f) = r {
+                ended.push(f.session);
+            }
+        }
+        for session in ended {
+            if self.catalog.session(session).is_some_and(|s| s.needs_index())
+                && let Err(e) = self.index_session(session)
+            {
+                if matches!(e, StoreError::Journal(_) | StoreError::Poisoned) {
+                    return Err(e);
+                }
+                // The journal holds the entries: the index is written at the next start.
+                let message = format!(
+                    "the index file of session {session} could not be written ({e}): its entries                      stay in the journal and the file is written when coffer next starts"
+                );
+                tracing::warn!(target: "store", "{message}");
+                let at = crate::clock::unix_now();
+                self.commit(&[Record::from(LogEntry { at, level: LogLevel::Warning, job: None, message })])?;
+            }
+        }
+        if self.catalog.snapshot_ready() && (self.since_snapshot >= SNAPSHOT_EVERY || self.since_entries) {
             self.snapshot()?;
         }
         match refused {
@@ -211,6 +364,9 @@ impl Store {
     }
 
     /// Rewrites the journal as a snapshot of the current state.
+    ///
+    /// # Panics
+    /// While a session holds entries only the journal has ([`Catalog::snapshot_ready`]).
     pub fn snapshot(&mut self) -> Result<(), StoreError> {
         if self.poisoned {
             return Err(StoreError::Poisoned);
@@ -219,8 +375,14 @@ impl Store {
         self.journal.snapshot(self.catalog.snapshot_records())?;
         self.poisoned = false;
         self.since_snapshot = 0;
+        self.since_entries = false;
         Ok(())
     }
+}
+
+/// Whether a record carries per-file entries (kept in the journal only until indexed).
+fn has_entries(r: &Record) -> bool {
+    matches!(r, Record::ObjectStored(_) | Record::ObjectsStored(_) | Record::FilesKept(_))
 }
 
 /// The records that close every open session of `catalog` as interrupted at `now` (each stream
@@ -231,7 +393,7 @@ pub fn interrupted_records(catalog: &Catalog, now: u64) -> (Vec<Record>, Vec<Str
     for s in catalog.sessions().filter(|s| !s.is_finished()) {
         let session = s.id();
         let objects = s.object_count();
-        let raw_bytes = s.objects().iter().map(|o| o.length).sum();
+        let raw_bytes = s.raw_bytes();
         let streams = (0..s.start().streams).filter(|&stream| !s.is_cut(stream));
         records.extend(streams.map(|stream| Record::from(StreamCut { session, stream })));
         records.push(Record::from(SessionFinished {
@@ -246,7 +408,7 @@ pub fn interrupted_records(catalog: &Catalog, now: u64) -> (Vec<Record>, Vec<Str
         // torn write, perhaps) is not part of the session, and the space may be written again.
         let torn: Vec<String> = s
             .parts()
-            .filter(|p| !s.objects().iter().any(|o| (o.stream, o.part) == (p.stream, p.part)))
+            .filter(|p| !s.part_used(p.stream, p.part))
             .map(|p| {
                 let medium = catalog.medium(p.medium).map_or("?", |m| m.barcode());
                 format!("stream {} part {} on {medium} from byte {}", p.stream, p.part, p.position)
