@@ -65,6 +65,10 @@ fn a_state_of_one_record_per_object_is_converted_once_and_reads_the_same() {
         r.json().as_array().unwrap().iter().map(|o| o["path"].as_str().unwrap().to_owned()).collect()
     };
     assert_eq!(under, ["sub", "sub/big.bin", "sub/c.txt"]);
+    // "su" is a prefix of "sub" but names nothing.
+    let none = env.coffer(&["ls", "1", "su"]);
+    assert_ne!(none.code, 0, "{none}");
+    assert!(none.stderr.contains("holds no object at or under \"su\""), "{none}");
 
     for session in ["1", "2"] {
         let v = env.coffer_json(&["verify", session]);

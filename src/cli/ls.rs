@@ -108,16 +108,31 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                     "stream": o.stream, "part": o.part, "position": o.position,
                 }))
             })
-            .collect::<Result<_, coffer::index::IndexError>>()?;
+            .collect::<Result<Vec<_>, coffer::index::IndexError>>()?;
+        nothing_under(id, a.path.as_deref(), rows.len())?;
         super::print_json(ctx, &json!(rows));
     } else {
+        let mut listed = 0;
         for o in objects {
             let o = o?;
             let kind = format!("{:?}", o.kind).to_lowercase();
             outln!(ctx, "{kind:<10} {:>12}  {}", o.size, String::from_utf8_lossy(&o.path));
+            listed += 1;
         }
+        nothing_under(id, a.path.as_deref(), listed)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A path that names nothing in the session is an error, not an empty list.
+fn nothing_under(session: u64, path: Option<&str>, listed: usize) -> anyhow::Result<()> {
+    match path {
+        Some(p) if listed == 0 => anyhow::bail!(
+            "session {session} holds no object at or under {p:?} (paths are relative to the backup's \
+             source root: `coffer ls {session}` lists them)"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `coffer ls --media`.

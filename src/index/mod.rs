@@ -129,6 +129,7 @@
 mod block;
 mod codec;
 mod error;
+mod merged;
 mod reader;
 mod writer;
 
@@ -142,6 +143,7 @@ use std::cmp::Ordering;
 pub use block::{decode_block, decode_block_raw, encode_block};
 pub use codec::{BlockInfo, Footer, Header, decode_directory, encode_directory_record};
 pub use error::{DecodeError, IndexError};
+pub use merged::Merged;
 pub use reader::{Entries, IndexFile};
 pub use writer::{IndexSummary, IndexWriter, merge, write_sorted};
 

@@ -2,8 +2,6 @@
 //! in memory first, [`merge`] merges sorted inputs. The file is written as `name.tmp` and
 //! renamed into place only once it is whole and synced.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
@@ -12,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::block::BlockBuilder;
 use super::codec::{DIRECTORY_FIXED_LEN, Footer, Header, encode_directory_record};
 use super::error::{IndexError, shown};
+use super::merged::Merged;
 use super::{
     BLOCK_TARGET_RAW, Entry, FRAME_LEN, MAX_DIRECTORY_LEN, MAX_PATH_LEN, MERGE_FAN_IN, SortKey, check_path,
 };
@@ -257,54 +256,17 @@ pub(crate) fn write_sorted_in(
     out.finish()
 }
 
-/// The next entry of one merge input, ordered so the heap pops the smallest, and of equal
-/// entries the one from the earliest input.
-#[derive(Debug)]
-struct Head {
-    entry: Entry,
-    input: usize,
-}
-
-impl PartialEq for Head {
-    fn eq(&self, other: &Head) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Head {}
-
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Head) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Head {
-    fn cmp(&self, other: &Head) -> Ordering {
-        other.entry.order(&self.entry).then(other.input.cmp(&self.input))
-    }
-}
-
 /// Merges sorted inputs (each in Entry::order, e.g. IndexFile::iter of runs) into `out`;
 /// returns the summary. At most [`MERGE_FAN_IN`] inputs. Entries equal under the order come
 /// out in input order. The first error of an input ends the merge (`out` is dropped, its
 /// `.tmp` file removed); an input out of order shows as [`IndexError::OutOfOrder`].
 pub fn merge<I: Iterator<Item = Result<Entry, IndexError>>>(
-    mut inputs: Vec<I>,
+    inputs: Vec<I>,
     mut out: IndexWriter,
 ) -> Result<IndexSummary, IndexError> {
     assert!(inputs.len() <= MERGE_FAN_IN, "{} merge inputs, over {MERGE_FAN_IN}", inputs.len());
-    let mut heap = BinaryHeap::with_capacity(inputs.len());
-    for (input, it) in inputs.iter_mut().enumerate() {
-        if let Some(entry) = it.next() {
-            heap.push(Head { entry: entry?, input });
-        }
-    }
-    while let Some(Head { entry, input }) = heap.pop() {
-        out.push(&entry)?;
-        if let Some(next) = inputs[input].next() {
-            heap.push(Head { entry: next?, input });
-        }
+    for entry in Merged::new(inputs) {
+        out.push(&entry?)?;
     }
     out.finish()
 }

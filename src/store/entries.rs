@@ -2,13 +2,12 @@
 //! session runs (or its index is not written yet), from the sorted runs the store spooled and
 //! the entries it still buffers, merged on the fly.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::catalog::{Catalog, StoredObject};
-use crate::index::{Entry, IndexError, IndexFile};
+use crate::index::{Entry, IndexError, IndexFile, Merged};
 
 use super::spool::{Pending, index_path, run_path};
 
@@ -100,13 +99,16 @@ impl Indexes {
 /// first, names sorted) mostly fall in the last few blocks.
 pub const LOOKUP_CACHE_BLOCKS: usize = 8;
 
+/// A decoded block: (file, block number, its entries).
+type CachedBlock = (usize, usize, Arc<Vec<Entry>>);
+
 /// One session's entries, in index order (by path), wherever they are.
 #[derive(Debug)]
 pub struct SessionEntries {
     files: Vec<IndexFile>,
     buffered: Vec<Entry>,
-    /// Recently decoded blocks: (file, block, entries), newest last.
-    cache: Mutex<VecDeque<(usize, usize, Arc<Vec<Entry>>)>>,
+    /// Recently decoded blocks, newest last.
+    cache: Mutex<VecDeque<CachedBlock>>,
 }
 
 type EntryIter<'a> = Box<dyn Iterator<Item = Result<Entry, IndexError>> + 'a>;
@@ -217,71 +219,5 @@ fn merged<'a>(inputs: Vec<EntryIter<'a>>) -> EntryIter<'a> {
     if inputs.len() == 1 {
         return inputs.into_iter().next().expect("one input");
     }
-    Box::new(Merged { inputs, heap: BinaryHeap::new(), started: false, failed: false })
-}
-
-/// The head of one input, ordered so that the heap's top is the smallest entry.
-struct Head {
-    entry: Entry,
-    input: usize,
-}
-
-impl PartialEq for Head {
-    fn eq(&self, other: &Head) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Head) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Head {
-    fn cmp(&self, other: &Head) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap. Ties go to the lower input, for a stable merge.
-        other.entry.order(&self.entry).then(other.input.cmp(&self.input))
-    }
-}
-
-struct Merged<'a> {
-    inputs: Vec<EntryIter<'a>>,
-    heap: BinaryHeap<Head>,
-    started: bool,
-    failed: bool,
-}
-
-impl Merged<'_> {
-    /// Takes the next entry of `input` into the heap.
-    fn pull(&mut self, input: usize) -> Result<(), IndexError> {
-        if let Some(next) = self.inputs[input].next() {
-            self.heap.push(Head { entry: next?, input });
-        }
-        Ok(())
-    }
-}
-
-impl Iterator for Merged<'_> {
-    type Item = Result<Entry, IndexError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        if !self.started {
-            self.started = true;
-            for i in 0..self.inputs.len() {
-                if let Err(e) = self.pull(i) {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-        let head = self.heap.pop()?;
-        if let Err(e) = self.pull(head.input) {
-            self.failed = true;
-            return Some(Err(e));
-        }
-        Some(Ok(head.entry))
-    }
+    Box::new(Merged::new(inputs))
 }

@@ -10,8 +10,9 @@
 //!
 //! A session's objects are journaled in batches as its parts commit; the store spools their
 //! entries ([`spool`]) and, when the session ends, writes its index file and journals
-//! `SessionIndexed`. The next snapshot then drops the batches: replay builds what is
-//! O(sessions + media + jobs), and readers open a session's index on demand
+//! `SessionIndexed`. The next snapshot drops the batches (one is taken once the journal has
+//! grown by [`SNAPSHOT_AFTER_BYTES`] and every session holding entries is indexed): replay
+//! builds what is O(sessions + media + jobs), and readers open a session's index on demand
 //! ([`Indexes::session`]). A crash between the journal and the index file is repaired at the
 //! next open for writing: replay spools the batches again and the index file is written then.
 //! A state written before index files (one journal record per object) is converted the same
@@ -37,6 +38,11 @@ use spool::Spool;
 
 /// Records appended since the last snapshot after which the next commit takes a snapshot.
 pub const SNAPSHOT_EVERY: u64 = 1_000_000;
+/// Journal bytes appended since the last snapshot, once they include per-file records whose
+/// sessions are all indexed, after which the next commit takes a snapshot that drops them: what
+/// replay reads beyond the snapshot stays about this small (a few tens of milliseconds), and
+/// the snapshot is not rewritten at the end of every small session.
+pub const SNAPSHOT_AFTER_BYTES: u64 = 4 << 20;
 
 /// Why the state could not be opened or changed.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +152,8 @@ pub struct Store {
     /// Whether the journal holds per-file records (object batches, kept files) since its last
     /// snapshot: once their sessions are indexed, a snapshot drops them.
     since_entries: bool,
+    /// The journal's committed bytes right after its last snapshot.
+    bytes_at_snapshot: u64,
     poisoned: bool,
     _lock: File,
 }
@@ -193,6 +201,7 @@ impl Store {
             path: dir.to_owned(),
             since_snapshot: report.records,
             since_entries: entries_seen,
+            bytes_at_snapshot: 0,
             poisoned: false,
             _lock: lock,
         };
@@ -354,7 +363,9 @@ impl Store {
                 self.commit(&[Record::from(LogEntry { at, level: LogLevel::Warning, job: None, message })])?;
             }
         }
-        if self.catalog.snapshot_ready() && (self.since_snapshot >= SNAPSHOT_EVERY || self.since_entries) {
+        let grown = self.journal.committed().1.saturating_sub(self.bytes_at_snapshot);
+        let drop_entries = self.since_entries && grown >= SNAPSHOT_AFTER_BYTES;
+        if self.catalog.snapshot_ready() && (self.since_snapshot >= SNAPSHOT_EVERY || drop_entries) {
             self.snapshot()?;
         }
         match refused {
@@ -376,6 +387,7 @@ impl Store {
         self.poisoned = false;
         self.since_snapshot = 0;
         self.since_entries = false;
+        self.bytes_at_snapshot = self.journal.committed().1;
         Ok(())
     }
 }

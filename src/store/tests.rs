@@ -112,26 +112,46 @@ fn a_finished_session_is_indexed_and_the_snapshot_drops_its_batches() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = open(dir.path());
     start(&mut store, 1);
-    store_objects(&mut store, 1, 1..5001);
+    // Enough batches to pass SNAPSHOT_AFTER_BYTES.
+    store_objects(&mut store, 1, 1..80_001);
+    assert!(store.journal_size().1 > SNAPSHOT_AFTER_BYTES);
     // Running: read from the spool.
-    assert_eq!(paths(&store, 1), sorted_paths(1..5001));
+    assert_eq!(paths(&store, 1), sorted_paths(1..80_001));
     assert!(!store.catalog().snapshot_ready());
-    finish(&mut store, 1, 5000);
+    finish(&mut store, 1, 80_000);
     let s = store.catalog().session(1).unwrap();
     let ix = s.indexed().expect("indexed when it ended");
-    assert_eq!((ix.entries, ix.objects, s.object_count()), (5000, 5000, 5000));
+    assert_eq!((ix.entries, ix.objects, s.object_count()), (80_000, 80_000, 80_000));
     assert!(index_file(dir.path(), 1).exists());
     assert!(!dir.path().join("index/session-0000000000000001.runs").exists());
     // The snapshot taken then holds no per-object record: a handful of records remain.
     let (records, _) = store.journal_size();
     assert!(records < 10, "{records} records after the snapshot");
-    assert_eq!(paths(&store, 1), sorted_paths(1..5001));
+    assert_eq!(paths(&store, 1), sorted_paths(1..80_001));
     drop(store);
     let (store, report) = open(dir.path());
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    assert_eq!(paths(&store, 1), sorted_paths(1..5001));
+    assert_eq!(paths(&store, 1), sorted_paths(1..80_001));
     let found = store.entries(1).unwrap().find(b"dir3/file0000010").unwrap();
     assert!(matches!(&found[..], [Entry::Object(o)] if o.id == 10));
+}
+
+#[test]
+fn a_small_session_leaves_its_batches_until_the_journal_has_grown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = open(dir.path());
+    start(&mut store, 1);
+    store_objects(&mut store, 1, 1..101);
+    finish(&mut store, 1, 100);
+    assert!(store.catalog().session(1).unwrap().indexed().is_some());
+    // No snapshot yet: replay reads the batches again and skips them once it meets the
+    // SessionIndexed record, with nothing to repair.
+    assert!(store.journal_size().0 > 3);
+    drop(store);
+    let (store, report) = open(dir.path());
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(paths(&store, 1), sorted_paths(1..101));
+    assert!(!dir.path().join("index/session-0000000000000001.runs").exists());
 }
 
 fn index_file(state: &Path, session: u64) -> PathBuf {
@@ -191,7 +211,7 @@ fn many_runs_merge_in_passes_into_one_sorted_file() {
     let (mut store, _) = open(dir.path());
     // 150 runs of 40 entries: more than one merge pass.
     store.spool.set_run_entries(40);
-    assert!(150 > crate::index::MERGE_FAN_IN);
+    const { assert!(150 > crate::index::MERGE_FAN_IN) };
     start(&mut store, 1);
     store_objects(&mut store, 1, 1..6001);
     assert_eq!(paths(&store, 1), sorted_paths(1..6001), "read from runs while running");
