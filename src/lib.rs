@@ -15,6 +15,7 @@ pub mod index;
 pub mod jobs;
 pub mod journal;
 pub mod library;
+pub mod net;
 pub mod pipeline;
 pub mod plan;
 pub mod scsi;
