@@ -59,6 +59,23 @@ pub struct Board {
     /// The control socket.
     #[serde(default)]
     pub control: Control,
+    /// Backup agents: where the box listens for them.
+    pub agents: Option<Agents>,
+}
+
+/// Where the box listens for its backup agents (TCP with mutual TLS, the box's own CA).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agents {
+    /// Address and port, e.g. "0.0.0.0:8471".
+    pub listen: String,
+}
+
+impl Agents {
+    /// The address to listen on.
+    pub fn addr(&self) -> Result<SocketAddr, BoardError> {
+        self.listen.parse().map_err(|_| bad("agents.listen", "an address and port, e.g. 0.0.0.0:8471"))
+    }
 }
 
 /// Who may use the control socket (`<state>/control.sock`, mode 0660): root, and the members
@@ -352,6 +369,9 @@ impl Board {
         }
         if let Some(s) = &self.status {
             s.check()?;
+        }
+        if let Some(a) = &self.agents {
+            a.addr()?;
         }
         let mut names = HashSet::new();
         let all = self

@@ -1,6 +1,7 @@
 //! coffer: a backup appliance service. See `README.md` for how to run it and the module docs for
 //! how each part works.
 
+pub mod agent;
 pub mod atomic;
 pub mod board;
 pub mod catalog;

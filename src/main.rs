@@ -59,6 +59,8 @@ pub enum Command {
     Job(cli::job::JobArgs),
     /// The running service at a glance.
     Status,
+    /// Backup agents: add, list, show, revoke (on the box); enroll, run (on a client).
+    Agent(cli::agent::AgentArgs),
     /// Inspect the journal.
     Journal {
         #[command(subcommand)]

@@ -10,7 +10,8 @@
 //! - [`Catalog`]: the in-memory state those records build: media (by UUID and by barcode),
 //!   sessions (start, parts on media, totals of their objects, how they ended, whether their
 //!   per-file index file is durable), jobs (saved
-//!   definition and a bounded state history), the activity log (the last [`LOG_KEEP`]
+//!   definition and a bounded state history), backup agents (enrolment and revocation), the
+//!   activity log (the last [`LOG_KEEP`]
 //!   entries), the console's latest login (wrong PINs in a row, for the lockout), and the next
 //!   free session and job ids.
 //!
@@ -64,14 +65,15 @@ mod state_tests;
 mod tests;
 
 pub use record::{
-    ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged,
-    LogEntry, LogLevel, MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES,
-    MAX_PAYLOAD_LEN, MAX_TTY_LEN, MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated,
-    ObjectStored, ObjectsStored, PartMoved, Record, RecordBody, SessionFinished, SessionIndexed, SessionKind,
-    SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, kept_batches,
-    kept_cost, object_batches, object_cost,
+    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, JobDeleted,
+    JobSaved, JobState, JobStateChanged, LogEntry, LogLevel, MAX_AGENT_NAME_LEN, MAX_AGENT_PATHS,
+    MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES, MAX_PAYLOAD_LEN, MAX_TTY_LEN,
+    MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, ObjectStored, ObjectsStored,
+    PartMoved, Record, RecordBody, SessionFinished, SessionIndexed, SessionKind, SessionMode, SessionPart,
+    SessionPruned, SessionStarted, StoredObject, StreamCut, agent_name_ok, kept_batches, kept_cost,
+    object_batches, object_cost,
 };
-pub use state::{Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
+pub use state::{Agent, AgentState, Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 
 use uuid::Uuid;
 
@@ -157,6 +159,9 @@ pub enum CatalogError {
     /// than the journal recorded.
     #[error("session {session} cannot take index file {crc:08x}: {why}")]
     Index { session: u64, crc: u32, why: &'static str },
+    /// An agent record that does not fit the agent's state.
+    #[error("agent {name}: {why}")]
+    Agent { name: String, why: &'static str },
     /// A job id the catalog does not hold.
     #[error("no job {job} in the catalog: it was never saved or has been deleted")]
     UnknownJob { job: u64 },

@@ -21,6 +21,9 @@
 //! | 64   | `LogEntry`        | 1       |
 //! | 80   | `IdsReserved`     | 1       |
 //! | 96   | `ConsoleLogin`    | 1       |
+//! | 112  | `AgentAdded`      | 1       |
+//! | 113  | `AgentEnrolled`   | 1       |
+//! | 114  | `AgentRevoked`    | 1       |
 //!
 //! Kinds are grouped by subsystem, with room in each group. A kind number is never reused;
 //! changing a struct (or an enum it holds) bumps its version, and [`Record::decode`] keeps an
@@ -31,6 +34,7 @@
 //! version 2 added the object's `mode`, `uid` and `gid` (version 1 reads with all three 0: not
 //! recorded). `FilesKept` (kind 39) came with incremental sessions that list what they kept.
 //! `ConsoleLogin` (kind 96) came with the console's PIN lockout that survives restarts.
+//! `AgentAdded`, `AgentEnrolled` and `AgentRevoked` (kinds 112 to 114) came with backup agents.
 //! `ObjectsStored` (kind 40) and `SessionIndexed` (kind 41) came with per-session index files:
 //! objects are journaled in batches, and only until the session's index file is durable;
 //! `ObjectStored` (kind 34, one object per record) is still read from older journals.
@@ -404,6 +408,64 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// Longest agent name, in bytes.
+pub const MAX_AGENT_NAME_LEN: usize = 64;
+/// Most paths an agent may be backed up under, or restore into.
+pub const MAX_AGENT_PATHS: usize = 64;
+/// Most bytes of an agent's paths and restore paths together.
+pub const MAX_AGENT_PATH_BYTES: usize = 16 << 10;
+
+// An AgentAdded record (name, paths with their lengths and counts, token digest, times) fits.
+const _: () =
+    assert!(MAX_AGENT_NAME_LEN + MAX_AGENT_PATH_BYTES + 8 * MAX_AGENT_PATHS + 96 <= MAX_PAYLOAD_LEN);
+
+/// Whether `name` may name an agent: 1 to [`MAX_AGENT_NAME_LEN`] bytes of letters, digits, `.`,
+/// `_` and `-`, not starting with `.` or `-` (it becomes a certificate's common name and a
+/// source's `agent:NAME:` prefix).
+pub fn agent_name_ok(name: &str) -> bool {
+    (1..=MAX_AGENT_NAME_LEN).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with(['.', '-'])
+}
+
+/// An agent was added on the box (or given a new enrolment token): who it is, where it may be
+/// backed up and restored to, and the digest of its one-time token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentAdded {
+    /// Its name: the certificate's common name, and `agent:NAME:` in sources.
+    pub name: String,
+    /// Absolute paths on the agent it may be backed up under.
+    pub paths: Vec<String>,
+    /// Absolute paths on the agent its data may be restored into.
+    pub restore_to: Vec<String>,
+    /// SHA-256 of the enrolment token (the token itself is shown once, never kept).
+    pub token_sha256: [u8; 32],
+    /// When it was added, seconds since the epoch.
+    pub added: u64,
+    /// When the token stops being accepted.
+    pub expires: u64,
+}
+
+/// An agent enrolled: its token was used (once) and the box signed its certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentEnrolled {
+    /// The agent.
+    pub name: String,
+    /// SHA-256 of the certificate the box signed: only this certificate is accepted.
+    pub cert_sha256: [u8; 32],
+    /// When, seconds since the epoch.
+    pub at: u64,
+}
+
+/// An agent was revoked: its certificate is refused from now on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRevoked {
+    /// The agent.
+    pub name: String,
+    /// When, seconds since the epoch.
+    pub at: u64,
+}
+
 /// A PIN was entered at the serial console and checked by the service. Only the latest one
 /// matters to the state: it carries the count of wrong PINs in a row, from which the lockout
 /// is computed, so the lockout survives a restart and a snapshot keeps it with one record.
@@ -744,6 +806,62 @@ impl RecordBody for ConsoleLogin {
     }
 }
 
+/// Whether `p` is an absolute path people may give an agent: `/` then components without
+/// `.`, `..`, empty ones or a NUL, at most [`MAX_PATH_LEN`] bytes.
+fn agent_path_ok(p: &str) -> bool {
+    p.len() <= MAX_PATH_LEN
+        && p.starts_with('/')
+        && !p.contains('\0')
+        && (p == "/" || p[1..].split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+}
+
+impl RecordBody for AgentAdded {
+    const KIND: u16 = 112;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if !agent_name_ok(&self.name) {
+            return Err(
+                "agent name must be 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+            );
+        }
+        if self.paths.len() > MAX_AGENT_PATHS || self.restore_to.len() > MAX_AGENT_PATHS {
+            return Err("over 64 paths");
+        }
+        if self.paths.iter().chain(&self.restore_to).map(String::len).sum::<usize>() > MAX_AGENT_PATH_BYTES {
+            return Err("the paths are over 16 KiB together");
+        }
+        if !self.paths.iter().chain(&self.restore_to).all(|p| agent_path_ok(p)) {
+            return Err("an agent's paths are absolute, without '.', '..' or empty components");
+        }
+        if self.expires < self.added {
+            return Err("the token expires before it was made");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for AgentEnrolled {
+    const KIND: u16 = 113;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if !agent_name_ok(&self.name) {
+            return Err("agent name must be 1 to 64 letters, digits, '.', '_' or '-'");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for AgentRevoked {
+    const KIND: u16 = 114;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if !agent_name_ok(&self.name) {
+            return Err("agent name must be 1 to 64 letters, digits, '.', '_' or '-'");
+        }
+        Ok(())
+    }
+}
+
 impl RecordBody for IdsReserved {
     const KIND: u16 = 80;
     const VERSION: u8 = 1;
@@ -866,6 +984,12 @@ records! {
     IdsReserved,
     /// Kind 96.
     ConsoleLogin,
+    /// Kind 112.
+    AgentAdded,
+    /// Kind 113.
+    AgentEnrolled,
+    /// Kind 114.
+    AgentRevoked,
 }
 
 // Kinds are unique, outside the journal's reserved range, and versions start at 1.
@@ -941,6 +1065,9 @@ impl Record {
             (LogEntry::KIND, 1) => body::<LogEntry>(payload).map_err(fail)?.into(),
             (IdsReserved::KIND, 1) => body::<IdsReserved>(payload).map_err(fail)?.into(),
             (ConsoleLogin::KIND, 1) => body::<ConsoleLogin>(payload).map_err(fail)?.into(),
+            (AgentAdded::KIND, 1) => body::<AgentAdded>(payload).map_err(fail)?.into(),
+            (AgentEnrolled::KIND, 1) => body::<AgentEnrolled>(payload).map_err(fail)?.into(),
+            (AgentRevoked::KIND, 1) => body::<AgentRevoked>(payload).map_err(fail)?.into(),
             _ => return Err(unknown(kind, version)),
         };
         record.validate()?;

@@ -7,10 +7,10 @@ use uuid::Uuid;
 
 use super::CatalogError;
 use super::record::{
-    ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved, JobState, JobStateChanged, LogEntry,
-    MediumAdded, MediumRemoved, MediumState, MediumUpdated, ObjectStored, ObjectsStored, PartMoved, Record,
-    SessionFinished, SessionIndexed, SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject,
-    StreamCut,
+    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved,
+    JobState, JobStateChanged, LogEntry, MediumAdded, MediumRemoved, MediumState, MediumUpdated,
+    ObjectStored, ObjectsStored, PartMoved, Record, SessionFinished, SessionIndexed, SessionKind,
+    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -289,6 +289,62 @@ impl Job {
     }
 }
 
+/// Where an agent is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentState {
+    /// Added; its token not used yet.
+    Pending,
+    /// Its certificate was signed: it may connect.
+    Enrolled,
+    /// Refused from now on.
+    Revoked,
+}
+
+/// A backup agent in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    added: AgentAdded,
+    enrolled: Option<AgentEnrolled>,
+    revoked: Option<AgentRevoked>,
+}
+
+impl Agent {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.added.name
+    }
+
+    /// How it was added: paths, restore paths, token digest and expiry.
+    pub fn added(&self) -> &AgentAdded {
+        &self.added
+    }
+
+    /// Its enrolment, once its token was used.
+    pub fn enrolled(&self) -> Option<&AgentEnrolled> {
+        self.enrolled.as_ref()
+    }
+
+    /// Its revocation.
+    pub fn revoked(&self) -> Option<&AgentRevoked> {
+        self.revoked.as_ref()
+    }
+
+    /// Where it is in its life.
+    pub fn state(&self) -> AgentState {
+        match (&self.enrolled, &self.revoked) {
+            (_, Some(_)) => AgentState::Revoked,
+            (Some(_), None) => AgentState::Enrolled,
+            (None, None) => AgentState::Pending,
+        }
+    }
+
+    fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        iter::once(Record::AgentAdded(self.added.clone()))
+            .chain(self.enrolled.clone().map(Record::AgentEnrolled))
+            .chain(self.revoked.clone().map(Record::AgentRevoked))
+    }
+}
+
 /// The state journal replay rebuilds: media, sessions, jobs, the activity log and the next ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Catalog {
@@ -305,6 +361,8 @@ pub struct Catalog {
     next_job: u64,
     /// The console's latest login: the wrong PINs in a row it counts set the lockout.
     console_login: Option<ConsoleLogin>,
+    /// Backup agents, by name.
+    agents: BTreeMap<String, Agent>,
 }
 
 impl Default for Catalog {
@@ -325,6 +383,7 @@ impl Catalog {
             next_session: FIRST_ID,
             next_job: FIRST_ID,
             console_login: None,
+            agents: BTreeMap::new(),
         }
     }
 
@@ -358,6 +417,9 @@ impl Catalog {
                 self.console_login = Some(b.clone());
                 Ok(())
             }
+            Record::AgentAdded(b) => self.agent_added(b),
+            Record::AgentEnrolled(b) => self.agent_enrolled(b),
+            Record::AgentRevoked(b) => self.agent_revoked(b),
         }
     }
 
@@ -376,7 +438,8 @@ impl Catalog {
         let jobs = self.jobs.values().flat_map(Job::records);
         let log = self.log.iter().cloned().map(Record::LogEntry);
         let login = self.console_login.iter().cloned().map(Record::ConsoleLogin);
-        media.chain(sessions).chain(jobs).chain(log).chain(login).chain(self.ids_record())
+        let agents = self.agents.values().flat_map(Agent::records);
+        media.chain(sessions).chain(jobs).chain(log).chain(login).chain(agents).chain(self.ids_record())
     }
 
     /// Whether a snapshot may be taken: no session holds entries that are only in the journal.
@@ -388,6 +451,16 @@ impl Catalog {
     /// index file is not durable yet.
     pub fn unindexed(&self) -> impl Iterator<Item = &Session> + '_ {
         self.sessions.values().filter(|s| s.needs_index())
+    }
+
+    /// Backup agents, by name.
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> + '_ {
+        self.agents.values()
+    }
+
+    /// One agent.
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.get(name)
     }
 
     /// The console's latest login, which counts the wrong PINs in a row.
@@ -682,6 +755,39 @@ impl Catalog {
         assert!(self.log.len() <= LOG_KEEP);
     }
 
+    fn agent_added(&mut self, b: &AgentAdded) -> Result<(), CatalogError> {
+        if self.agents.get(&b.name).is_some_and(|a| a.state() == AgentState::Enrolled) {
+            return Err(agent_error(&b.name, "it is enrolled: revoke it before adding it again"));
+        }
+        // A pending agent takes the new token; a revoked one starts again.
+        let agent = Agent { added: b.clone(), enrolled: None, revoked: None };
+        self.agents.insert(b.name.clone(), agent);
+        Ok(())
+    }
+
+    fn agent_enrolled(&mut self, b: &AgentEnrolled) -> Result<(), CatalogError> {
+        let a = self.agents.get_mut(&b.name).ok_or_else(|| agent_error(&b.name, "no such agent"))?;
+        match a.state() {
+            AgentState::Enrolled => return Err(agent_error(&b.name, "its token was used already")),
+            AgentState::Revoked => return Err(agent_error(&b.name, "it is revoked")),
+            AgentState::Pending => {}
+        }
+        if b.at > a.added.expires {
+            return Err(agent_error(&b.name, "its token has expired: add it again for a new one"));
+        }
+        a.enrolled = Some(b.clone());
+        Ok(())
+    }
+
+    fn agent_revoked(&mut self, b: &AgentRevoked) -> Result<(), CatalogError> {
+        let a = self.agents.get_mut(&b.name).ok_or_else(|| agent_error(&b.name, "no such agent"))?;
+        if a.revoked.is_some() {
+            return Err(agent_error(&b.name, "it is revoked already"));
+        }
+        a.revoked = Some(b.clone());
+        Ok(())
+    }
+
     fn ids_reserved(&mut self, b: &IdsReserved) -> Result<(), CatalogError> {
         if b.next_session < self.next_session {
             return Err(CatalogError::StaleId {
@@ -711,6 +817,10 @@ impl Catalog {
             next_job: self.next_job,
         }))
     }
+}
+
+fn agent_error(name: &str, why: &'static str) -> CatalogError {
+    CatalogError::Agent { name: name.to_owned(), why }
 }
 
 fn unknown_medium(medium: [u8; 16]) -> CatalogError {

@@ -563,3 +563,64 @@ fn no_snapshot_while_entries_are_only_in_the_journal() {
     let c = catalog();
     let _ = c.snapshot_records().count();
 }
+
+fn agent_added(name: &str, expires: u64) -> Record {
+    Record::AgentAdded(AgentAdded {
+        name: name.into(),
+        paths: vec!["/srv".into(), "/etc".into()],
+        restore_to: vec!["/srv/restore".into()],
+        token_sha256: [7; 32],
+        added: 100,
+        expires,
+    })
+}
+
+#[test]
+fn an_agent_enrols_once_within_its_token_time_and_stays_revoked() {
+    let mut c = catalog();
+    let enrolled = |at| Record::AgentEnrolled(AgentEnrolled { name: "db1".into(), cert_sha256: [1; 32], at });
+    let revoked = || Record::AgentRevoked(AgentRevoked { name: "db1".into(), at: 500 });
+    assert!(matches!(refused(&mut c, enrolled(150)), CatalogError::Agent { .. }), "unknown agent");
+    c.apply(&agent_added("db1", 200)).unwrap();
+    assert_eq!(c.agent("db1").unwrap().state(), AgentState::Pending);
+    let late = refused(&mut c, enrolled(201));
+    assert!(late.to_string().contains("expired"), "{late}");
+    c.apply(&enrolled(150)).unwrap();
+    assert_eq!(c.agent("db1").unwrap().state(), AgentState::Enrolled);
+    let twice = refused(&mut c, enrolled(160));
+    assert!(twice.to_string().contains("used already"), "{twice}");
+    let again = refused(&mut c, agent_added("db1", 900));
+    assert!(again.to_string().contains("revoke it"), "{again}");
+    c.apply(&revoked()).unwrap();
+    assert_eq!(c.agent("db1").unwrap().state(), AgentState::Revoked);
+    assert!(matches!(refused(&mut c, enrolled(170)), CatalogError::Agent { .. }), "revoked");
+    assert!(matches!(refused(&mut c, revoked()), CatalogError::Agent { .. }), "revoked twice");
+    index_all(&mut c);
+    let (fresh, _) = rebuilt(&c);
+    assert_eq!(fresh, c);
+    // Added again after revocation: pending, with the new token.
+    c.apply(&agent_added("db1", 900)).unwrap();
+    assert_eq!(c.agent("db1").unwrap().state(), AgentState::Pending);
+}
+
+#[test]
+fn agent_names_and_paths_are_checked() {
+    for bad in ["", ".hidden", "-x", "a b", "a/b", &"n".repeat(65)] {
+        let r = agent_added(bad, 200);
+        assert!(r.validate().is_err(), "{bad:?}");
+    }
+    for paths in
+        [vec!["relative".to_owned()], vec!["/a/../b".into()], vec!["/a//b".into()], vec!["/a/./b".into()]]
+    {
+        let r = Record::AgentAdded(AgentAdded {
+            name: "ok".into(),
+            paths,
+            restore_to: Vec::new(),
+            token_sha256: [0; 32],
+            added: 1,
+            expires: 2,
+        });
+        assert!(r.validate().is_err(), "{r:?}");
+    }
+    assert!(agent_added("db1.example-2_x", 200).validate().is_ok());
+}

@@ -423,6 +423,9 @@ fn kinds_and_versions_are_stable() {
         (64, 1, "LogEntry"),
         (80, 1, "IdsReserved"),
         (96, 1, "ConsoleLogin"),
+        (112, 1, "AgentAdded"),
+        (113, 1, "AgentEnrolled"),
+        (114, 1, "AgentRevoked"),
     ];
     assert_eq!(KNOWN, expect);
     for r in largest_records() {

@@ -2,6 +2,7 @@
 //! scripts. Each command lives in its own module and calls the library; errors get their
 //! context here, at the edge.
 
+pub mod agent;
 pub mod backup;
 pub mod board;
 pub mod console;
@@ -42,6 +43,7 @@ pub fn init_tracing(default_level: &str) {
 pub fn default_log_level(command: &Command) -> &'static str {
     match command {
         Command::Serve(_) => "info",
+        Command::Agent(a) if matches!(a.what, agent::AgentCommand::Run) => "info",
         _ => "warn",
     }
 }
@@ -81,6 +83,7 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Media(a) => media::run(ctx, a),
         Command::Job(a) => job::run(ctx, a),
         Command::Status => job::status(ctx),
+        Command::Agent(a) => agent::run(ctx, a),
     }
 }
 
@@ -97,6 +100,8 @@ pub struct Ctx {
     pub out: std::cell::RefCell<Box<dyn std::io::Write>>,
     /// The service's state, when the service runs the command.
     pub shared: Option<coffer::store::SharedStore>,
+    /// The service's connected agents, when the service runs the command.
+    pub agents: Option<coffer::service::agents::Connected>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -167,6 +172,7 @@ impl Ctx {
             board_file,
             out: std::cell::RefCell::new(Box::new(std::io::stdout())),
             shared: None,
+            agents: None,
         }
     }
 

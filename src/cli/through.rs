@@ -38,7 +38,7 @@ pub fn needs_state(command: &Command) -> bool {
             | Command::Scan(_)
             | Command::Journal { .. }
             | Command::Media(_)
-    )
+    ) || matches!(command, Command::Agent(a) if a.what.on_the_box())
 }
 
 /// Whether a service holds the state in `state`: its control socket is there and the state
@@ -92,7 +92,7 @@ fn shown(reply: &Reply) -> anyhow::Result<Option<u8>> {
 /// here, relative paths taken from the client's directory, on the service's state and board.
 /// Returns the exit code.
 pub fn execute(call: coffer::service::CommandCall, board: Option<PathBuf>) -> u8 {
-    let coffer::service::CommandCall { argv, cwd, store, out, mut err } = call;
+    let coffer::service::CommandCall { argv, cwd, store, out, mut err, agents } = call;
     let args = match Args::try_parse_from(std::iter::once("coffer".to_owned()).chain(argv)) {
         Ok(a) => a,
         Err(e) => {
@@ -113,6 +113,7 @@ pub fn execute(call: coffer::service::CommandCall, board: Option<PathBuf>) -> u8
         board_file: board,
         out: std::cell::RefCell::new(out),
         shared: Some(store),
+        agents: Some(agents),
     };
     match super::dispatch(&ctx, command) {
         Ok(code) => exit_number(code),

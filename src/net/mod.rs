@@ -9,3 +9,4 @@
 
 pub mod ca;
 pub mod frame;
+pub mod token;

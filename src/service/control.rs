@@ -30,6 +30,8 @@ pub struct Shared {
     pub store: Option<crate::store::SharedStore>,
     /// Runs command lines ([`Request::Command`]).
     pub executor: Option<super::Executor>,
+    /// The backup agents connected now.
+    pub agents: super::agents::Connected,
 }
 
 impl std::fmt::Debug for Shared {
@@ -265,6 +267,7 @@ async fn command(
         store,
         out: Box::new(ChunkWriter::new(tx.clone(), false)),
         err: Box::new(ChunkWriter::new(tx, true)),
+        agents: shared.agents.clone(),
     };
     let run = tokio::task::spawn_blocking(move || executor(call));
     while let Some(chunk) = rx.recv().await {

@@ -16,6 +16,7 @@
 //! refresh takes the store and the engine with `try_lock` and keeps its last values when they
 //! are busy; whatever must wait for them (a queue scan, a retry) runs on the blocking pool.
 
+pub mod agents;
 pub mod control;
 pub mod devices;
 pub mod engine;
@@ -69,6 +70,9 @@ pub enum ServeError {
     /// The status endpoint's certificate cannot be had.
     #[error("status endpoint TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The agent CA in the state cannot be had.
+    #[error("backup agents: {0}")]
+    AgentCa(#[from] crate::net::ca::CaError),
 }
 
 /// Raises the soft limit on open files to the hard limit, as a server should: every
@@ -99,6 +103,8 @@ pub struct CommandCall {
     pub out: Box<dyn std::io::Write + Send>,
     /// Its messages, streamed to the client's stderr.
     pub err: Box<dyn std::io::Write + Send>,
+    /// The backup agents connected now (`agent list` shows them, `agent revoke` closes one).
+    pub agents: agents::Connected,
 }
 
 impl std::fmt::Debug for CommandCall {
@@ -202,6 +208,8 @@ struct Service {
     shown: Shown,
     /// Runs the command lines clients send over the control socket.
     executor: Option<Executor>,
+    /// The backup agents connected now.
+    agents: agents::Connected,
 }
 
 async fn run(board: Board, state: &Path, executor: Option<Executor>) -> Result<(), ServeError> {
@@ -259,6 +267,7 @@ async fn start(
         health,
         shown: Shown::default(),
         executor,
+        agents: agents::Connected::default(),
     };
     // Jobs need a writable journal: a read-only service answers status only until the
     // journal can be written again.
@@ -298,6 +307,7 @@ async fn start(
         };
         tokio::spawn(http::serve(listener, endpoint));
     }
+    svc.listen_for_agents().await?;
     svc.refresh();
     Ok(svc)
 }
@@ -439,6 +449,35 @@ impl Service {
         }
     }
 
+    /// Listens for backup agents where the board says, when it says and the journal is
+    /// writable (enrolment journals).
+    async fn listen_for_agents(&mut self) -> Result<(), ServeError> {
+        let (Some(a), Some(store)) = (&self.board.agents, &self.store) else { return Ok(()) };
+        if self.engine.is_none() {
+            tracing::warn!(target: "service", "backup agents not served: the journal is not writable");
+            return Ok(());
+        }
+        let addr = a.addr()?;
+        let ca = crate::net::ca::BoxCa::load_or_create(&self.state, &self.board.name)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| ServeError::Io { what: format!("agent listener on {addr}"), error })?;
+        tracing::info!(
+            target: "service",
+            "backup agents on {addr} (mutual TLS), box certificate SHA-256 {}",
+            ca.fingerprint()
+        );
+        let serve = agents::serve(
+            listener,
+            std::sync::Arc::new(ca),
+            store.clone(),
+            self.agents.clone(),
+            self.board.name.clone(),
+        );
+        tokio::spawn(serve);
+        Ok(())
+    }
+
     /// Starts taking jobs with `engine`: the engine, the watchdog's view of it, the control
     /// socket.
     fn start_jobs(&mut self, engine: Engine) -> Result<(), ServeError> {
@@ -455,6 +494,7 @@ impl Service {
             default_library: self.board.libraries.first().map(|l| l.name().clone()),
             store: self.store.clone(),
             executor: self.executor.clone(),
+            agents: self.agents.clone(),
         };
         tokio::spawn(control::serve(listener, shared));
         tracing::info!(target: "service", "job engine running; control socket {}", path.display());
