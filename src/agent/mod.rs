@@ -6,6 +6,8 @@
 //! reconnects (with back-off) when the link or the box goes away. A refusal from the box (the
 //! agent was revoked, or enrolled again elsewhere) ends it: retrying cannot mend that.
 
+mod backup;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,8 +17,10 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::net::ca::{self, AgentIdentity, CaError};
-use crate::net::frame::{FrameError, Message, read_message, write_message};
+use crate::net::frame::{FrameError, FrameReader, Message, read_message, write_message};
 use crate::net::token;
+use crate::pipeline::Cancel;
+use tokio::sync::mpsc;
 
 /// How long connecting, the TLS handshake and the box's first answer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,40 +158,88 @@ pub async fn run(
     }
 }
 
-/// Connected and welcomed: pings, and answers the box, until the link fails (an error to
-/// retry), the box closes it (Ok) or refuses the agent (an error not to retry).
+/// Connected and welcomed: pings, runs the backups the box asks for, until the link fails
+/// (an error to retry), the box closes it (Ok) or refuses the agent (an error not to retry).
 async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S) -> Result<(), AgentError> {
     let mut seq = 0u64;
     let mut last_heard = tokio::time::Instant::now();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let mut frames = FrameReader::new();
+    // Frames of the running backup, from its threads; bounded, so a slow link holds the reader.
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(4);
+    let mut running: Option<(u64, Cancel)> = None;
+    let lost = |e: FrameError| unreachable(server, e.to_string());
+    let ended = loop {
         tokio::select! {
             _ = ping.tick() => {
-                if last_heard.elapsed() > ANSWER_LIMIT {
-                    return Err(unreachable(server, format!("no answer for {} s", ANSWER_LIMIT.as_secs())));
+                // While a backup runs the box may not read for minutes (a tape being loaded):
+                // the socket's keepalives and user timeout find a dead link then.
+                if running.is_none() && last_heard.elapsed() > ANSWER_LIMIT {
+                    break Err(unreachable(server, format!("no answer for {} s", ANSWER_LIMIT.as_secs())));
                 }
                 seq += 1;
-                write_message(tls, &Message::Ping { seq }).await.map_err(|e| unreachable(server, e.to_string()))?;
+                if let Err(e) = write_message(tls, &Message::Ping { seq }).await {
+                    break Err(lost(e));
+                }
             }
-            read = read_message(tls) => {
+            Some(m) = out_rx.recv() => {
+                if matches!(m, Message::Done { .. }) {
+                    running = None;
+                }
+                if let Err(e) = write_message(tls, &m).await {
+                    break Err(lost(e));
+                }
+            }
+            read = frames.next(tls) => {
                 last_heard = tokio::time::Instant::now();
                 match read {
                     Ok(Message::Pong { .. }) => {}
                     Ok(Message::Ping { seq }) => {
-                        write_message(tls, &Message::Pong { seq }).await.map_err(|e| unreachable(server, e.to_string()))?;
+                        if let Err(e) = write_message(tls, &Message::Pong { seq }).await {
+                            break Err(lost(e));
+                        }
+                    }
+                    Ok(Message::Backup { job, root, prefix, first_seq, first_object, unit, one_file_system }) => {
+                        if running.is_some() {
+                            break Err(protocol(server, "asked for a second backup while one runs".into()));
+                        }
+                        tracing::info!(target: "agent", "backup of {root} for job {job}");
+                        let cancel = Cancel::default();
+                        let asked = backup::Asked {
+                            job,
+                            root: root.into(),
+                            prefix: (!prefix.is_empty()).then_some(prefix),
+                            first_seq,
+                            first_object,
+                            unit: unit as usize,
+                            one_file_system,
+                        };
+                        backup::start(asked, out_tx.clone(), cancel.clone());
+                        running = Some((job, cancel));
+                    }
+                    Ok(Message::Cancel { job }) => {
+                        if let Some((_, cancel)) = running.as_ref().filter(|(j, _)| *j == job) {
+                            tracing::info!(target: "agent", "the box cancelled job {job}");
+                            cancel.cancel();
+                        }
                     }
                     Ok(Message::Refused { reason }) => {
-                        return Err(AgentError::Refused { server: server.to_owned(), reason });
+                        break Err(AgentError::Refused { server: server.to_owned(), reason });
                     }
-                    Ok(other) => return Err(protocol(server, format!("sent {} to a connected agent", other.name()))),
-                    Err(FrameError::Closed) => return Ok(()),
-                    Err(e @ (FrameError::Io(_) | FrameError::Truncated)) => return Err(unreachable(server, e.to_string())),
-                    Err(e) => return Err(protocol(server, e.to_string())),
+                    Ok(other) => break Err(protocol(server, format!("sent {} to a connected agent", other.name()))),
+                    Err(FrameError::Closed) => break Ok(()),
+                    Err(e @ (FrameError::Io(_) | FrameError::Truncated)) => break Err(lost(e)),
+                    Err(e) => break Err(protocol(server, e.to_string())),
                 }
             }
         }
+    };
+    // A backup still running has lost its box: stop it.
+    if let Some((_, cancel)) = running {
+        cancel.cancel();
     }
+    ended
 }
 
 /// TCP and TLS to `server`, within [`CONNECT_TIMEOUT`].
@@ -197,7 +249,7 @@ async fn connect(
 ) -> Result<TlsStream<TcpStream>, AgentError> {
     let work = async {
         let tcp = TcpStream::connect(server).await.map_err(|e| unreachable(server, e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
+        crate::net::tune(&tcp);
         let name = rustls::pki_types::ServerName::try_from(ca::SERVER_NAME).expect("a valid DNS name");
         TlsConnector::from(config)
             .connect(name, tcp)

@@ -116,6 +116,12 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         bail!("--stage drains to one target: give one --to with it");
     }
     let sources = resolve_sources(&a)?;
+    if sources.iter().any(|s| matches!(s, Source::Agent { .. })) {
+        bail!(
+            "an agent's tree is backed up by the running service, which the agents connect to: \
+             start it (`coffer serve`, or systemctl start coffer) and run this again"
+        );
+    }
     let description = a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
     let source_key = coffer::pipeline::sources::key(&a.sources).map_err(anyhow::Error::msg)?;
     // The catalog is needed now only to find the baseline; otherwise it is opened once the
@@ -148,6 +154,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         cancel: Cancel::default(),
         source_key,
         incremental,
+        agents: None,
     };
     let writing: Vec<TargetSpec> = match &stage {
         Some(st) => vec![st.clone()],

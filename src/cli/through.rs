@@ -175,7 +175,10 @@ pub fn backup(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
     let interrupted = coffer::pipeline::Cancel::default();
     super::backup::cancel_on_signals(&interrupted)?;
     let cwd = std::env::current_dir().context("cannot tell the current directory")?;
-    let sources: Vec<PathBuf> = a.sources.iter().map(|p| cwd.join(p)).collect();
+    // An agent's source names a path on the agent: left as written.
+    let is_agent = |p: &PathBuf| p.to_str().is_some_and(|s| s.starts_with("agent:"));
+    let sources: Vec<PathBuf> =
+        a.sources.iter().map(|p| if is_agent(p) { p.clone() } else { cwd.join(p) }).collect();
     let mut targets = a.targets.clone();
     targets.iter_mut().for_each(|t| absolute_spec(t, &cwd));
     let definition = toml::to_string(&json!({

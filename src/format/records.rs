@@ -413,7 +413,9 @@ pub struct Trailer {
 impl Payload for Trailer {
     const KIND: Kind = Kind::Trailer;
     fn validate(&self) -> Result<(), &'static str> {
-        if self.stored_bytes > 0 && self.records == 0 {
+        // A session whose source failed before its first record (an agent that refused or went
+        // away) ends with its header's bytes and no records; a complete one has records.
+        if self.stored_bytes > 0 && self.records == 0 && self.status == SessionStatus::Complete {
             return Err("trailer counts bytes but no records");
         }
         if self.status == SessionStatus::Interrupted {

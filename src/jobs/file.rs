@@ -2,7 +2,8 @@
 //!
 //! ```toml
 //! name = "docs"                       # required: 1–64 of [A-Za-z0-9._-]
-//! sources = ["/usr/share/doc"]        # required: absolute paths (trees or block devices)
+//! sources = ["/usr/share/doc"]        # required: absolute paths (trees or block devices), or
+//!                                     # agent:NAME:/path (a tree on a backup agent)
 //! to = ["library:vlib"]               # default: the board's default target
 //! backup = "full"                     # or "incremental"
 //! verify = true                       # read the session back after it (default false)
@@ -173,6 +174,9 @@ pub fn parse(text: &str, now: u64) -> Result<JobSpec, String> {
         }
     }
     for s in &raw.sources {
+        if crate::pipeline::sources::agent_source(s).map_err(|e| format!("job file: source {e}"))?.is_some() {
+            continue;
+        }
         if !s.is_absolute() {
             return Err(format!("job file: source '{}' must be an absolute path", s.display()));
         }

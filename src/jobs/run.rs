@@ -98,6 +98,8 @@ pub struct Run {
     pub cancel: Cancel,
     /// Its counters.
     pub live: Arc<Live>,
+    /// The connected backup agents (the service's), for agent sources.
+    pub agents: Option<Arc<dyn crate::pipeline::remote::Agents>>,
 }
 
 impl Run {
@@ -176,6 +178,7 @@ impl Run {
             cancel: self.cancel.clone(),
             source_key,
             incremental,
+            agents: self.agents.clone(),
         };
         self.live.streams.store(targets.len() as u64, Ordering::Relaxed);
         self.log(

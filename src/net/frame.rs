@@ -32,6 +32,18 @@
 //! | `0x20` | `Ping`     | either         | `seq: u64`                                  |
 //! | `0x21` | `Pong`     | either         | `seq: u64`                                  |
 //! | `0x30` | `Refused`  | either         | `reason: str`                               |
+//! | `0x40` | `Backup`   | box → agent    | `job: u64, root: str, prefix: bytes, first_seq: u64, first_object: u64, unit: u64, one_file_system: bool` |
+//! | `0x41` | `Units`    | agent → box    | `job: u64, last: bool, bytes: bytes`        |
+//! | `0x42` | `Done`     | agent → box    | `job: u64, next_seq: u64, next_object: u64, problems: [str], error: str` |
+//! | `0x43` | `Cancel`   | box → agent    | `job: u64`                                  |
+//!
+//! A backup is one conversation: the box asks `Backup` of the tree at `root`, the agent walks
+//! and reads it as a local backup would (numbering records from `first_seq` and objects from
+//! `first_object`, every path after `prefix`), and sends each pipeline unit as the postcard
+//! bytes of a [`crate::pipeline::remote::WireUnit`], cut into `Units` frames of at most
+//! [`MAX_CHUNK`] bytes (`last` on a unit's final piece). `Done` ends it with the next free
+//! numbers and what could not be read (`error` empty when the walk ended well). `Cancel`
+//! asks the agent to stop; it still ends with `Done`.
 //!
 //! Field rules, checked by [`Message::validate`] before a message is encoded and again after
 //! one is decoded:
@@ -43,6 +55,11 @@
 //! | `csr_der`, `cert_der`, `ca_der`       | 1..=16 KiB                                             |
 //! | `version`                             | 1..=64 bytes of printable ASCII without spaces         |
 //! | `reason`                              | at most 4096 bytes of UTF-8, no NUL                    |
+//! | `root`                                | an absolute path of at most 4096 bytes, no NUL         |
+//! | `prefix`                              | at most 255 bytes, no `/` or NUL                       |
+//! | `unit`                                | 64 KiB to 64 MiB                                       |
+//! | `bytes` (`Units`)                     | 1 to [`MAX_CHUNK`] bytes                               |
+//! | `problems`, `error`                   | at most [`MAX_PROBLEMS`] problems; each, and `error`, at most 4096 bytes of UTF-8 |
 //!
 //! # Fault model
 //!
@@ -77,6 +94,14 @@ pub const MIN_TOKEN: usize = 16;
 pub const MAX_TOKEN: usize = 128;
 /// Largest DER certificate or certificate request.
 pub const MAX_DER: usize = 16 * 1024;
+/// Largest piece of a unit in one `Units` frame.
+pub const MAX_CHUNK: usize = 1 << 20;
+/// Most problems one `Done` reports; more are counted in the last one.
+pub const MAX_PROBLEMS: usize = 64;
+/// Longest backup root, in bytes.
+pub const MAX_ROOT: usize = 4096;
+/// Smallest and largest unit a backup may ask for.
+pub const UNIT_RANGE: std::ops::RangeInclusive<u64> = (64 << 10)..=(64 << 20);
 /// Longest version string, in bytes.
 pub const MAX_VERSION: usize = 64;
 /// Longest reason in `Refused`, in bytes.
@@ -94,6 +119,9 @@ const _: () = assert!(MAX_NAME + MAX_TOKEN + MAX_DER + 3 * MAX_VARINT <= MAX_PAY
 const _: () = assert!(2 * (MAX_DER + MAX_VARINT) <= MAX_PAYLOAD / 4);
 const _: () = assert!(MAX_REASON + MAX_VARINT <= MAX_PAYLOAD / 4);
 const _: () = assert!(IDLE_CAPACITY < MAX_BUFFERED);
+const _: () = assert!(MAX_CHUNK + 4 * MAX_VARINT <= MAX_PAYLOAD);
+const _: () = assert!((MAX_PROBLEMS + 1) * (MAX_REASON + MAX_VARINT) + 4 * MAX_VARINT <= MAX_PAYLOAD);
+const _: () = assert!(MAX_ROOT + 255 + 8 * MAX_VARINT <= MAX_PAYLOAD / 4);
 
 /// Message kinds as written in the header.
 pub mod kind {
@@ -111,8 +139,17 @@ pub mod kind {
     pub const PONG: u8 = 0x21;
     /// [`super::Message::Refused`].
     pub const REFUSED: u8 = 0x30;
+    /// [`super::Message::Backup`].
+    pub const BACKUP: u8 = 0x40;
+    /// [`super::Message::Units`].
+    pub const UNITS: u8 = 0x41;
+    /// [`super::Message::Done`].
+    pub const DONE: u8 = 0x42;
+    /// [`super::Message::Cancel`].
+    pub const CANCEL: u8 = 0x43;
     /// Every kind this build knows.
-    pub const ALL: [u8; 7] = [ENROLL, ENROLLED, HELLO, WELCOME, PING, PONG, REFUSED];
+    pub const ALL: [u8; 11] =
+        [ENROLL, ENROLLED, HELLO, WELCOME, PING, PONG, REFUSED, BACKUP, UNITS, DONE, CANCEL];
 }
 
 /// The message name of a kind this build knows, `None` for any other byte.
@@ -125,6 +162,10 @@ pub fn kind_name(k: u8) -> Option<&'static str> {
         kind::PING => "Ping",
         kind::PONG => "Pong",
         kind::REFUSED => "Refused",
+        kind::BACKUP => "Backup",
+        kind::UNITS => "Units",
+        kind::DONE => "Done",
+        kind::CANCEL => "Cancel",
         _ => return None,
     })
 }
@@ -210,6 +251,22 @@ pub enum Message {
     Pong { seq: u64 },
     /// Either side, just before closing: why.
     Refused { reason: String },
+    /// Box → agent: back up the tree at `root` (see the module docs).
+    Backup {
+        job: u64,
+        root: String,
+        prefix: Vec<u8>,
+        first_seq: u64,
+        first_object: u64,
+        unit: u64,
+        one_file_system: bool,
+    },
+    /// Agent → box: a piece of one pipeline unit.
+    Units { job: u64, last: bool, bytes: Vec<u8> },
+    /// Agent → box: the backup ended.
+    Done { job: u64, next_seq: u64, next_object: u64, problems: Vec<String>, error: String },
+    /// Box → agent: stop the backup.
+    Cancel { job: u64 },
 }
 
 impl std::fmt::Debug for Message {
@@ -240,6 +297,28 @@ impl std::fmt::Debug for Message {
             Message::Ping { seq } => f.debug_struct("Ping").field("seq", seq).finish(),
             Message::Pong { seq } => f.debug_struct("Pong").field("seq", seq).finish(),
             Message::Refused { reason } => f.debug_struct("Refused").field("reason", reason).finish(),
+            Message::Backup { job, root, first_seq, first_object, .. } => f
+                .debug_struct("Backup")
+                .field("job", job)
+                .field("root", root)
+                .field("first_seq", first_seq)
+                .field("first_object", first_object)
+                .finish_non_exhaustive(),
+            Message::Units { job, last, bytes } => f
+                .debug_struct("Units")
+                .field("job", job)
+                .field("last", last)
+                .field("bytes", &Len(bytes.len()))
+                .finish(),
+            Message::Done { job, next_seq, next_object, problems, error } => f
+                .debug_struct("Done")
+                .field("job", job)
+                .field("next_seq", next_seq)
+                .field("next_object", next_object)
+                .field("problems", &problems.len())
+                .field("error", error)
+                .finish(),
+            Message::Cancel { job } => f.debug_struct("Cancel").field("job", job).finish(),
         }
     }
 }
@@ -255,6 +334,10 @@ impl Message {
             Message::Ping { .. } => kind::PING,
             Message::Pong { .. } => kind::PONG,
             Message::Refused { .. } => kind::REFUSED,
+            Message::Backup { .. } => kind::BACKUP,
+            Message::Units { .. } => kind::UNITS,
+            Message::Done { .. } => kind::DONE,
+            Message::Cancel { .. } => kind::CANCEL,
         }
     }
 
@@ -282,6 +365,36 @@ impl Message {
             Message::Welcome { box_name } => check_name("Welcome box name", box_name),
             Message::Ping { .. } | Message::Pong { .. } => Ok(()),
             Message::Refused { reason } => check_reason(reason),
+            Message::Backup { root, prefix, unit, .. } => {
+                if !root.starts_with('/') || root.len() > MAX_ROOT || root.contains('\0') {
+                    return Err(invalid(format!(
+                        "Backup root must be an absolute path of at most {MAX_ROOT} bytes without NUL"
+                    )));
+                }
+                if prefix.len() > 255 || prefix.iter().any(|&b| b == b'/' || b == 0) {
+                    return Err(invalid("Backup prefix must be one name of at most 255 bytes".into()));
+                }
+                if !UNIT_RANGE.contains(unit) {
+                    return Err(invalid(format!("Backup unit of {unit} bytes is outside 64 KiB to 64 MiB")));
+                }
+                Ok(())
+            }
+            Message::Units { bytes, .. } => {
+                if bytes.is_empty() || bytes.len() > MAX_CHUNK {
+                    return Err(invalid(format!("Units carries {} bytes; 1 to {MAX_CHUNK}", bytes.len())));
+                }
+                Ok(())
+            }
+            Message::Done { problems, error, .. } => {
+                if problems.len() > MAX_PROBLEMS {
+                    return Err(invalid(format!(
+                        "Done reports {} problems; at most {MAX_PROBLEMS}",
+                        problems.len()
+                    )));
+                }
+                problems.iter().chain(std::iter::once(error)).try_for_each(|p| check_reason(p))
+            }
+            Message::Cancel { .. } => Ok(()),
         }
     }
 }
@@ -385,6 +498,17 @@ fn write_body(m: &Message, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
         Message::Welcome { box_name } => postcard::to_extend(box_name, out),
         Message::Ping { seq } | Message::Pong { seq } => postcard::to_extend(seq, out),
         Message::Refused { reason } => postcard::to_extend(reason, out),
+        Message::Backup { job, root, prefix, first_seq, first_object, unit, one_file_system } => {
+            postcard::to_extend(
+                &(job, root, Bytes::new(prefix), first_seq, first_object, unit, one_file_system),
+                out,
+            )
+        }
+        Message::Units { job, last, bytes } => postcard::to_extend(&(job, last, Bytes::new(bytes)), out),
+        Message::Done { job, next_seq, next_object, problems, error } => {
+            postcard::to_extend(&(job, next_seq, next_object, problems, error), out)
+        }
+        Message::Cancel { job } => postcard::to_extend(job, out),
     }
 }
 
@@ -436,6 +560,35 @@ pub fn decode_body(kind: u8, payload: &[u8]) -> Result<Message, FrameError> {
         kind::PING => Message::Ping { seq: body(kind, payload)? },
         kind::PONG => Message::Pong { seq: body(kind, payload)? },
         kind::REFUSED => Message::Refused { reason: body(kind, payload)? },
+        kind::BACKUP => {
+            let (job, root, prefix, first_seq, first_object, unit, one_file_system): (
+                u64,
+                String,
+                ByteBuf,
+                u64,
+                u64,
+                u64,
+                bool,
+            ) = body(kind, payload)?;
+            Message::Backup {
+                job,
+                root,
+                prefix: prefix.into_vec(),
+                first_seq,
+                first_object,
+                unit,
+                one_file_system,
+            }
+        }
+        kind::UNITS => {
+            let (job, last, bytes): (u64, bool, ByteBuf) = body(kind, payload)?;
+            Message::Units { job, last, bytes: bytes.into_vec() }
+        }
+        kind::DONE => {
+            let (job, next_seq, next_object, problems, error) = body(kind, payload)?;
+            Message::Done { job, next_seq, next_object, problems, error }
+        }
+        kind::CANCEL => Message::Cancel { job: body(kind, payload)? },
         _ => return Err(FrameError::UnknownKind { kind }),
     };
     m.validate()?;
@@ -541,6 +694,57 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, Fr
         _ => FrameError::Io(e),
     })?;
     decode_body(kind, &payload)
+}
+
+/// Bytes asked of the stream per read by [`FrameReader`].
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads messages through a [`Decoder`]. Unlike [`read_message`] it is cancel-safe: its only
+/// await is one read, whose bytes (once read) are kept in the decoder, so it can race other
+/// work in a `select!` (a revocation, a message to send) without losing its place.
+#[derive(Debug)]
+pub struct FrameReader {
+    decoder: Decoder,
+    chunk: Vec<u8>,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        FrameReader { decoder: Decoder::new(), chunk: vec![0; READ_CHUNK] }
+    }
+}
+
+impl FrameReader {
+    /// A reader with nothing buffered.
+    pub fn new() -> FrameReader {
+        FrameReader::default()
+    }
+
+    /// The next message from `r`: [`FrameError::Closed`] at a clean end between frames,
+    /// [`FrameError::Truncated`] inside one.
+    pub async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Message, FrameError> {
+        loop {
+            if let Some(m) = self.decoder.next()? {
+                return Ok(m);
+            }
+            let n = match r.read(&mut self.chunk).await {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.decoder.buffered() > 0 => {
+                    return Err(FrameError::Truncated);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                return Err(if self.decoder.buffered() == 0 {
+                    FrameError::Closed
+                } else {
+                    FrameError::Truncated
+                });
+            }
+            self.decoder.push(&self.chunk[..n])?;
+        }
+    }
 }
 
 /// Encodes one message, writes it and flushes. Refuses an invalid message before writing

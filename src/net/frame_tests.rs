@@ -30,6 +30,41 @@ fn message(max_der: usize) -> BoxedStrategy<Message> {
         any::<u64>().prop_map(|seq| Message::Ping { seq }),
         any::<u64>().prop_map(|seq| Message::Pong { seq }),
         "[^\\x00]{0,300}".prop_map(|reason| Message::Refused { reason }),
+        (
+            any::<u64>(),
+            "/[^\\x00]{0,200}",
+            "[^/\\x00]{0,40}",
+            any::<u64>(),
+            any::<u64>(),
+            UNIT_RANGE,
+            any::<bool>()
+        )
+            .prop_map(|(job, root, prefix, first_seq, first_object, unit, one_file_system)| {
+                Message::Backup {
+                    job,
+                    root,
+                    prefix: prefix.into_bytes(),
+                    first_seq,
+                    first_object,
+                    unit,
+                    one_file_system,
+                }
+            }),
+        (any::<u64>(), any::<bool>(), der()).prop_map(|(job, last, bytes)| Message::Units {
+            job,
+            last,
+            bytes
+        }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), vec("[^\\x00]{0,40}", 0..4), "[^\\x00]{0,40}").prop_map(
+            |(job, next_seq, next_object, problems, error)| Message::Done {
+                job,
+                next_seq,
+                next_object,
+                problems,
+                error
+            }
+        ),
+        any::<u64>().prop_map(|job| Message::Cancel { job }),
     ]
     .boxed()
 }

@@ -37,6 +37,15 @@ pub enum Source {
     },
     /// A raw volume: block device or image file, one object.
     Volume(PathBuf),
+    /// A tree on a backup agent, read there ([`super::remote`]).
+    Agent {
+        /// The agent's name.
+        agent: String,
+        /// The tree's root on the agent (absolute).
+        root: String,
+        /// Path prefix in the session.
+        prefix: Option<Vec<u8>>,
+    },
 }
 
 /// A backup to run.
@@ -61,6 +70,8 @@ pub struct BackupRequest {
     /// Back up only regular files new or changed since this baseline (and every other object);
     /// `None`: a full backup.
     pub incremental: Option<Incremental>,
+    /// The connected backup agents, for [`Source::Agent`] sources (the service's).
+    pub agents: Option<Arc<dyn super::remote::Agents>>,
 }
 
 impl BackupRequest {
@@ -148,6 +159,22 @@ pub fn run(
     if req.incremental.is_some() {
         super::baseline::check_sources(&req.sources)?;
     }
+    for s in &req.sources {
+        if let Source::Agent { agent, root, .. } = s {
+            let Some(agents) = &req.agents else {
+                let why = "agent sources are backed up by the running service, which the agents connect to";
+                return Err(BackupError::Read(ReadError::Agent { agent: agent.clone(), why: why.into() }));
+            };
+            agents.check(agent, root).map_err(|why| ReadError::Agent { agent: agent.clone(), why })?;
+        }
+    }
+    let mut targets = targets;
+    if targets.len() > 1 && req.sources.iter().any(|s| matches!(s, Source::Agent { .. })) {
+        // Agents stream as they read: nothing is known in advance to split over devices. The
+        // session goes to the first (a library's first free drive).
+        tracing::info!(target: "backup", "agent sources: one stream, on {}", targets[0].describe());
+        targets.truncate(1);
+    }
     if targets.len() > 1 {
         return super::multi::run(req, targets, store, on_progress);
     }
@@ -160,6 +187,7 @@ pub fn run(
     let opts = WalkOptions { one_file_system: req.one_file_system };
     let cancel = req.cancel.clone();
     let incremental = req.incremental.clone();
+    let (agents, job) = (req.agents.clone(), req.job);
     let stream = StreamJob::start(req, target, info, event_tx, progress.clone(), move |reader| {
         reader.cancel = cancel.clone();
         reader.incremental = incremental;
@@ -170,6 +198,13 @@ pub fn run(
             match s {
                 Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
                 Source::Volume(path) => reader.add_volume(path)?,
+                Source::Agent { agent, root, prefix } => {
+                    let Some(agents) = &agents else {
+                        let why = "agent sources are backed up by the running service (`coffer serve`), which the agents connect to";
+                        return Err(ReadError::Agent { agent: agent.clone(), why: why.into() });
+                    };
+                    reader.add_agent(&**agents, agent, root, prefix.as_deref(), job, opts.one_file_system)?
+                }
             }
         }
         Ok(())

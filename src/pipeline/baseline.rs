@@ -97,6 +97,12 @@ pub enum IncrementalError {
     /// No session of these sources finished complete: the backup must be full.
     #[error("no complete backup of these sources is in the catalog")]
     NoBaseline,
+    /// An agent's tree: its walk runs on the agent, which the baseline does not reach yet.
+    #[error("{spec}: incremental backups of agent trees are not built yet; run a full backup")]
+    Agent {
+        /// The source, `agent:NAME:/path`.
+        spec: String,
+    },
     /// A session the catalog does not hold.
     #[error("no session {0} in the catalog: `coffer ls` lists them")]
     UnknownSession(u64),
@@ -153,9 +159,14 @@ impl IncrementalError {
 
 /// Refuses sources an incremental backup cannot read: raw volumes.
 pub fn check_sources(sources: &[Source]) -> Result<(), IncrementalError> {
+    if let Some(Source::Agent { agent, root, .. }) =
+        sources.iter().find(|s| matches!(s, Source::Agent { .. }))
+    {
+        return Err(IncrementalError::Agent { spec: format!("agent:{agent}:{root}") });
+    }
     match sources.iter().find_map(|s| match s {
         Source::Volume(path) => Some(path),
-        Source::Tree { .. } => None,
+        Source::Tree { .. } | Source::Agent { .. } => None,
     }) {
         Some(path) => Err(IncrementalError::Volume { path: path.clone() }),
         None => Ok(()),

@@ -23,6 +23,7 @@ pub mod multi;
 pub mod pool;
 pub mod readback;
 pub mod reader;
+pub mod remote;
 pub mod restore;
 pub mod restore_workers;
 pub mod scan;

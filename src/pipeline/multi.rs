@@ -107,6 +107,10 @@ fn walk_all(req: &BackupRequest) -> Result<(Vec<TreeEntry>, Vec<String>), ReadEr
                 }
             }
             Source::Volume(path) => entries.push(volume_entry(path)?),
+            Source::Agent { agent, .. } => {
+                let why = "an agent's tree is written to one target".to_owned();
+                return Err(ReadError::Agent { agent: agent.clone(), why });
+            }
         }
     }
     Ok((entries, problems))

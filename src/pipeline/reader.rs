@@ -43,6 +43,14 @@ pub enum ReadError {
     /// The kernel refused io_uring.
     #[error(transparent)]
     Setup(std::io::Error),
+    /// A backup agent's tree could not be read whole.
+    #[error("agent {agent}: {why}")]
+    Agent {
+        /// The agent.
+        agent: String,
+        /// What went wrong.
+        why: String,
+    },
     /// A volume cannot be read.
     #[error("cannot read volume {path}: {source}")]
     Volume {
@@ -108,6 +116,39 @@ impl Reader {
             cancel: super::Cancel::default(),
             incremental: None,
         })
+    }
+
+    /// Starts numbering records at `seq` and objects at `object`: an agent's reader continues
+    /// the box's session.
+    pub fn numbered_from(mut self, seq: u64, object: u64) -> Reader {
+        self.next_seq = seq;
+        self.next_object = object;
+        self
+    }
+
+    /// The next record number and object id this reader gives.
+    pub fn next_numbers(&self) -> (u64, u64) {
+        (self.next_seq, self.next_object)
+    }
+
+    /// The unit size.
+    pub fn unit_size(&self) -> usize {
+        self.unit
+    }
+
+    /// The pool units' bytes are taken from.
+    pub(super) fn raw_pool(&self) -> &Pool {
+        &self.raw_pool
+    }
+
+    /// Objects below `next` are taken (an agent numbered them).
+    pub(super) fn skip_objects_to(&mut self, next: u64) {
+        self.next_object = self.next_object.max(next);
+    }
+
+    /// Passes on a unit an agent made (checked by the caller).
+    pub(super) fn send_remote(&mut self, work: Work, track: Track) -> Result<(), ReadError> {
+        self.send(work, track)
     }
 
     fn send(&mut self, work: Work, track: Track) -> Result<(), ReadError> {
@@ -328,7 +369,7 @@ impl Reader {
         unreachable!("second attempt returns or asserts")
     }
 
-    fn flush_pack(&mut self) -> Result<(), ReadError> {
+    pub(super) fn flush_pack(&mut self) -> Result<(), ReadError> {
         let Some(pack) = self.pack.take() else {
             return Ok(());
         };
@@ -476,6 +517,13 @@ impl Reader {
             self.problems.push(format!("{}: ended before its size", path.display()));
         }
         self.end_object(id, &meta, length, digest)
+    }
+
+    /// [`Reader::finish`], also giving the next free record number and object id.
+    pub fn finish_numbered(mut self) -> Result<(Vec<String>, (u64, u64)), ReadError> {
+        self.flush_pack()?;
+        let numbers = self.next_numbers();
+        Ok((std::mem::take(&mut self.problems), numbers))
     }
 
     /// Sends the last pack; the compressors see their queues close when this is dropped.

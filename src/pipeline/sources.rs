@@ -13,6 +13,23 @@ pub fn resolve(paths: &[PathBuf], mode: RequestedMode, file_threshold: u64) -> R
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for path in paths {
+        if let Some((agent, root)) = agent_source(path)? {
+            let prefix = if paths.len() > 1 {
+                let last = root.rsplit('/').find(|c| !c.is_empty()).unwrap_or("root");
+                let name = format!("{agent}:{last}").into_bytes();
+                if !names.insert(name.clone()) {
+                    return Err(format!(
+                        "two sources are named {}: back them up separately",
+                        String::from_utf8_lossy(&name)
+                    ));
+                }
+                Some(name)
+            } else {
+                None
+            };
+            out.push(Source::Agent { agent, root, prefix });
+            continue;
+        }
         let kind = probe(path).map_err(|e| format!("cannot back up {}: {e}", path.display()))?;
         match choose(path, &kind, mode, file_threshold)? {
             Chosen::Volume(dev) => out.push(Source::Volume(dev)),
@@ -41,12 +58,35 @@ pub fn resolve(paths: &[PathBuf], mode: RequestedMode, file_threshold: u64) -> R
     Ok(out)
 }
 
+/// The agent and root of a source written `agent:NAME:/path`; `None` for a local path. The
+/// root must be absolute and clean: the agent checks nothing of what the box asks.
+pub fn agent_source(path: &std::path::Path) -> Result<Option<(String, String)>, String> {
+    let Some(rest) = path.to_str().and_then(|s| s.strip_prefix("agent:")) else { return Ok(None) };
+    let usage = || format!("'{}': an agent's source is agent:NAME:/absolute/path", path.display());
+    let (agent, root) = rest.split_once(':').ok_or_else(usage)?;
+    if !crate::catalog::agent_name_ok(agent) {
+        return Err(usage());
+    }
+    let clean = root.starts_with('/')
+        && root.len() <= crate::net::frame::MAX_ROOT
+        && !root.contains('\0')
+        && (root == "/" || root[1..].split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+    if !clean {
+        return Err(format!("{}: without '.', '..' or empty components", usage()));
+    }
+    Ok(Some((agent.to_owned(), root.to_owned())))
+}
+
 /// The key of the sources a person named: their canonical paths, so that a later incremental
 /// backup of the same roots, however they are named, finds this one.
 pub fn key(paths: &[PathBuf]) -> Result<SourceKey, String> {
     let canonical = paths
         .iter()
-        .map(|p| std::fs::canonicalize(p).map_err(|e| format!("cannot back up {}: {e}", p.display())))
+        .map(|p| match agent_source(p)? {
+            // An agent's tree is named as written: the box cannot resolve its links.
+            Some(_) => Ok(p.clone()),
+            None => std::fs::canonicalize(p).map_err(|e| format!("cannot back up {}: {e}", p.display())),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SourceKey::of_canonical_roots(&canonical))
 }

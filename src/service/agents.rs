@@ -19,13 +19,17 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::pipeline::remote::{Agents, Delivery, RemoteAsk};
 
 use crate::catalog::{AgentEnrolled, AgentState, Record};
 use crate::net::ca::{BoxCa, peer_agent};
-use crate::net::frame::{FrameError, Message, read_message, write_message};
-use crate::store::SharedStore;
+use crate::net::frame::{FrameError, FrameReader, Message, read_message, write_message};
+use crate::store::{SharedStore, State};
 
 /// How long a client has for the TLS handshake and its first message.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +53,22 @@ pub struct Connection {
     pub version: String,
     /// Tells the connection's task to close it.
     close: watch::Sender<bool>,
+    /// Hands the connection's task a backup to run.
+    asks: mpsc::Sender<Ask>,
+    /// Bytes of units received, for the status's throughput.
+    pub bytes: Arc<AtomicU64>,
 }
+
+/// A backup for a connection's task to run: what to ask, where the deliveries go.
+#[derive(Debug)]
+struct Ask {
+    ask: RemoteAsk,
+    to: mpsc::Sender<Delivery>,
+}
+
+/// Deliveries in flight between a connection and the reader: a few units, so that the network
+/// and the pipeline overlap without holding more than that.
+const DELIVERIES_IN_FLIGHT: usize = 4;
 
 /// The agents connected now, by name: shared by the listener, the status and the commands the
 /// service runs (`agent list`, `agent revoke`).
@@ -144,7 +163,7 @@ pub async fn serve(
 
 /// One connection, from handshake to close. An error is the reason it was refused or closed.
 async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
+    crate::net::tune(&stream);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, l.acceptor.accept(stream))
         .await
         .map_err(|_| "no TLS handshake within 10 s".to_owned())?
@@ -194,7 +213,17 @@ async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), 
                 .map_err(|e| e.to_string())?;
             let since = crate::clock::unix_now();
             let (close, mut closed) = watch::channel(false);
-            l.connected.add(&name, Connection { address: peer, since, version: version.clone(), close });
+            let (asks, mut asked) = mpsc::channel(1);
+            let bytes = Arc::new(AtomicU64::new(0));
+            let c = Connection {
+                address: peer,
+                since,
+                version: version.clone(),
+                close,
+                asks,
+                bytes: bytes.clone(),
+            };
+            l.connected.add(&name, c);
             // A revocation between the check above and this registration found nothing to
             // close: look again now that a revocation would find this connection.
             let (l2, n) = (l.clone(), name.clone());
@@ -204,7 +233,7 @@ async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), 
                 return refuse(&mut tls, why).await;
             }
             tracing::info!(target: "agents", "agent {name} connected from {peer} (coffer {version})");
-            let ended = converse(&mut tls, &mut closed).await;
+            let ended = converse(&mut tls, &mut closed, &mut asked, &bytes).await;
             l.connected.remove(&name, peer, since);
             match ended {
                 Ok(why) => {
@@ -221,19 +250,33 @@ async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), 
     }
 }
 
-/// After the welcome: pongs to pings, until the agent leaves, falls silent, breaks the
-/// protocol or is revoked. Returns why it ended (Ok: an orderly end).
-async fn converse<S>(tls: &mut S, closed: &mut watch::Receiver<bool>) -> Result<String, String>
+/// After the welcome: pongs to pings and backups the box asks for, until the agent leaves,
+/// falls silent, breaks the protocol or is revoked. Returns why it ended (Ok: an orderly end).
+async fn converse<S>(
+    tls: &mut S,
+    closed: &mut watch::Receiver<bool>,
+    asked: &mut mpsc::Receiver<Ask>,
+    bytes: &AtomicU64,
+) -> Result<String, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let mut frames = FrameReader::new();
     loop {
         tokio::select! {
             _ = closed.changed() => {
                 let _ = write_message(tls, &Message::Refused { reason: "revoked on the box".into() }).await;
                 return Ok("revoked: connection closed".into());
             }
-            read = tokio::time::timeout(SILENCE_LIMIT, read_message(tls)) => {
+            Some(ask) = asked.recv() => {
+                let to = ask.to.clone();
+                if let Err(why) = backup(tls, &mut frames, closed, ask, bytes).await {
+                    let _ = to.send(Delivery::Lost(why.clone())).await;
+                    let _ = write_message(tls, &Message::Refused { reason: why.clone() }).await;
+                    return Err(why);
+                }
+            }
+            read = tokio::time::timeout(SILENCE_LIMIT, frames.next(tls)) => {
                 match read {
                     Err(_) => return Err(format!("silent for {} s: connection closed", SILENCE_LIMIT.as_secs())),
                     Ok(Err(FrameError::Closed)) => return Ok("disconnected".into()),
@@ -253,6 +296,135 @@ where
                 }
             }
         }
+    }
+}
+
+/// Most bytes one unit may take on the wire: a unit's data plus the objects of a pack of
+/// empty files (about 100 bytes each, at most one per 48 bytes of pack).
+fn max_unit_bytes(unit: usize) -> usize {
+    unit * 4 + (1 << 20)
+}
+
+/// Runs one backup on the connection: asks it, passes the units on to the reader, answers
+/// pings, until the agent says `Done`. The reader going away (the job was cancelled or
+/// failed) cancels the agent's walk; its `Done` is still awaited. An error ends the
+/// connection.
+async fn backup<S>(
+    tls: &mut S,
+    frames: &mut FrameReader,
+    closed: &mut watch::Receiver<bool>,
+    ask: Ask,
+    bytes: &AtomicU64,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ask { ask, to } = ask;
+    let job = ask.job;
+    let start = Message::Backup {
+        job,
+        root: ask.root.clone(),
+        prefix: ask.prefix.clone().unwrap_or_default(),
+        first_seq: ask.first_seq,
+        first_object: ask.first_object,
+        unit: ask.unit as u64,
+        one_file_system: ask.one_file_system,
+    };
+    write_message(tls, &start).await.map_err(|e| e.to_string())?;
+    let limit = max_unit_bytes(ask.unit);
+    let mut unit = Vec::new();
+    let mut cancelled = false;
+    loop {
+        let m = tokio::select! {
+            _ = closed.changed() => return Err("revoked on the box".into()),
+            read = tokio::time::timeout(SILENCE_LIMIT, frames.next(tls)) => match read {
+                Err(_) => return Err(format!("silent for {} s in a backup", SILENCE_LIMIT.as_secs())),
+                Ok(Err(e)) => return Err(frame_reason(&e)),
+                Ok(Ok(m)) => m,
+            },
+        };
+        match m {
+            Message::Ping { seq } => {
+                write_message(tls, &Message::Pong { seq }).await.map_err(|e| e.to_string())?
+            }
+            Message::Units { job: j, last, bytes: piece } if j == job => {
+                if unit.len() + piece.len() > limit {
+                    return Err(format!("a unit of over {limit} bytes"));
+                }
+                bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                unit.extend_from_slice(&piece);
+                if last && !cancelled && to.send(Delivery::Unit(std::mem::take(&mut unit))).await.is_err() {
+                    // The reader is gone: stop the agent, then wait for its Done.
+                    cancelled = true;
+                    write_message(tls, &Message::Cancel { job }).await.map_err(|e| e.to_string())?;
+                }
+                if last {
+                    unit.clear();
+                }
+            }
+            Message::Done { job: j, next_seq, next_object, problems, error } if j == job => {
+                if !unit.is_empty() {
+                    return Err("ended inside a unit".into());
+                }
+                let error = (!error.is_empty()).then_some(error);
+                let _ = to.send(Delivery::Done { next_seq, next_object, problems, error }).await;
+                return Ok(());
+            }
+            other => return Err(format!("unexpected {} in backup {job}", other.name())),
+        }
+    }
+}
+
+/// The agents as backups reach them: checks that an agent may be backed up where asked, and
+/// hands its connection the backup.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// The connections.
+    pub connected: Connected,
+    /// The catalog, for each agent's paths.
+    pub store: SharedStore,
+}
+
+/// Whether `root` is `base` or under it, by whole components.
+fn under(root: &str, base: &str) -> bool {
+    base == "/" || root == base || root.strip_prefix(base).is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl Links {
+    /// The connection's hand-in for backups, once the agent may be backed up at `root`.
+    fn asks(&self, agent: &str, root: &str) -> Result<mpsc::Sender<Ask>, String> {
+        let paths = self.store.read(|c| match c.agent(agent) {
+            None => Err(format!("no agent {agent} on this box: `coffer agent list` lists them")),
+            Some(a) if a.state() != AgentState::Enrolled => Err(format!("agent {agent} is not enrolled")),
+            Some(a) => Ok(a.added().paths.clone()),
+        })?;
+        if !paths.iter().any(|p| under(root, p)) {
+            return Err(format!(
+                "{root} is not under the paths agent {agent} may be backed up under ({})",
+                paths.join(", ")
+            ));
+        }
+        self.connected
+            .lock()
+            .get(agent)
+            .map(|c| c.asks.clone())
+            .ok_or_else(|| format!("agent {agent} is not connected"))
+    }
+}
+
+impl Agents for Links {
+    fn check(&self, agent: &str, root: &str) -> Result<(), String> {
+        self.asks(agent, root).map(drop)
+    }
+
+    fn backup(&self, agent: &str, ask: RemoteAsk) -> Result<mpsc::Receiver<Delivery>, String> {
+        let asks = self.asks(agent, &ask.root)?;
+        let (to, rx) = mpsc::channel(DELIVERIES_IN_FLIGHT);
+        asks.try_send(Ask { ask, to }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => format!("agent {agent} is busy with another backup"),
+            mpsc::error::TrySendError::Closed(_) => format!("agent {agent} disconnected"),
+        })?;
+        Ok(rx)
     }
 }
 

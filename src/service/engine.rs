@@ -86,6 +86,8 @@ pub struct Engine {
     console_pin: Option<String>,
     /// Which console lock was last warned about.
     login_warned: super::login::Warned,
+    /// The connected backup agents, for jobs with agent sources.
+    agents: Option<Arc<dyn crate::pipeline::remote::Agents>>,
 }
 
 /// What the watchdog reads: whether the data plane is stalled, without any lock (the store's
@@ -128,6 +130,7 @@ impl Engine {
             stopping: false,
             console_pin: board.console.as_ref().map(|c| c.pin.clone()),
             login_warned: super::login::Warned::default(),
+            agents: None,
         };
         e.recover(now)?;
         Ok(e)
@@ -241,6 +244,7 @@ impl Engine {
             store: self.store.clone(),
             cancel: cancel.clone(),
             live: live.clone(),
+            agents: self.agents.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("job-{id}"))
@@ -318,6 +322,11 @@ impl Engine {
     /// limit: the data plane is stalled.
     pub fn stalled(&self, now: u64) -> Option<(u64, u64)> {
         self.watch().stalled(now)
+    }
+
+    /// Lets jobs read trees on the connected backup agents.
+    pub fn set_agents(&mut self, agents: Arc<dyn crate::pipeline::remote::Agents>) {
+        self.agents = Some(agents);
     }
 
     /// What the watchdog reads, lock-free.

@@ -272,8 +272,11 @@ async fn start(
     // Jobs need a writable journal: a read-only service answers status only until the
     // journal can be written again.
     if let Some(s) = svc.store.clone().filter(|_| !svc.health.is_failing(&Part::Journal)) {
-        let e = Engine::open(s, &svc.board, svc.default_target.clone(), crate::clock::unix_now())
+        let mut e = Engine::open(s.clone(), &svc.board, svc.default_target.clone(), crate::clock::unix_now())
             .map_err(|e| ServeError::Journal(e.to_string()))?;
+        if svc.board.agents.is_some() {
+            e.set_agents(Arc::new(agents::Links { connected: svc.agents.clone(), store: s }));
+        }
         svc.start_jobs(e)?;
     }
     if let Some(st) = &svc.board.status {

@@ -1,0 +1,140 @@
+//! A backup the box asked of the agent: the same reader as a local backup walks and reads the
+//! tree here, numbering from where the box's session stands; each unit goes to the box as
+//! `Units` frames and the end as `Done`. The box compresses and writes.
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::net::frame::{MAX_CHUNK, MAX_PROBLEMS, MAX_REASON, Message};
+use crate::pipeline::pool::Pool;
+use crate::pipeline::reader::Reader;
+use crate::pipeline::remote::WireUnit;
+use crate::pipeline::{Cancel, QUEUE_DEPTH, Unit, Work};
+use crate::source::WalkOptions;
+
+/// What the box asked.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// The job, echoed in every frame.
+    pub job: u64,
+    /// The tree.
+    pub root: PathBuf,
+    /// The name its paths go under, if any.
+    pub prefix: Option<Vec<u8>>,
+    /// The first record number and object id.
+    pub first_seq: u64,
+    /// See `first_seq`.
+    pub first_object: u64,
+    /// Unit size.
+    pub unit: usize,
+    /// Stay on the root's file system.
+    pub one_file_system: bool,
+}
+
+/// Raw buffers the agent's reader fills: enough to keep it busy while units cross the network.
+const RAW_BUFFERS: usize = QUEUE_DEPTH + 3;
+
+/// Runs the backup on threads of its own; its frames go to `out`, the last one `Done`.
+/// `cancel` stops the walk (the box asked, or the connection went).
+pub fn start(asked: Asked, out: mpsc::Sender<Message>, cancel: Cancel) {
+    let spawned = std::thread::Builder::new().name(format!("backup-{}", asked.job)).spawn({
+        let out = out.clone();
+        move || run(asked, out, cancel)
+    });
+    if let Err(e) = spawned {
+        tracing::error!(target: "agent", "cannot start the backup: {e}");
+    }
+}
+
+fn run(asked: Asked, out: mpsc::Sender<Message>, cancel: Cancel) {
+    let job = asked.job;
+    let pool = Pool::new(RAW_BUFFERS, asked.unit);
+    let (tx, rx) = crossbeam_channel::bounded::<Unit>(QUEUE_DEPTH);
+    let relay = {
+        let (out, pool) = (out.clone(), pool.clone());
+        std::thread::Builder::new().name(format!("relay-{job}")).spawn(move || relay(job, rx, out, pool))
+    };
+    let relay = match relay {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = out.blocking_send(done(
+                job,
+                (asked.first_seq, asked.first_object),
+                Vec::new(),
+                e.to_string(),
+            ));
+            return;
+        }
+    };
+    let walked = (|| {
+        let mut reader = Reader::new(pool, vec![tx])
+            .map_err(|e| e.to_string())?
+            .numbered_from(asked.first_seq, asked.first_object);
+        reader.cancel = cancel.clone();
+        let opts = WalkOptions { one_file_system: asked.one_file_system };
+        let r = reader.add_tree(&asked.root, asked.prefix.as_deref(), opts);
+        match r {
+            Ok(()) => reader.finish_numbered().map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })();
+    // The reader is dropped: the relay sees its queue close once every unit is sent.
+    let relayed = relay.join().unwrap_or(false);
+    let message = match walked {
+        Ok((problems, numbers)) if relayed => done(job, numbers, problems, String::new()),
+        Ok((problems, numbers)) => done(job, numbers, problems, "the connection to the box failed".into()),
+        Err(e) if cancel.is_cancelled() => done(job, (0, 0), Vec::new(), format!("cancelled: {e}")),
+        Err(e) => done(job, (0, 0), Vec::new(), e),
+    };
+    tracing::info!(target: "agent", "backup for job {job} of {} ended", asked.root.display());
+    let _ = out.blocking_send(message);
+}
+
+/// The `Done` frame: problems cut to what one frame carries.
+fn done(job: u64, (next_seq, next_object): (u64, u64), mut problems: Vec<String>, error: String) -> Message {
+    if problems.len() > MAX_PROBLEMS {
+        let more = problems.len() - (MAX_PROBLEMS - 1);
+        problems.truncate(MAX_PROBLEMS - 1);
+        problems.push(format!("and {more} more problems (see the agent's log)"));
+    }
+    problems.iter_mut().for_each(cut);
+    let mut error = error;
+    cut(&mut error);
+    Message::Done { job, next_seq, next_object, problems, error }
+}
+
+/// Cuts `s` to what a frame's text field takes, at a character boundary, without NULs.
+fn cut(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "?");
+    }
+    if s.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// Sends each unit the reader makes as `Units` frames, returning its buffers to the pool.
+/// Returns whether every unit was sent.
+fn relay(job: u64, rx: crossbeam_channel::Receiver<Unit>, out: mpsc::Sender<Message>, pool: Pool) -> bool {
+    for unit in rx {
+        let bytes = WireUnit::of(&unit).encode();
+        match unit.work {
+            Work::Data { buf, .. } | Work::Pack { buf, .. } => pool.give(buf),
+            Work::Encoded(_) | Work::Sync => {}
+        }
+        let mut pieces = bytes.chunks(MAX_CHUNK).peekable();
+        while let Some(piece) = pieces.next() {
+            let m = Message::Units { job, last: pieces.peek().is_none(), bytes: piece.to_vec() };
+            if out.blocking_send(m).is_err() {
+                // Dropping the queue stops the reader.
+                return false;
+            }
+        }
+    }
+    true
+}
