@@ -10,7 +10,9 @@ use std::process::Command;
 fn units() -> tempfile::TempDir {
     // Not a hidden directory: systemd does not look for units in one.
     let dir = tempfile::Builder::new().prefix("coffer-units-").tempdir().unwrap();
-    for unit in ["coffer.service", "coffer-console@.service", "coffer-secrets.service"] {
+    for unit in
+        ["coffer.service", "coffer-console@.service", "coffer-secrets.service", "coffer-agent.service"]
+    {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(unit);
         let text = std::fs::read_to_string(&src).unwrap();
         assert!(text.contains("/usr/bin/coffer"), "{unit} does not run /usr/bin/coffer");
@@ -62,6 +64,31 @@ fn the_first_boot_secrets_unit_verifies_cleanly_and_runs_before_the_service() {
     let condition =
         format!("ExecCondition=/usr/bin/grep -qF {} /etc/coffer/board.toml", coffer::board::EXAMPLE_TOKEN);
     assert!(has(&condition), "the condition names the example token: {text}");
+}
+
+#[test]
+fn the_agent_unit_verifies_cleanly() {
+    // systemd-analyze verify does not check that ReadWritePaths exist; systemd does when it
+    // starts the unit, so the unit's /srv/restore is written `-/srv/restore` (ignored when
+    // missing): most machines have none.
+    verify("coffer-agent.service", &["coffer-agent.service"]);
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/coffer-agent.service"))
+            .unwrap();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    // `coffer agent run` tells systemd when it is up and how its connection goes; refused by
+    // the box it exits 3 (`EXIT_REFUSED` in src/cli/agent.rs) and is not restarted.
+    assert!(text.contains("Type=notify"), "{text}");
+    assert!(text.contains("RestartPreventExitStatus=3"), "{text}");
+    assert!(has("Type=notify") && has("RestartPreventExitStatus=3") && has("Restart=on-failure"), "{text}");
+    assert!(has("ExecStart=/usr/bin/coffer --state /var/lib/coffer-agent agent run"), "{text}");
+    assert!(has("StateDirectory=coffer-agent") && has("StateDirectoryMode=0700"), "{text}");
+    // It reads everything it backs up and writes only its state and where it restores.
+    assert!(text.contains("CAP_DAC_READ_SEARCH"), "{text}");
+    assert!(
+        has("ProtectSystem=strict") && has("ReadWritePaths=/var/lib/coffer-agent -/srv/restore"),
+        "{text}"
+    );
 }
 
 #[test]
