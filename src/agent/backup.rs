@@ -105,7 +105,7 @@ fn done(job: u64, (next_seq, next_object): (u64, u64), mut problems: Vec<String>
 }
 
 /// Cuts `s` to what a frame's text field takes, at a character boundary, without NULs.
-fn cut(s: &mut String) {
+pub(super) fn cut(s: &mut String) {
     if s.contains('\0') {
         *s = s.replace('\0', "?");
     }

@@ -7,6 +7,7 @@
 //! agent was revoked, or enrolled again elsewhere) ends it: retrying cannot mend that.
 
 mod backup;
+mod restore;
 
 use std::path::Path;
 use std::time::Duration;
@@ -120,12 +121,14 @@ pub async fn run(
     let mut backoff = Duration::from_secs(1);
     tokio::pin!(stop);
     loop {
+        let mut welcomed = false;
         let attempt = async {
             let mut tls = connect(&id.server, config.clone()).await?;
             let hello =
                 Message::Hello { name: id.name.clone(), version: env!("CARGO_PKG_VERSION").to_owned() };
             match exchange(&id.server, &mut tls, &hello).await? {
                 Message::Welcome { box_name } => {
+                    welcomed = true;
                     report.status(&format!("connected to box {box_name} at {}", id.server));
                 }
                 Message::Refused { reason } => {
@@ -139,16 +142,18 @@ pub async fn run(
             r = attempt => r,
             () = &mut stop => return Ok(()),
         };
+        if welcomed {
+            // It was connected: a link that just failed is tried again at once, whatever the
+            // outages before it grew the wait to.
+            backoff = Duration::from_secs(1);
+        }
         match ended {
             Err(e @ AgentError::Refused { .. }) => return Err(e),
-            Err(e) => {
-                // Reached the box and lost it again: start over quickly.
-                if !matches!(e, AgentError::Unreachable { .. }) {
-                    backoff = Duration::from_secs(1);
-                }
-                report.status(&format!("{e}; trying again in {} s", backoff.as_secs()));
-            }
-            Ok(()) => report.status("the box closed the connection; connecting again"),
+            Err(e) => report.status(&format!("{e}; trying again in {} s", backoff.as_secs())),
+            Ok(()) => report.status(&format!(
+                "the box closed the connection; connecting again in {} s",
+                backoff.as_secs()
+            )),
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
@@ -169,13 +174,15 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
     // Frames of the running backup, from its threads; bounded, so a slow link holds the reader.
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(4);
     let mut running: Option<(u64, Cancel)> = None;
+    // The running restore's job and where its records go (None once it has them all).
+    let mut restoring: Option<(u64, Option<mpsc::Sender<Message>>)> = None;
     let lost = |e: FrameError| unreachable(server, e.to_string());
     let ended = loop {
         tokio::select! {
             _ = ping.tick() => {
                 // While a backup runs the box may not read for minutes (a tape being loaded):
                 // the socket's keepalives and user timeout find a dead link then.
-                if running.is_none() && last_heard.elapsed() > ANSWER_LIMIT {
+                if running.is_none() && restoring.is_none() && last_heard.elapsed() > ANSWER_LIMIT {
                     break Err(unreachable(server, format!("no answer for {} s", ANSWER_LIMIT.as_secs())));
                 }
                 seq += 1;
@@ -184,8 +191,10 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                 }
             }
             Some(m) = out_rx.recv() => {
-                if matches!(m, Message::Done { .. }) {
-                    running = None;
+                match m {
+                    Message::Done { .. } => running = None,
+                    Message::Restored { .. } => restoring = None,
+                    _ => {}
                 }
                 if let Err(e) = write_message(tls, &m).await {
                     break Err(lost(e));
@@ -217,6 +226,28 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                         };
                         backup::start(asked, out_tx.clone(), cancel.clone());
                         running = Some((job, cancel));
+                    }
+                    Ok(Message::Restore { job, session, root, all }) => {
+                        if running.is_some() || restoring.is_some() {
+                            break Err(protocol(server, "asked for a restore while busy".into()));
+                        }
+                        tracing::info!(target: "agent", "restore of session {session} into {root} for job {job}");
+                        let (tx, rx) = mpsc::channel(4);
+                        restore::start(job, root.into(), all, rx, out_tx.clone());
+                        restoring = Some((job, Some(tx)));
+                    }
+                    Ok(m @ (Message::Objects { .. } | Message::Items { .. } | Message::Finish { .. })) => {
+                        let Some((_, to)) = restoring.as_mut() else {
+                            break Err(protocol(server, format!("sent {} with no restore running", m.name())));
+                        };
+                        let finish = matches!(m, Message::Finish { .. });
+                        // A restore that stopped early drops what follows.
+                        if let Some(tx) = to.as_ref() {
+                            let _ = tx.send(m).await;
+                        }
+                        if finish {
+                            *to = None;
+                        }
                     }
                     Ok(Message::Cancel { job }) => {
                         if let Some((_, cancel)) = running.as_ref().filter(|(j, _)| *j == job) {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 use coffer::format::records::SessionStatus;
-use coffer::pipeline::restore::{Action, RestoreReport, RestoreRequest, run};
+use coffer::pipeline::restore::{Action, RemoteTo, RestoreReport, RestoreRequest, run};
 use serde_json::json;
 
 use super::{Ctx, human_bytes, session_arg};
@@ -17,7 +17,8 @@ pub struct RestoreArgs {
     /// Session id, or `latest`. An incremental session restores the source as it was then,
     /// reading its chain down to the full session.
     pub session: String,
-    /// Directory to restore into (created if missing).
+    /// Directory to restore into (created if missing), or `agent:NAME:/dir` on a backup
+    /// agent (through the running service; under the agent's `--restore-to` paths).
     #[arg(long = "to", value_name = "DIR")]
     pub to: PathBuf,
     /// Restore only these paths (as `coffer ls SESSION` shows them) and what lies below them.
@@ -40,13 +41,43 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let catalog = &*held.catalog();
     let session = session_arg(catalog, &a.session)?;
     let paths = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
-    let req = RestoreRequest { session, paths, action: Action::Restore(a.to.clone()) };
+    let action = match coffer::pipeline::sources::agent_source(&a.to).map_err(anyhow::Error::msg)? {
+        Some((agent, dir)) => Action::Remote(agent_sink(ctx, catalog, session, &agent, &dir)?),
+        None => Action::Restore(a.to.clone()),
+    };
+    let req = RestoreRequest { session, paths, action };
     let report = run(catalog, &coffer::store::State::indexes(&held), &req)?;
     // A whole restore of one session is counted against what it committed; an incremental's
     // restore also reads the sessions of its chain, and is checked object by object only.
     let interrupted = interrupted(catalog, session, a.paths.is_empty() && report.sessions.len() == 1);
     print(ctx, "restore", session, &report, interrupted);
     Ok(exit(&report, interrupted))
+}
+
+/// Where a restore onto agent `agent` goes: the agent's connection in the service, once the
+/// session is the agent's own (every source of it is one of the agent's trees).
+fn agent_sink(
+    ctx: &Ctx,
+    catalog: &coffer::catalog::Catalog,
+    session: u64,
+    agent: &str,
+    dir: &str,
+) -> anyhow::Result<RemoteTo> {
+    let (Some(connected), Some(store)) = (&ctx.agents, &ctx.shared) else {
+        anyhow::bail!(
+            "a restore onto an agent goes through the running service, which the agents connect to: start it"
+        );
+    };
+    let source = catalog.session(session).map(|s| s.start().source.clone()).unwrap_or_default();
+    let own = format!("agent:{agent}:");
+    if source.is_empty() || !source.split(' ').all(|s| s.starts_with(&own)) {
+        anyhow::bail!(
+            "session {session} backed up {source}, not only agent {agent}'s trees: an agent gets back only its own data (restore it on the box instead)"
+        );
+    }
+    let links = coffer::service::agents::Links { connected: connected.clone(), store: store.clone() };
+    let sink = coffer::service::agents::AgentSink::new(links, agent, dir, 0).map_err(anyhow::Error::msg)?;
+    Ok(RemoteTo(std::sync::Arc::new(sink)))
 }
 
 /// Runs `coffer verify`.

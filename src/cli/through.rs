@@ -138,7 +138,12 @@ fn absolute_paths(command: &mut Command, cwd: &Path) {
     };
     let spec = |s: &mut String| absolute_spec(s, cwd);
     match command {
-        Command::Restore(a) => abs(&mut a.to),
+        Command::Restore(a) => {
+            // `agent:NAME:/dir` names a directory on the agent.
+            if !a.to.to_str().is_some_and(|t| t.starts_with("agent:")) {
+                abs(&mut a.to)
+            }
+        }
         Command::Verify(a) => {
             if let Some(p) = &mut a.compare {
                 abs(p);

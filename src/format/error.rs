@@ -5,6 +5,9 @@ use super::Kind;
 /// Why bytes could not be encoded or decoded as the on-media format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
+    /// A damaged record, as reported by the box that read it (a restore on a backup agent).
+    #[error("{0}")]
+    Reported(String),
     /// The stream ends inside a record.
     #[error("media truncated at byte {offset}: record needs {needed} more bytes")]
     Truncated { offset: u64, needed: u64 },

@@ -36,6 +36,11 @@
 //! | `0x41` | `Units`    | agent → box    | `job: u64, last: bool, bytes: bytes`        |
 //! | `0x42` | `Done`     | agent → box    | `job: u64, next_seq: u64, next_object: u64, problems: [str], error: str` |
 //! | `0x43` | `Cancel`   | box → agent    | `job: u64`                                  |
+//! | `0x50` | `Restore`  | box → agent    | `job: u64, session: u64, root: str, all: bool` |
+//! | `0x51` | `Objects`  | box → agent    | `job: u64, bytes: bytes`                    |
+//! | `0x52` | `Items`    | box → agent    | `job: u64, last: bool, bytes: bytes`        |
+//! | `0x53` | `Finish`   | box → agent    | `job: u64`                                  |
+//! | `0x54` | `Restored` | agent → box    | `job: u64, objects: u64, bytes: u64, failures: [str], more: u64` |
 //!
 //! A backup is one conversation: the box asks `Backup` of the tree at `root`, the agent walks
 //! and reads it as a local backup would (numbering records from `first_seq` and objects from
@@ -44,6 +49,13 @@
 //! [`MAX_CHUNK`] bytes (`last` on a unit's final piece). `Done` ends it with the next free
 //! numbers and what could not be read (`error` empty when the walk ended well). `Cancel`
 //! asks the agent to stop; it still ends with `Done`.
+//!
+//! A restore onto the agent is the other way round: `Restore` names the directory, `Objects`
+//! carry the session's stored objects (postcard `[(StoredObject, selected: bool)]`, in
+//! pieces of at most [`MAX_CHUNK`] bytes), `Items` the records the box reads back (each the
+//! postcard of a [`crate::pipeline::remote::WireItem`], cut like units), `Finish` says every
+//! record was sent, and the agent answers `Restored`: what it recreated, and the first
+//! [`MAX_PROBLEMS`] failures (`more` counts the rest).
 //!
 //! Field rules, checked by [`Message::validate`] before a message is encoded and again after
 //! one is decoded:
@@ -147,9 +159,21 @@ pub mod kind {
     pub const DONE: u8 = 0x42;
     /// [`super::Message::Cancel`].
     pub const CANCEL: u8 = 0x43;
+    /// [`super::Message::Restore`].
+    pub const RESTORE: u8 = 0x50;
+    /// [`super::Message::Objects`].
+    pub const OBJECTS: u8 = 0x51;
+    /// [`super::Message::Items`].
+    pub const ITEMS: u8 = 0x52;
+    /// [`super::Message::Finish`].
+    pub const FINISH: u8 = 0x53;
+    /// [`super::Message::Restored`].
+    pub const RESTORED: u8 = 0x54;
     /// Every kind this build knows.
-    pub const ALL: [u8; 11] =
-        [ENROLL, ENROLLED, HELLO, WELCOME, PING, PONG, REFUSED, BACKUP, UNITS, DONE, CANCEL];
+    pub const ALL: [u8; 16] = [
+        ENROLL, ENROLLED, HELLO, WELCOME, PING, PONG, REFUSED, BACKUP, UNITS, DONE, CANCEL, RESTORE, OBJECTS,
+        ITEMS, FINISH, RESTORED,
+    ];
 }
 
 /// The message name of a kind this build knows, `None` for any other byte.
@@ -166,6 +190,11 @@ pub fn kind_name(k: u8) -> Option<&'static str> {
         kind::UNITS => "Units",
         kind::DONE => "Done",
         kind::CANCEL => "Cancel",
+        kind::RESTORE => "Restore",
+        kind::OBJECTS => "Objects",
+        kind::ITEMS => "Items",
+        kind::FINISH => "Finish",
+        kind::RESTORED => "Restored",
         _ => return None,
     })
 }
@@ -267,6 +296,16 @@ pub enum Message {
     Done { job: u64, next_seq: u64, next_object: u64, problems: Vec<String>, error: String },
     /// Box → agent: stop the backup.
     Cancel { job: u64 },
+    /// Box → agent: recreate a session's objects under `root`.
+    Restore { job: u64, session: u64, root: String, all: bool },
+    /// Box → agent: a piece of the session's stored objects.
+    Objects { job: u64, bytes: Vec<u8> },
+    /// Box → agent: a piece of one record read back.
+    Items { job: u64, last: bool, bytes: Vec<u8> },
+    /// Box → agent: every record was sent.
+    Finish { job: u64 },
+    /// Agent → box: how the restore went.
+    Restored { job: u64, objects: u64, bytes: u64, failures: Vec<String>, more: u64 },
 }
 
 impl std::fmt::Debug for Message {
@@ -319,6 +358,31 @@ impl std::fmt::Debug for Message {
                 .field("error", error)
                 .finish(),
             Message::Cancel { job } => f.debug_struct("Cancel").field("job", job).finish(),
+            Message::Restore { job, session, root, all } => f
+                .debug_struct("Restore")
+                .field("job", job)
+                .field("session", session)
+                .field("root", root)
+                .field("all", all)
+                .finish(),
+            Message::Objects { job, bytes } => {
+                f.debug_struct("Objects").field("job", job).field("bytes", &Len(bytes.len())).finish()
+            }
+            Message::Items { job, last, bytes } => f
+                .debug_struct("Items")
+                .field("job", job)
+                .field("last", last)
+                .field("bytes", &Len(bytes.len()))
+                .finish(),
+            Message::Finish { job } => f.debug_struct("Finish").field("job", job).finish(),
+            Message::Restored { job, objects, bytes, failures, more } => f
+                .debug_struct("Restored")
+                .field("job", job)
+                .field("objects", objects)
+                .field("bytes", bytes)
+                .field("failures", &failures.len())
+                .field("more", more)
+                .finish(),
         }
     }
 }
@@ -338,6 +402,11 @@ impl Message {
             Message::Units { .. } => kind::UNITS,
             Message::Done { .. } => kind::DONE,
             Message::Cancel { .. } => kind::CANCEL,
+            Message::Restore { .. } => kind::RESTORE,
+            Message::Objects { .. } => kind::OBJECTS,
+            Message::Items { .. } => kind::ITEMS,
+            Message::Finish { .. } => kind::FINISH,
+            Message::Restored { .. } => kind::RESTORED,
         }
     }
 
@@ -379,12 +448,34 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::Units { bytes, .. } => {
+            Message::Units { bytes, .. } | Message::Objects { bytes, .. } | Message::Items { bytes, .. } => {
                 if bytes.is_empty() || bytes.len() > MAX_CHUNK {
-                    return Err(invalid(format!("Units carries {} bytes; 1 to {MAX_CHUNK}", bytes.len())));
+                    return Err(invalid(format!(
+                        "{} carries {} bytes; 1 to {MAX_CHUNK}",
+                        self.name(),
+                        bytes.len()
+                    )));
                 }
                 Ok(())
             }
+            Message::Restore { root, .. } => {
+                if !root.starts_with('/') || root.len() > MAX_ROOT || root.contains('\0') {
+                    return Err(invalid(format!(
+                        "Restore root must be an absolute path of at most {MAX_ROOT} bytes without NUL"
+                    )));
+                }
+                Ok(())
+            }
+            Message::Restored { failures, .. } => {
+                if failures.len() > MAX_PROBLEMS {
+                    return Err(invalid(format!(
+                        "Restored reports {} failures; at most {MAX_PROBLEMS}",
+                        failures.len()
+                    )));
+                }
+                failures.iter().try_for_each(|p| check_reason(p))
+            }
+            Message::Finish { .. } => Ok(()),
             Message::Done { problems, error, .. } => {
                 if problems.len() > MAX_PROBLEMS {
                     return Err(invalid(format!(
@@ -508,7 +599,13 @@ fn write_body(m: &Message, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
         Message::Done { job, next_seq, next_object, problems, error } => {
             postcard::to_extend(&(job, next_seq, next_object, problems, error), out)
         }
-        Message::Cancel { job } => postcard::to_extend(job, out),
+        Message::Cancel { job } | Message::Finish { job } => postcard::to_extend(job, out),
+        Message::Restore { job, session, root, all } => postcard::to_extend(&(job, session, root, all), out),
+        Message::Objects { job, bytes } => postcard::to_extend(&(job, Bytes::new(bytes)), out),
+        Message::Items { job, last, bytes } => postcard::to_extend(&(job, last, Bytes::new(bytes)), out),
+        Message::Restored { job, objects, bytes, failures, more } => {
+            postcard::to_extend(&(job, objects, bytes, failures, more), out)
+        }
     }
 }
 
@@ -589,6 +686,23 @@ pub fn decode_body(kind: u8, payload: &[u8]) -> Result<Message, FrameError> {
             Message::Done { job, next_seq, next_object, problems, error }
         }
         kind::CANCEL => Message::Cancel { job: body(kind, payload)? },
+        kind::RESTORE => {
+            let (job, session, root, all) = body(kind, payload)?;
+            Message::Restore { job, session, root, all }
+        }
+        kind::OBJECTS => {
+            let (job, bytes): (u64, ByteBuf) = body(kind, payload)?;
+            Message::Objects { job, bytes: bytes.into_vec() }
+        }
+        kind::ITEMS => {
+            let (job, last, bytes): (u64, bool, ByteBuf) = body(kind, payload)?;
+            Message::Items { job, last, bytes: bytes.into_vec() }
+        }
+        kind::FINISH => Message::Finish { job: body(kind, payload)? },
+        kind::RESTORED => {
+            let (job, objects, bytes, failures, more) = body(kind, payload)?;
+            Message::Restored { job, objects, bytes, failures, more }
+        }
         _ => return Err(FrameError::UnknownKind { kind }),
     };
     m.validate()?;

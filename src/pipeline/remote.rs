@@ -11,12 +11,14 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::pool::Pool;
+use super::pool::{Pool, Recycler};
+use super::readback::{Decoded, Item, Place};
 use super::reader::{ReadError, Reader};
 use super::{Track, Unit, Work};
 use crate::catalog::StoredObject;
-use crate::format::Kind;
 use crate::format::decode_record;
+use crate::format::records::{ObjectEnd, ObjectMeta, PackedEntry, SegmentHeader};
+use crate::format::{FormatError, Kind};
 
 /// One pipeline unit as it crosses the network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +205,101 @@ fn check_object(o: &StoredObject) -> Result<(), String> {
         && !p.contains(&0)
         && p.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b".." && (c != b"." || p == b"."));
     if clean { Ok(()) } else { Err(format!("object {} has the path {:?}", o.id, String::from_utf8_lossy(p))) }
+}
+
+/// A record read back, as it crosses to the agent a restore writes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireItem {
+    /// Where it was read: medium, stream, part, offset in the part, offset on the medium.
+    pub place: (String, u16, u32, u64, u64),
+    /// Its sequence number.
+    pub seq: u64,
+    /// What it holds.
+    pub decoded: WireDecoded,
+}
+
+/// [`Decoded`] with its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireDecoded {
+    /// An object's metadata.
+    Meta(u64, ObjectMeta),
+    /// The segment that follows.
+    Segment(u64, SegmentHeader),
+    /// Object bytes.
+    Data { id: u64, offset: u64, data: ByteBuf },
+    /// End of an object.
+    End(u64, ObjectEnd),
+    /// Small objects: entries, where their bytes lie in `data`, whether they match.
+    Pack { entries: Vec<(PackedEntry, u64, u64, bool)>, data: ByteBuf },
+    /// A damaged record.
+    Bad(String),
+}
+
+impl WireItem {
+    /// The wire form of a record the box read back.
+    pub fn of(item: &Item) -> WireItem {
+        let p = &item.place;
+        let decoded = match &item.decoded {
+            Decoded::Meta(id, m) => WireDecoded::Meta(*id, m.clone()),
+            Decoded::Segment(id, h) => WireDecoded::Segment(*id, *h),
+            Decoded::Data { id, offset, data } => {
+                WireDecoded::Data { id: *id, offset: *offset, data: ByteBuf::from(data.to_vec()) }
+            }
+            Decoded::End(id, e) => WireDecoded::End(*id, *e),
+            Decoded::Pack { entries, data } => WireDecoded::Pack {
+                entries: entries
+                    .iter()
+                    .map(|(e, r, ok)| (e.clone(), r.start as u64, r.end as u64, *ok))
+                    .collect(),
+                data: ByteBuf::from(data.to_vec()),
+            },
+            Decoded::Bad(e) => WireDecoded::Bad(e.to_string()),
+        };
+        WireItem {
+            place: (p.barcode.to_string(), p.stream, p.part, p.offset, p.absolute),
+            seq: item.seq,
+            decoded,
+        }
+    }
+
+    /// Its postcard bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("an item serializes to a Vec")
+    }
+
+    /// Decodes postcard bytes that must hold exactly one item, and makes it a record for the
+    /// restore's sink, its bytes in buffers of `buffers`. Pack ranges must lie in the pack.
+    pub fn decode(bytes: &[u8], buffers: &Recycler) -> Result<Item, String> {
+        let w = match postcard::take_from_bytes::<WireItem>(bytes) {
+            Ok((w, [])) => w,
+            Ok((_, rest)) => return Err(format!("{} bytes after the record", rest.len())),
+            Err(e) => return Err(format!("not a record ({e})")),
+        };
+        let copy = |b: &[u8]| {
+            let mut r = buffers.take(b.len());
+            r.copy_from_slice(b);
+            r
+        };
+        let decoded = match w.decoded {
+            WireDecoded::Meta(id, m) => Decoded::Meta(id, m),
+            WireDecoded::Segment(id, h) => Decoded::Segment(id, h),
+            WireDecoded::Data { id, offset, data } => Decoded::Data { id, offset, data: copy(&data) },
+            WireDecoded::End(id, e) => Decoded::End(id, e),
+            WireDecoded::Pack { entries, data } => {
+                let len = data.len() as u64;
+                if entries.iter().any(|(_, a, b, _)| a > b || *b > len) {
+                    return Err("a packed object lies outside its pack".into());
+                }
+                let entries =
+                    entries.into_iter().map(|(e, a, b, ok)| (e, a as usize..b as usize, ok)).collect();
+                Decoded::Pack { entries, data: copy(&data) }
+            }
+            WireDecoded::Bad(e) => Decoded::Bad(FormatError::Reported(e)),
+        };
+        let (barcode, stream, part, offset, absolute) = w.place;
+        let place = Place { barcode: barcode.into(), stream, part, offset, absolute };
+        Ok(Item { place, seq: w.seq, decoded })
+    }
 }
 
 /// What an agent's backup stream delivers to the reader.

@@ -52,6 +52,34 @@ pub enum Action {
     Restore(PathBuf),
     /// Check them; with a directory, also compare with the files there.
     Verify(Option<PathBuf>),
+    /// Send them to be recreated elsewhere (on a backup agent).
+    Remote(RemoteTo),
+}
+
+/// Where a remote restore sends what it reads, per session read.
+pub trait RemoteSink: Send + Sync {
+    /// A session's restore begins: its stored objects (for names and what must come back),
+    /// and the ones selected (`None`: all).
+    fn begin(
+        &self,
+        session: u64,
+        objects: &[StoredObject],
+        selected: Option<&HashSet<u64>>,
+    ) -> Result<(), String>;
+    /// One record read back, in order.
+    fn item(&self, item: Item) -> Result<(), String>;
+    /// Every record was sent: how the restore went there.
+    fn finish(&self) -> Result<RestoreReport, String>;
+}
+
+/// A [`RemoteSink`] to restore to.
+#[derive(Clone)]
+pub struct RemoteTo(pub Arc<dyn RemoteSink>);
+
+impl std::fmt::Debug for RemoteTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteTo")
+    }
 }
 
 /// A restore or verify to run.
@@ -121,6 +149,12 @@ pub enum PlanError {
     /// An incremental session whose chain cannot be followed.
     #[error(transparent)]
     Chain(#[from] IncrementalError),
+    /// The remote end of the restore failed.
+    #[error("{why}")]
+    Remote {
+        /// What went wrong there.
+        why: String,
+    },
 }
 
 struct Plan {
@@ -232,7 +266,7 @@ pub fn run_watched(
 ) -> Result<RestoreReport, PlanError> {
     let session = catalog.session(req.session).ok_or(PlanError::NoSession(req.session))?;
     let incremental = matches!(session.start().kind, SessionKind::Incremental { .. });
-    if incremental && matches!(req.action, Action::Restore(_)) {
+    if incremental && matches!(req.action, Action::Restore(_) | Action::Remote(_)) {
         return run_chain(catalog, indexes, req, progress);
     }
     let mut report = run_session(catalog, indexes, req, None, progress)?;
@@ -299,54 +333,68 @@ fn run_session(
     let stored = stored_objects(catalog, indexes, req.session)?;
     let stored = stored.as_slice();
     let plan = plan(catalog, stored, req, only)?;
-    let fs = match &req.action {
-        Action::Restore(root) => Some(FsRestorer::new(root)?),
-        Action::Verify(_) => None,
+    let mut sink = match &req.action {
+        Action::Remote(to) => {
+            to.0.begin(req.session, stored, plan.selected.as_ref())
+                .map_err(|why| PlanError::Remote { why })?;
+            None
+        }
+        _ => Some(Sink::new(&req.action, stored, plan.selected.clone())?),
     };
-    let compare = match &req.action {
-        Action::Verify(Some(dir)) => Some(Comparer::new(dir)),
-        _ => None,
-    };
-    let mut pieces: HashMap<u64, u32> = HashMap::new();
-    for o in stored {
-        *pieces.entry(o.id).or_default() += 1;
+    let (mut lanes, threads, readers) = start_lanes(req.session, plan.streams);
+    match (&mut sink, &req.action) {
+        (Some(sink), _) => take_all(&mut lanes, sink, progress),
+        (None, Action::Remote(to)) => {
+            let mut sent = ReadBack::default();
+            take_all_with(&mut lanes, &mut |item| {
+                if let Decoded::Data { data, .. } = &item.decoded {
+                    sent.bytes += data.len() as u64;
+                }
+                let ok = to.0.item(item).is_ok();
+                progress(sent);
+                ok
+            });
+        }
+        (None, _) => unreachable!("a sink for every local action"),
     }
-    // An object stored in several pieces was split across streams: each is a segment.
-    let segments: HashMap<(u64, u64), &StoredObject> =
-        stored.iter().filter(|o| pieces[&o.id] > 1).map(|o| ((o.id, o.segment_offset), o)).collect();
-    let objects: HashMap<u64, &StoredObject> = stored.iter().rev().map(|o| (o.id, o)).collect();
-    let workers = match &req.action {
-        Action::Restore(root) => Some(Workers::start(root, FILE_WORKERS)),
-        Action::Verify(_) => None,
+    drop(lanes);
+    let stream_errors: Vec<String> =
+        readers.into_iter().filter_map(|r| r.join().expect("reader thread")).collect();
+    for t in threads {
+        t.join().expect("decoder thread");
+    }
+    let mut report = match (sink, &req.action) {
+        (Some(sink), _) => {
+            let mut sink = sink;
+            sink.report.failures.extend(stream_errors.into_iter().map(|e| format!("reading stopped: {e}")));
+            sink.finish()
+        }
+        (None, Action::Remote(to)) => {
+            let mut r = to.0.finish().map_err(|why| PlanError::Remote { why })?;
+            r.failures.extend(stream_errors.into_iter().map(|e| format!("reading stopped: {e}")));
+            r
+        }
+        (None, _) => unreachable!("a sink for every local action"),
     };
-    let mut sink = Sink {
-        ring: Ring::new()
-            .map_err(|e| PlanError::Root(RestoreError::Root { path: "io_uring".into(), source: e }))?,
-        fs,
-        workers,
-        compare,
-        objects,
-        segments,
-        open: HashMap::new(),
-        segment_next: HashMap::new(),
-        split: HashMap::new(),
-        done: HashSet::new(),
-        deferred_links: Vec::new(),
-        report: RestoreReport::default(),
-        selected: plan.selected.clone(),
-        worker_summary: RestoreSummary::default(),
-    };
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
 
+/// Starts every stream's reader and decoders (a multistream session's devices are read in
+/// parallel): each has a reader and one decoder per core, and a lane takes each stream's
+/// records in order.
+#[allow(clippy::type_complexity)]
+fn start_lanes(
+    session: u64,
+    streams: Vec<(u16, Vec<PartLoc>, Vec<Span>)>,
+) -> (Vec<Lane>, Vec<std::thread::JoinHandle<()>>, Vec<std::thread::JoinHandle<Option<String>>>) {
     let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
     let data_bufs = Recycler::new(RECYCLE_KEEP);
     let raw_bufs = Recycler::new(RECYCLE_KEEP);
-    let session = req.session;
-    // Every stream at once (a multistream session's devices are read in parallel): each has a
-    // reader and one decoder per core, and the sink takes each stream's records in order.
     let mut lanes = Vec::new();
     let mut threads = Vec::new();
     let mut readers = Vec::new();
-    for (stream, locs, spans) in plan.streams {
+    for (stream, locs, spans) in streams {
         let mut ins = Vec::new();
         let mut outs = Vec::new();
         for (i, &core) in cores.iter().enumerate() {
@@ -379,19 +427,73 @@ fn run_session(
         );
         lanes.push(Lane { outs, next: 0, done: false });
     }
-    take_all(&mut lanes, &mut sink, progress);
-    drop(lanes);
-    let stream_errors: Vec<String> =
-        readers.into_iter().filter_map(|r| r.join().expect("reader thread")).collect();
-    for t in threads {
-        t.join().expect("decoder thread");
-    }
-    for e in stream_errors {
-        sink.report.failures.push(format!("reading stopped: {e}"));
+    (lanes, threads, readers)
+}
+
+/// Recreates a session's objects under `root` from records read elsewhere (a backup agent
+/// restoring what the box reads): `stored` are the session's objects, `selected` the ones
+/// wanted (`None`: all), `items` the records in order.
+pub fn restore_items(
+    root: &std::path::Path,
+    stored: &[StoredObject],
+    selected: Option<HashSet<u64>>,
+    items: impl Iterator<Item = Item>,
+) -> Result<RestoreReport, PlanError> {
+    let t0 = Instant::now();
+    let mut sink = Sink::new(&Action::Restore(root.to_owned()), stored, selected)?;
+    for item in items {
+        sink.take(item);
     }
     let mut report = sink.finish();
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
+}
+
+impl<'c> Sink<'c> {
+    /// A sink for `action` over a session's `stored` objects.
+    fn new(
+        action: &Action,
+        stored: &'c [StoredObject],
+        selected: Option<HashSet<u64>>,
+    ) -> Result<Sink<'c>, PlanError> {
+        let fs = match action {
+            Action::Restore(root) => Some(FsRestorer::new(root)?),
+            _ => None,
+        };
+        let compare = match action {
+            Action::Verify(Some(dir)) => Some(Comparer::new(dir)),
+            _ => None,
+        };
+        let mut pieces: HashMap<u64, u32> = HashMap::new();
+        for o in stored {
+            *pieces.entry(o.id).or_default() += 1;
+        }
+        // An object stored in several pieces was split across streams: each is a segment.
+        let segments: HashMap<(u64, u64), &StoredObject> =
+            stored.iter().filter(|o| pieces[&o.id] > 1).map(|o| ((o.id, o.segment_offset), o)).collect();
+        let objects: HashMap<u64, &StoredObject> = stored.iter().rev().map(|o| (o.id, o)).collect();
+        let workers = match action {
+            Action::Restore(root) => Some(Workers::start(root, FILE_WORKERS)),
+            _ => None,
+        };
+        Ok(Sink {
+            ring: Ring::new()
+                .map_err(|e| PlanError::Root(RestoreError::Root { path: "io_uring".into(), source: e }))?,
+            fs,
+            workers,
+            compare,
+            objects,
+            segments,
+            open: HashMap::new(),
+            segment_next: HashMap::new(),
+            split: HashMap::new(),
+            done: HashSet::new(),
+            deferred_links: Vec::new(),
+            report: RestoreReport::default(),
+            selected,
+            worker_summary: RestoreSummary::default(),
+        })
+    }
 }
 
 /// One stream's decoded records, in order: decoder `next % n` has the next one.
@@ -403,6 +505,16 @@ struct Lane {
 
 /// Feeds the sink from every stream as records come, each stream in its own order.
 fn take_all(lanes: &mut [Lane], sink: &mut Sink<'_>, progress: &mut dyn FnMut(ReadBack)) {
+    take_all_with(lanes, &mut |item| {
+        sink.take(item);
+        progress(ReadBack { objects: sink.report.objects, bytes: sink.report.bytes });
+        true
+    });
+}
+
+/// Gives `take` every stream's records as they come, each stream in its own order, until
+/// every stream ended or `take` says stop.
+fn take_all_with(lanes: &mut [Lane], take: &mut dyn FnMut(Item) -> bool) {
     loop {
         let live: Vec<usize> = (0..lanes.len()).filter(|&i| !lanes[i].done).collect();
         if live.is_empty() {
@@ -421,8 +533,9 @@ fn take_all(lanes: &mut [Lane], sink: &mut Sink<'_>, progress: &mut dyn FnMut(Re
         match got {
             Ok(item) => {
                 l.next += 1;
-                sink.take(item);
-                progress(ReadBack { objects: sink.report.objects, bytes: sink.report.bytes });
+                if !take(item) {
+                    return;
+                }
             }
             // The decoder whose turn it is hung up: the stream has ended.
             Err(_) => l.done = true,

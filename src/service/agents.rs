@@ -22,9 +22,15 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::pipeline::remote::{Agents, Delivery, RemoteAsk};
+use std::collections::HashSet;
+
+use crate::catalog::StoredObject;
+use crate::net::frame::MAX_CHUNK;
+use crate::pipeline::readback::Item;
+use crate::pipeline::remote::{Agents, Delivery, RemoteAsk, WireItem};
+use crate::pipeline::restore::RestoreReport;
 
 use crate::catalog::{AgentEnrolled, AgentState, Record};
 use crate::net::ca::{BoxCa, peer_agent};
@@ -51,8 +57,8 @@ pub struct Connection {
     pub since: u64,
     /// The agent's coffer version.
     pub version: String,
-    /// Tells the connection's task to close it.
-    close: watch::Sender<bool>,
+    /// Tells the connection's task to close it, and why (what the agent is told).
+    close: watch::Sender<Option<String>>,
     /// Hands the connection's task a backup to run.
     asks: mpsc::Sender<Ask>,
     /// Bytes of units received, for the status's throughput.
@@ -61,9 +67,27 @@ pub struct Connection {
 
 /// A backup for a connection's task to run: what to ask, where the deliveries go.
 #[derive(Debug)]
-struct Ask {
+enum Ask {
+    /// Back up a tree of the agent.
+    Backup(BackupAsk),
+    /// Recreate a session's objects on the agent.
+    Restore(RestoreAsk),
+}
+
+/// A backup for a connection's task: what to ask, where the deliveries go.
+#[derive(Debug)]
+struct BackupAsk {
     ask: RemoteAsk,
     to: mpsc::Sender<Delivery>,
+}
+
+/// A restore onto the agent: the `Restore` to send, then what the restore reads, and where
+/// the agent's answer goes.
+#[derive(Debug)]
+struct RestoreAsk {
+    start: Message,
+    from: mpsc::Receiver<Message>,
+    done: oneshot::Sender<Result<Message, String>>,
 }
 
 /// Deliveries in flight between a connection and the reader: a few units, so that the network
@@ -89,7 +113,7 @@ impl Connected {
     pub fn kick(&self, name: &str) -> bool {
         match self.lock().remove(name) {
             Some(c) => {
-                let _ = c.close.send(true);
+                let _ = c.close.send(Some("revoked on the box".into()));
                 true
             }
             None => false,
@@ -98,8 +122,12 @@ impl Connected {
 
     /// Records `name`'s connection, closing an older one of the same agent.
     fn add(&self, name: &str, c: Connection) {
+        let from = c.address;
         if let Some(old) = self.lock().insert(name.to_owned(), c) {
-            let _ = old.close.send(true);
+            // Two processes with one identity (a cloned machine, a second `agent run`): the
+            // older one is told why it is closed, and stops.
+            let why = format!("replaced by a newer connection of agent {name} from {from}");
+            let _ = old.close.send(Some(why));
         }
     }
 
@@ -212,7 +240,7 @@ async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), 
                 .await
                 .map_err(|e| e.to_string())?;
             let since = crate::clock::unix_now();
-            let (close, mut closed) = watch::channel(false);
+            let (close, mut closed) = watch::channel(None);
             let (asks, mut asked) = mpsc::channel(1);
             let bytes = Arc::new(AtomicU64::new(0));
             let c = Connection {
@@ -254,7 +282,7 @@ async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), 
 /// falls silent, breaks the protocol or is revoked. Returns why it ended (Ok: an orderly end).
 async fn converse<S>(
     tls: &mut S,
-    closed: &mut watch::Receiver<bool>,
+    closed: &mut watch::Receiver<Option<String>>,
     asked: &mut mpsc::Receiver<Ask>,
     bytes: &AtomicU64,
 ) -> Result<String, String>
@@ -265,34 +293,31 @@ where
     loop {
         tokio::select! {
             _ = closed.changed() => {
-                let _ = write_message(tls, &Message::Refused { reason: "revoked on the box".into() }).await;
-                return Ok("revoked: connection closed".into());
+                let why = closed.borrow().clone().unwrap_or_else(|| "closed by the box".into());
+                let _ = write_message(tls, &Message::Refused { reason: why.clone() }).await;
+                return Ok(format!("{why}: connection closed"));
             }
-            Some(ask) = asked.recv() => {
-                let to = ask.to.clone();
-                if let Err(why) = backup(tls, &mut frames, closed, ask, bytes).await {
-                    let _ = to.send(Delivery::Lost(why.clone())).await;
-                    let _ = write_message(tls, &Message::Refused { reason: why.clone() }).await;
-                    return Err(why);
+            // A failed conversation closes the connection without `Refused`, which would stop
+            // the agent for good: it reconnects and takes the next job.
+            Some(ask) = asked.recv() => match ask {
+                Ask::Backup(ask) => {
+                    let to = ask.to.clone();
+                    if let Err(why) = backup(tls, &mut frames, closed, ask, bytes).await {
+                        let _ = to.send(Delivery::Lost(why.clone())).await;
+                        return Err(why);
+                    }
                 }
-            }
+                Ask::Restore(ask) => restore(tls, &mut frames, closed, ask).await?,
+            },
             read = tokio::time::timeout(SILENCE_LIMIT, frames.next(tls)) => {
                 match read {
                     Err(_) => return Err(format!("silent for {} s: connection closed", SILENCE_LIMIT.as_secs())),
                     Ok(Err(FrameError::Closed)) => return Ok("disconnected".into()),
-                    Ok(Err(e)) => {
-                        let why = frame_reason(&e);
-                        let _ = write_message(tls, &Message::Refused { reason: why.clone() }).await;
-                        return Err(why);
-                    }
+                    Ok(Err(e)) => return Err(frame_reason(&e)),
                     Ok(Ok(Message::Ping { seq })) => {
                         write_message(tls, &Message::Pong { seq }).await.map_err(|e| e.to_string())?;
                     }
-                    Ok(Ok(other)) => {
-                        let why = format!("unexpected {} from an idle agent", other.name());
-                        let _ = write_message(tls, &Message::Refused { reason: why.clone() }).await;
-                        return Err(why);
-                    }
+                    Ok(Ok(other)) => return Err(format!("unexpected {} from an idle agent", other.name())),
                 }
             }
         }
@@ -312,14 +337,14 @@ fn max_unit_bytes(unit: usize) -> usize {
 async fn backup<S>(
     tls: &mut S,
     frames: &mut FrameReader,
-    closed: &mut watch::Receiver<bool>,
-    ask: Ask,
+    closed: &mut watch::Receiver<Option<String>>,
+    ask: BackupAsk,
     bytes: &AtomicU64,
 ) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let Ask { ask, to } = ask;
+    let BackupAsk { ask, to } = ask;
     let job = ask.job;
     let start = Message::Backup {
         job,
@@ -336,7 +361,9 @@ where
     let mut cancelled = false;
     loop {
         let m = tokio::select! {
-            _ = closed.changed() => return Err("revoked on the box".into()),
+            _ = closed.changed() => {
+                return Err(closed.borrow().clone().unwrap_or_else(|| "closed by the box".into()));
+            }
             read = tokio::time::timeout(SILENCE_LIMIT, frames.next(tls)) => match read {
                 Err(_) => return Err(format!("silent for {} s in a backup", SILENCE_LIMIT.as_secs())),
                 Ok(Err(e)) => return Err(frame_reason(&e)),
@@ -371,6 +398,174 @@ where
                 return Ok(());
             }
             other => return Err(format!("unexpected {} in backup {job}", other.name())),
+        }
+    }
+}
+
+/// Runs one restore onto the agent: sends `Restore`, then what the box reads as it comes,
+/// answers pings, until the agent says `Restored` (passed to the waiting sink). The box's side
+/// ending early (its reading failed) still sends `Finish`, so the agent reports what it made.
+async fn restore<S>(
+    tls: &mut S,
+    frames: &mut FrameReader,
+    closed: &mut watch::Receiver<Option<String>>,
+    ask: RestoreAsk,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let RestoreAsk { start, mut from, done } = ask;
+    let Message::Restore { job, .. } = start else { unreachable!("a restore starts with Restore") };
+    let result = async {
+        write_message(tls, &start).await.map_err(|e| e.to_string())?;
+        let mut sending = true;
+        loop {
+            tokio::select! {
+                _ = closed.changed() => {
+                    return Err(closed.borrow().clone().unwrap_or_else(|| "closed by the box".into()));
+                }
+                m = from.recv(), if sending => {
+                    let m = m.unwrap_or(Message::Finish { job });
+                    sending = !matches!(m, Message::Finish { .. });
+                    write_message(tls, &m).await.map_err(|e| e.to_string())?;
+                }
+                read = frames.next(tls) => match read.map_err(|e| frame_reason(&e))? {
+                    Message::Ping { seq } => write_message(tls, &Message::Pong { seq }).await.map_err(|e| e.to_string())?,
+                    m @ Message::Restored { job: j, .. } if j == job => return Ok(m),
+                    other => return Err(format!("unexpected {} in restore {job}", other.name())),
+                },
+            }
+        }
+    }
+    .await;
+    let failed = result.as_ref().err().cloned();
+    let _ = done.send(result);
+    match failed {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// A restore's reading on the box, sent to an agent that recreates the objects
+/// ([`crate::pipeline::restore::RemoteSink`]). One conversation per session read (an
+/// incremental chain's sessions one after the other).
+#[derive(Debug)]
+pub struct AgentSink {
+    links: Links,
+    agent: String,
+    root: String,
+    job: u64,
+    talk: Mutex<Option<(mpsc::Sender<Message>, oneshot::Receiver<Result<Message, String>>)>>,
+}
+
+impl AgentSink {
+    /// A restore onto `agent` under `root`, once the agent may be restored to there: `root`
+    /// lies under its `--restore-to` paths.
+    pub fn new(links: Links, agent: &str, root: &str, job: u64) -> Result<AgentSink, String> {
+        let allowed = links.store.read(|c| match c.agent(agent) {
+            None => Err(format!("no agent {agent} on this box: `coffer agent list` lists them")),
+            Some(a) if a.state() != AgentState::Enrolled => Err(format!("agent {agent} is not enrolled")),
+            Some(a) => Ok(a.added().restore_to.clone()),
+        })?;
+        if !allowed.iter().any(|p| under(root, p)) {
+            let paths = if allowed.is_empty() {
+                "none: add it again with --restore-to".to_owned()
+            } else {
+                allowed.join(", ")
+            };
+            return Err(format!("{root} is not under the paths agent {agent} may restore into ({paths})"));
+        }
+        Ok(AgentSink { links, agent: agent.to_owned(), root: root.to_owned(), job, talk: Mutex::new(None) })
+    }
+
+    fn send(&self, m: Message) -> Result<(), String> {
+        let talk = self.talk.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, _) = talk.as_ref().ok_or("the restore was not begun")?;
+        tx.blocking_send(m)
+            .map_err(|_| format!("agent {}: the connection ended during the restore", self.agent))
+    }
+}
+
+impl crate::pipeline::restore::RemoteSink for AgentSink {
+    fn begin(
+        &self,
+        session: u64,
+        objects: &[StoredObject],
+        selected: Option<&HashSet<u64>>,
+    ) -> Result<(), String> {
+        let asks = self
+            .links
+            .connected
+            .lock()
+            .get(&self.agent)
+            .map(|c| c.asks.clone())
+            .ok_or_else(|| format!("agent {} is not connected", self.agent))?;
+        let (tx, from) = mpsc::channel(DELIVERIES_IN_FLIGHT);
+        let (done, answer) = oneshot::channel();
+        let start =
+            Message::Restore { job: self.job, session, root: self.root.clone(), all: selected.is_none() };
+        asks.try_send(Ask::Restore(RestoreAsk { start, from, done })).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => format!("agent {} is busy", self.agent),
+            mpsc::error::TrySendError::Closed(_) => format!("agent {} disconnected", self.agent),
+        })?;
+        *self.talk.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, answer));
+        // The objects in pieces of at most one chunk.
+        let mut batch: Vec<(&StoredObject, bool)> = Vec::new();
+        let mut size = 0;
+        for o in objects {
+            let one = (o, selected.is_none_or(|s| s.contains(&o.id)));
+            let n = postcard::experimental::serialized_size(&one).unwrap_or(usize::MAX);
+            if !batch.is_empty() && size + n + 16 > MAX_CHUNK {
+                self.send(Message::Objects {
+                    job: self.job,
+                    bytes: postcard::to_allocvec(&batch).expect("objects serialize"),
+                })?;
+                batch.clear();
+                size = 0;
+            }
+            batch.push(one);
+            size += n;
+        }
+        if !batch.is_empty() {
+            self.send(Message::Objects {
+                job: self.job,
+                bytes: postcard::to_allocvec(&batch).expect("objects serialize"),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn item(&self, item: Item) -> Result<(), String> {
+        let bytes = WireItem::of(&item).encode();
+        let mut pieces = bytes.chunks(MAX_CHUNK).peekable();
+        while let Some(piece) = pieces.next() {
+            self.send(Message::Items {
+                job: self.job,
+                last: pieces.peek().is_none(),
+                bytes: piece.to_vec(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<RestoreReport, String> {
+        let (tx, answer) =
+            self.talk.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or("the restore was not begun")?;
+        let _ = tx.blocking_send(Message::Finish { job: self.job });
+        drop(tx);
+        let answer = answer
+            .blocking_recv()
+            .map_err(|_| format!("agent {}: the connection ended during the restore", self.agent))?;
+        match answer? {
+            Message::Restored { objects, bytes, mut failures, more, .. } => {
+                if more > 0 {
+                    failures.push(format!("… and {more} more failures (see the agent's log)"));
+                }
+                let failures =
+                    failures.into_iter().map(|f| format!("on agent {}: {f}", self.agent)).collect();
+                Ok(RestoreReport { objects, bytes, failures, ..RestoreReport::default() })
+            }
+            other => Err(format!("agent {} answered the restore with {}", self.agent, other.name())),
         }
     }
 }
@@ -420,7 +615,7 @@ impl Agents for Links {
     fn backup(&self, agent: &str, ask: RemoteAsk) -> Result<mpsc::Receiver<Delivery>, String> {
         let asks = self.asks(agent, &ask.root)?;
         let (to, rx) = mpsc::channel(DELIVERIES_IN_FLIGHT);
-        asks.try_send(Ask { ask, to }).map_err(|e| match e {
+        asks.try_send(Ask::Backup(BackupAsk { ask, to })).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => format!("agent {agent} is busy with another backup"),
             mpsc::error::TrySendError::Closed(_) => format!("agent {agent} disconnected"),
         })?;
