@@ -54,7 +54,12 @@ fn run(job: u64, root: &std::path::Path, all: bool, mut from: mpsc::Receiver<Mes
                     }
                 }
                 Err(e) => {
-                    return restored(job, 0, 0, vec![format!("the box sent objects that do not decode: {e}")]);
+                    return restored(
+                        job,
+                        0,
+                        0,
+                        vec![format!("the box sent objects that do not decode: {e}")],
+                    );
                 }
             },
             m => {

@@ -164,6 +164,21 @@ pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             println!("  {}", text(x));
         }
     }
+    for a in data["agents"].as_array().into_iter().flatten() {
+        let conn =
+            a["address"].as_str().map_or_else(|| text(&a["state"]), |addr| format!("connected from {addr}"));
+        let last = &a["last_backup"];
+        let last = if last.is_object() {
+            format!("last backup: session {} {}", last["session"], text(&last["status"]))
+        } else {
+            "no backup yet".to_owned()
+        };
+        println!(
+            "  agent {}: {conn}, {}/s, {last}",
+            text(&a["name"]),
+            super::human_bytes(a["bytes_per_s"].as_u64().unwrap_or(0))
+        );
+    }
     let e = &data["endpoint"];
     if e.is_object() {
         println!("  status endpoint {}", text(&e["url"]));

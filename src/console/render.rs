@@ -123,6 +123,19 @@ pub fn status(v: &Value) -> Vec<String> {
             4,
         ));
     }
+    for a in v["agents"].as_array().into_iter().flatten() {
+        let last = &a["last_backup"];
+        let last = if last.is_object() {
+            format!("last {} {}", n(last, "session"), s(last, "status"))
+        } else {
+            "no backup yet".to_owned()
+        };
+        let conn = match a["address"].as_str() {
+            Some(addr) => format!("{addr} {}/s", human::bytes(n(a, "bytes_per_s"))),
+            None => s(a, "state").to_owned(),
+        };
+        out.push(cut(&format!("agent {}: {conn}, {last}", s(a, "name"))));
+    }
     let t = &v["throughput"];
     out.push(format!(
         "throughput: {}/s in, {}/s stored",

@@ -446,6 +446,9 @@ where
     }
 }
 
+/// A restore conversation in progress: where the box's records go, and the agent's answer.
+type Talk = (mpsc::Sender<Message>, oneshot::Receiver<Result<Message, String>>);
+
 /// A restore's reading on the box, sent to an agent that recreates the objects
 /// ([`crate::pipeline::restore::RemoteSink`]). One conversation per session read (an
 /// incremental chain's sessions one after the other).
@@ -455,7 +458,7 @@ pub struct AgentSink {
     agent: String,
     root: String,
     job: u64,
-    talk: Mutex<Option<(mpsc::Sender<Message>, oneshot::Receiver<Result<Message, String>>)>>,
+    talk: Mutex<Option<Talk>>,
 }
 
 impl AgentSink {
@@ -632,7 +635,11 @@ async fn refuse<S: tokio::io::AsyncWrite + Unpin>(tls: &mut S, why: String) -> R
 
 /// What to tell a peer whose frame was refused.
 fn frame_reason(e: &FrameError) -> String {
-    format!("bad frame: {e}")
+    match e {
+        // The link failed, not the peer's framing.
+        FrameError::Io(_) | FrameError::Truncated | FrameError::Closed => e.to_string(),
+        _ => format!("bad frame: {e}"),
+    }
 }
 
 /// SHA-256 of the client certificate of `conn`.

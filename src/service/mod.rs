@@ -269,6 +269,7 @@ async fn start(
         executor,
         agents: agents::Connected::default(),
     };
+    svc.shown.agents = svc.agents.clone();
     // Jobs need a writable journal: a read-only service answers status only until the
     // journal can be written again.
     if let Some(s) = svc.store.clone().filter(|_| !svc.health.is_failing(&Part::Journal)) {
@@ -593,6 +594,60 @@ impl Service {
     }
 }
 
+/// The agents as shown: each with its connection, rate since the last refresh and newest
+/// session (found in one pass over the sessions, newest first).
+fn agent_lines(c: &crate::catalog::Catalog, shown: &mut Shown, now_ms: u64) -> Vec<status::AgentLine> {
+    let connected = shown.agents.list();
+    let mut last: std::collections::HashMap<&str, status::AgentBackup> = std::collections::HashMap::new();
+    let names: std::collections::HashSet<&str> = c.agents().map(|a| a.name()).collect();
+    for x in c.sessions().rev() {
+        if last.len() == names.len() {
+            break;
+        }
+        for source in x.start().source.split(' ') {
+            let Some(name) = source.strip_prefix("agent:").and_then(|r| r.split_once(':')).map(|(n, _)| n)
+            else {
+                continue;
+            };
+            if let Some(&n) = names.get(name) {
+                last.entry(n).or_insert_with(|| status::AgentBackup {
+                    session: x.id(),
+                    status: x.finish().map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
+                    started: x.start().started,
+                });
+            }
+        }
+    }
+    let mut rates = std::collections::HashMap::new();
+    let lines = c
+        .agents()
+        .map(|a| {
+            let conn = connected.get(a.name());
+            let bytes = conn.map_or(0, |k| k.bytes.load(std::sync::atomic::Ordering::Relaxed));
+            let rate = match shown.agent_bytes.get(a.name()) {
+                Some(&(b, at)) if conn.is_some() && now_ms > at && bytes >= b => {
+                    (bytes - b) * 1000 / (now_ms - at)
+                }
+                _ => 0,
+            };
+            if conn.is_some() {
+                rates.insert(a.name().to_owned(), (bytes, now_ms));
+            }
+            status::AgentLine {
+                name: a.name().to_owned(),
+                state: format!("{:?}", a.state()).to_lowercase(),
+                address: conn.map(|k| k.address.to_string()),
+                since: conn.map(|k| k.since),
+                bytes_per_s: rate,
+                bytes,
+                last_backup: last.get(a.name()).cloned(),
+            }
+        })
+        .collect();
+    shown.agent_bytes = rates;
+    lines
+}
+
 /// Seconds from now until the retry `r`, rounded up (0 when it is not retried).
 fn retry_in(r: health::Retry, started: Instant) -> u64 {
     r.at.map_or(0, |at| at.saturating_sub(started.elapsed()).as_millis().div_ceil(1000) as u64)
@@ -674,6 +729,10 @@ struct Shown {
     refreshes: u64,
     /// The running job's counters as last read (kept while the engine is busy).
     progress: Option<engine::Progress>,
+    /// The connected backup agents.
+    agents: agents::Connected,
+    /// Each connected agent's bytes at the last refresh, and when, for its rate.
+    agent_bytes: std::collections::HashMap<String, (u64, u64)>,
 }
 
 /// What the control loop knows of the box's health, for a refresh.
@@ -755,6 +814,7 @@ fn refresh(
             objects: x.object_count(),
             bytes: x.finish().map_or(0, |f| f.raw_bytes),
         });
+        s.agents = agent_lines(c, shown, started.elapsed().as_millis() as u64);
     }
     drop(guard);
     for j in &mut s.jobs {

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CartridgeLine, DriveLine, JobLine, Snapshot};
+use super::{AgentLine, CartridgeLine, DriveLine, JobLine, Snapshot};
 
 /// How often the page reloads itself.
 pub const REFRESH_SECONDS: u32 = 5;
@@ -114,6 +114,21 @@ fn cartridge_row(c: &CartridgeLine) -> String {
     )
 }
 
+fn agent_row(a: &AgentLine) -> String {
+    let last = a
+        .last_backup
+        .as_ref()
+        .map_or("—".to_owned(), |l| format!("session {}: {}", l.session, esc(&l.status)));
+    format!(
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}/s</td><td>{}</td>",
+        esc(&a.name),
+        esc(&a.state),
+        a.address.as_deref().map_or("—".to_owned(), esc),
+        bytes(a.bytes_per_s),
+        last
+    )
+}
+
 /// The status page.
 pub fn page(s: &Snapshot) -> String {
     let board = esc(&s.board);
@@ -146,6 +161,13 @@ pub fn page(s: &Snapshot) -> String {
         "no cartridges",
         cartridge_row,
     );
+    let agents = table(
+        "agents",
+        &["agent", "state", "connected from", "rate", "last backup"],
+        &s.agents,
+        "no agents",
+        agent_row,
+    );
     let t = &s.throughput;
     let j = &s.journal;
     format!(
@@ -158,6 +180,7 @@ pub fn page(s: &Snapshot) -> String {
          <span id=\"activity\">{activity}</span> · up {uptime} s</p>\n\
          <pre id=\"panel\">{panel}</pre>\n\
          <h2>Jobs</h2>{jobs}\n<h2>Drives</h2>{drives}\n<h2>Cartridges</h2>{cartridges}\n\
+         <h2>Agents</h2>{agents}\n\
          <h2>Throughput</h2><p id=\"throughput\">now {in_rate}/s read, {stored_rate}/s stored; \
          in all {in_total} read, {stored_total} stored</p>\n\
          <h2>Journal</h2><p id=\"journal\">{records} records, {journal_bytes}, {writable}</p>\n\

@@ -59,6 +59,38 @@ pub struct Snapshot {
     pub panel: [String; 2],
     /// The status endpoint itself, when the board has one.
     pub endpoint: Option<EndpointLine>,
+    /// The backup agents: enrolled or connected, their throughput and last backup.
+    pub agents: Vec<AgentLine>,
+}
+
+/// A backup agent, as shown.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct AgentLine {
+    /// Its name.
+    pub name: String,
+    /// pending, enrolled or revoked.
+    pub state: String,
+    /// Where it is connected from, when it is.
+    pub address: Option<String>,
+    /// Since when (seconds since the epoch), when connected.
+    pub since: Option<u64>,
+    /// Bytes it sent to backups now, per second, over the last refresh.
+    pub bytes_per_s: u64,
+    /// Bytes it sent to backups on this connection.
+    pub bytes: u64,
+    /// Its newest session: id, status, when it started.
+    pub last_backup: Option<AgentBackup>,
+}
+
+/// An agent's newest session.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct AgentBackup {
+    /// Session id.
+    pub session: u64,
+    /// complete, failed, running…
+    pub status: String,
+    /// Started, seconds since the epoch.
+    pub started: u64,
 }
 
 /// The status endpoint, as shown: where to reach it and how to know it is the box.
@@ -316,6 +348,15 @@ pub(super) mod tests {
                 stored_bytes_total: 5_000_000,
             },
             journal: JournalLine { records: 42, bytes: 8192, writable: true },
+            agents: vec![AgentLine {
+                name: "db<1>".into(),
+                state: "enrolled".into(),
+                address: Some("192.0.2.7:50412".into()),
+                since: Some(1000),
+                bytes_per_s: 2_000_000,
+                bytes: 9_000_000,
+                last_backup: Some(AgentBackup { session: 3, status: "complete".into(), started: 900 }),
+            }],
             panel: ["BACKUP 42%  2.0MB/s".into(), "vlib d0 VX0001 write".into()],
             endpoint: Some(EndpointLine {
                 url: "https://0.0.0.0:8470/".into(),
