@@ -135,6 +135,31 @@ impl WireUnit {
                 Ok(())
             }
         };
+        // Everything is checked before a buffer is taken from the pool: a refused unit must
+        // not keep one.
+        let track = match self.track {
+            WireTrack::Nothing => Track::Nothing,
+            WireTrack::Starts(id) => {
+                own(id, "a start")?;
+                Track::Starts(id)
+            }
+            WireTrack::Ends(o) => {
+                check_object(&o).map_err(refuse)?;
+                own(o.id, "an end")?;
+                Track::Ends(Box::new(o))
+            }
+            WireTrack::Packed(v) => {
+                for o in &v {
+                    check_object(o).map_err(refuse)?;
+                    own(o.id, "a packed object")?;
+                }
+                Track::Packed(v)
+            }
+            WireTrack::Sync => Track::Sync,
+        };
+        if is_record == matches!(track, Track::Sync) {
+            return Err(refuse("a sync point must come alone".into()));
+        }
         let work = match self.work {
             WireWork::Data { object, offset, last, bytes } => {
                 own(object, "data")?;
@@ -168,29 +193,6 @@ impl WireUnit {
             }
             WireWork::Sync => Work::Sync,
         };
-        let track = match self.track {
-            WireTrack::Nothing => Track::Nothing,
-            WireTrack::Starts(id) => {
-                own(id, "a start")?;
-                Track::Starts(id)
-            }
-            WireTrack::Ends(o) => {
-                check_object(&o).map_err(refuse)?;
-                own(o.id, "an end")?;
-                Track::Ends(Box::new(o))
-            }
-            WireTrack::Packed(v) => {
-                for o in &v {
-                    check_object(o).map_err(refuse)?;
-                    own(o.id, "a packed object")?;
-                }
-                Track::Packed(v)
-            }
-            WireTrack::Sync => Track::Sync,
-        };
-        if is_record == matches!(track, Track::Sync) {
-            return Err(refuse("a sync point must come alone".into()));
-        }
         Ok((work, track))
     }
 }
