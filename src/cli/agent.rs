@@ -107,10 +107,8 @@ fn add(ctx: &Ctx, name: String, paths: Vec<String>, restore_to: Vec<String>) -> 
     }
     let board = ctx.board()?;
     let mut held = ctx.hold_state()?;
-    if let Some(a) = held.read(|c| c.agent(&name).map(Agent::state)) {
-        if a == AgentState::Enrolled {
-            bail!("agent {name} is enrolled: `coffer agent revoke {name}` first to enrol it again");
-        }
+    if held.read(|c| c.agent(&name).map(Agent::state)) == Some(AgentState::Enrolled) {
+        bail!("agent {name} is enrolled: `coffer agent revoke {name}` first to enrol it again");
     }
     let ca = BoxCa::load_or_create(&ctx.state, &board.name).context("cannot make the box's agent CA")?;
     let token = token::make(&name)?;

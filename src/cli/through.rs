@@ -138,12 +138,8 @@ fn absolute_paths(command: &mut Command, cwd: &Path) {
     };
     let spec = |s: &mut String| absolute_spec(s, cwd);
     match command {
-        Command::Restore(a) => {
-            // `agent:NAME:/dir` names a directory on the agent.
-            if !a.to.to_str().is_some_and(|t| t.starts_with("agent:")) {
-                abs(&mut a.to)
-            }
-        }
+        // `agent:NAME:/dir` names a directory on the agent.
+        Command::Restore(a) if !a.to.to_str().is_some_and(|t| t.starts_with("agent:")) => abs(&mut a.to),
         Command::Verify(a) => {
             if let Some(p) = &mut a.compare {
                 abs(p);
