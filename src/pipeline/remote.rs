@@ -129,23 +129,16 @@ impl WireUnit {
         if matches!(self.work, WireWork::Sync) || matches!(self.track, WireTrack::Sync) {
             return Err(refuse("a sync point is not the agent's to ask".into()));
         }
-        let first = check.first_object;
-        // Objects begin in increasing order from the first the box gave; data and ends belong
-        // to one already begun.
+        // Each object begins once, with an id of the agent's; data and ends belong to one
+        // already begun.
         let begun = |id: u64, what: &str, c: &UnitCheck| {
-            if id < first || c.started.is_none_or(|m| id > m) {
-                Err(refuse(format!("{what} names object {id}, which this agent has not begun")))
-            } else {
+            if c.has_begun(id) {
                 Ok(())
+            } else {
+                Err(refuse(format!("{what} names object {id}, which this agent has not begun")))
             }
         };
-        let begins = |id: u64, c: &mut UnitCheck| {
-            if id < first || c.started.is_some_and(|m| id <= m) {
-                return Err(refuse(format!("object {id} is not a new object of this agent's")));
-            }
-            c.started = Some(id);
-            Ok(())
-        };
+        let begins = |id: u64, c: &mut UnitCheck| c.begin(id).map_err(refuse);
         let track = match self.track {
             WireTrack::Nothing => Track::Nothing,
             WireTrack::Starts(id) => {
@@ -228,32 +221,68 @@ impl WireUnit {
 }
 
 /// What the box has seen of one agent's backup, to check each unit against: the agent may
-/// only add objects of its own, new ones in increasing order from the first the box gave it,
+/// only add objects of its own, each begun once, with ids from the first the box gave it,
 /// under its source's prefix, each as its catalog entry says.
+///
+/// The agent's reader numbers objects densely in walk order, but they need not arrive in
+/// order (a pack of small files is sent after a large file that came later in the walk), so
+/// which ids were begun is kept as a bit set, one bit per id from the first: ids may run ahead
+/// of the objects begun by at most [`ID_SLACK`] (files that vanished after being numbered),
+/// which bounds the set by the objects actually sent.
 #[derive(Debug, Clone)]
 pub struct UnitCheck {
     /// The first object id the agent may give.
     pub first_object: u64,
     /// The name every path must be under (several sources share the session), if any.
     pub prefix: Option<Vec<u8>>,
-    /// The newest object begun.
-    started: Option<u64>,
+    /// Bit `id - first_object` is set once that object began.
+    begun: Vec<u64>,
+    /// Objects begun.
+    count: u64,
+    /// The largest id begun.
+    largest: Option<u64>,
 }
 
-/// Most object ids one agent's backup may number (a bound against a counter run to the end).
-const MAX_AGENT_OBJECTS: u64 = 1 << 40;
+/// How far ids may run ahead of the objects begun.
+const ID_SLACK: u64 = 1 << 20;
 
 impl UnitCheck {
     /// Checks for a backup numbering objects from `first_object`.
     pub fn new(first_object: u64, prefix: Option<Vec<u8>>) -> UnitCheck {
-        UnitCheck { first_object, prefix, started: None }
+        UnitCheck { first_object, prefix, begun: Vec::new(), count: 0, largest: None }
+    }
+
+    /// Records that object `id` begins: an id of the agent's, not begun before.
+    fn begin(&mut self, id: u64) -> Result<(), String> {
+        let off = id.checked_sub(self.first_object).filter(|&o| o < self.count + ID_SLACK);
+        let Some(off) = off else {
+            return Err(format!("object {id} is not an id this agent was given"));
+        };
+        let (word, bit) = ((off / 64) as usize, 1u64 << (off % 64));
+        if word >= self.begun.len() {
+            self.begun.resize(word + 1, 0);
+        }
+        if self.begun[word] & bit != 0 {
+            return Err(format!("object {id} begins a second time"));
+        }
+        self.begun[word] |= bit;
+        self.count += 1;
+        self.largest = Some(self.largest.map_or(id, |l| l.max(id)));
+        Ok(())
+    }
+
+    /// Whether object `id` has begun.
+    fn has_begun(&self, id: u64) -> bool {
+        id.checked_sub(self.first_object)
+            .and_then(|off| self.begun.get((off / 64) as usize).map(|w| w & (1 << (off % 64)) != 0))
+            .unwrap_or(false)
     }
 
     /// Whether the agent's `Done` may say the next free id is `next`: past every object it
     /// began, within bounds.
     pub fn next_object_ok(&self, next: u64) -> bool {
-        next >= self.started.map_or(self.first_object, |m| m + 1)
-            && next - self.first_object <= MAX_AGENT_OBJECTS
+        next >= self.largest.map_or(self.first_object, |m| m + 1)
+            && next - self.first_object <= self.count + ID_SLACK
     }
 
     /// A path is relative, clean and under the prefix.
@@ -604,8 +633,9 @@ mod tests {
     fn units_that_are_not_the_agents_own_or_do_not_hold_together_are_refused() {
         let cases: Vec<(WireUnit, &str)> = vec![
             (pack(6, &[(10, b"a")]), "out of sequence"),
-            (pack(5, &[(9, b"a")]), "not a new object"),
-            (pack(5, &[(11, b"a"), (11, b"b")]), "not a new object"),
+            (pack(5, &[(9, b"a")]), "not an id this agent was given"),
+            (pack(5, &[(10 + (1 << 20), b"a")]), "not an id this agent was given"),
+            (pack(5, &[(11, b"a"), (11, b"b")]), "a second time"),
             (pack(5, &[(10, b"../etc/passwd")]), "not clean"),
             (pack(5, &[(10, b"/etc/passwd")]), "not clean"),
             (pack(5, &[(10, b"a//b")]), "not clean"),
