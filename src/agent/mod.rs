@@ -191,9 +191,8 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                 }
             }
             Some(m) = out_rx.recv() => {
-                match m {
-                    Message::Done { .. } => running = None,
-                    _ => {}
+                if matches!(m, Message::Done { .. }) {
+                    running = None;
                 }
                 if let Err(e) = write_message(tls, &m).await {
                     break Err(lost(e));
