@@ -36,15 +36,15 @@ pub struct Asked {
 const RAW_BUFFERS: usize = QUEUE_DEPTH + 3;
 
 /// Runs the backup on threads of its own; its frames go to `out`, the last one `Done`.
-/// `cancel` stops the walk (the box asked, or the connection went).
-pub fn start(asked: Asked, out: mpsc::Sender<Message>, cancel: Cancel) {
-    let spawned = std::thread::Builder::new().name(format!("backup-{}", asked.job)).spawn({
-        let out = out.clone();
-        move || run(asked, out, cancel)
-    });
-    if let Err(e) = spawned {
-        tracing::error!(target: "agent", "cannot start the backup: {e}");
-    }
+/// `cancel` stops the walk (the box asked, or the connection went). When no thread can be
+/// started, the `Done` saying so is returned for the caller to send.
+pub fn start(asked: Asked, out: mpsc::Sender<Message>, cancel: Cancel) -> Result<(), Message> {
+    let (job, numbers) = (asked.job, (asked.first_seq, asked.first_object));
+    std::thread::Builder::new()
+        .name(format!("backup-{job}"))
+        .spawn(move || run(asked, out, cancel))
+        .map(drop)
+        .map_err(|e| done(job, numbers, Vec::new(), format!("the agent cannot start the backup: {e}")))
 }
 
 fn run(asked: Asked, out: mpsc::Sender<Message>, cancel: Cancel) {

@@ -181,7 +181,7 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
         tokio::select! {
             _ = ping.tick() => {
                 // While a backup runs the box may not read for minutes (a tape being loaded):
-                // the socket's keepalives and user timeout find a dead link then.
+                // the socket's keepalives and retransmission limit find a dead link then.
                 if running.is_none() && restoring.is_none() && last_heard.elapsed() > ANSWER_LIMIT {
                     break Err(unreachable(server, format!("no answer for {} s", ANSWER_LIMIT.as_secs())));
                 }
@@ -191,10 +191,8 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                 }
             }
             Some(m) = out_rx.recv() => {
-                match m {
-                    Message::Done { .. } => running = None,
-                    Message::Restored { .. } => restoring = None,
-                    _ => {}
+                if matches!(m, Message::Done { .. }) {
+                    running = None;
                 }
                 if let Err(e) = write_message(tls, &m).await {
                     break Err(lost(e));
@@ -224,8 +222,14 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                             unit: unit as usize,
                             one_file_system,
                         };
-                        backup::start(asked, out_tx.clone(), cancel.clone());
-                        running = Some((job, cancel));
+                        match backup::start(asked, out_tx.clone(), cancel.clone()) {
+                            Ok(()) => running = Some((job, cancel)),
+                            Err(done) => {
+                                if let Err(e) = write_message(tls, &done).await {
+                                    break Err(lost(e));
+                                }
+                            }
+                        }
                     }
                     Ok(Message::Restore { job, session, root, all }) => {
                         if running.is_some() || restoring.is_some() {
@@ -233,8 +237,17 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                         }
                         tracing::info!(target: "agent", "restore of session {session} into {root} for job {job}");
                         let (tx, rx) = mpsc::channel(4);
-                        restore::start(job, root.into(), all, rx, out_tx.clone());
-                        restoring = Some((job, Some(tx)));
+                        // Its frames go to the restore until the box's Finish, even when the
+                        // restore has answered early.
+                        match restore::start(job, root.into(), all, rx, out_tx.clone()) {
+                            Ok(()) => restoring = Some((job, Some(tx))),
+                            Err(answer) => {
+                                restoring = Some((job, None));
+                                if let Err(e) = write_message(tls, &answer).await {
+                                    break Err(lost(e));
+                                }
+                            }
+                        }
                     }
                     Ok(m @ (Message::Objects { .. } | Message::Items { .. } | Message::Finish { .. })) => {
                         let Some((_, to)) = restoring.as_mut() else {
@@ -245,8 +258,10 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                         if let Some(tx) = to.as_ref() {
                             let _ = tx.send(m).await;
                         }
+                        // The box's Finish ends the restore's frames; its answer may come
+                        // before or after.
                         if finish {
-                            *to = None;
+                            restoring = None;
                         }
                     }
                     Ok(Message::Cancel { job }) => {

@@ -21,19 +21,24 @@ const RECYCLE_KEEP: usize = 8;
 const MAX_ITEM_BYTES: usize = 256 << 20;
 
 /// Runs the restore on a thread of its own: `from` brings the box's `Objects`, `Items` and
-/// `Finish`; the answer (`Restored`) goes to `out`.
-pub fn start(job: u64, root: PathBuf, all: bool, from: mpsc::Receiver<Message>, out: mpsc::Sender<Message>) {
-    let spawned = std::thread::Builder::new().name(format!("restore-{job}")).spawn({
-        let out = out.clone();
-        move || {
+/// `Finish`; the answer (`Restored`) goes to `out`. When no thread can be started, the answer
+/// saying so is returned for the caller to send.
+pub fn start(
+    job: u64,
+    root: PathBuf,
+    all: bool,
+    from: mpsc::Receiver<Message>,
+    out: mpsc::Sender<Message>,
+) -> Result<(), Message> {
+    std::thread::Builder::new()
+        .name(format!("restore-{job}"))
+        .spawn(move || {
             let answer = run(job, &root, all, from);
             tracing::info!(target: "agent", "restore for job {job} into {} ended", root.display());
             let _ = out.blocking_send(answer);
-        }
-    });
-    if let Err(e) = spawned {
-        let _ = out.blocking_send(restored(job, 0, 0, vec![format!("cannot start the restore: {e}")]));
-    }
+        })
+        .map(drop)
+        .map_err(|e| restored(job, 0, 0, vec![format!("the agent cannot start the restore: {e}")]))
 }
 
 fn run(job: u64, root: &std::path::Path, all: bool, mut from: mpsc::Receiver<Message>) -> Message {

@@ -13,13 +13,12 @@ pub mod token;
 
 use std::time::Duration;
 
-/// How long a link may carry no acknowledgement before the kernel gives it up: a cut cable or a
-/// vanished peer ends the connection in about a minute, whatever the protocol is waiting for.
-pub const LINK_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Sets an agent connection's socket options: no Nagle delay (small control messages), and
-/// keepalives with a user timeout so that a dead peer is found while either side merely
-/// waits (a tape being loaded can keep the box from reading for minutes; that is not death).
+/// keepalives, so that a peer that vanished is found while the connection is idle (about a
+/// minute). No TCP user timeout: while a tape is changed the box may not read for minutes, and
+/// Linux would count its answered zero-window probes against that timeout and kill a healthy
+/// connection. A peer that vanishes mid-transfer is found by the retransmission limit, or
+/// sooner by the box's silence limit.
 pub fn tune(stream: &tokio::net::TcpStream) {
     use rustix::net::sockopt;
     let _ = stream.set_nodelay(true);
@@ -28,5 +27,4 @@ pub fn tune(stream: &tokio::net::TcpStream) {
     let _ = sockopt::set_tcp_keepidle(stream, Duration::from_secs(20));
     let _ = sockopt::set_tcp_keepintvl(stream, Duration::from_secs(5));
     let _ = sockopt::set_tcp_keepcnt(stream, 8);
-    let _ = sockopt::set_tcp_user_timeout(stream, LINK_TIMEOUT.as_millis() as u32);
 }

@@ -18,7 +18,7 @@ use super::{Track, Unit, Work};
 use crate::catalog::StoredObject;
 use crate::format::decode_record;
 use crate::format::records::{ObjectEnd, ObjectMeta, PackedEntry, SegmentHeader};
-use crate::format::{FormatError, Kind};
+use crate::format::{Body, FormatError, PackEntries};
 
 /// One pipeline unit as it crosses the network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,24 +109,55 @@ impl WireUnit {
         }
     }
 
-    /// Checks the unit against where the box's stream stands (`next_seq`, and objects from
-    /// `first_object` on) and makes it a pipeline unit, its bytes in a buffer of `pool`.
-    /// Returns the work and track; the reader gives the sequence number.
-    pub fn into_unit(self, next_seq: u64, first_object: u64, pool: &Pool) -> Result<(Work, Track), Refused> {
+    /// Checks the unit against where the box's stream stands (`next_seq`, and what `check`
+    /// has seen of this agent's objects) and makes it a pipeline unit, its bytes in a buffer
+    /// of `pool`. Returns the work and track; the reader gives the sequence number. Everything
+    /// is checked before a buffer is taken: a refused unit keeps none.
+    pub fn into_unit(
+        self,
+        next_seq: u64,
+        check: &mut UnitCheck,
+        pool: &Pool,
+    ) -> Result<(Work, Track), Refused> {
         let seq = self.seq;
         let refuse = |why: String| Refused { seq, why };
-        let is_record = !matches!(self.work, WireWork::Sync);
         if seq != next_seq {
             return Err(refuse(format!("out of sequence: the box expected {next_seq}")));
         }
-        let own = |id: u64, what: &str| {
-            if id < first_object {
-                Err(refuse(format!(
-                    "{what} names object {id}, which is not this agent's (its first is {first_object})"
-                )))
-            } else {
+        // A sync point closes a part (a filemark on tape, journal commits): the box's to
+        // decide, never an agent's (its walk makes none).
+        if matches!(self.work, WireWork::Sync) || matches!(self.track, WireTrack::Sync) {
+            return Err(refuse("a sync point is not the agent's to ask".into()));
+        }
+        // Each object begins once, with an id of the agent's; data and ends belong to one
+        // already begun.
+        let begun = |id: u64, what: &str, c: &UnitCheck| {
+            if c.has_begun(id) {
                 Ok(())
+            } else {
+                Err(refuse(format!("{what} names object {id}, which this agent has not begun")))
             }
+        };
+        let begins = |id: u64, c: &mut UnitCheck| c.begin(id).map_err(refuse);
+        let track = match self.track {
+            WireTrack::Nothing => Track::Nothing,
+            WireTrack::Starts(id) => {
+                begins(id, check)?;
+                Track::Starts(id)
+            }
+            WireTrack::Ends(o) => {
+                check.object(&o).map_err(refuse)?;
+                begun(o.id, "an end", check)?;
+                Track::Ends(Box::new(o))
+            }
+            WireTrack::Packed(v) => {
+                for o in &v {
+                    check.object(o).map_err(refuse)?;
+                    begins(o.id, check)?;
+                }
+                Track::Packed(v)
+            }
+            WireTrack::Sync => unreachable!("refused above"),
         };
         let fits = |b: &ByteBuf| {
             if b.is_empty() || b.len() > pool.buf_size() {
@@ -135,45 +166,29 @@ impl WireUnit {
                 Ok(())
             }
         };
-        // Everything is checked before a buffer is taken from the pool: a refused unit must
-        // not keep one.
-        let track = match self.track {
-            WireTrack::Nothing => Track::Nothing,
-            WireTrack::Starts(id) => {
-                own(id, "a start")?;
-                Track::Starts(id)
-            }
-            WireTrack::Ends(o) => {
-                check_object(&o).map_err(refuse)?;
-                own(o.id, "an end")?;
-                Track::Ends(Box::new(o))
-            }
-            WireTrack::Packed(v) => {
-                for o in &v {
-                    check_object(o).map_err(refuse)?;
-                    own(o.id, "a packed object")?;
-                }
-                Track::Packed(v)
-            }
-            WireTrack::Sync => Track::Sync,
-        };
-        if is_record == matches!(track, Track::Sync) {
-            return Err(refuse("a sync point must come alone".into()));
-        }
         let work = match self.work {
             WireWork::Data { object, offset, last, bytes } => {
-                own(object, "data")?;
+                begun(object, "data", check)?;
                 fits(&bytes)?;
+                if offset.checked_add(bytes.len() as u64).is_none_or(|end| end > i64::MAX as u64) {
+                    return Err(refuse(format!("data at offset {offset} ends past the largest offset")));
+                }
+                if !matches!(track, Track::Nothing | Track::Ends(_)) {
+                    return Err(refuse("data that begins an object".into()));
+                }
                 let mut buf = pool.take();
                 buf[..bytes.len()].copy_from_slice(&bytes);
                 Work::Data { object, offset, last, buf, len: bytes.len() }
             }
-            WireWork::Pack { first, bytes } => {
-                own(first, "a pack")?;
+            WireWork::Pack { first: id, bytes } => {
                 fits(&bytes)?;
+                let Track::Packed(objects) = &track else {
+                    return Err(refuse("a pack without its objects".into()));
+                };
+                check.pack(id, &bytes, objects).map_err(refuse)?;
                 let mut buf = pool.take();
                 buf[..bytes.len()].copy_from_slice(&bytes);
-                Work::Pack { first, buf, len: bytes.len() }
+                Work::Pack { first: id, buf, len: bytes.len() }
             }
             WireWork::Encoded(bytes) => {
                 let (record, used) =
@@ -182,31 +197,152 @@ impl WireUnit {
                 if used != bytes.len() {
                     return Err(refuse(format!("{} bytes after its record", bytes.len() - used)));
                 }
-                if !matches!(h.kind, Kind::ObjectMeta | Kind::Segment | Kind::ObjectEnd) {
-                    return Err(refuse(format!("a {:?} record is not the agent's to write", h.kind)));
-                }
                 if h.seq != seq {
                     return Err(refuse(format!("its record says sequence {}", h.seq)));
                 }
-                own(h.object_id, "a record")?;
+                match (&record.body, &track) {
+                    (Body::ObjectMeta(meta), Track::Starts(id)) if *id == h.object_id => {
+                        check.path(&meta.path).map_err(refuse)?;
+                    }
+                    (Body::ObjectEnd(_), Track::Ends(o)) if o.id == h.object_id => {}
+                    _ => {
+                        return Err(refuse(format!(
+                            "a {:?} record of object {} that its track does not match",
+                            h.kind, h.object_id
+                        )));
+                    }
+                }
                 Work::Encoded(bytes.into_vec())
             }
-            WireWork::Sync => Work::Sync,
+            WireWork::Sync => unreachable!("refused above"),
         };
         Ok((work, track))
     }
 }
 
-/// A stored object's path is relative and clean: it cannot name anything outside the restore
-/// directory.
-fn check_object(o: &StoredObject) -> Result<(), String> {
-    let p = &o.path;
+/// What the box has seen of one agent's backup, to check each unit against: the agent may
+/// only add objects of its own, each begun once, with ids from the first the box gave it,
+/// under its source's prefix, each as its catalog entry says.
+///
+/// The agent's reader numbers objects densely in walk order, but they need not arrive in
+/// order (a pack of small files is sent after a large file that came later in the walk), so
+/// which ids were begun is kept as a bit set, one bit per id from the first: ids may run ahead
+/// of the objects begun by at most [`ID_SLACK`] (files that vanished after being numbered),
+/// which bounds the set by the objects actually sent.
+#[derive(Debug, Clone)]
+pub struct UnitCheck {
+    /// The first object id the agent may give.
+    pub first_object: u64,
+    /// The name every path must be under (several sources share the session), if any.
+    pub prefix: Option<Vec<u8>>,
+    /// Bit `id - first_object` is set once that object began.
+    begun: Vec<u64>,
+    /// Objects begun.
+    count: u64,
+    /// The largest id begun.
+    largest: Option<u64>,
+}
+
+/// How far ids may run ahead of the objects begun.
+const ID_SLACK: u64 = 1 << 20;
+
+impl UnitCheck {
+    /// Checks for a backup numbering objects from `first_object`.
+    pub fn new(first_object: u64, prefix: Option<Vec<u8>>) -> UnitCheck {
+        UnitCheck { first_object, prefix, begun: Vec::new(), count: 0, largest: None }
+    }
+
+    /// Records that object `id` begins: an id of the agent's, not begun before.
+    fn begin(&mut self, id: u64) -> Result<(), String> {
+        let off = id.checked_sub(self.first_object).filter(|&o| o < self.count + ID_SLACK);
+        let Some(off) = off else {
+            return Err(format!("object {id} is not an id this agent was given"));
+        };
+        let (word, bit) = ((off / 64) as usize, 1u64 << (off % 64));
+        if word >= self.begun.len() {
+            self.begun.resize(word + 1, 0);
+        }
+        if self.begun[word] & bit != 0 {
+            return Err(format!("object {id} begins a second time"));
+        }
+        self.begun[word] |= bit;
+        self.count += 1;
+        self.largest = Some(self.largest.map_or(id, |l| l.max(id)));
+        Ok(())
+    }
+
+    /// Whether object `id` has begun.
+    fn has_begun(&self, id: u64) -> bool {
+        id.checked_sub(self.first_object)
+            .and_then(|off| self.begun.get((off / 64) as usize).map(|w| w & (1 << (off % 64)) != 0))
+            .unwrap_or(false)
+    }
+
+    /// Whether the agent's `Done` may say the next free id is `next`: past every object it
+    /// began, within bounds.
+    pub fn next_object_ok(&self, next: u64) -> bool {
+        next >= self.largest.map_or(self.first_object, |m| m + 1)
+            && next - self.first_object <= self.count + ID_SLACK
+    }
+
+    /// A path is relative, clean and under the prefix.
+    fn path(&self, p: &[u8]) -> Result<(), String> {
+        check_path(p)?;
+        match &self.prefix {
+            Some(prefix)
+                if !(p == prefix.as_slice()
+                    || (p.starts_with(prefix) && p.get(prefix.len()) == Some(&b'/'))) =>
+            {
+                Err(format!(
+                    "the path {:?} is outside this source's {:?}",
+                    String::from_utf8_lossy(p),
+                    String::from_utf8_lossy(prefix)
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A catalog entry as the catalog would take it, with a path of this source.
+    fn object(&self, o: &StoredObject) -> Result<(), String> {
+        o.validate().map_err(|why| format!("object {}: {why}", o.id))?;
+        self.path(&o.path)
+    }
+
+    /// A pack's entries are its catalog entries, in order, each with its bytes.
+    fn pack(&self, first: u64, raw: &[u8], objects: &[StoredObject]) -> Result<(), String> {
+        if objects.first().map(|o| o.id) != Some(first) {
+            return Err(format!("a pack from object {first} whose objects begin elsewhere"));
+        }
+        let mut entries = PackEntries::new(raw, 0);
+        for o in objects {
+            let (e, _) = entries
+                .next()
+                .ok_or_else(|| format!("the pack ends before object {}", o.id))?
+                .map_err(|e| format!("a bad pack: {e}"))?;
+            if e.object_id != o.id || e.meta.path != o.path || e.length != o.length || e.digest != o.digest {
+                return Err(format!("pack entry {} differs from its catalog entry", e.object_id));
+            }
+        }
+        if entries.next().is_some() {
+            return Err("a pack holds more objects than its catalog entries".into());
+        }
+        Ok(())
+    }
+}
+
+/// A path is relative and clean: it cannot name anything outside the restore directory.
+fn check_path(p: &[u8]) -> Result<(), String> {
     let clean = !p.is_empty()
         && p.len() <= crate::format::MAX_PATH_LEN
         && p[0] != b'/'
         && !p.contains(&0)
         && p.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b".." && (c != b"." || p == b"."));
-    if clean { Ok(()) } else { Err(format!("object {} has the path {:?}", o.id, String::from_utf8_lossy(p))) }
+    if clean {
+        Ok(())
+    } else {
+        Err(format!("the path {:?} is not clean and relative", String::from_utf8_lossy(p)))
+    }
 }
 
 /// A record read back, as it crosses to the agent a restore writes to.
@@ -317,7 +453,7 @@ pub enum Delivery {
 }
 
 /// What the box asks of an agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RemoteAsk {
     /// The job (0: by hand), for the agent's log.
     pub job: u64,
@@ -333,6 +469,8 @@ pub struct RemoteAsk {
     pub unit: usize,
     /// Stay on the root's file system.
     pub one_file_system: bool,
+    /// The job's cancel: the connection tells the agent to stop when it is set.
+    pub cancel: super::Cancel,
 }
 
 /// The agents a backup may read from: the service's connections.
@@ -368,7 +506,9 @@ impl Reader {
             first_object,
             unit: self.unit_size(),
             one_file_system,
+            cancel: self.cancel.clone(),
         };
+        let mut check = UnitCheck::new(first_object, prefix.map(<[u8]>::to_vec));
         let failed = |why: String| ReadError::Agent { agent: agent.to_owned(), why };
         let mut rx = agents.backup(agent, ask).map_err(failed)?;
         loop {
@@ -377,6 +517,9 @@ impl Reader {
                 return Err(ReadError::Cancelled);
             }
             let Some(d) = rx.blocking_recv() else {
+                if self.cancel.is_cancelled() {
+                    return Err(ReadError::Cancelled);
+                }
                 return Err(failed("the connection ended before the backup did".into()));
             };
             match d {
@@ -385,24 +528,25 @@ impl Reader {
                         WireUnit::decode(&bytes).map_err(|e| failed(format!("a malformed unit: {e}")))?;
                     let (next_seq, _) = self.next_numbers();
                     let (work, track) = unit
-                        .into_unit(next_seq, first_object, self.raw_pool())
+                        .into_unit(next_seq, &mut check, self.raw_pool())
                         .map_err(|e| failed(e.to_string()))?;
                     self.send_remote(work, track)?;
                 }
                 Delivery::Done { next_seq, next_object, problems, error } => {
-                    let (seq, object) = self.next_numbers();
-                    if next_seq != seq || next_object < object {
+                    let name = |p: String| format!("agent {agent}: {p}");
+                    if let Some(e) = error {
+                        self.problems.extend(problems.into_iter().map(name));
+                        return Err(failed(e));
+                    }
+                    let (seq, _) = self.next_numbers();
+                    if next_seq != seq || !check.next_object_ok(next_object) {
                         return Err(failed(format!(
-                            "it ended at record {next_seq} and object {next_object}; the box counted {seq} and {object}"
+                            "it ended at record {next_seq} and object {next_object}, which its units do not bear out (the box counted record {seq})"
                         )));
                     }
                     self.skip_objects_to(next_object);
-                    let name = |p: String| format!("agent {agent}: {p}");
                     self.problems.extend(problems.into_iter().map(name));
-                    return match error {
-                        None => Ok(()),
-                        Some(e) => Err(failed(e)),
-                    };
+                    return Ok(());
                 }
                 Delivery::Lost(why) => return Err(failed(why)),
             }
@@ -413,24 +557,22 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::records::ObjectKind;
+    use crate::format::records::{ObjectKind, ObjectMeta, PackedEntry};
+    use crate::format::{PackBuilder, encode_meta};
 
-    fn object(id: u64, path: &[u8]) -> StoredObject {
-        StoredObject {
-            id,
+    fn meta(path: &[u8], kind: ObjectKind, size: u64) -> ObjectMeta {
+        ObjectMeta {
             path: path.to_vec(),
-            kind: ObjectKind::File,
-            size: 3,
-            mtime: 0,
+            kind,
             mode: 0o100644,
             uid: 0,
             gid: 0,
-            segment_offset: 0,
-            length: 3,
-            stream: 0,
-            part: 0,
-            position: 0,
-            digest: [0; 32],
+            mtime: 1_600_000_000,
+            mtime_nsec: 0,
+            size,
+            rdev: 0,
+            symlink: None,
+            hardlink: None,
         }
     }
 
@@ -438,58 +580,128 @@ mod tests {
         Pool::new(2, 64 << 10)
     }
 
-    fn pack(seq: u64, first: u64, objects: Vec<StoredObject>) -> WireUnit {
+    /// A real pack of files with these ids and paths (3 bytes each), and its catalog entries.
+    fn pack(seq: u64, files: &[(u64, &[u8])]) -> WireUnit {
+        let mut b = PackBuilder::new(vec![0u8; 64 << 10]);
+        let mut objects = Vec::new();
+        for &(id, path) in files {
+            let m = meta(path, ObjectKind::File, 3);
+            let digest = *blake3::hash(b"abc").as_bytes();
+            assert!(
+                b.push(&PackedEntry { object_id: id, meta: m.clone(), length: 3, digest }, b"abc").unwrap()
+            );
+            objects.push(crate::pipeline::stored(id, &m, 3, digest));
+        }
+        let first = files[0].0;
         WireUnit {
             seq,
-            work: WireWork::Pack { first, bytes: ByteBuf::from(vec![7u8; 100]) },
+            work: WireWork::Pack { first, bytes: ByteBuf::from(b.bytes().to_vec()) },
             track: WireTrack::Packed(objects),
         }
     }
 
-    #[test]
-    fn a_unit_in_sequence_of_its_own_objects_is_taken() {
-        let u = pack(5, 10, vec![object(10, b"a/b"), object(11, b".")]);
-        let back = WireUnit::decode(&u.encode()).unwrap();
-        assert_eq!(back, u);
-        let (work, track) = back.into_unit(5, 10, &pool()).unwrap();
-        assert!(matches!(work, Work::Pack { first: 10, len: 100, .. }));
-        assert!(matches!(track, Track::Packed(v) if v.len() == 2));
+    /// The metadata record that begins large file `id`.
+    fn begins(seq: u64, id: u64, path: &[u8]) -> WireUnit {
+        let mut buf = vec![0u8; 8192];
+        let n = encode_meta(id, seq, &meta(path, ObjectKind::File, 1 << 20), &mut buf).unwrap();
+        buf.truncate(n);
+        WireUnit { seq, work: WireWork::Encoded(ByteBuf::from(buf)), track: WireTrack::Starts(id) }
+    }
+
+    fn data(seq: u64, object: u64, offset: u64) -> WireUnit {
+        let work = WireWork::Data { object, offset, last: false, bytes: ByteBuf::from(vec![1u8; 100]) };
+        WireUnit { seq, work, track: WireTrack::Nothing }
     }
 
     #[test]
-    fn units_out_of_sequence_of_other_objects_or_with_bad_paths_are_refused() {
+    fn units_in_sequence_of_the_agents_own_objects_are_taken() {
         let p = pool();
-        let cases = [
-            (pack(6, 10, vec![object(10, b"a")]), "out of sequence"),
-            (pack(5, 9, vec![object(10, b"a")]), "not this agent's"),
-            (pack(5, 10, vec![object(3, b"a")]), "not this agent's"),
-            (pack(5, 10, vec![object(10, b"../etc/passwd")]), "has the path"),
-            (pack(5, 10, vec![object(10, b"/etc/passwd")]), "has the path"),
-            (pack(5, 10, vec![object(10, b"a//b")]), "has the path"),
+        let mut c = UnitCheck::new(10, Some(b"db1:srv".to_vec()));
+        let u = pack(5, &[(10, b"db1:srv"), (11, b"db1:srv/a")]);
+        let back = WireUnit::decode(&u.encode()).unwrap();
+        assert_eq!(back, u);
+        let (work, track) = back.into_unit(5, &mut c, &p).unwrap();
+        assert!(matches!(work, Work::Pack { first: 10, .. }));
+        assert!(matches!(track, Track::Packed(v) if v.len() == 2));
+        drop(work);
+        begins(6, 12, b"db1:srv/big").into_unit(6, &mut c, &p).unwrap();
+        data(7, 12, 0).into_unit(7, &mut c, &pool()).unwrap();
+        assert!(c.next_object_ok(13) && !c.next_object_ok(12) && !c.next_object_ok(u64::MAX));
+    }
+
+    #[test]
+    fn units_that_are_not_the_agents_own_or_do_not_hold_together_are_refused() {
+        let cases: Vec<(WireUnit, &str)> = vec![
+            (pack(6, &[(10, b"a")]), "out of sequence"),
+            (pack(5, &[(9, b"a")]), "not an id this agent was given"),
+            (pack(5, &[(10 + (1 << 20), b"a")]), "not an id this agent was given"),
+            (pack(5, &[(11, b"a"), (11, b"b")]), "a second time"),
+            (pack(5, &[(10, b"../etc/passwd")]), "not clean"),
+            (pack(5, &[(10, b"/etc/passwd")]), "not clean"),
+            (pack(5, &[(10, b"a//b")]), "not clean"),
+            (
+                {
+                    let mut u = pack(5, &[(10, b"a"), (11, b"b")]);
+                    let WireTrack::Packed(v) = &mut u.track else { unreachable!() };
+                    v[1].path = b"c".to_vec();
+                    u
+                },
+                "differs from its catalog entry",
+            ),
+            (
+                {
+                    let mut u = pack(5, &[(10, b"a")]);
+                    u.work = WireWork::Pack { first: 10, bytes: ByteBuf::from(vec![7u8; 100]) };
+                    u
+                },
+                "a bad pack",
+            ),
+            (data(5, 10, 0), "has not begun"),
             (
                 WireUnit {
                     seq: 5,
                     work: WireWork::Encoded(ByteBuf::from(vec![1, 2, 3])),
-                    track: WireTrack::Nothing,
+                    track: WireTrack::Starts(10),
                 },
                 "bad record",
             ),
-            (WireUnit { seq: 5, work: WireWork::Sync, track: WireTrack::Nothing }, "sync point"),
+            (WireUnit { seq: 5, work: WireWork::Sync, track: WireTrack::Sync }, "sync point"),
             (
-                WireUnit {
-                    seq: 5,
-                    work: WireWork::Pack { first: 10, bytes: ByteBuf::from(vec![0u8; (64 << 10) + 1]) },
-                    track: WireTrack::Nothing,
+                {
+                    let mut u = begins(5, 10, b"a");
+                    u.track = WireTrack::Starts(11);
+                    u
                 },
-                "a unit holds",
+                "does not match",
             ),
         ];
         for (u, why) in cases {
-            let e = u.clone().into_unit(5, 10, &p).unwrap_err();
+            let mut c = UnitCheck::new(10, None);
+            let e = u.clone().into_unit(5, &mut c, &pool()).unwrap_err();
             assert!(e.why.contains(why), "{u:?}: {e}");
         }
+        // Data of a begun object: at an offset that overflows, or too large for a unit.
+        let mut c = UnitCheck::new(10, None);
+        begins(5, 10, b"big").into_unit(5, &mut c, &pool()).unwrap();
+        let e = data(6, 10, u64::MAX - 10).into_unit(6, &mut c, &pool()).unwrap_err();
+        assert!(e.why.contains("largest offset"), "{e}");
+        let huge = WireUnit {
+            seq: 6,
+            work: WireWork::Data {
+                object: 10,
+                offset: 0,
+                last: true,
+                bytes: ByteBuf::from(vec![0u8; (64 << 10) + 1]),
+            },
+            track: WireTrack::Nothing,
+        };
+        assert!(huge.into_unit(6, &mut c, &pool()).unwrap_err().why.contains("a unit holds"));
+        // Outside the source's prefix.
+        let mut c = UnitCheck::new(10, Some(b"db1:srv".to_vec()));
+        let e = pack(5, &[(10, b"www/index.php")]).into_unit(5, &mut c, &pool()).unwrap_err();
+        assert!(e.why.contains("outside this source"), "{e}");
         assert!(WireUnit::decode(&[0xff; 3]).is_err());
-        let mut bytes = pack(5, 10, vec![]).encode();
+        let mut bytes = pack(5, &[(10, b"a")]).encode();
         bytes.push(0);
         assert!(WireUnit::decode(&bytes).unwrap_err().contains("after the unit"));
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,14 +37,18 @@ use crate::net::ca::{BoxCa, peer_agent};
 use crate::net::frame::{FrameError, FrameReader, Message, read_message, write_message};
 use crate::store::{SharedStore, State};
 
+/// How often a running backup looks whether its job was cancelled.
+const CANCEL_LOOK: Duration = Duration::from_millis(250);
 /// How long a client has for the TLS handshake and its first message.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An agent that says nothing for this long (it pings every [`PING_EVERY`]) is gone.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// How often an agent pings the box.
 pub const PING_EVERY: Duration = Duration::from_secs(15);
-/// Connections handled at once; more wait in the kernel's backlog.
+/// Connections handled at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Of those, connections still in their handshake or first message (at most 20 s each).
+pub const MAX_UNPROVEN: usize = 32;
 
 const _: () = assert!(SILENCE_LIMIT.as_secs() >= 3 * PING_EVERY.as_secs());
 
@@ -61,6 +65,8 @@ pub struct Connection {
     close: watch::Sender<Option<String>>,
     /// Hands the connection's task a backup to run.
     asks: mpsc::Sender<Ask>,
+    /// A backup or restore runs on the connection (one at a time; another is refused).
+    busy: Arc<AtomicBool>,
     /// Bytes of units received, for the status's throughput.
     pub bytes: Arc<AtomicU64>,
 }
@@ -88,6 +94,27 @@ struct RestoreAsk {
     start: Message,
     from: mpsc::Receiver<Message>,
     done: oneshot::Sender<Result<Message, String>>,
+}
+
+/// Where a connection takes its one backup or restore at a time.
+struct Hand {
+    asks: mpsc::Sender<Ask>,
+    busy: Arc<AtomicBool>,
+}
+
+impl Hand {
+    /// Hands the connection `ask`, unless it is busy with another.
+    fn give(&self, agent: &str, ask: Ask) -> Result<(), String> {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(format!(
+                "agent {agent} is busy with another backup or restore: try again when it ends"
+            ));
+        }
+        self.asks.try_send(ask).map_err(|_| {
+            self.busy.store(false, Ordering::Release);
+            format!("agent {agent} disconnected")
+        })
+    }
 }
 
 /// Deliveries in flight between a connection and the reader: a few units, so that the network
@@ -118,6 +145,14 @@ impl Connected {
             }
             None => false,
         }
+    }
+
+    /// Where `name`'s connection takes a backup or restore.
+    fn hand(&self, name: &str) -> Result<Hand, String> {
+        self.lock()
+            .get(name)
+            .map(|c| Hand { asks: c.asks.clone(), busy: c.busy.clone() })
+            .ok_or_else(|| format!("agent {name} is not connected"))
     }
 
     /// Records `name`'s connection, closing an older one of the same agent.
@@ -168,6 +203,7 @@ pub async fn serve(
     let shared =
         Listener { acceptor: tokio_rustls::TlsAcceptor::from(config), ca, store, connected, box_name };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let strangers = Arc::new(tokio::sync::Semaphore::new(MAX_UNPROVEN));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -178,10 +214,18 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        // Full: refused at once rather than left waiting in the backlog; a peer that has not
+        // proven itself yet takes one of fewer places, so idle strangers cannot keep
+        // enrolled agents out.
+        let (Ok(permit), Ok(unproven)) =
+            (permits.clone().try_acquire_owned(), strangers.clone().try_acquire_owned())
+        else {
+            tracing::warn!(target: "agents", "agent connection from {peer} refused: too many connections");
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(why) = handle(shared, stream, peer).await {
+            if let Err(why) = handle(shared, stream, peer, unproven).await {
                 tracing::warn!(target: "agents", "agent connection from {peer} refused: {why}");
             }
             drop(permit);
@@ -190,7 +234,12 @@ pub async fn serve(
 }
 
 /// One connection, from handshake to close. An error is the reason it was refused or closed.
-async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), String> {
+async fn handle(
+    l: Listener,
+    stream: TcpStream,
+    peer: SocketAddr,
+    unproven: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(), String> {
     crate::net::tune(&stream);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, l.acceptor.accept(stream))
         .await
@@ -236,6 +285,8 @@ async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), 
             if let Err(why) = admitted {
                 return refuse(&mut tls, why).await;
             }
+            // An enrolled agent: no longer one of the strangers.
+            drop(unproven);
             write_message(&mut tls, &Message::Welcome { box_name: l.box_name.clone() })
                 .await
                 .map_err(|e| e.to_string())?;
@@ -243,7 +294,9 @@ async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), 
             let (close, mut closed) = watch::channel(None);
             let (asks, mut asked) = mpsc::channel(1);
             let bytes = Arc::new(AtomicU64::new(0));
+            let busy = Arc::new(AtomicBool::new(false));
             let c = Connection {
+                busy: busy.clone(),
                 address: peer,
                 since,
                 version: version.clone(),
@@ -261,7 +314,7 @@ async fn handle(l: Listener, stream: TcpStream, peer: SocketAddr) -> Result<(), 
                 return refuse(&mut tls, why).await;
             }
             tracing::info!(target: "agents", "agent {name} connected from {peer} (coffer {version})");
-            let ended = converse(&mut tls, &mut closed, &mut asked, &bytes).await;
+            let ended = converse(&mut tls, &mut closed, &mut asked, &bytes, &busy).await;
             l.connected.remove(&name, peer, since);
             match ended {
                 Ok(why) => {
@@ -285,6 +338,7 @@ async fn converse<S>(
     closed: &mut watch::Receiver<Option<String>>,
     asked: &mut mpsc::Receiver<Ask>,
     bytes: &AtomicU64,
+    busy: &AtomicBool,
 ) -> Result<String, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -299,16 +353,19 @@ where
             }
             // A failed conversation closes the connection without `Refused`, which would stop
             // the agent for good: it reconnects and takes the next job.
-            Some(ask) = asked.recv() => match ask {
-                Ask::Backup(ask) => {
-                    let to = ask.to.clone();
-                    if let Err(why) = backup(tls, &mut frames, closed, ask, bytes).await {
-                        let _ = to.send(Delivery::Lost(why.clone())).await;
-                        return Err(why);
+            Some(ask) = asked.recv() => {
+                match ask {
+                    Ask::Backup(ask) => {
+                        let to = ask.to.clone();
+                        if let Err(why) = backup(tls, &mut frames, closed, ask, bytes).await {
+                            let _ = to.try_send(Delivery::Lost(why.clone()));
+                            return Err(why);
+                        }
                     }
+                    Ask::Restore(ask) => restore(tls, &mut frames, closed, ask).await?,
                 }
-                Ask::Restore(ask) => restore(tls, &mut frames, closed, ask).await?,
-            },
+                busy.store(false, Ordering::Release);
+            }
             read = tokio::time::timeout(SILENCE_LIMIT, frames.next(tls)) => {
                 match read {
                     Err(_) => return Err(format!("silent for {} s: connection closed", SILENCE_LIMIT.as_secs())),
@@ -358,17 +415,40 @@ where
     write_message(tls, &start).await.map_err(|e| e.to_string())?;
     let limit = max_unit_bytes(ask.unit);
     let mut unit = Vec::new();
-    let mut cancelled = false;
+    // Where units go until the job is cancelled or its reader is gone; then the agent is told
+    // to stop, and has a silence limit's time to say Done.
+    let mut to = Some(to);
+    let mut stopping: Option<tokio::time::Instant> = None;
+    let mut look = tokio::time::interval(CANCEL_LOOK);
+    let mut heard = tokio::time::Instant::now();
     loop {
+        if to.is_some() && ask.cancel.is_cancelled() {
+            to = None;
+        }
+        if to.is_none() && stopping.is_none() {
+            write_message(tls, &Message::Cancel { job }).await.map_err(|e| e.to_string())?;
+            stopping = Some(tokio::time::Instant::now());
+        }
+        if stopping.is_some_and(|t| t.elapsed() > SILENCE_LIMIT) {
+            return Err(format!(
+                "asked to stop backup {job}, it did not end within {} s",
+                SILENCE_LIMIT.as_secs()
+            ));
+        }
         let m = tokio::select! {
             _ = closed.changed() => {
                 return Err(closed.borrow().clone().unwrap_or_else(|| "closed by the box".into()));
             }
-            read = tokio::time::timeout(SILENCE_LIMIT, frames.next(tls)) => match read {
-                Err(_) => return Err(format!("silent for {} s in a backup", SILENCE_LIMIT.as_secs())),
-                Ok(Err(e)) => return Err(frame_reason(&e)),
-                Ok(Ok(m)) => m,
-            },
+            _ = look.tick() => {
+                if heard.elapsed() > SILENCE_LIMIT {
+                    return Err(format!("silent for {} s in a backup", SILENCE_LIMIT.as_secs()));
+                }
+                continue;
+            }
+            read = frames.next(tls) => {
+                heard = tokio::time::Instant::now();
+                read.map_err(|e| frame_reason(&e))?
+            }
         };
         match m {
             Message::Ping { seq } => {
@@ -380,13 +460,21 @@ where
                 }
                 bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
                 unit.extend_from_slice(&piece);
-                if last && !cancelled && to.send(Delivery::Unit(std::mem::take(&mut unit))).await.is_err() {
-                    // The reader is gone: stop the agent, then wait for its Done.
-                    cancelled = true;
-                    write_message(tls, &Message::Cancel { job }).await.map_err(|e| e.to_string())?;
+                if !last {
+                    continue;
                 }
-                if last {
-                    unit.clear();
+                let whole = std::mem::take(&mut unit);
+                if let Some(tx) = &to {
+                    // The reader's pace holds the agent back; a revocation does not wait for it.
+                    let sent = tokio::select! {
+                        r = tx.send(Delivery::Unit(whole)) => r.is_ok(),
+                        _ = closed.changed() => {
+                            return Err(closed.borrow().clone().unwrap_or_else(|| "closed by the box".into()));
+                        }
+                    };
+                    if !sent {
+                        to = None;
+                    }
                 }
             }
             Message::Done { job: j, next_seq, next_object, problems, error } if j == job => {
@@ -394,7 +482,9 @@ where
                     return Err("ended inside a unit".into());
                 }
                 let error = (!error.is_empty()).then_some(error);
-                let _ = to.send(Delivery::Done { next_seq, next_object, problems, error }).await;
+                if let Some(tx) = to {
+                    let _ = tx.send(Delivery::Done { next_seq, next_object, problems, error }).await;
+                }
                 return Ok(());
             }
             other => return Err(format!("unexpected {} in backup {job}", other.name())),
@@ -496,21 +586,12 @@ impl crate::pipeline::restore::RemoteSink for AgentSink {
         objects: &[StoredObject],
         selected: Option<&HashSet<u64>>,
     ) -> Result<(), String> {
-        let asks = self
-            .links
-            .connected
-            .lock()
-            .get(&self.agent)
-            .map(|c| c.asks.clone())
-            .ok_or_else(|| format!("agent {} is not connected", self.agent))?;
+        let hand = self.links.connected.hand(&self.agent)?;
         let (tx, from) = mpsc::channel(DELIVERIES_IN_FLIGHT);
         let (done, answer) = oneshot::channel();
         let start =
             Message::Restore { job: self.job, session, root: self.root.clone(), all: selected.is_none() };
-        asks.try_send(Ask::Restore(RestoreAsk { start, from, done })).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => format!("agent {} is busy", self.agent),
-            mpsc::error::TrySendError::Closed(_) => format!("agent {} disconnected", self.agent),
-        })?;
+        hand.give(&self.agent, Ask::Restore(RestoreAsk { start, from, done }))?;
         *self.talk.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, answer));
         // The objects in pieces of at most one chunk.
         let mut batch: Vec<(&StoredObject, bool)> = Vec::new();
@@ -590,7 +671,7 @@ fn under(root: &str, base: &str) -> bool {
 
 impl Links {
     /// The connection's hand-in for backups, once the agent may be backed up at `root`.
-    fn asks(&self, agent: &str, root: &str) -> Result<mpsc::Sender<Ask>, String> {
+    fn asks(&self, agent: &str, root: &str) -> Result<Hand, String> {
         let paths = self.store.read(|c| match c.agent(agent) {
             None => Err(format!("no agent {agent} on this box: `coffer agent list` lists them")),
             Some(a) if a.state() != AgentState::Enrolled => Err(format!("agent {agent} is not enrolled")),
@@ -602,11 +683,7 @@ impl Links {
                 paths.join(", ")
             ));
         }
-        self.connected
-            .lock()
-            .get(agent)
-            .map(|c| c.asks.clone())
-            .ok_or_else(|| format!("agent {agent} is not connected"))
+        self.connected.hand(agent)
     }
 }
 
@@ -616,12 +693,9 @@ impl Agents for Links {
     }
 
     fn backup(&self, agent: &str, ask: RemoteAsk) -> Result<mpsc::Receiver<Delivery>, String> {
-        let asks = self.asks(agent, &ask.root)?;
+        let hand = self.asks(agent, &ask.root)?;
         let (to, rx) = mpsc::channel(DELIVERIES_IN_FLIGHT);
-        asks.try_send(Ask::Backup(BackupAsk { ask, to })).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => format!("agent {agent} is busy with another backup"),
-            mpsc::error::TrySendError::Closed(_) => format!("agent {agent} disconnected"),
-        })?;
+        hand.give(agent, Ask::Backup(BackupAsk { ask, to }))?;
         Ok(rx)
     }
 }
