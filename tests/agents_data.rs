@@ -22,18 +22,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::netns::{Net, command_in, netns_available};
+use common::agents::{Proc, coffer_in, network, start_agent, wait_for};
+use common::netns::Net;
 use common::{
-    COFFER, Env, Ignore, Run, Snapshot, assert_same_tree, build_full_tree, ls_kinds, ls_path, random_bytes,
-    run, skip_unless_ci, snapshot, text_bytes, walk_paths, write_file,
+    Env, Ignore, Run, Snapshot, assert_same_tree, build_full_tree, ls_kinds, ls_path, random_bytes, run,
+    snapshot, text_bytes, walk_paths, write_file,
 };
 use serde_json::Value;
 
@@ -71,165 +69,15 @@ const BACKUP_GUARD: Duration = Duration::from_secs(600);
 const COMMIT_GUARD: Duration = Duration::from_secs(120);
 
 /// Bound on a job failing once its agent is gone: the box waits at most its silence limit
-/// (60 s) for a frame, and the sockets' user timeout is 60 s; the rest is slack.
+/// (60 s) for a frame; the rest is slack.
 const LOST_GUARD: Duration = Duration::from_secs(150);
 
-/// Bound on an agent reconnecting by itself after a cut link: its back-off is at most 30 s
-/// and it notices a dead connection within 60 s (the sockets' user timeout).
+/// Bound on an agent reconnecting by itself after a cut link: its back-off is at most 30 s,
+/// and once the link is back the box's reset of the closed connection ends the old one.
 const RECONNECT_GUARD: Duration = Duration::from_secs(150);
 
 // ---------------------------------------------------------------------------------------------
-// Processes (as in tests/agents_net.rs)
-
-/// Text a child writes to a pipe, collected by a thread as it comes.
-#[derive(Debug, Clone, Default)]
-struct Captured(Arc<Mutex<String>>);
-
-impl Captured {
-    /// Collects everything `r` gives until it ends.
-    fn collect(r: impl Read + Send + 'static) -> Captured {
-        let c = Captured::default();
-        let text = c.0.clone();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(r);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => text.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
-                }
-            }
-        });
-        c
-    }
-
-    /// What was collected so far.
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-/// A process the test started (in a namespace or not), with its output collected. Dropping it
-/// kills it if it still runs: a failing test leaves nothing behind.
-#[derive(Debug)]
-struct Proc {
-    what: String,
-    child: Child,
-    stdout: Captured,
-    stderr: Captured,
-}
-
-impl Proc {
-    fn spawn(what: &str, mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let stdout = Captured::collect(child.stdout.take().expect("piped stdout"));
-        let stderr = Captured::collect(child.stderr.take().expect("piped stderr"));
-        Proc { what: what.to_owned(), child, stdout, stderr }
-    }
-
-    /// Its exit status, if it has exited (-1 when killed by a signal).
-    fn exited(&mut self) -> Option<i32> {
-        let status = self.child.try_wait().unwrap_or_else(|e| panic!("waiting for {}: {e}", self.what))?;
-        Some(status.code().unwrap_or(-1))
-    }
-
-    /// Waits (at most `guard`) for it to exit and returns its exit status.
-    #[track_caller]
-    fn wait_exit(&mut self, guard: Duration) -> i32 {
-        let deadline = Instant::now() + guard;
-        loop {
-            if let Some(code) = self.exited() {
-                // The pipes close with the process: let the readers take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return code;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {guard:?}\n{}",
-                self.what,
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Asserts it still runs.
-    #[track_caller]
-    fn assert_running(&mut self) {
-        if let Some(code) = self.exited() {
-            panic!("{} exited with status {code}\n{}", self.what, self.output());
-        }
-    }
-
-    /// SIGKILL, and reaps it.
-    fn kill(&mut self) {
-        self.child.kill().unwrap_or_else(|e| panic!("kill {}: {e}", self.what));
-        self.child.wait().unwrap_or_else(|e| panic!("reap {}: {e}", self.what));
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.text()
-    }
-
-    fn output(&self) -> String {
-        format!("--- stdout of {}\n{}--- stderr\n{}", self.what, self.stdout.text(), self.stderr.text())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `coffer --state STATE ARGS...` in namespace `ns`, with an environment that cannot leak
-/// into the test. (`ip netns exec` execs coffer, so the child's pid is coffer's.)
-fn coffer_in(ns: &str, state: &Path, args: &[&str]) -> Command {
-    let mut all: Vec<&str> = vec!["--state", state.to_str().expect("utf-8 path")];
-    all.extend_from_slice(args);
-    let mut c = command_in(ns, COFFER, all);
-    c.env_remove("COFFER_STATE")
-        .env_remove("RUST_LOG")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("NOTIFY_SOCKET");
-    c
-}
-
-/// Polls `f` until it gives a value, at most `guard`; the panic says what was awaited and
-/// what `last` says about the state then.
-#[track_caller]
-fn wait_for<T>(
-    guard: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-    last: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + guard;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not within {guard:?}\n{}", last());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A network of `clients` clients, or `None` (after `skip_unless_ci`) when this machine cannot
-/// make one.
-fn network(clients: usize) -> Option<Net> {
-    if let Err(why) = netns_available() {
-        skip_unless_ci(&format!("cannot make network namespaces: {why}"));
-        return None;
-    }
-    Some(Net::new(clients).unwrap_or_else(|e| panic!("building a network of {clients} clients: {e}")))
-}
+// Processes
 
 /// A path as a `&str` (the test's paths are UTF-8).
 fn s(p: &Path) -> &str {
@@ -524,14 +372,6 @@ impl Agent {
         self.connected =
             the_box.wait_connected(&self.name, net.client_addr(self.k), Some(&self.connected), CONNECT_GUARD);
     }
-}
-
-/// `agent run` in client `k`'s namespace, left running.
-fn start_agent(net: &Net, k: usize, state: &Path, name: &str) -> Proc {
-    Proc::spawn(
-        &format!("coffer agent run ({name}, client {k})"),
-        coffer_in(net.client_ns(k), state, &["agent", "run"]),
-    )
 }
 
 /// How many times an agent's log says it was welcomed by the box.
@@ -882,7 +722,7 @@ fn an_agent_killed_mid_backup_leaves_a_restorable_session_and_reconnects() {
 
 /// Slow by nature, 80 to 90 s here, most of it waiting: nothing tells either end that a cut
 /// link is cut, so the job fails only once the box gives up on the silent agent (its silence
-/// limit, or the socket's user timeout: 60 s each, ~61 s seen); the link must stay down until
+/// limit: 60 s, ~61 s seen); the link must stay down until
 /// then, or the connection would simply resume. Then the agent reconnects (its back-off is at
 /// most 30 s; a couple of seconds seen) and is backed up again on slow drives (~17 s).
 #[test]

@@ -20,20 +20,20 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coffer::net::ca::{self, AgentIdentity, BoxCa};
 use coffer::net::frame::{self, Decoder, MAX_PAYLOAD, Message};
 use coffer::net::token;
-use common::netns::{Net, command_in, in_ns, netns_available};
-use common::{COFFER, Env, Run, run, skip_unless_ci};
+use common::agents::{Proc, coffer_in, network, start_agent, wait_for};
+use common::netns::{Net, in_ns};
+use common::{Env, Run, run};
 use serde_json::Value;
 
 /// The port the box listens for agents on, in its own namespace (free in a fresh one).
@@ -60,153 +60,6 @@ const IO_GUARD: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-/// Text a child writes to a pipe, collected by a thread as it comes.
-#[derive(Debug, Clone, Default)]
-struct Captured(Arc<Mutex<String>>);
-
-impl Captured {
-    /// Collects everything `r` gives until it ends.
-    fn collect(r: impl Read + Send + 'static) -> Captured {
-        let c = Captured::default();
-        let text = c.0.clone();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(r);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => text.lock().unwrap().push_str(&String::from_utf8_lossy(&line)),
-                }
-            }
-        });
-        c
-    }
-
-    /// What was collected so far.
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-/// A process the test started (in a namespace), with its output collected. Dropping it kills
-/// it if it still runs: a failing test leaves nothing behind.
-#[derive(Debug)]
-struct Proc {
-    what: String,
-    child: Child,
-    stdout: Captured,
-    stderr: Captured,
-}
-
-impl Proc {
-    fn spawn(what: &str, mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let stdout = Captured::collect(child.stdout.take().expect("piped stdout"));
-        let stderr = Captured::collect(child.stderr.take().expect("piped stderr"));
-        Proc { what: what.to_owned(), child, stdout, stderr }
-    }
-
-    /// Its exit status, if it has exited (-1 when killed by a signal).
-    fn exited(&mut self) -> Option<i32> {
-        let status = self.child.try_wait().unwrap_or_else(|e| panic!("waiting for {}: {e}", self.what))?;
-        Some(status.code().unwrap_or(-1))
-    }
-
-    /// Waits (at most `guard`) for it to exit and returns its exit status.
-    #[track_caller]
-    fn wait_exit(&mut self, guard: Duration) -> i32 {
-        let deadline = Instant::now() + guard;
-        loop {
-            if let Some(code) = self.exited() {
-                // The pipes close with the process: let the readers take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return code;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {guard:?}\n{}",
-                self.what,
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Asserts it still runs.
-    #[track_caller]
-    fn assert_running(&mut self) {
-        if let Some(code) = self.exited() {
-            panic!("{} exited with status {code}\n{}", self.what, self.output());
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.text()
-    }
-
-    fn output(&self) -> String {
-        format!("--- stdout of {}\n{}--- stderr\n{}", self.what, self.stdout.text(), self.stderr.text())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `coffer --state STATE ARGS...` in namespace `ns`, with an environment that cannot leak
-/// into the test. (`ip netns exec` execs coffer, so the child's pid is coffer's.)
-fn coffer_in(ns: &str, state: &Path, args: &[&str]) -> Command {
-    let mut all: Vec<&str> = vec!["--state", state.to_str().expect("utf-8 path")];
-    all.extend_from_slice(args);
-    let mut c = command_in(ns, COFFER, all);
-    c.env_remove("COFFER_STATE")
-        .env_remove("RUST_LOG")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("NOTIFY_SOCKET");
-    c
-}
-
-/// Polls `f` until it gives a value, at most `guard`; the panic says what was awaited and
-/// what `last` says about the state then.
-#[track_caller]
-fn wait_for<T>(
-    guard: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Option<T>,
-    last: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + guard;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not within {guard:?}\n{}", last());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A network of `clients` clients, or `None` (after `skip_unless_ci`) when this machine cannot
-/// make one.
-fn network(clients: usize) -> Option<Net> {
-    if let Err(why) = netns_available() {
-        skip_unless_ci(&format!("cannot make network namespaces: {why}"));
-        return None;
-    }
-    Some(Net::new(clients).unwrap_or_else(|e| panic!("building a network of {clients} clients: {e}")))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The box
 
 /// The box: its world (state directory) and its running service in the box namespace.
 struct TheBox {
@@ -372,14 +225,6 @@ fn enroll_ok(net: &Net, k: usize, state: &Path, name: &str, token: &str, fingerp
     let id = AgentIdentity::load(&dir).unwrap_or_else(|e| panic!("{name}'s identity: {e}"));
     assert_eq!(id.name, name);
     assert_eq!(id.server, format!("{}:{PORT}", net.box_addr(k)));
-}
-
-/// `agent run` in client `k`'s namespace, left running.
-fn start_agent(net: &Net, k: usize, state: &Path, name: &str) -> Proc {
-    Proc::spawn(
-        &format!("coffer agent run ({name}, client {k})"),
-        coffer_in(net.client_ns(k), state, &["agent", "run"]),
-    )
 }
 
 /// How many times an agent's log says it was welcomed by the box.

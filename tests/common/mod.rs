@@ -4,6 +4,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod netns;
 pub mod terminal;
 pub mod tls;
