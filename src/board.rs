@@ -218,6 +218,8 @@ pub struct VirtualLibrary {
     /// Faults to inject, for tests and demonstrations.
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
+    /// Agents' backups each drive takes at once, multiplexed (1 to 64; default 4).
+    pub multiplex: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -244,6 +246,8 @@ pub struct ScsiLibrary {
     pub changer: String,
     /// The drives, in data transfer element order, e.g. ["/dev/nst0", "/dev/nst1"].
     pub drives: Vec<String>,
+    /// Agents' backups each drive takes at once, multiplexed (1 to 64; default 4).
+    pub multiplex: Option<u32>,
 }
 
 /// A fault the virtual library injects.
@@ -517,8 +521,21 @@ impl Library {
         }
     }
 
+    /// Agents' backups each of its drives takes at once.
+    pub fn multiplex(&self) -> usize {
+        let set = match self {
+            Library::Virtual(v) => v.multiplex,
+            Library::Scsi(s) => s.multiplex,
+        };
+        set.map_or(crate::pipeline::mux::DEFAULT_MULTIPLEX, |m| m as usize)
+    }
+
     fn check(&self) -> Result<(), BoardError> {
         let key = |k: &str| format!("library.{}.{k}", self.name());
+        let max = crate::pipeline::mux::MAX_MULTIPLEX;
+        if !(1..=max).contains(&self.multiplex()) {
+            return Err(bad(key("multiplex"), format!("1 to {max} agents at once per drive")));
+        }
         match self {
             Library::Scsi(s) => {
                 if !s.changer.starts_with("/dev/") {

@@ -66,10 +66,10 @@ mod tests;
 
 pub use record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, JobDeleted,
-    JobSaved, JobState, JobStateChanged, LogEntry, LogLevel, MAX_AGENT_NAME_LEN, MAX_AGENT_PATHS,
-    MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES, MAX_PAYLOAD_LEN, MAX_TTY_LEN,
+    JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, LogLevel, MAX_AGENT_NAME_LEN, MAX_AGENT_PATHS,
+    MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES, MAX_PAYLOAD_LEN, MAX_RUNS, MAX_TTY_LEN,
     MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, ObjectStored, ObjectsStored,
-    PartMoved, Record, RecordBody, SessionFinished, SessionIndexed, SessionKind, SessionMode, SessionPart,
+    PartMoved, PartRuns, Record, RecordBody, SessionFinished, SessionIndexed, SessionKind, SessionMode, SessionPart,
     SessionPruned, SessionStarted, StoredObject, StreamCut, agent_name_ok, kept_batches, kept_cost,
     object_batches, object_cost,
 };
@@ -152,6 +152,9 @@ pub enum CatalogError {
          session has not recorded: record the part first"
     )]
     UnknownPart { session: u64, object: u64, stream: u16, part: u32 },
+    /// Runs of a part the session has not recorded, or out of order.
+    #[error("session {session}, part {part} of stream {stream}: cannot take its runs: {why}")]
+    Runs { session: u64, stream: u16, part: u32, why: &'static str },
     /// Moving a part the session does not have.
     #[error("session {session} has no part {part} on stream {stream} to move")]
     NoSuchPart { session: u64, stream: u16, part: u32 },

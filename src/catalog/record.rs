@@ -15,6 +15,7 @@
 //! | 39   | `FilesKept`       | 1       |
 //! | 40   | `ObjectsStored`   | 1       |
 //! | 41   | `SessionIndexed`  | 1       |
+//! | 42   | `PartRuns`        | 1       |
 //! | 48   | `JobSaved`        | 1       |
 //! | 49   | `JobStateChanged` | 2       |
 //! | 50   | `JobDeleted`      | 1       |
@@ -38,6 +39,7 @@
 //! `ObjectsStored` (kind 40) and `SessionIndexed` (kind 41) came with per-session index files:
 //! objects are journaled in batches, and only until the session's index file is durable;
 //! `ObjectStored` (kind 34, one object per record) is still read from older journals.
+//! `PartRuns` (kind 42) came with multiplexing: where each agent's records lie in a part.
 
 use serde::{Deserialize, Serialize};
 
@@ -499,6 +501,39 @@ pub struct PartMoved {
     pub file_number: u32,
 }
 
+/// A run of one lane's records in a part of a multiplexed stream (see `pipeline::runs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneRun {
+    /// The lane: the first object id of its range.
+    pub lane: u64,
+    /// First byte, from the part's start.
+    pub start: u64,
+    /// Byte after the last.
+    pub end: u64,
+}
+
+/// Most runs in one [`PartRuns`] record (a part with more has several records).
+pub const MAX_RUNS: usize = 2048;
+
+// Three varints of at most 10 bytes each per run, and the other fields.
+const _: () = assert!(MAX_RUNS * 30 + 64 <= MAX_PAYLOAD_LEN);
+
+/// Where the lanes of a multiplexed stream lie in one of its parts, journaled with the objects
+/// that part made durable; a restore of some lanes reads only their runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRuns {
+    /// Session.
+    pub session: u64,
+    /// Stream.
+    pub stream: u16,
+    /// Part number.
+    pub part: u32,
+    /// The part's length in bytes, from its start to the end of its last record.
+    pub len: u64,
+    /// Runs, in order of their starts, each within `len`.
+    pub runs: Vec<LaneRun>,
+}
+
 /// A stream of a running session ended without its trailer (its device failed): what it
 /// holds is read object by object, from the places the catalog recorded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -695,6 +730,25 @@ impl RecordBody for SessionIndexed {
         check_id(self.session, "session id 0 or the largest")?;
         if self.objects.saturating_add(self.kept) > self.entries {
             return Err("more objects and kept files than entries");
+        }
+        Ok(())
+    }
+}
+
+impl RecordBody for PartRuns {
+    const KIND: u16 = 42;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        check_id(self.session, "session id 0 or the largest")?;
+        if self.runs.len() > MAX_RUNS {
+            return Err("more runs than a record holds");
+        }
+        let mut last = 0;
+        for r in &self.runs {
+            if r.lane == 0 || r.start >= r.end || r.end > self.len || r.start < last {
+                return Err("a run of lane 0, empty, past the part's end or out of order");
+            }
+            last = r.start;
         }
         Ok(())
     }
@@ -972,6 +1026,8 @@ records! {
     ObjectsStored,
     /// Kind 41.
     SessionIndexed,
+    /// Kind 42.
+    PartRuns,
     /// Kind 48.
     JobSaved,
     /// Kind 49.
@@ -1056,6 +1112,7 @@ impl Record {
             (FilesKept::KIND, 1) => body::<FilesKept>(payload).map_err(fail)?.into(),
             (ObjectsStored::KIND, 1) => body::<ObjectsStored>(payload).map_err(fail)?.into(),
             (SessionIndexed::KIND, 1) => body::<SessionIndexed>(payload).map_err(fail)?.into(),
+            (PartRuns::KIND, 1) => body::<PartRuns>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
             (JobStateChanged::KIND, 1) => {
                 body::<old::JobStateChangedV1>(payload).map_err(fail)?.upgrade().into()

@@ -9,7 +9,7 @@ use super::CatalogError;
 use super::record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved,
     JobState, JobStateChanged, LogEntry, MediumAdded, MediumRemoved, MediumState, MediumUpdated,
-    ObjectStored, ObjectsStored, PartMoved, Record, SessionFinished, SessionIndexed, SessionKind,
+    LaneRun, MAX_RUNS, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed, SessionKind,
     SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
 };
 
@@ -116,6 +116,8 @@ pub struct Session {
     cut: std::collections::BTreeSet<u16>,
     /// The index file's record, once it is durable.
     indexed: Option<SessionIndexed>,
+    /// Multiplexed parts: each one's length and where its lanes lie.
+    runs: BTreeMap<(u16, u32), (u64, Vec<LaneRun>)>,
 }
 
 impl Session {
@@ -198,6 +200,17 @@ impl Session {
         self.cut.contains(&stream)
     }
 
+    /// Where the lanes of a multiplexed part lie, and the part's length; `None` for a part that
+    /// holds no multiplexed records.
+    pub fn part_runs(&self, stream: u16, part: u32) -> Option<(u64, &[LaneRun])> {
+        self.runs.get(&(stream, part)).map(|(len, r)| (*len, r.as_slice()))
+    }
+
+    /// Whether several agents' records are interleaved in it.
+    pub fn is_multiplexed(&self) -> bool {
+        !self.runs.is_empty()
+    }
+
     /// Whether any of its parts lies on `medium`.
     pub fn uses_medium(&self, medium: [u8; 16]) -> bool {
         self.parts.values().any(|p| p.medium == medium)
@@ -241,8 +254,14 @@ impl Session {
         let finish = self.finish.clone().map(Record::SessionFinished);
         let indexed = self.indexed.clone().map(Record::SessionIndexed);
         let cut = self.cut.iter().map(move |&stream| Record::StreamCut(StreamCut { session, stream }));
+        let runs = self.runs.iter().flat_map(move |(&(stream, part), (len, runs))| {
+            runs.chunks(MAX_RUNS).map(move |c| {
+                Record::PartRuns(PartRuns { session, stream, part, len: *len, runs: c.to_vec() })
+            })
+        });
         iter::once(Record::SessionStarted(self.start.clone()))
             .chain(parts)
+            .chain(runs)
             .chain(cut)
             .chain(finish)
             .chain(indexed)
@@ -404,6 +423,7 @@ impl Catalog {
             Record::SessionPruned(b) => self.session_pruned(b),
             Record::PartMoved(b) => self.part_moved(b),
             Record::StreamCut(b) => self.stream_cut(b),
+            Record::PartRuns(b) => self.part_runs(b),
             Record::FilesKept(b) => self.files_kept(b),
             Record::JobSaved(b) => self.job_saved(b),
             Record::JobStateChanged(b) => self.job_state_changed(b),
@@ -581,6 +601,7 @@ impl Catalog {
             finish: None,
             cut: Default::default(),
             indexed: None,
+            runs: BTreeMap::new(),
         };
         self.sessions.insert(b.session, session);
         // Validation keeps ids below u64::MAX.
@@ -683,6 +704,22 @@ impl Catalog {
         s.tally.entries += b.paths.len() as u64;
         s.tally.kept += b.paths.len() as u64;
         s.tally.kept_complete = b.complete;
+        Ok(())
+    }
+
+    fn part_runs(&mut self, b: &PartRuns) -> Result<(), CatalogError> {
+        let s = self.sessions.get_mut(&b.session).ok_or(CatalogError::UnknownSession { session: b.session })?;
+        if !s.parts.contains_key(&(b.stream, b.part)) {
+            let why = "the session has not recorded the part";
+            return Err(CatalogError::Runs { session: b.session, stream: b.stream, part: b.part, why });
+        }
+        let (len, runs) = s.runs.entry((b.stream, b.part)).or_default();
+        if runs.last().zip(b.runs.first()).is_some_and(|(l, f)| f.start < l.start) {
+            let why = "they start before the runs recorded before them";
+            return Err(CatalogError::Runs { session: b.session, stream: b.stream, part: b.part, why });
+        }
+        *len = (*len).max(b.len);
+        runs.extend_from_slice(&b.runs);
         Ok(())
     }
 

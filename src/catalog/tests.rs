@@ -271,6 +271,15 @@ fn largest_records() -> Vec<Record> {
             session: big,
             objects: vec![object; MAX_OBJECTS_BYTES / object_cost(&largest_object())],
         }),
+        Record::PartRuns(PartRuns {
+            session: big,
+            stream: u16::MAX,
+            part: u32::MAX,
+            len: u64::MAX,
+            runs: (0..MAX_RUNS as u64)
+                .map(|k| LaneRun { lane: u64::MAX - k, start: u64::MAX - 2 * MAX_RUNS as u64 + k, end: u64::MAX - k })
+                .collect(),
+        }),
         Record::SessionIndexed(SessionIndexed {
             session: big,
             entries: u64::MAX,
@@ -417,6 +426,7 @@ fn kinds_and_versions_are_stable() {
         (39, 1, "FilesKept"),
         (40, 1, "ObjectsStored"),
         (41, 1, "SessionIndexed"),
+        (42, 1, "PartRuns"),
         (48, 1, "JobSaved"),
         (49, 2, "JobStateChanged"),
         (50, 1, "JobDeleted"),

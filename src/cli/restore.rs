@@ -40,9 +40,12 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let held = ctx.hold_state()?;
     let catalog = &*held.catalog();
     let session = session_arg(catalog, &a.session)?;
-    let paths = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
+    let mut paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
     let action = match coffer::pipeline::sources::agent_source(&a.to).map_err(anyhow::Error::msg)? {
-        Some((agent, dir)) => Action::Remote(agent_sink(ctx, catalog, session, &agent, &dir)?),
+        Some((agent, dir)) => {
+            paths = agents_own(catalog, session, &agent, paths)?;
+            Action::Remote(agent_sink(ctx, &agent, &dir)?)
+        }
         None => Action::Restore(a.to.clone()),
     };
     let req = RestoreRequest { session, paths, action };
@@ -54,27 +57,51 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     Ok(exit(&report, interrupted))
 }
 
-/// Where a restore onto agent `agent` goes: the agent's connection in the service, once the
-/// session is the agent's own (every source of it is one of the agent's trees).
-fn agent_sink(
-    ctx: &Ctx,
+/// The paths of session `session` a restore onto agent `agent` may take: `paths` when the
+/// session holds only the agent's trees; in a session of several sources (agents multiplexed
+/// onto one drive), only what lies under the agent's own trees, all of them when `paths` is
+/// empty. An agent gets back only its own data.
+fn agents_own(
     catalog: &coffer::catalog::Catalog,
     session: u64,
     agent: &str,
-    dir: &str,
-) -> anyhow::Result<RemoteTo> {
+    paths: Vec<Vec<u8>>,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let source = catalog.session(session).map(|s| s.start().source.clone()).unwrap_or_default();
+    let sources: Vec<&str> = source.split(' ').filter(|s| !s.is_empty()).collect();
+    let own = format!("agent:{agent}:");
+    let mine: Vec<&str> = sources.iter().filter_map(|s| s.strip_prefix(&own)).collect();
+    if mine.is_empty() {
+        anyhow::bail!(
+            "session {session} backed up {source}, none of it agent {agent}'s: an agent gets back only its own data (restore it on the box instead)"
+        );
+    }
+    if mine.len() == 1 && sources.len() == 1 {
+        return Ok(paths);
+    }
+    let prefixes: Vec<Vec<u8>> =
+        mine.iter().map(|root| coffer::pipeline::sources::agent_prefix(agent, root)).collect();
+    if paths.is_empty() {
+        return Ok(prefixes);
+    }
+    let under = |p: &[u8], pre: &[u8]| p == pre || (p.starts_with(pre) && p.get(pre.len()) == Some(&b'/'));
+    if let Some(p) = paths.iter().find(|p| !prefixes.iter().any(|pre| under(p, pre))) {
+        anyhow::bail!(
+            "{} is not under agent {agent}'s trees in session {session} ({}): an agent gets back only its own data",
+            String::from_utf8_lossy(p),
+            prefixes.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(paths)
+}
+
+/// Where a restore onto agent `agent` goes: the agent's connection in the service.
+fn agent_sink(ctx: &Ctx, agent: &str, dir: &str) -> anyhow::Result<RemoteTo> {
     let (Some(connected), Some(store)) = (&ctx.agents, &ctx.shared) else {
         anyhow::bail!(
             "a restore onto an agent goes through the running service, which the agents connect to: start it"
         );
     };
-    let source = catalog.session(session).map(|s| s.start().source.clone()).unwrap_or_default();
-    let own = format!("agent:{agent}:");
-    if source.is_empty() || !source.split(' ').all(|s| s.starts_with(&own)) {
-        anyhow::bail!(
-            "session {session} backed up {source}, not only agent {agent}'s trees: an agent gets back only its own data (restore it on the box instead)"
-        );
-    }
     let links = coffer::service::agents::Links { connected: connected.clone(), store: store.clone() };
     let sink = coffer::service::agents::AgentSink::new(links, agent, dir, 0).map_err(anyhow::Error::msg)?;
     Ok(RemoteTo(std::sync::Arc::new(sink)))
@@ -122,6 +149,7 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport, interrupted: Op
                 "ownership_failures": r.fs.as_ref().map(|f| f.ownership_failures),
                 "skipped_sockets": r.fs.as_ref().map(|f| f.skipped_sockets),
                 "sessions": r.sessions, "tape": tape,
+                "demux": r.demux.map(|d| json!({"read_bytes": d.read, "part_bytes": d.parts})),
             }),
         );
         return;
@@ -143,6 +171,15 @@ fn print(ctx: &Ctx, what: &str, session: u64, r: &RestoreReport, interrupted: Op
         outln!(
             ctx,
             "  read from sessions {list}: the incremental session's chain, each file from the newest"
+        );
+    }
+    if let Some(d) = r.demux {
+        outln!(
+            ctx,
+            "  demultiplexed: read {} of the {} in the multiplexed parts ({:.0}%)",
+            human_bytes(d.read),
+            human_bytes(d.parts),
+            100.0 * d.read as f64 / d.parts.max(1) as f64
         );
     }
     for a in &tape {

@@ -129,6 +129,10 @@ pub trait Target: Send {
     fn describe(&self) -> String;
     /// Block size of its media: parts start on multiples of it.
     fn block_size(&self) -> usize;
+    /// How many agents' backups it takes at once, multiplexed onto one stream.
+    fn multiplex(&self) -> usize {
+        crate::pipeline::mux::DEFAULT_MULTIPLEX
+    }
     /// Makes a writable medium ready (labelling a new one if none has room) and returns it.
     fn mount(&mut self) -> Result<Mounted, DeviceError>;
     /// Starts a part at the end of the mounted medium's data.

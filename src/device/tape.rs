@@ -296,6 +296,12 @@ impl Target for TapeTarget {
         format!("{} writer {}", self.lib.location(), self.writer)
     }
 
+    fn multiplex(&self) -> usize {
+        let board = crate::library::board();
+        let lib = board.libraries.iter().find(|l| l.name() == self.lib.name());
+        lib.map_or(crate::pipeline::mux::DEFAULT_MULTIPLEX, |l| l.multiplex())
+    }
+
     fn block_size(&self) -> usize {
         self.cart.as_ref().map_or(self.block, |c| c.block)
     }

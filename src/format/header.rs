@@ -244,6 +244,22 @@ impl Header {
     }
 }
 
+/// Gives the whole, already checked record `record` (header and payload) the sequence number
+/// `seq`, its CRC made again: a box multiplexing agents' streams numbers their records in the
+/// order it writes them. Returns `false`, leaving the bytes alone, when `record` is shorter than
+/// a header.
+pub fn renumber(record: &mut [u8], seq: u64) -> bool {
+    if record.len() < HEADER_LEN {
+        return false;
+    }
+    let (head, payload) = record.split_at_mut(HEADER_LEN);
+    let head: &mut [u8; HEADER_LEN] = head.try_into().expect("HEADER_LEN bytes");
+    head[16..24].copy_from_slice(&seq.to_le_bytes());
+    let crc = crc_of(head, payload);
+    head[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+    true
+}
+
 fn crc_of(header: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&header[..CRC_AT]);

@@ -94,7 +94,7 @@ pub use codec::{
     encode_index, encode_kept, encode_meta, encode_pack, encode_pack_as, unpack,
 };
 pub use error::FormatError;
-pub use header::{Flags, HEADER_LEN, Header, Kind, MAGIC};
+pub use header::{Flags, HEADER_LEN, Header, Kind, MAGIC, renumber};
 pub use stream::{ReadError, RecordReader};
 
 /// The format version this build writes, and the newest it reads.

@@ -409,6 +409,34 @@ fn an_unknown_version_is_refused_naming_the_versions_read() {
     }
 }
 
+#[test]
+fn a_renumbered_record_decodes_with_its_new_number_and_nothing_else_changed() {
+    let meta = ObjectMeta {
+        path: b"srv/a".to_vec(),
+        kind: ObjectKind::File,
+        mode: 0o100644,
+        uid: 1,
+        gid: 2,
+        mtime: 5,
+        mtime_nsec: 6,
+        size: 3,
+        rdev: 0,
+        symlink: None,
+        hardlink: None,
+    };
+    let mut buf = vec![0u8; HEADER_LEN + MAX_META_LEN];
+    let n = encode_meta(9, 4, &meta, &mut buf).unwrap();
+    let mut rec = buf[..n].to_vec();
+    assert!(renumber(&mut rec, 77));
+    let (r, used) = decode_record(&rec, 0).unwrap();
+    assert_eq!((used, r.header.seq, r.header.object_id), (n, 77, 9));
+    assert!(matches!(r.body, Body::ObjectMeta(m) if m == meta));
+    // A record cut short is left alone.
+    let mut short = rec[..10].to_vec();
+    assert!(!renumber(&mut short, 1));
+    assert_eq!(short, rec[..10]);
+}
+
 /// Re-seals a header's CRC so that damaged payloads reach the payload decoders.
 fn reseal(record: &mut [u8]) {
     let stored = u32::from_le_bytes(record[36..40].try_into().unwrap()) as usize;

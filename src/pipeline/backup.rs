@@ -11,12 +11,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
 use super::affinity::{allowed_cores, pin_current_thread};
 use super::baseline::{Incremental, IncrementalError, SourceKey, Unchanged};
 use super::coord::Coordinator;
+use super::mux::LaneSource;
 use super::pool::Pool;
 use super::reader::{ReadError, Reader};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
-    MediumAdded, MediumState, MediumUpdated, Record, SessionFinished, SessionKind, SessionMode, SessionPart,
+    MAX_RUNS, MediumAdded, MediumState, MediumUpdated, PartRuns, Record, SessionFinished, SessionKind, SessionMode, SessionPart,
     SessionPruned, SessionStarted, StreamCut, object_batches,
 };
 use crate::device::{DeviceError, Mounted, Target};
@@ -180,10 +181,10 @@ pub fn run(
     }
     let target = targets.into_iter().next().expect("one target");
     let t0 = Instant::now();
+    let steps = steps(&req.sources, target.multiplex());
     let (session, info) = start_session(req, store, 1)?;
     let progress = Arc::new(Progress::default());
     let (event_tx, events) = bounded::<(u16, Event)>(64);
-    let sources = req.sources.clone();
     let opts = WalkOptions { one_file_system: req.one_file_system };
     let cancel = req.cancel.clone();
     let incremental = req.incremental.clone();
@@ -191,19 +192,20 @@ pub fn run(
     let stream = StreamJob::start(req, target, info, event_tx, progress.clone(), move |reader| {
         reader.cancel = cancel.clone();
         reader.incremental = incremental;
-        for s in &sources {
+        for step in &steps {
             if cancel.is_cancelled() {
                 break;
             }
-            match s {
-                Source::Tree { root, prefix } => reader.add_tree(root, prefix.as_deref(), opts)?,
-                Source::Volume(path) => reader.add_volume(path)?,
-                Source::Agent { agent, root, prefix } => {
+            match step {
+                Step::Local(Source::Tree { root, prefix }) => reader.add_tree(root, prefix.as_deref(), opts)?,
+                Step::Local(Source::Volume(path)) => reader.add_volume(path)?,
+                Step::Local(Source::Agent { .. }) => unreachable!("agent sources are grouped"),
+                Step::Agents(group) => {
                     let Some(agents) = &agents else {
                         let why = "agent sources are backed up by the running service (`coffer serve`), which the agents connect to";
-                        return Err(ReadError::Agent { agent: agent.clone(), why: why.into() });
+                        return Err(ReadError::Agent { agent: group[0].agent.clone(), why: why.into() });
                     };
-                    reader.add_agent(&**agents, agent, root, prefix.as_deref(), job, opts.one_file_system)?
+                    reader.add_agents(&**agents, group, job, opts.one_file_system)?
                 }
             }
         }
@@ -237,6 +239,36 @@ pub fn run(
         unchanged: req.incremental.as_ref().map(Incremental::unchanged).unwrap_or_default(),
     };
     finish_session(store, summary, req.incremental.as_ref(), stored_raw, stored, t0)
+}
+
+/// What a single-stream backup reads, in order: a local source, or agents read at once.
+enum Step {
+    Local(Source),
+    Agents(Vec<LaneSource>),
+}
+
+/// The sources in order, consecutive agent trees grouped by [`super::mux::groups`] to be
+/// multiplexed, at most `multiplex` at once.
+fn steps(sources: &[Source], multiplex: usize) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut run: Vec<LaneSource> = Vec::new();
+    let flush = |run: &mut Vec<LaneSource>, out: &mut Vec<Step>| {
+        out.extend(super::mux::groups(run, multiplex).into_iter().map(Step::Agents));
+        run.clear();
+    };
+    for s in sources {
+        match s {
+            Source::Agent { agent, root, prefix } => {
+                run.push(LaneSource { agent: agent.clone(), root: root.clone(), prefix: prefix.clone() })
+            }
+            other => {
+                flush(&mut run, &mut out);
+                out.push(Step::Local(other.clone()));
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// [`FilesKept`](crate::catalog::FilesKept) records per journal commit: 64 KiB each, 16 MiB a
@@ -485,7 +517,7 @@ pub(super) fn control_loop(
                 position: start.position,
                 file_number: start.file_number,
             })],
-            Event::Durable { objects, medium, used: u } => {
+            Event::Durable { objects, medium, used: u, runs } => {
                 used.insert(medium, u);
                 out.totals.0 += objects.len() as u64;
                 out.totals.1 += objects.iter().map(|o| o.length).sum::<u64>();
@@ -498,6 +530,11 @@ pub(super) fn control_loop(
                 }
                 let mut recs: Vec<Record> =
                     object_batches(session, objects).into_iter().map(Record::from).collect();
+                if let Some((part, len, runs)) = runs {
+                    recs.extend(runs.chunks(MAX_RUNS).map(|c| {
+                        Record::from(PartRuns { session, stream, part, len, runs: c.to_vec() })
+                    }));
+                }
                 recs.push(Record::from(MediumUpdated { medium, used: u, state: MediumState::Writable }));
                 recs
             }

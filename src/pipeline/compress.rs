@@ -11,13 +11,14 @@ use crate::format::{encode_data_as, encode_pack_as};
 /// `compress`, data is stored as read (framed and checksummed all the same).
 pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_pool: Pool, compress: bool) {
     for unit in input {
+        let lane = unit.lane;
         let encoded = match unit.work {
             Work::Data { object, offset, last, buf, len } => {
                 let mut out = out_pool.take();
                 let (n, _) = encode_data_as(object, unit.seq, offset, &buf[..len], last, compress, &mut out)
                     .expect("units are within the record limits and buffers sized for them");
                 raw_pool.give(buf);
-                Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw: len as u64 }
+                Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw: len as u64, lane }
             }
             Work::Pack { first, buf, len } => {
                 let mut out = out_pool.take();
@@ -28,10 +29,10 @@ pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_p
                     super::Track::Packed(objs) => objs.iter().map(|o| o.length).sum(),
                     _ => 0,
                 };
-                Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw }
+                Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw, lane }
             }
-            Work::Encoded(v) => Encoded { bytes: EncodedBytes::Small(v), track: unit.track, raw: 0 },
-            Work::Sync => Encoded { bytes: EncodedBytes::Small(Vec::new()), track: unit.track, raw: 0 },
+            Work::Encoded(v) => Encoded { bytes: EncodedBytes::Small(v), track: unit.track, raw: 0, lane },
+            Work::Sync => Encoded { bytes: EncodedBytes::Small(Vec::new()), track: unit.track, raw: 0, lane },
         };
         if output.send(encoded).is_err() {
             return;

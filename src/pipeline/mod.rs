@@ -20,12 +20,14 @@ pub mod coord;
 pub mod drain;
 pub mod fetch;
 pub mod multi;
+pub mod mux;
 pub mod pool;
 pub mod readback;
 pub mod reader;
 pub mod remote;
 pub mod restore;
 pub mod restore_workers;
+pub mod runs;
 pub mod scan;
 pub mod sources;
 pub mod writer;
@@ -144,6 +146,9 @@ pub struct Unit {
     pub work: Work,
     /// What the writer must record.
     pub track: Track,
+    /// The multiplexed stream (lane) the record belongs to: the first object id of the agent's
+    /// range ([`mux`]); 0 when it belongs to none.
+    pub lane: u64,
 }
 
 /// An encoded record on its way to the writer.
@@ -155,6 +160,8 @@ pub struct Encoded {
     pub track: Track,
     /// Object bytes the record carries, before compression.
     pub raw: u64,
+    /// Its unit's lane.
+    pub lane: u64,
 }
 
 /// Where an encoded record's bytes are.

@@ -3,7 +3,7 @@
 //! and decompress them in parallel; the consumer takes them back in order (as the writer does
 //! when backing up).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -62,6 +62,8 @@ pub struct Span {
     pub offset: u64,
     /// Read only this object (its first record is at the offset).
     pub object: Option<u64>,
+    /// Stop at this offset of the part (a run of a multiplexed part), not at the trailer.
+    pub end: Option<u64>,
 }
 
 /// A record read from the medium, still encoded.
@@ -141,6 +143,10 @@ pub struct StreamReader {
     parts: Vec<PartLoc>,
     media: HashMap<String, Box<dyn Media>>,
     buffers: Recycler,
+    /// Deal only the records of these lanes (a demultiplexing restore); `None`: every one.
+    lanes: Option<BTreeSet<u64>>,
+    /// Bytes read from the media, records of every kind.
+    read: u64,
 }
 
 impl std::fmt::Debug for dyn Media {
@@ -158,7 +164,18 @@ impl StreamReader {
     /// A reader of `stream` of `session`, whose parts are `parts` (indexed by part number).
     /// Record buffers come from `buffers`.
     pub fn new(session: u64, stream: u16, parts: Vec<PartLoc>, buffers: Recycler) -> StreamReader {
-        StreamReader { session, stream, parts, media: HashMap::new(), buffers }
+        StreamReader { session, stream, parts, media: HashMap::new(), buffers, lanes: None, read: 0 }
+    }
+
+    /// Deals only the records of `lanes` (see [`super::runs`]), when given.
+    pub fn keeping(mut self, lanes: Option<BTreeSet<u64>>) -> StreamReader {
+        self.lanes = lanes;
+        self
+    }
+
+    /// Bytes read from the media so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
     }
 
     fn open(&mut self, part: u32, offset: u64) -> Result<Open, StreamError> {
@@ -193,7 +210,11 @@ impl StreamReader {
             let mut cur = self.open(span.part, span.offset)?;
             let mut first = true;
             loop {
+                if span.end.is_some_and(|end| cur.place.offset >= end) {
+                    break;
+                }
                 let (header, bytes) = read_record(&mut cur, &self.buffers)?;
+                self.read += bytes.len() as u64;
                 let place = cur.place.clone();
                 cur.place.offset += bytes.len() as u64;
                 cur.place.absolute += bytes.len() as u64;
@@ -209,7 +230,9 @@ impl StreamReader {
                     }
                 }
                 let wanted = match span.object {
-                    None => true,
+                    None => self.lanes.as_ref().is_none_or(|l| {
+                        l.contains(&super::runs::lane_of(header.object_id, super::mux::LANE_STRIDE))
+                    }),
                     Some(id) => header.object_id == id || (first && kind == Kind::Pack),
                 };
                 let done = span.object.is_some()

@@ -70,6 +70,8 @@ pub struct Reader {
     next_unit: usize,
     next_seq: u64,
     next_object: u64,
+    /// The lane the units sent now belong to (0: none; see [`super::mux`]).
+    lane: u64,
     pack: Option<PackBuilder<AlignedBuf>>,
     packed: Vec<StoredObject>,
     ring: Ring,
@@ -106,6 +108,7 @@ impl Reader {
             next_unit: 0,
             next_seq: 1,
             next_object: 1,
+            lane: 0,
             pack: None,
             packed: Vec::new(),
             ring: Ring::new()?,
@@ -146,15 +149,23 @@ impl Reader {
         self.next_object = self.next_object.max(next);
     }
 
-    /// Passes on a unit an agent made (checked by the caller).
-    pub(super) fn send_remote(&mut self, work: Work, track: Track) -> Result<(), ReadError> {
-        self.send(work, track)
+    /// Passes on a unit an agent made (checked by the caller), as part of lane `lane` (0: not
+    /// multiplexed). A record the agent encoded takes this stream's sequence number: agents
+    /// multiplexed onto one stream number their own records from 1.
+    pub(super) fn send_remote(&mut self, lane: u64, mut work: Work, track: Track) -> Result<(), ReadError> {
+        if let Work::Encoded(bytes) = &mut work {
+            crate::format::renumber(bytes, self.next_seq);
+        }
+        self.lane = lane;
+        let sent = self.send(work, track);
+        self.lane = 0;
+        sent
     }
 
     fn send(&mut self, work: Work, track: Track) -> Result<(), ReadError> {
         // A sync point is no record: it takes no sequence number.
         let is_record = !matches!(work, Work::Sync);
-        let unit = Unit { seq: self.next_seq, work, track };
+        let unit = Unit { seq: self.next_seq, work, track, lane: self.lane };
         self.next_seq += u64::from(is_record);
         let q = &self.queues[self.next_unit % self.queues.len()];
         self.next_unit += 1;

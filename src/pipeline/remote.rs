@@ -109,6 +109,18 @@ impl WireUnit {
         }
     }
 
+    /// Decodes a unit's bytes and checks it as [`WireUnit::into_unit`] does; the error says
+    /// what was wrong, for the agent's failure.
+    pub fn accept(
+        bytes: &[u8],
+        next_seq: u64,
+        check: &mut UnitCheck,
+        pool: &Pool,
+    ) -> Result<(Work, Track), String> {
+        let unit = WireUnit::decode(bytes).map_err(|e| format!("a malformed unit: {e}"))?;
+        unit.into_unit(next_seq, check, pool).map_err(|e| e.to_string())
+    }
+
     /// Checks the unit against where the box's stream stands (`next_seq`, and what `check`
     /// has seen of this agent's objects) and makes it a pipeline unit, its bytes in a buffer
     /// of `pool`. Returns the work and track; the reader gives the sequence number. Everything
@@ -283,6 +295,17 @@ impl UnitCheck {
     pub fn next_object_ok(&self, next: u64) -> bool {
         next >= self.largest.map_or(self.first_object, |m| m + 1)
             && next - self.first_object <= self.count + ID_SLACK
+    }
+
+    /// Whether the agent's `Done` (next record `next_seq`, next object `next_object`) agrees
+    /// with what the box counted: `counted` records, and the objects begun.
+    pub fn ended_at(&self, counted: u64, next_seq: u64, next_object: u64) -> Result<(), String> {
+        if next_seq != counted || !self.next_object_ok(next_object) {
+            return Err(format!(
+                "it ended at record {next_seq} and object {next_object}, which its units do not bear out (the box counted record {counted})"
+            ));
+        }
+        Ok(())
     }
 
     /// A path is relative, clean and under the prefix.
@@ -524,13 +547,10 @@ impl Reader {
             };
             match d {
                 Delivery::Unit(bytes) => {
-                    let unit =
-                        WireUnit::decode(&bytes).map_err(|e| failed(format!("a malformed unit: {e}")))?;
                     let (next_seq, _) = self.next_numbers();
-                    let (work, track) = unit
-                        .into_unit(next_seq, &mut check, self.raw_pool())
-                        .map_err(|e| failed(e.to_string()))?;
-                    self.send_remote(work, track)?;
+                    let (work, track) =
+                        WireUnit::accept(&bytes, next_seq, &mut check, self.raw_pool()).map_err(failed)?;
+                    self.send_remote(0, work, track)?;
                 }
                 Delivery::Done { next_seq, next_object, problems, error } => {
                     let name = |p: String| format!("agent {agent}: {p}");
@@ -539,11 +559,7 @@ impl Reader {
                         return Err(failed(e));
                     }
                     let (seq, _) = self.next_numbers();
-                    if next_seq != seq || !check.next_object_ok(next_object) {
-                        return Err(failed(format!(
-                            "it ended at record {next_seq} and object {next_object}, which its units do not bear out (the box counted record {seq})"
-                        )));
-                    }
+                    check.ended_at(seq, next_seq, next_object).map_err(failed)?;
                     self.skip_objects_to(next_object);
                     self.problems.extend(problems.into_iter().map(name));
                     return Ok(());

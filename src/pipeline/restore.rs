@@ -111,6 +111,18 @@ pub struct RestoreReport {
     pub seconds: f64,
     /// Sessions read, oldest first: the one asked for, or its chain's when it is incremental.
     pub sessions: Vec<u64>,
+    /// Demultiplexing (some agents' objects of a multiplexed session): what was read of the
+    /// parts holding them.
+    pub demux: Option<DemuxRead>,
+}
+
+/// What a demultiplexing restore read, against the bytes in the multiplexed parts it read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DemuxRead {
+    /// Bytes read from the media.
+    pub read: u64,
+    /// Bytes in the parts.
+    pub parts: u64,
 }
 
 /// Why a restore could not start.
@@ -158,8 +170,45 @@ pub enum PlanError {
 }
 
 struct Plan {
-    streams: Vec<(u16, Vec<PartLoc>, Vec<Span>)>,
+    streams: Vec<StreamPlan>,
     selected: Option<HashSet<u64>>,
+}
+
+/// What to read of one stream.
+struct StreamPlan {
+    stream: u16,
+    locs: Vec<PartLoc>,
+    spans: Vec<Span>,
+    /// Demultiplexing: only these lanes' records are wanted, and the parts read hold this many
+    /// bytes in all.
+    lanes: Option<(BTreeSet<u64>, u64)>,
+}
+
+/// The reads of a multiplexed stream that take only the lanes of `sel` (its selected objects):
+/// the runs the catalog recorded for them, each read once however many lanes are wanted.
+/// `None` when the stream is not multiplexed or an object lies outside every recorded run.
+fn demux_reads(
+    session: &crate::catalog::Session,
+    stream: u16,
+    parts: u32,
+    sel: &[&StoredObject],
+) -> Option<(Vec<Span>, BTreeSet<u64>, u64)> {
+    if sel.is_empty() || !session.is_multiplexed() {
+        return None;
+    }
+    let lanes: BTreeSet<u64> = sel.iter().map(|o| super::runs::lane_of(o.id, super::mux::LANE_STRIDE)).collect();
+    if lanes.contains(&0) || sel.iter().any(|o| session.part_runs(stream, o.part).is_none()) {
+        return None;
+    }
+    let mut spans = Vec::new();
+    let mut total = 0;
+    for part in 0..parts {
+        let Some((len, runs)) = session.part_runs(stream, part) else { continue };
+        total += len;
+        let reads = super::runs::reads(runs, &lanes);
+        spans.extend(reads.into_iter().map(|(start, end)| Span { part, offset: start, object: None, end: Some(end) }));
+    }
+    Some((spans, lanes, total))
 }
 
 fn is_selected(path: &[u8], sel: &[Vec<u8>]) -> bool {
@@ -222,20 +271,25 @@ fn plan(
         if locs.is_empty() {
             continue;
         }
+        let mine: Vec<&StoredObject> = sel.iter().filter(|o| o.stream == stream).copied().collect();
+        let demux = if whole { None } else { demux_reads(session, stream, locs.len() as u32, &mine) };
+        let mut lanes = None;
         // A cut stream has no trailer to stop at: read what the catalog holds, object by object.
         let spans = if whole && !session.is_cut(stream) {
-            vec![Span { part: 0, offset: 0, object: None }]
+            vec![Span { part: 0, offset: 0, object: None, end: None }]
+        } else if let Some((spans, wanted, total)) = demux {
+            lanes = Some((wanted, total));
+            spans
         } else {
-            let mut spans: Vec<Span> = sel
+            let mut spans: Vec<Span> = mine
                 .iter()
-                .filter(|o| o.stream == stream)
-                .map(|o| Span { part: o.part, offset: o.position, object: Some(o.id) })
+                .map(|o| Span { part: o.part, offset: o.position, object: Some(o.id), end: None })
                 .collect();
             spans.sort_by_key(|s| (s.part, s.offset));
             spans.dedup_by_key(|s| (s.part, s.offset));
             spans
         };
-        streams.push((stream, locs, spans));
+        streams.push(StreamPlan { stream, locs, spans, lanes });
     }
     let selected = (!whole).then(|| sel.iter().map(|o| o.id).collect());
     Ok(Plan { streams, selected })
@@ -316,6 +370,10 @@ fn run_chain(
             (a, b) => a.or(b),
         };
         total.sessions.push(session);
+        if let Some(d) = r.demux {
+            let t = total.demux.get_or_insert_default();
+            (t.read, t.parts) = (t.read + d.read, t.parts + d.parts);
+        }
     }
     total.seconds = t0.elapsed().as_secs_f64();
     Ok(total)
@@ -341,6 +399,8 @@ fn run_session(
         }
         _ => Some(Sink::new(&req.action, stored, plan.selected.clone())?),
     };
+    let demuxed: Vec<bool> = plan.streams.iter().map(|p| p.lanes.is_some()).collect();
+    let parts_bytes: u64 = plan.streams.iter().filter_map(|p| p.lanes.as_ref().map(|l| l.1)).sum();
     let (mut lanes, threads, readers) = start_lanes(req.session, plan.streams);
     match (&mut sink, &req.action) {
         (Some(sink), _) => take_all(&mut lanes, sink, progress),
@@ -358,8 +418,15 @@ fn run_session(
         (None, _) => unreachable!("a sink for every local action"),
     }
     drop(lanes);
-    let stream_errors: Vec<String> =
-        readers.into_iter().filter_map(|r| r.join().expect("reader thread")).collect();
+    let mut stream_errors = Vec::new();
+    let mut demux = demuxed.iter().any(|&d| d).then(|| DemuxRead { read: 0, parts: parts_bytes });
+    for (r, demuxed) in readers.into_iter().zip(demuxed) {
+        let (error, read) = r.join().expect("reader thread");
+        stream_errors.extend(error);
+        if let Some(d) = demux.as_mut().filter(|_| demuxed) {
+            d.read += read;
+        }
+    }
     for t in threads {
         t.join().expect("decoder thread");
     }
@@ -377,6 +444,7 @@ fn run_session(
         (None, _) => unreachable!("a sink for every local action"),
     };
     report.seconds = t0.elapsed().as_secs_f64();
+    report.demux = demux;
     Ok(report)
 }
 
@@ -386,15 +454,15 @@ fn run_session(
 #[allow(clippy::type_complexity)]
 fn start_lanes(
     session: u64,
-    streams: Vec<(u16, Vec<PartLoc>, Vec<Span>)>,
-) -> (Vec<Lane>, Vec<std::thread::JoinHandle<()>>, Vec<std::thread::JoinHandle<Option<String>>>) {
+    streams: Vec<StreamPlan>,
+) -> (Vec<Lane>, Vec<std::thread::JoinHandle<()>>, Vec<std::thread::JoinHandle<(Option<String>, u64)>>) {
     let cores = allowed_cores().unwrap_or_else(|_| vec![0]);
     let data_bufs = Recycler::new(RECYCLE_KEEP);
     let raw_bufs = Recycler::new(RECYCLE_KEEP);
     let mut lanes = Vec::new();
     let mut threads = Vec::new();
     let mut readers = Vec::new();
-    for (stream, locs, spans) in streams {
+    for StreamPlan { stream, locs, spans, lanes: demux } in streams {
         let mut ins = Vec::new();
         let mut outs = Vec::new();
         for (i, &core) in cores.iter().enumerate() {
@@ -418,10 +486,12 @@ fn start_lanes(
             std::thread::Builder::new()
                 .name(format!("reader-{stream}"))
                 .spawn(move || {
-                    match StreamReader::new(session, stream, locs, raw_bufs).run(&spans, &ins, 0) {
+                    let mut r = StreamReader::new(session, stream, locs, raw_bufs).keeping(demux.map(|d| d.0));
+                    let error = match r.run(&spans, &ins, 0) {
                         Ok(_) | Err(StreamError::Stopped) => None,
                         Err(e) => Some(e.to_string()),
-                    }
+                    };
+                    (error, r.bytes_read())
                 })
                 .expect("spawn reader"),
         );

@@ -15,8 +15,7 @@ pub fn resolve(paths: &[PathBuf], mode: RequestedMode, file_threshold: u64) -> R
     for path in paths {
         if let Some((agent, root)) = agent_source(path)? {
             let prefix = if paths.len() > 1 {
-                let last = root.rsplit('/').find(|c| !c.is_empty()).unwrap_or("root");
-                let name = format!("{agent}:{last}").into_bytes();
+                let name = agent_prefix(&agent, &root);
                 if !names.insert(name.clone()) {
                     return Err(format!(
                         "two sources are named {}: back them up separately",
@@ -56,6 +55,13 @@ pub fn resolve(paths: &[PathBuf], mode: RequestedMode, file_threshold: u64) -> R
         }
     }
     Ok(out)
+}
+
+/// The name an agent's tree goes under when several sources share a session: `AGENT:LAST`,
+/// the last component of its root.
+pub fn agent_prefix(agent: &str, root: &str) -> Vec<u8> {
+    let last = root.rsplit('/').find(|c| !c.is_empty()).unwrap_or("root");
+    format!("{agent}:{last}").into_bytes()
 }
 
 /// The agent and root of a source written `agent:NAME:/path`; `None` for a local path. The

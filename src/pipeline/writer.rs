@@ -14,7 +14,8 @@ use crossbeam_channel::Sender;
 
 use super::baseline::Incremental;
 use super::{Encoded, EncodedBytes, Track};
-use crate::catalog::StoredObject;
+use super::runs::RunsBuilder;
+use crate::catalog::{LaneRun, StoredObject};
 use crate::device::{DeviceError, Mounted, PartStart, Target};
 use crate::format::records::{
     Continuation, Index, IndexEntry, Kept, PartRef, SessionHeader, SessionKind, SessionStatus, Trailer,
@@ -68,6 +69,9 @@ pub enum Event {
         medium: [u8; 16],
         /// Bytes of it in use.
         used: u64,
+        /// The part that closed, when it holds multiplexed records: its number, length and
+        /// where its lanes lie.
+        runs: Option<(u32, u64, Vec<LaneRun>)>,
     },
     /// The medium is full; the stream continues on the next.
     MediumFull([u8; 16]),
@@ -149,6 +153,8 @@ pub struct StreamWriter {
     stored_bytes: u64,
     scratch: Vec<u8>,
     out_pool: super::pool::Pool,
+    /// Where the lanes of the current part lie (multiplexed records only).
+    runs: RunsBuilder,
 }
 
 impl std::fmt::Debug for StreamWriter {
@@ -188,6 +194,7 @@ impl StreamWriter {
             stored_bytes: 0,
             scratch: vec![0u8; compress_scratch_len(MAX_INDEX_LEN)],
             out_pool,
+            runs: RunsBuilder::default(),
         };
         w.open_part(None)?;
         Ok(w)
@@ -258,6 +265,9 @@ impl StreamWriter {
         }
         let position = self.part_len;
         self.put(rec.bytes.as_slice())?;
+        if rec.lane != 0 {
+            self.runs.record(rec.lane, position, position + len);
+        }
         self.next_seq += 1;
         self.raw_bytes += rec.raw;
         self.progress.raw.fetch_add(rec.raw, Ordering::Relaxed);
@@ -337,7 +347,8 @@ impl StreamWriter {
         self.report_evictions();
         let used = self.part_start.position + self.part_len;
         let objects = std::mem::take(&mut self.pending);
-        self.emit(Event::Durable { objects, medium: self.medium.label.medium, used });
+        let runs = (!self.runs.is_empty()).then(|| (self.part, self.part_len, self.runs.take()));
+        self.emit(Event::Durable { objects, medium: self.medium.label.medium, used, runs });
         self.since_checkpoint = 0;
         Ok(())
     }

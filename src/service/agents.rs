@@ -30,6 +30,7 @@ use crate::catalog::StoredObject;
 use crate::net::frame::MAX_CHUNK;
 use crate::pipeline::readback::Item;
 use crate::pipeline::remote::{Agents, Delivery, RemoteAsk, WireItem};
+use crate::pipeline::readback::Decoded;
 use crate::pipeline::restore::RestoreReport;
 
 use crate::catalog::{AgentEnrolled, AgentState, Record};
@@ -549,6 +550,9 @@ pub struct AgentSink {
     root: String,
     job: u64,
     talk: Mutex<Option<Talk>>,
+    /// The objects the agent was told of: no record of any other reaches it (a multiplexed
+    /// session holds other agents' objects too).
+    sent: Mutex<HashSet<u64>>,
 }
 
 impl AgentSink {
@@ -568,7 +572,14 @@ impl AgentSink {
             };
             return Err(format!("{root} is not under the paths agent {agent} may restore into ({paths})"));
         }
-        Ok(AgentSink { links, agent: agent.to_owned(), root: root.to_owned(), job, talk: Mutex::new(None) })
+        Ok(AgentSink {
+            links,
+            agent: agent.to_owned(),
+            root: root.to_owned(),
+            job,
+            talk: Mutex::new(None),
+            sent: Mutex::new(HashSet::new()),
+        })
     }
 
     fn send(&self, m: Message) -> Result<(), String> {
@@ -596,8 +607,11 @@ impl crate::pipeline::restore::RemoteSink for AgentSink {
         // The objects in pieces of at most one chunk.
         let mut batch: Vec<(&StoredObject, bool)> = Vec::new();
         let mut size = 0;
-        for o in objects {
-            let one = (o, selected.is_none_or(|s| s.contains(&o.id)));
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the selected objects: the agent learns nothing else of the session.
+        for o in objects.iter().filter(|o| selected.is_none_or(|s| s.contains(&o.id))) {
+            sent.insert(o.id);
+            let one = (o, true);
             let n = postcard::experimental::serialized_size(&one).unwrap_or(usize::MAX);
             if !batch.is_empty() && size + n + 16 > MAX_CHUNK {
                 self.send(Message::Objects {
@@ -620,6 +634,19 @@ impl crate::pipeline::restore::RemoteSink for AgentSink {
     }
 
     fn item(&self, item: Item) -> Result<(), String> {
+        let ours = {
+            let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+            match &item.decoded {
+                Decoded::Meta(id, _) | Decoded::Segment(id, _) | Decoded::End(id, _) | Decoded::Data { id, .. } => {
+                    sent.contains(id)
+                }
+                Decoded::Pack { entries, .. } => entries.iter().any(|(e, _, _)| sent.contains(&e.object_id)),
+                Decoded::Bad(_) => true,
+            }
+        };
+        if !ours {
+            return Ok(());
+        }
         let bytes = WireItem::of(&item).encode();
         let mut pieces = bytes.chunks(MAX_CHUNK).peekable();
         while let Some(piece) = pieces.next() {

@@ -28,6 +28,7 @@ pub(super) fn config(faults: Vec<crate::board::Fault>) -> VirtualLibrary {
         drive_reposition_ms: None,
         positioning: true,
         faults,
+        multiplex: None,
     }
 }
 

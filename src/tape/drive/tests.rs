@@ -31,6 +31,7 @@ fn library_with(capacity: &str, faults: Vec<Fault>, positioning: bool) -> Opened
         drive_reposition_ms: None,
         positioning,
         faults,
+        multiplex: None,
     };
     sim::open(&c, Box::new(MemoryStore::default()), Arc::new(ManualClock::default())).unwrap()
 }
