@@ -5,13 +5,15 @@
 //! namespaces share the file system: the trees are directories of the test's temporary
 //! directory, read by the agents, and restored trees are compared with them entry by entry.
 //!
-//! - three agents are backed up at once (three `coffer backup agent:…` through the service,
-//!   queued as jobs), each session restores onto its agent and on the box identical to the
-//!   source, and a job file naming two agents' trees makes one session holding both;
+//! - three agents are backed up (three `coffer backup agent:…` through the service, queued as
+//!   jobs), each session restores onto its agent and on the box identical to the source, and a
+//!   job file naming the three agents' trees makes one session, the three multiplexed onto one
+//!   drive (`multiplex = 3`), from which each agent gets back its own tree, demultiplexed;
 //! - the access lists hold: outside an agent's paths, an unknown agent, another agent's
 //!   session, outside its restore paths: refused, naming why, and no session is made;
-//! - an agent killed mid-backup fails the job naming it, leaves a failed session whose
-//!   committed objects verify and restore, and started again it is backed up whole;
+//! - an agent killed mid-backup multiplexed with another fails the job naming it once the
+//!   other agent's backup completed, leaves a failed session whose committed objects verify
+//!   and restore (the other's tree whole), and started again it is backed up whole;
 //! - a link cut mid-backup fails the job within the sockets' timeouts, and once the link is
 //!   back the same agent process reconnects and is backed up whole.
 //!
@@ -43,7 +45,7 @@ const BOX_NAME: &str = "databox";
 
 /// The library of the data tests: room for a dozen sessions of the trees below.
 const LIBRARY: &str = "[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 2\nslots = 12\n\
-                       cartridges = 10\ncapacity = \"256M\"\n";
+                       cartridges = 10\ncapacity = \"256M\"\nmultiplex = 3\n";
 
 /// The library of the fault tests: slow drives with a small buffer, so that a backup of
 /// [`SLOW_FILES`] takes many seconds, and small cartridges, so that parts close (and their
@@ -561,14 +563,11 @@ fn three_agents_back_up_and_restore_onto_themselves() {
         assert_same_tree(tree, &snapshot(&a.tree()), Ignore::default());
     }
 
-    // A job file naming two agents' trees: one session holding both, each under its name.
-    let job_file = the_box.env.path("two-agents.toml");
-    let text = format!(
-        "name = \"two-agents\"\nsources = [\"{}\", \"{}\"]\n",
-        agents[0].source(&agents[0].tree()),
-        agents[1].source(&agents[1].tree())
-    );
-    fs::write(&job_file, text).unwrap();
+    // A job file naming the three agents' trees: one session, the three multiplexed onto one
+    // drive at once (`multiplex = 3`), each tree under its name.
+    let job_file = the_box.env.path("three-agents.toml");
+    let sources: Vec<String> = agents.iter().map(|a| format!("\"{}\"", a.source(&a.tree()))).collect();
+    fs::write(&job_file, format!("name = \"three-agents\"\nsources = [{}]\n", sources.join(", "))).unwrap();
     let r = the_box.coffer(&["job", "submit", "--hold", s(&job_file)]);
     r.expect_code(0);
     let job = r.json()["job"].as_u64().unwrap_or_else(|| panic!("submit names no job: {r}"));
@@ -590,18 +589,42 @@ fn three_agents_back_up_and_restore_onto_themselves() {
     let session = mine[0]["session"].as_u64().unwrap();
     assert_eq!(mine[0]["status"], "complete", "{:?}", mine[0]);
     let objects = the_box.objects(session);
-    let mut want = expected_kinds(&trees[0], Some("c0:tree0"));
-    want.extend(expected_kinds(&trees[1], Some("c1:tree1")));
+    let mut want = BTreeMap::new();
+    for (a, tree) in agents.iter().zip(&trees) {
+        want.extend(expected_kinds(tree, Some(&format!("{}:tree{}", a.name, a.k))));
+    }
     assert_eq!(ls_kinds(&objects), want, "session {session}");
-    let here = the_box.env.path("box-restore-two");
+    let here = the_box.env.path("box-restore-three");
     the_box.restore_here(session, &here, want.len());
-    assert_same_tree(&trees[0], &snapshot(&here.join("c0:tree0")), Ignore::default());
-    assert_same_tree(&trees[1], &snapshot(&here.join("c1:tree1")), Ignore::default());
-    // It holds two agents' data: neither gets it back.
-    let onto = agents[0].restore_to.join("two");
-    let r = the_box.coffer_text(&["restore", &session.to_string(), "--to", &agents[0].source(&onto)]);
+    for (a, tree) in agents.iter().zip(&trees) {
+        assert_same_tree(tree, &snapshot(&here.join(format!("{}:tree{}", a.name, a.k))), Ignore::default());
+    }
+    // Each agent gets back its own tree, and only it: the restore demultiplexes, reading only
+    // the runs of that agent's records.
+    let mut read_all = 0;
+    for (a, tree) in agents.iter().zip(&trees) {
+        let onto = a.restore_to.join("three");
+        let r = the_box.coffer(&["restore", &session.to_string(), "--to", &a.source(&onto)]);
+        r.expect_code(0);
+        let j = r.json();
+        assert_eq!((j["ok"].clone(), j["objects"].clone()), (Value::from(true), Value::from(tree.nodes.len())), "{r}");
+        let (read, parts) = (j["demux"]["read_bytes"].as_u64(), j["demux"]["part_bytes"].as_u64());
+        let (Some(read), Some(parts)) = (read, parts) else { panic!("no demultiplexing figures: {r}") };
+        eprintln!("restore of {}'s tree from multiplexed session {session}: read {read} of {parts} bytes", a.name);
+        assert!(read > 0 && read < parts, "{}: read {read} of {parts} bytes", a.name);
+        read_all += read;
+        let top: Vec<String> =
+            fs::read_dir(&onto).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let name = format!("{}:tree{}", a.name, a.k);
+        assert_eq!(top, [name.clone()], "{} got back more than its own tree", a.name);
+        assert_same_tree(tree, &snapshot(&onto.join(&name)), Ignore::default());
+    }
+    eprintln!("the three demultiplexing restores read {read_all} bytes");
+    // Another agent's tree in it, named: refused, and nothing made.
+    let onto = agents[0].restore_to.join("not-mine");
+    let r = the_box.coffer_text(&["restore", &session.to_string(), "--to", &agents[0].source(&onto), "c1:tree1"]);
     r.expect_code(2);
-    assert!(r.stderr.contains("not only agent c0's trees"), "{r}");
+    assert!(r.stderr.contains("is not under agent c0's trees"), "{r}");
     assert!(!onto.exists(), "a refused restore made {}", onto.display());
 
     // None of it disturbed the agents: each on its first connection.
@@ -654,7 +677,7 @@ fn access_lists_are_enforced() {
     let onto = c1.restore_to.join("from-c0");
     let r = the_box.coffer_text(&["restore", &session.to_string(), "--to", &c1.source(&onto)]);
     r.expect_code(2);
-    assert!(r.stderr.contains("not only agent c1's trees"), "{r}");
+    assert!(r.stderr.contains("none of it agent c1's"), "{r}");
     assert!(r.stderr.contains("an agent gets back only its own data"), "{r}");
     assert!(!onto.exists(), "a refused restore made {}", onto.display());
 
@@ -686,16 +709,24 @@ fn access_lists_are_enforced() {
 
 #[test]
 fn an_agent_killed_mid_backup_leaves_a_restorable_session_and_reconnects() {
-    let Some(net) = network(1) else { return };
+    let Some(net) = network(2) else { return };
     let mut the_box = TheBox::start(&net, SLOW_LIBRARY);
     let mut agent = Agent::start(&net, &the_box, 0);
+    let other = Agent::start(&net, &the_box, 1);
     let tree = slow_tree(&agent.tree());
+    let other_tree = slow_tree(&other.tree());
     let source = agent.source(&agent.tree());
+    // Both in one job: multiplexed onto one drive (the default takes 4 at once).
+    let both = format!("{source} {}", other.source(&other.tree()));
 
     // Killed once the session has committed objects (a part was closed), with much still to
-    // read: the job fails, naming the agent.
-    let mut backup = the_box.backup(&source);
-    wait_committed(&the_box, &source, &mut backup);
+    // read: the other agent's backup goes on to its end, then the job fails, naming the agent
+    // killed.
+    let mut backup = Proc::spawn(
+        "coffer backup (two agents)",
+        the_box.env.command(&["backup", &source, &other.source(&other.tree())]),
+    );
+    wait_committed(&the_box, &both, &mut backup);
     agent.proc.kill();
     let killed = Instant::now();
     let code = backup.wait_exit(LOST_GUARD);
@@ -703,8 +734,28 @@ fn an_agent_killed_mid_backup_leaves_a_restorable_session_and_reconnects() {
     let e = Ended::of(code, &backup);
     eprintln!("job {}: {}", e.job, e.message);
     e.failed("agent c0");
+    assert!(e.message.contains("the 1 other agent(s) of the group completed"), "{e:#?}");
     let session = e.session.unwrap_or_else(|| panic!("the failed job names no session: {e:#?}"));
-    failed_session_is_restorable(&the_box, &agent, session, &tree);
+    let row = the_box.session(session);
+    assert_eq!(row["status"], "failed", "{row}");
+    let committed = row["objects"].as_u64().expect("objects");
+    // The other agent's tree is whole in it: every object, restored identical.
+    let here = the_box.env.path("other-restore");
+    let r = the_box.coffer(&["restore", &session.to_string(), "--to", s(&here), "c1:tree1"]);
+    r.expect_code(0);
+    assert_eq!(r.json()["objects"], other_tree.nodes.len() as u64, "{r}");
+    assert_same_tree(&other_tree, &snapshot(&here.join("c1:tree1")), Ignore::default());
+    // The killed agent's committed objects verify and restore as they were.
+    let mine = committed - other_tree.nodes.len() as u64;
+    assert!(mine > 0 && mine < tree.nodes.len() as u64, "not a backup cut mid-way: {row}");
+    let r = the_box.coffer(&["verify", &session.to_string()]);
+    r.expect_code(0);
+    assert_eq!(r.json()["objects"], committed, "{r}");
+    let dest = the_box.env.path("killed-restore");
+    let r = the_box.coffer(&["restore", &session.to_string(), "--to", s(&dest), "c0:tree0"]);
+    r.expect_code(0);
+    assert_eq!(r.json()["objects"], mine, "{r}");
+    assert!(restored_files_match(&agent.tree(), &dest.join("c0:tree0")) > 0, "no file of c0 restored");
     assert!(the_box.agents()["c0"]["connected"].is_null(), "{:?}", the_box.agents());
 
     // Started again: it reconnects, and is backed up whole.
