@@ -607,10 +607,17 @@ fn three_agents_back_up_and_restore_onto_themselves() {
         let r = the_box.coffer(&["restore", &session.to_string(), "--to", &a.source(&onto)]);
         r.expect_code(0);
         let j = r.json();
-        assert_eq!((j["ok"].clone(), j["objects"].clone()), (Value::from(true), Value::from(tree.nodes.len())), "{r}");
+        assert_eq!(
+            (j["ok"].clone(), j["objects"].clone()),
+            (Value::from(true), Value::from(tree.nodes.len())),
+            "{r}"
+        );
         let (read, parts) = (j["demux"]["read_bytes"].as_u64(), j["demux"]["part_bytes"].as_u64());
         let (Some(read), Some(parts)) = (read, parts) else { panic!("no demultiplexing figures: {r}") };
-        eprintln!("restore of {}'s tree from multiplexed session {session}: read {read} of {parts} bytes", a.name);
+        eprintln!(
+            "restore of {}'s tree from multiplexed session {session}: read {read} of {parts} bytes",
+            a.name
+        );
         assert!(read > 0 && read < parts, "{}: read {read} of {parts} bytes", a.name);
         read_all += read;
         let top: Vec<String> =
@@ -620,9 +627,44 @@ fn three_agents_back_up_and_restore_onto_themselves() {
         assert_same_tree(tree, &snapshot(&onto.join(&name)), Ignore::default());
     }
     eprintln!("the three demultiplexing restores read {read_all} bytes");
+    // Two agents' trees at once on the box: each run read once, the third agent's left.
+    let two = the_box.env.path("box-restore-two");
+    let r = the_box.coffer(&["restore", &session.to_string(), "--to", s(&two), "c0:tree0", "c1:tree1"]);
+    r.expect_code(0);
+    let j = r.json();
+    let (read, parts) =
+        (j["demux"]["read_bytes"].as_u64().unwrap_or(0), j["demux"]["part_bytes"].as_u64().unwrap_or(0));
+    eprintln!("restore of c0's and c1's trees at once: read {read} of {parts} bytes");
+    assert!(read > 0 && read < parts, "read {read} of {parts} bytes: {r}");
+    assert_same_tree(&trees[0], &snapshot(&two.join("c0:tree0")), Ignore::default());
+    assert_same_tree(&trees[1], &snapshot(&two.join("c1:tree1")), Ignore::default());
+    assert!(!two.join("c2:tree2").exists(), "c2's tree was restored too");
+
+    // The status shows each agent connected, what it sent, and its last backup: this session.
+    let r = the_box.coffer(&["status"]);
+    r.expect_code(0);
+    let status = r.json();
+    let listed = status["agents"].as_array().unwrap_or_else(|| panic!("status lists no agents: {r}"));
+    for a in &agents {
+        let line =
+            listed.iter().find(|l| l["name"] == a.name.as_str()).unwrap_or_else(|| panic!("{}: {r}", a.name));
+        assert_eq!(line["address"], a.connected["address"], "{line}");
+        assert!(line["bytes"].as_u64().is_some_and(|b| b > 0), "{line}");
+        assert_eq!(line["last_backup"]["session"], session, "{line}");
+        assert_eq!(line["last_backup"]["status"], "complete", "{line}");
+    }
+    let r = the_box.coffer_text(&["status"]);
+    r.expect_code(0);
+    for a in &agents {
+        let want =
+            format!("agent {}: connected from {}", a.name, a.connected["address"].as_str().unwrap_or("?"));
+        assert!(r.stdout.contains(&want), "{want:?}: {r}");
+        assert!(r.stdout.contains(&format!("last backup: session {session} complete")), "{r}");
+    }
     // Another agent's tree in it, named: refused, and nothing made.
     let onto = agents[0].restore_to.join("not-mine");
-    let r = the_box.coffer_text(&["restore", &session.to_string(), "--to", &agents[0].source(&onto), "c1:tree1"]);
+    let r =
+        the_box.coffer_text(&["restore", &session.to_string(), "--to", &agents[0].source(&onto), "c1:tree1"]);
     r.expect_code(2);
     assert!(r.stderr.contains("is not under agent c0's trees"), "{r}");
     assert!(!onto.exists(), "a refused restore made {}", onto.display());

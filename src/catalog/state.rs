@@ -8,9 +8,9 @@ use uuid::Uuid;
 use super::CatalogError;
 use super::record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved,
-    JobState, JobStateChanged, LogEntry, MediumAdded, MediumRemoved, MediumState, MediumUpdated,
-    LaneRun, MAX_RUNS, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed, SessionKind,
-    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
+    JobState, JobStateChanged, LaneRun, LogEntry, MAX_RUNS, MediumAdded, MediumRemoved, MediumState,
+    MediumUpdated, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed,
+    SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -708,7 +708,8 @@ impl Catalog {
     }
 
     fn part_runs(&mut self, b: &PartRuns) -> Result<(), CatalogError> {
-        let s = self.sessions.get_mut(&b.session).ok_or(CatalogError::UnknownSession { session: b.session })?;
+        let s =
+            self.sessions.get_mut(&b.session).ok_or(CatalogError::UnknownSession { session: b.session })?;
         if !s.parts.contains_key(&(b.stream, b.part)) {
             let why = "the session has not recorded the part";
             return Err(CatalogError::Runs { session: b.session, stream: b.stream, part: b.part, why });

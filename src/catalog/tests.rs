@@ -277,7 +277,11 @@ fn largest_records() -> Vec<Record> {
             part: u32::MAX,
             len: u64::MAX,
             runs: (0..MAX_RUNS as u64)
-                .map(|k| LaneRun { lane: u64::MAX - k, start: u64::MAX - 2 * MAX_RUNS as u64 + k, end: u64::MAX - k })
+                .map(|k| LaneRun {
+                    lane: u64::MAX - k,
+                    start: u64::MAX - 2 * MAX_RUNS as u64 + k,
+                    end: u64::MAX - k,
+                })
                 .collect(),
         }),
         Record::SessionIndexed(SessionIndexed {

@@ -40,7 +40,8 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let held = ctx.hold_state()?;
     let catalog = &*held.catalog();
     let session = session_arg(catalog, &a.session)?;
-    let mut paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
+    let mut paths: Vec<Vec<u8>> =
+        a.paths.iter().map(|p| p.trim_end_matches('/').as_bytes().to_vec()).collect();
     let action = match coffer::pipeline::sources::agent_source(&a.to).map_err(anyhow::Error::msg)? {
         Some((agent, dir)) => {
             paths = agents_own(catalog, session, &agent, paths)?;

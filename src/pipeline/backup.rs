@@ -17,8 +17,8 @@ use super::reader::{ReadError, Reader};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
-    MAX_RUNS, MediumAdded, MediumState, MediumUpdated, PartRuns, Record, SessionFinished, SessionKind, SessionMode, SessionPart,
-    SessionPruned, SessionStarted, StreamCut, object_batches,
+    MAX_RUNS, MediumAdded, MediumState, MediumUpdated, PartRuns, Record, SessionFinished, SessionKind,
+    SessionMode, SessionPart, SessionPruned, SessionStarted, StreamCut, object_batches,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -197,7 +197,9 @@ pub fn run(
                 break;
             }
             match step {
-                Step::Local(Source::Tree { root, prefix }) => reader.add_tree(root, prefix.as_deref(), opts)?,
+                Step::Local(Source::Tree { root, prefix }) => {
+                    reader.add_tree(root, prefix.as_deref(), opts)?
+                }
                 Step::Local(Source::Volume(path)) => reader.add_volume(path)?,
                 Step::Local(Source::Agent { .. }) => unreachable!("agent sources are grouped"),
                 Step::Agents(group) => {
@@ -531,9 +533,10 @@ pub(super) fn control_loop(
                 let mut recs: Vec<Record> =
                     object_batches(session, objects).into_iter().map(Record::from).collect();
                 if let Some((part, len, runs)) = runs {
-                    recs.extend(runs.chunks(MAX_RUNS).map(|c| {
-                        Record::from(PartRuns { session, stream, part, len, runs: c.to_vec() })
-                    }));
+                    recs.extend(
+                        runs.chunks(MAX_RUNS)
+                            .map(|c| Record::from(PartRuns { session, stream, part, len, runs: c.to_vec() })),
+                    );
                 }
                 recs.push(Record::from(MediumUpdated { medium, used: u, state: MediumState::Writable }));
                 recs

@@ -46,7 +46,9 @@ pub fn groups(sources: &[LaneSource], multiplex: usize) -> Vec<Vec<LaneSource>> 
     let mut out: Vec<Vec<LaneSource>> = Vec::new();
     for s in sources {
         match out.last_mut() {
-            Some(g) if g.len() < multiplex.max(1) && !g.iter().any(|o| o.agent == s.agent) => g.push(s.clone()),
+            Some(g) if g.len() < multiplex.max(1) && !g.iter().any(|o| o.agent == s.agent) => {
+                g.push(s.clone())
+            }
             _ => out.push(vec![s.clone()]),
         }
     }
@@ -82,7 +84,14 @@ impl Reader {
         one_file_system: bool,
     ) -> Result<(), ReadError> {
         if let [one] = group {
-            return self.add_agent(agents, &one.agent, &one.root, one.prefix.as_deref(), job, one_file_system);
+            return self.add_agent(
+                agents,
+                &one.agent,
+                &one.root,
+                one.prefix.as_deref(),
+                job,
+                one_file_system,
+            );
         }
         self.flush_pack()?;
         let (_, next_object) = self.next_numbers();
@@ -117,7 +126,9 @@ impl Reader {
         self.skip_objects_to(base + group.len() as u64 * LANE_STRIDE);
         for (agent, how) in ended {
             match how {
-                Ended::Done(problems) => self.problems.extend(problems.into_iter().map(|p| format!("agent {agent}: {p}"))),
+                Ended::Done(problems) => {
+                    self.problems.extend(problems.into_iter().map(|p| format!("agent {agent}: {p}")))
+                }
                 Ended::Failed(why) => failed.push(format!("{agent}: {why}")),
             }
         }

@@ -196,7 +196,8 @@ fn demux_reads(
     if sel.is_empty() || !session.is_multiplexed() {
         return None;
     }
-    let lanes: BTreeSet<u64> = sel.iter().map(|o| super::runs::lane_of(o.id, super::mux::LANE_STRIDE)).collect();
+    let lanes: BTreeSet<u64> =
+        sel.iter().map(|o| super::runs::lane_of(o.id, super::mux::LANE_STRIDE)).collect();
     if lanes.contains(&0) || sel.iter().any(|o| session.part_runs(stream, o.part).is_none()) {
         return None;
     }
@@ -206,7 +207,12 @@ fn demux_reads(
         let Some((len, runs)) = session.part_runs(stream, part) else { continue };
         total += len;
         let reads = super::runs::reads(runs, &lanes);
-        spans.extend(reads.into_iter().map(|(start, end)| Span { part, offset: start, object: None, end: Some(end) }));
+        spans.extend(reads.into_iter().map(|(start, end)| Span {
+            part,
+            offset: start,
+            object: None,
+            end: Some(end),
+        }));
     }
     Some((spans, lanes, total))
 }
@@ -486,7 +492,8 @@ fn start_lanes(
             std::thread::Builder::new()
                 .name(format!("reader-{stream}"))
                 .spawn(move || {
-                    let mut r = StreamReader::new(session, stream, locs, raw_bufs).keeping(demux.map(|d| d.0));
+                    let mut r =
+                        StreamReader::new(session, stream, locs, raw_bufs).keeping(demux.map(|d| d.0));
                     let error = match r.run(&spans, &ins, 0) {
                         Ok(_) | Err(StreamError::Stopped) => None,
                         Err(e) => Some(e.to_string()),

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_channel::Sender;
 
 use super::baseline::Incremental;
-use super::{Encoded, EncodedBytes, Track};
 use super::runs::RunsBuilder;
+use super::{Encoded, EncodedBytes, Track};
 use crate::catalog::{LaneRun, StoredObject};
 use crate::device::{DeviceError, Mounted, PartStart, Target};
 use crate::format::records::{

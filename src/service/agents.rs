@@ -28,9 +28,9 @@ use std::collections::HashSet;
 
 use crate::catalog::StoredObject;
 use crate::net::frame::MAX_CHUNK;
+use crate::pipeline::readback::Decoded;
 use crate::pipeline::readback::Item;
 use crate::pipeline::remote::{Agents, Delivery, RemoteAsk, WireItem};
-use crate::pipeline::readback::Decoded;
 use crate::pipeline::restore::RestoreReport;
 
 use crate::catalog::{AgentEnrolled, AgentState, Record};
@@ -637,9 +637,10 @@ impl crate::pipeline::restore::RemoteSink for AgentSink {
         let ours = {
             let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
             match &item.decoded {
-                Decoded::Meta(id, _) | Decoded::Segment(id, _) | Decoded::End(id, _) | Decoded::Data { id, .. } => {
-                    sent.contains(id)
-                }
+                Decoded::Meta(id, _)
+                | Decoded::Segment(id, _)
+                | Decoded::End(id, _)
+                | Decoded::Data { id, .. } => sent.contains(id),
                 Decoded::Pack { entries, .. } => entries.iter().any(|(e, _, _)| sent.contains(&e.object_id)),
                 Decoded::Bad(_) => true,
             }
