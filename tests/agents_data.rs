@@ -623,7 +623,7 @@ fn three_agents_back_up_and_restore_onto_themselves() {
         let top: Vec<String> =
             fs::read_dir(&onto).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         let name = format!("{}:tree{}", a.name, a.k);
-        assert_eq!(top, [name.clone()], "{} got back more than its own tree", a.name);
+        assert_eq!(top, std::slice::from_ref(&name), "{} got back more than its own tree", a.name);
         assert_same_tree(tree, &snapshot(&onto.join(&name)), Ignore::default());
     }
     eprintln!("the three demultiplexing restores read {read_all} bytes");

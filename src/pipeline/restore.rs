@@ -425,7 +425,7 @@ fn run_session(
     }
     drop(lanes);
     let mut stream_errors = Vec::new();
-    let mut demux = demuxed.iter().any(|&d| d).then(|| DemuxRead { read: 0, parts: parts_bytes });
+    let mut demux = demuxed.iter().any(|&d| d).then_some(DemuxRead { read: 0, parts: parts_bytes });
     for (r, demuxed) in readers.into_iter().zip(demuxed) {
         let (error, read) = r.join().expect("reader thread");
         stream_errors.extend(error);

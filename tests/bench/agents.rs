@@ -668,6 +668,9 @@ struct Outcome {
     job_secs: f64,
     /// Parts written (the sessions' `parts`), all sessions together.
     parts: u64,
+    /// Restoring agent a0's tree alone from a multiplexed session: bytes read, bytes in the
+    /// multiplexed parts.
+    demux: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -770,19 +773,20 @@ fn agents_run(cfg: &Config, k: usize, dest: Dest) -> Res<Outcome> {
     let agents_cpu0: f64 = agents.iter().map(|(_, p)| cpu_secs(p.pid())).sum();
 
     let start = Instant::now();
-    let mut backups = Vec::new();
-    for (i, q) in cfg.quarters[..k].iter().enumerate() {
-        let source = format!("agent:a{i}:{}", q.dir.display());
-        let cmd = coffer_cmd(&cfg.coffer, &the_box.state, &["--json", "backup", &source, "--to", &target]);
-        backups.push(Proc::spawn(
-            &format!("coffer backup {source}"),
-            cmd,
-            &the_box.logs,
-            &format!("backup-a{i}"),
-        )?);
-    }
+    // One backup of the K agents' trees: multiplexed onto the one target, all at once.
+    let sources: Vec<String> = cfg.quarters[..k]
+        .iter()
+        .enumerate()
+        .map(|(i, q)| format!("agent:a{i}:{}", q.dir.display()))
+        .collect();
+    let mut args = vec!["--json", "backup"];
+    args.extend(sources.iter().map(String::as_str));
+    args.extend(["--to", target.as_str()]);
+    let cmd = coffer_cmd(&cfg.coffer, &the_box.state, &args);
+    let mut backups =
+        [Proc::spawn(&format!("coffer backup {}", sources.join(" ")), cmd, &the_box.logs, "backup")?];
     let deadline = start + cfg.guard;
-    let mut ended: Vec<Option<ExitStatus>> = vec![None; k];
+    let mut ended: Vec<Option<ExitStatus>> = vec![None; backups.len()];
     while ended.iter().any(Option::is_none) {
         for (b, e) in backups.iter_mut().zip(ended.iter_mut()) {
             if e.is_none() {
@@ -855,6 +859,26 @@ fn agents_run(cfg: &Config, k: usize, dest: Dest) -> Res<Outcome> {
         }
         None => None,
     };
+    // Demultiplexing: agent a0's tree alone, restored on the box from the K agents' session.
+    let demux = if k > 1 {
+        let (_, session) = sessions[0];
+        let last =
+            cfg.quarters[0].dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dest = w.join("demux-restore");
+        let dest_s = dest.display().to_string();
+        let j = the_box.json(&["restore", &session.to_string(), "--to", &dest_s, &format!("a0:{last}")])?;
+        if j["ok"] != true {
+            return Err(format!("the restore of a0's tree failed: {j}"));
+        }
+        let (Some(read), Some(parts)) =
+            (j["demux"]["read_bytes"].as_u64(), j["demux"]["part_bytes"].as_u64())
+        else {
+            return Err(format!("the restore of a0's tree did not demultiplex: {j}"));
+        };
+        Some((read, parts))
+    } else {
+        None
+    };
     for (_, p) in agents.iter_mut() {
         p.stop(Duration::from_secs(10));
     }
@@ -874,6 +898,7 @@ fn agents_run(cfg: &Config, k: usize, dest: Dest) -> Res<Outcome> {
         sessions,
         job_secs,
         parts,
+        demux,
     })
 }
 
@@ -1185,15 +1210,17 @@ fn real_main() -> Res<()> {
     );
     println!("                  {c} --state Ak agent run");
     println!(
-        "  backups:        K at once: {c} --state BOX --json backup agent:ak:{root}/agentk --to disk:DIR | library:vlib"
+        "  backup:         {c} --state BOX --json backup agent:a0:{root}/agent0 … agent:aK-1:{root}/agentK-1 --to disk:DIR | library:vlib   (multiplexed)"
     );
+    println!("  demultiplexing: {c} --state BOX --json restore SESSION --to DIR a0:agent0   (K > 1)");
     println!(
         "  bytes:          {c} --state BOX --json ls (bytes_in, bytes_stored of the K sessions); repositions: status --json drives[].repositions"
     );
     println!();
     println!(
-        "NOTE: the service runs one job at a time: the K backups started together are queued and run one after \
-         another (a queued job starts at the next queue scan, within {SCAN_SECONDS} s; each client polls every 0.5 s)."
+        "NOTE: the K agents' trees are one job and one session, multiplexed onto the target (up to 4 agents at \
+         once, the default); the job starts at the next queue scan, within {SCAN_SECONDS} s, and the client polls \
+         every 0.5 s."
     );
     println!(
         "wall s: from starting the K backups to the last one's end (local: spawn to exit), so it holds the queue's \
@@ -1313,6 +1340,19 @@ fn real_main() -> Res<()> {
              synchronous filemark that waits for the buffer to reach the tape and stops the drive (no backhitch \
              is modelled there); {why}."
         );
+    }
+    for (what, map) in [("disk", &disk), ("tape", &tape)] {
+        for (k, o) in map.iter() {
+            if let Some((read, parts)) = o.demux {
+                println!(
+                    "Demultiplexing, {k} agents -> {what}: restoring a0's tree alone read {:.0} of the {:.0} MB in the \
+                     multiplexed parts ({:.1}%)",
+                    read as f64 / 1e6,
+                    parts as f64 / 1e6,
+                    100.0 * read as f64 / parts.max(1) as f64
+                );
+            }
+        }
     }
     if let Some(i) = idle_result {
         println!();
