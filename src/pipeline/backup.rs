@@ -213,7 +213,7 @@ pub fn run(
         }
         Ok(())
     });
-    let control = control_loop(store, session, &events, &progress, &mut on_progress, None);
+    let control = control_loop(store, session, &events, &progress, &mut on_progress, None, &req.cancel);
     let (written, read) = stream.join();
     let (objects, stored_raw, stored) = control?.totals;
 
@@ -488,7 +488,9 @@ pub(super) struct Controlled {
 }
 
 /// Journals what the writer reports until it hangs up; returns objects, raw and stored bytes
-/// made durable.
+/// made durable. When a commit fails (a full or broken journal disk), the job is cancelled
+/// through `cancel` and the events are still taken to the end, unjournaled, so that no writer
+/// blocks on a full queue: the error is returned once every stream has stopped.
 pub(super) fn control_loop(
     store: &mut impl State,
     session: u64,
@@ -496,7 +498,9 @@ pub(super) fn control_loop(
     progress: &Progress,
     on_progress: &mut impl FnMut(&Progress),
     coord: Option<&Coordinator>,
+    cancel: &Cancel,
 ) -> Result<Controlled, StoreError> {
+    let mut failed: Option<StoreError> = None;
     let mut out = Controlled::default();
     let mut used = std::collections::HashMap::new();
     loop {
@@ -568,10 +572,19 @@ pub(super) fn control_loop(
                 vec![Record::from(StreamCut { session, stream })]
             }
         };
-        store.commit(&records)?;
+        if failed.is_none()
+            && let Err(e) = store.commit(&records)
+        {
+            tracing::error!(target: "backup", "session {session}: the journal refused a commit, stopping the job: {e}");
+            cancel.cancel();
+            failed = Some(e);
+        }
     }
     on_progress(progress);
-    Ok(out)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// Sessions with a part in an overwritten range of a ring medium are gone: prune them. The
@@ -610,4 +623,71 @@ pub(super) fn medium_records(store: &impl State, m: &Mounted) -> Vec<Record> {
         created: m.label.created,
         location: m.location.clone(),
     })]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::disk::DiskTarget;
+    use crate::store::{Indexes, Store};
+
+    /// A store whose journal refuses every commit after the first `left`.
+    struct FailsAfter {
+        store: Store,
+        left: usize,
+    }
+
+    impl State for FailsAfter {
+        fn commit(&mut self, records: &[Record]) -> Result<(), StoreError> {
+            if self.left == 0 {
+                return Err(StoreError::Poisoned);
+            }
+            self.left -= 1;
+            self.store.commit(records)
+        }
+        fn read<R>(&self, f: impl FnOnce(&crate::catalog::Catalog) -> R) -> R {
+            f(self.store.catalog())
+        }
+        fn indexes(&self) -> Indexes {
+            self.store.indexes()
+        }
+    }
+
+    #[test]
+    fn a_journal_that_fails_mid_backup_stops_the_job_with_its_error_and_nothing_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        // Random files over many small volumes: far more writer events than the queue holds.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..48 {
+            let bytes: Vec<u8> = (0..1 << 20)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            std::fs::write(src.join(format!("f{i}")), bytes).unwrap();
+        }
+        let (store, _) = Store::open(&dir.path().join("state"), crate::journal::Mode::Write).unwrap();
+        let mut state = FailsAfter { store, left: 6 };
+        let target = DiskTarget::new(&dir.path().join("target"), 2 << 20, "default").unwrap();
+        let req = BackupRequest {
+            sources: vec![Source::Tree { root: src.clone(), prefix: None }],
+            description: src.display().to_string(),
+            unit: 256 << 10,
+            job: 0,
+            one_file_system: false,
+            compress: true,
+            cancel: super::super::Cancel::default(),
+            source_key: SourceKey::of_canonical_roots(&[src.as_path()]),
+            incremental: None,
+            agents: None,
+        };
+        let r = run(&req, vec![Box::new(target)], &mut state, |_| {});
+        assert!(matches!(r, Err(BackupError::Store(StoreError::Poisoned))), "{r:?}");
+        assert!(req.cancel.is_cancelled(), "the job was not stopped");
+    }
 }

@@ -210,7 +210,8 @@ pub fn run(
         jobs.push(StreamJob::start(req, target, info, event_tx.clone(), progress.clone(), feed));
     }
     drop(event_tx);
-    let control = control_loop(store, session, &events, &progress, &mut on_progress, Some(&coord));
+    let control =
+        control_loop(store, session, &events, &progress, &mut on_progress, Some(&coord), &req.cancel);
     let ended: Vec<_> = jobs.into_iter().map(StreamJob::join).collect();
     let control = control?;
     let job = req.job_number(session);
