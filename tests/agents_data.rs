@@ -689,6 +689,10 @@ fn access_lists_are_enforced() {
         let root = c0.tree();
         write_file(&root.join("a/file.txt"), &text_bytes(1, 20_000));
         write_file(&root.join("b.bin"), &random_bytes(2, 70_000));
+        // Older than any session: an incremental backup can tell it unchanged.
+        write_file(&root.join("keep.bin"), &random_bytes(3, 50_000));
+        let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+        fs::File::options().write(true).open(root.join("keep.bin")).unwrap().set_modified(day_ago).unwrap();
         snapshot(&root)
     };
     let session = the_box.backup_ended(&c0.source(&c0.tree()), BACKUP_GUARD).done();
@@ -741,6 +745,35 @@ fn access_lists_are_enforced() {
     let onto = c0.restore_to.join("ok");
     the_box.restore_onto(session, "c0", &onto, tree0.nodes.len());
     assert_same_tree(&tree0, &snapshot(&onto), Ignore::default());
+
+    // An incremental backup of the agent's tree: the box judges what the agent walked against
+    // its baseline, the unchanged file is left out, and the restore of the new session gives
+    // the tree as it is now (the deleted file gone, the unchanged one from the full session).
+    let root = c0.tree();
+    write_file(&root.join("a/file.txt"), &text_bytes(7, 30_000));
+    write_file(&root.join("c.txt"), &text_bytes(8, 900));
+    fs::remove_file(root.join("b.bin")).unwrap();
+    let tree1 = snapshot(&root);
+    let source = c0.source(&root);
+    let mut p = Proc::spawn(
+        "coffer backup --incremental",
+        the_box.env.command(&["backup", "--incremental", &source]),
+    );
+    let code = p.wait_exit(BACKUP_GUARD);
+    let inc = Ended::of(code, &p).done();
+    let row = the_box.session(inc);
+    assert_eq!(
+        (row["kind"].clone(), row["base"].clone()),
+        (Value::from("incremental"), Value::from(session)),
+        "{row}"
+    );
+    let stored: Vec<String> =
+        the_box.objects(inc).iter().filter_map(|o| o["path"].as_str().map(str::to_owned)).collect();
+    assert!(!stored.iter().any(|p| p == "keep.bin"), "the unchanged file was stored again: {stored:?}");
+    assert!(stored.iter().any(|p| p == "a/file.txt") && stored.iter().any(|p| p == "c.txt"), "{stored:?}");
+    let onto = c0.restore_to.join("incremental");
+    the_box.restore_onto(inc, "c0", &onto, tree1.nodes.len());
+    assert_same_tree(&tree1, &snapshot(&onto), Ignore::default());
     let list = the_box.agents();
     for a in agents.iter_mut() {
         assert_eq!(list[&a.name]["connected"], a.connected, "{list:?}");

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
+use crate::format::records::ObjectMeta;
 use crate::net::frame::{MAX_CHUNK, MAX_PROBLEMS, MAX_REASON, Message};
+use crate::pipeline::baseline::Skipper;
 use crate::pipeline::pool::Pool;
 use crate::pipeline::reader::Reader;
 use crate::pipeline::remote::WireUnit;
@@ -30,24 +32,103 @@ pub struct Asked {
     pub unit: usize,
     /// Stay on the root's file system.
     pub one_file_system: bool,
+    /// Leave out what the box judges unchanged (it holds the baseline): ask it in `Judge`.
+    pub incremental: bool,
+}
+
+/// Entries of the walk asked about in one `Judge` (fewer when their metadata would not fit a
+/// frame).
+const JUDGE_BATCH: usize = 512;
+/// How long the walk waits for the box's `Judged`.
+const JUDGE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The box, asked which walked entries an incremental backup leaves out.
+#[derive(Debug)]
+struct AskBox {
+    job: u64,
+    out: mpsc::Sender<Message>,
+    answers: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<u8>>>,
+}
+
+impl AskBox {
+    /// One `Judge` of `metas` (they fit a frame) and the box's answer; all kept when it does
+    /// not answer as it must (the backup then fails on the connection, or stores more).
+    fn ask(&self, metas: &[&ObjectMeta]) -> Vec<bool> {
+        let kept = vec![false; metas.len()];
+        let Ok(bytes) = postcard::to_allocvec(metas) else { return kept };
+        if self.out.blocking_send(Message::Judge { job: self.job, bytes }).is_err() {
+            return kept;
+        }
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        match answers.recv_timeout(JUDGE_WAIT) {
+            Ok(bits) if bits.len() == metas.len().div_ceil(8) => {
+                (0..metas.len()).map(|i| bits[i / 8] & (1 << (i % 8)) != 0).collect()
+            }
+            Ok(bits) => {
+                tracing::warn!(target: "agent", "the box judged {} entries with {} bytes: keeping them", metas.len(), bits.len());
+                kept
+            }
+            Err(_) => kept,
+        }
+    }
+}
+
+impl Skipper for AskBox {
+    fn skip_all(&self, metas: &[&ObjectMeta]) -> Vec<bool> {
+        let mut out = Vec::with_capacity(metas.len());
+        let mut from = 0;
+        let mut size = 0;
+        for (i, m) in metas.iter().enumerate() {
+            let n = postcard::experimental::serialized_size(m).unwrap_or(MAX_CHUNK);
+            if i > from && size + n + 16 > MAX_CHUNK {
+                out.extend(self.ask(&metas[from..i]));
+                (from, size) = (i, 0);
+            }
+            size += n;
+        }
+        if from < metas.len() {
+            out.extend(self.ask(&metas[from..]));
+        }
+        out
+    }
+
+    fn batch(&self) -> usize {
+        JUDGE_BATCH
+    }
 }
 
 /// Raw buffers the agent's reader fills: enough to keep it busy while units cross the network.
 const RAW_BUFFERS: usize = QUEUE_DEPTH + 3;
 
 /// Runs the backup on threads of its own; its frames go to `out`, the last one `Done`.
-/// `cancel` stops the walk (the box asked, or the connection went). When no thread can be
-/// started, the `Done` saying so is returned for the caller to send.
-pub fn start(asked: Asked, out: mpsc::Sender<Message>, cancel: Cancel) -> Result<(), Message> {
+/// `cancel` stops the walk (the box asked, or the connection went). Returns where the box's
+/// `Judged` answers go (an incremental backup). When no thread can be started, the `Done`
+/// saying so is returned for the caller to send.
+pub fn start(
+    asked: Asked,
+    out: mpsc::Sender<Message>,
+    cancel: Cancel,
+) -> Result<Option<std::sync::mpsc::Sender<Vec<u8>>>, Message> {
     let (job, numbers) = (asked.job, (asked.first_seq, asked.first_object));
+    let (answers_tx, answers) = std::sync::mpsc::channel();
+    let skipper = asked.incremental.then(|| {
+        std::sync::Arc::new(AskBox { job, out: out.clone(), answers: std::sync::Mutex::new(answers) })
+            as std::sync::Arc<dyn Skipper>
+    });
+    let judged = skipper.is_some().then_some(answers_tx);
     std::thread::Builder::new()
         .name(format!("backup-{job}"))
-        .spawn(move || run(asked, out, cancel))
-        .map(drop)
+        .spawn(move || run(asked, out, cancel, skipper))
+        .map(|_| judged)
         .map_err(|e| done(job, numbers, Vec::new(), format!("the agent cannot start the backup: {e}")))
 }
 
-fn run(asked: Asked, out: mpsc::Sender<Message>, cancel: Cancel) {
+fn run(
+    asked: Asked,
+    out: mpsc::Sender<Message>,
+    cancel: Cancel,
+    skipper: Option<std::sync::Arc<dyn Skipper>>,
+) {
     let job = asked.job;
     let pool = Pool::new(RAW_BUFFERS, asked.unit);
     let (tx, rx) = crossbeam_channel::bounded::<Unit>(QUEUE_DEPTH);
@@ -72,6 +153,7 @@ fn run(asked: Asked, out: mpsc::Sender<Message>, cancel: Cancel) {
             .map_err(|e| e.to_string())?
             .numbered_from(asked.first_seq, asked.first_object);
         reader.cancel = cancel.clone();
+        reader.skipper = skipper;
         let opts = WalkOptions { one_file_system: asked.one_file_system };
         let r = reader.add_tree(&asked.root, asked.prefix.as_deref(), opts);
         match r {

@@ -163,6 +163,9 @@ pub async fn run(
     }
 }
 
+/// The running backup: its job, its cancel, and where the box's `Judged` go (incremental).
+type Running = (u64, Cancel, Option<std::sync::mpsc::Sender<Vec<u8>>>);
+
 /// Connected and welcomed: pings, runs the backups the box asks for, until the link fails
 /// (an error to retry), the box closes it (Ok) or refuses the agent (an error not to retry).
 async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S) -> Result<(), AgentError> {
@@ -173,7 +176,7 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
     let mut frames = FrameReader::new();
     // Frames of the running backup, from its threads; bounded, so a slow link holds the reader.
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(4);
-    let mut running: Option<(u64, Cancel)> = None;
+    let mut running: Option<Running> = None;
     // The running restore's job and where its records go (None once it has them all).
     let mut restoring: Option<(u64, Option<mpsc::Sender<Message>>)> = None;
     let lost = |e: FrameError| unreachable(server, e.to_string());
@@ -207,7 +210,7 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                             break Err(lost(e));
                         }
                     }
-                    Ok(Message::Backup { job, root, prefix, first_seq, first_object, unit, one_file_system }) => {
+                    Ok(Message::Backup { job, root, prefix, first_seq, first_object, unit, one_file_system, incremental }) => {
                         if running.is_some() {
                             break Err(protocol(server, "asked for a second backup while one runs".into()));
                         }
@@ -221,9 +224,10 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                             first_object,
                             unit: unit as usize,
                             one_file_system,
+                            incremental,
                         };
                         match backup::start(asked, out_tx.clone(), cancel.clone()) {
-                            Ok(()) => running = Some((job, cancel)),
+                            Ok(judged) => running = Some((job, cancel, judged)),
                             Err(done) => {
                                 if let Err(e) = write_message(tls, &done).await {
                                     break Err(lost(e));
@@ -264,8 +268,15 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                             restoring = None;
                         }
                     }
+                    Ok(Message::Judged { job, skip }) => {
+                        let Some(to) = running.as_ref().filter(|r| r.0 == job).and_then(|r| r.2.as_ref()) else {
+                            break Err(protocol(server, format!("sent Judged for job {job}, which asked none")));
+                        };
+                        // The walk waiting for it may have stopped: nothing to answer then.
+                        let _ = to.send(skip);
+                    }
                     Ok(Message::Cancel { job }) => {
-                        if let Some((_, cancel)) = running.as_ref().filter(|(j, _)| *j == job) {
+                        if let Some((_, cancel, _)) = running.as_ref().filter(|r| r.0 == job) {
                             tracing::info!(target: "agent", "the box cancelled job {job}");
                             cancel.cancel();
                         }
@@ -282,7 +293,7 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
         }
     };
     // A backup still running has lost its box: stop it.
-    if let Some((_, cancel)) = running {
+    if let Some((_, cancel, _)) = running {
         cancel.cancel();
     }
     ended

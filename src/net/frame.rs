@@ -8,7 +8,7 @@
 //! | offset | size  | field    | value                                                        |
 //! |--------|-------|----------|--------------------------------------------------------------|
 //! | 0      | 4     | magic    | `b"CFAG"`                                                    |
-//! | 4      | 1     | version  | [`PROTOCOL_VERSION`] (1)                                     |
+//! | 4      | 1     | version  | [`PROTOCOL_VERSION`] (2)                                     |
 //! | 5      | 1     | kind     | the message kind, see below                                  |
 //! | 6      | 2     | reserved | zero; anything else is refused                               |
 //! | 8      | 4     | len      | payload length, u32 little-endian, at most [`MAX_PAYLOAD`]   |
@@ -32,10 +32,12 @@
 //! | `0x20` | `Ping`     | either         | `seq: u64`                                  |
 //! | `0x21` | `Pong`     | either         | `seq: u64`                                  |
 //! | `0x30` | `Refused`  | either         | `reason: str`                               |
-//! | `0x40` | `Backup`   | box → agent    | `job: u64, root: str, prefix: bytes, first_seq: u64, first_object: u64, unit: u64, one_file_system: bool` |
+//! | `0x40` | `Backup`   | box → agent    | `job: u64, root: str, prefix: bytes, first_seq: u64, first_object: u64, unit: u64, one_file_system: bool, incremental: bool` |
 //! | `0x41` | `Units`    | agent → box    | `job: u64, last: bool, bytes: bytes`        |
 //! | `0x42` | `Done`     | agent → box    | `job: u64, next_seq: u64, next_object: u64, problems: [str], error: str` |
 //! | `0x43` | `Cancel`   | box → agent    | `job: u64`                                  |
+//! | `0x44` | `Judge`    | agent → box    | `job: u64, bytes: bytes`                    |
+//! | `0x45` | `Judged`   | box → agent    | `job: u64, skip: bytes`                     |
 //! | `0x50` | `Restore`  | box → agent    | `job: u64, session: u64, root: str, all: bool` |
 //! | `0x51` | `Objects`  | box → agent    | `job: u64, bytes: bytes`                    |
 //! | `0x52` | `Items`    | box → agent    | `job: u64, last: bool, bytes: bytes`        |
@@ -48,7 +50,13 @@
 //! bytes of a [`crate::pipeline::remote::WireUnit`], cut into `Units` frames of at most
 //! [`MAX_CHUNK`] bytes (`last` on a unit's final piece). `Done` ends it with the next free
 //! numbers and what could not be read (`error` empty when the walk ended well). `Cancel`
-//! asks the agent to stop; it still ends with `Done`.
+//! asks the agent to stop; it still ends with `Done`. An `incremental` backup leaves out the
+//! regular files unchanged since the box's baseline, which stays on the box: the agent sends
+//! the metadata of the entries it walked in `Judge` frames (postcard `[ObjectMeta]`, at most
+//! [`MAX_CHUNK`] bytes), each answered by `Judged`: one bit per entry, in order (bit `i % 8`
+//! of byte `i / 8`), set for the entries to leave out.
+//!
+//! Version 2 added `incremental` to `Backup`, and `Judge` and `Judged`.
 //!
 //! A restore onto the agent is the other way round: `Restore` names the directory, `Objects`
 //! carry the session's stored objects (postcard `[(StoredObject, selected: bool)]`, in
@@ -89,7 +97,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"CFAG";
 /// The protocol version this build speaks, written in every header.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 12;
 /// Largest payload of a frame: a 1 MiB data chunk plus room for its fields.
@@ -159,6 +167,10 @@ pub mod kind {
     pub const DONE: u8 = 0x42;
     /// [`super::Message::Cancel`].
     pub const CANCEL: u8 = 0x43;
+    /// [`super::Message::Judge`].
+    pub const JUDGE: u8 = 0x44;
+    /// [`super::Message::Judged`].
+    pub const JUDGED: u8 = 0x45;
     /// [`super::Message::Restore`].
     pub const RESTORE: u8 = 0x50;
     /// [`super::Message::Objects`].
@@ -170,9 +182,9 @@ pub mod kind {
     /// [`super::Message::Restored`].
     pub const RESTORED: u8 = 0x54;
     /// Every kind this build knows.
-    pub const ALL: [u8; 16] = [
-        ENROLL, ENROLLED, HELLO, WELCOME, PING, PONG, REFUSED, BACKUP, UNITS, DONE, CANCEL, RESTORE, OBJECTS,
-        ITEMS, FINISH, RESTORED,
+    pub const ALL: [u8; 18] = [
+        ENROLL, ENROLLED, HELLO, WELCOME, PING, PONG, REFUSED, BACKUP, UNITS, DONE, CANCEL, JUDGE, JUDGED,
+        RESTORE, OBJECTS, ITEMS, FINISH, RESTORED,
     ];
 }
 
@@ -190,6 +202,8 @@ pub fn kind_name(k: u8) -> Option<&'static str> {
         kind::UNITS => "Units",
         kind::DONE => "Done",
         kind::CANCEL => "Cancel",
+        kind::JUDGE => "Judge",
+        kind::JUDGED => "Judged",
         kind::RESTORE => "Restore",
         kind::OBJECTS => "Objects",
         kind::ITEMS => "Items",
@@ -289,6 +303,7 @@ pub enum Message {
         first_object: u64,
         unit: u64,
         one_file_system: bool,
+        incremental: bool,
     },
     /// Agent → box: a piece of one pipeline unit.
     Units { job: u64, last: bool, bytes: Vec<u8> },
@@ -296,6 +311,10 @@ pub enum Message {
     Done { job: u64, next_seq: u64, next_object: u64, problems: Vec<String>, error: String },
     /// Box → agent: stop the backup.
     Cancel { job: u64 },
+    /// Agent → box: which of these walked entries to leave out (an incremental backup).
+    Judge { job: u64, bytes: Vec<u8> },
+    /// Box → agent: the answer to `Judge`, a bit per entry.
+    Judged { job: u64, skip: Vec<u8> },
     /// Box → agent: recreate a session's objects under `root`.
     Restore { job: u64, session: u64, root: String, all: bool },
     /// Box → agent: a piece of the session's stored objects.
@@ -343,6 +362,12 @@ impl std::fmt::Debug for Message {
                 .field("first_seq", first_seq)
                 .field("first_object", first_object)
                 .finish_non_exhaustive(),
+            Message::Judge { job, bytes } => {
+                f.debug_struct("Judge").field("job", job).field("bytes", &Len(bytes.len())).finish()
+            }
+            Message::Judged { job, skip } => {
+                f.debug_struct("Judged").field("job", job).field("skip", &Len(skip.len())).finish()
+            }
             Message::Units { job, last, bytes } => f
                 .debug_struct("Units")
                 .field("job", job)
@@ -401,6 +426,8 @@ impl Message {
             Message::Backup { .. } => kind::BACKUP,
             Message::Units { .. } => kind::UNITS,
             Message::Done { .. } => kind::DONE,
+            Message::Judge { .. } => kind::JUDGE,
+            Message::Judged { .. } => kind::JUDGED,
             Message::Cancel { .. } => kind::CANCEL,
             Message::Restore { .. } => kind::RESTORE,
             Message::Objects { .. } => kind::OBJECTS,
@@ -448,7 +475,11 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::Units { bytes, .. } | Message::Objects { bytes, .. } | Message::Items { bytes, .. } => {
+            Message::Units { bytes, .. }
+            | Message::Objects { bytes, .. }
+            | Message::Items { bytes, .. }
+            | Message::Judge { bytes, .. }
+            | Message::Judged { skip: bytes, .. } => {
                 if bytes.is_empty() || bytes.len() > MAX_CHUNK {
                     return Err(invalid(format!(
                         "{} carries {} bytes; 1 to {MAX_CHUNK}",
@@ -589,12 +620,21 @@ fn write_body(m: &Message, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
         Message::Welcome { box_name } => postcard::to_extend(box_name, out),
         Message::Ping { seq } | Message::Pong { seq } => postcard::to_extend(seq, out),
         Message::Refused { reason } => postcard::to_extend(reason, out),
-        Message::Backup { job, root, prefix, first_seq, first_object, unit, one_file_system } => {
-            postcard::to_extend(
-                &(job, root, Bytes::new(prefix), first_seq, first_object, unit, one_file_system),
-                out,
-            )
-        }
+        Message::Backup {
+            job,
+            root,
+            prefix,
+            first_seq,
+            first_object,
+            unit,
+            one_file_system,
+            incremental,
+        } => postcard::to_extend(
+            &(job, root, Bytes::new(prefix), first_seq, first_object, unit, one_file_system, incremental),
+            out,
+        ),
+        Message::Judge { job, bytes } => postcard::to_extend(&(job, Bytes::new(bytes)), out),
+        Message::Judged { job, skip } => postcard::to_extend(&(job, Bytes::new(skip)), out),
         Message::Units { job, last, bytes } => postcard::to_extend(&(job, last, Bytes::new(bytes)), out),
         Message::Done { job, next_seq, next_object, problems, error } => {
             postcard::to_extend(&(job, next_seq, next_object, problems, error), out)
@@ -658,13 +698,14 @@ pub fn decode_body(kind: u8, payload: &[u8]) -> Result<Message, FrameError> {
         kind::PONG => Message::Pong { seq: body(kind, payload)? },
         kind::REFUSED => Message::Refused { reason: body(kind, payload)? },
         kind::BACKUP => {
-            let (job, root, prefix, first_seq, first_object, unit, one_file_system): (
+            let (job, root, prefix, first_seq, first_object, unit, one_file_system, incremental): (
                 u64,
                 String,
                 ByteBuf,
                 u64,
                 u64,
                 u64,
+                bool,
                 bool,
             ) = body(kind, payload)?;
             Message::Backup {
@@ -675,7 +716,16 @@ pub fn decode_body(kind: u8, payload: &[u8]) -> Result<Message, FrameError> {
                 first_object,
                 unit,
                 one_file_system,
+                incremental,
             }
+        }
+        kind::JUDGE => {
+            let (job, bytes): (u64, ByteBuf) = body(kind, payload)?;
+            Message::Judge { job, bytes: bytes.into_vec() }
+        }
+        kind::JUDGED => {
+            let (job, skip): (u64, ByteBuf) = body(kind, payload)?;
+            Message::Judged { job, skip: skip.into_vec() }
         }
         kind::UNITS => {
             let (job, last, bytes): (u64, bool, ByteBuf) = body(kind, payload)?;

@@ -37,19 +37,25 @@ fn message(max_der: usize) -> BoxedStrategy<Message> {
             any::<u64>(),
             any::<u64>(),
             UNIT_RANGE,
+            any::<bool>(),
             any::<bool>()
         )
-            .prop_map(|(job, root, prefix, first_seq, first_object, unit, one_file_system)| {
-                Message::Backup {
-                    job,
-                    root,
-                    prefix: prefix.into_bytes(),
-                    first_seq,
-                    first_object,
-                    unit,
-                    one_file_system,
+            .prop_map(
+                |(job, root, prefix, first_seq, first_object, unit, one_file_system, incremental)| {
+                    Message::Backup {
+                        job,
+                        root,
+                        prefix: prefix.into_bytes(),
+                        first_seq,
+                        first_object,
+                        unit,
+                        one_file_system,
+                        incremental,
+                    }
                 }
-            }),
+            ),
+        (any::<u64>(), der()).prop_map(|(job, bytes)| Message::Judge { job, bytes }),
+        (any::<u64>(), der()).prop_map(|(job, skip)| Message::Judged { job, skip }),
         (any::<u64>(), any::<bool>(), der()).prop_map(|(job, last, bytes)| Message::Units {
             job,
             last,
@@ -294,12 +300,13 @@ fn bad_magic_is_refused() {
 
 #[test]
 fn another_version_is_refused_with_the_fix() {
-    let frame = raw_frame(2, kind::PING, [0, 0], 1, &[7]);
+    // Version 1, before incremental backups of agent trees.
+    let frame = raw_frame(1, kind::PING, [0, 0], 1, &[7]);
     let err = decode_header(header(&frame)).unwrap_err();
-    assert!(matches!(err, FrameError::Version { found: 2 }), "{err:?}");
+    assert!(matches!(err, FrameError::Version { found: 1 }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "peer speaks agent protocol version 2; this coffer speaks 1: upgrade the older side"
+        "peer speaks agent protocol version 1; this coffer speaks 2: upgrade the older side"
     );
     // The version is checked before anything a later version may change.
     let frame = raw_frame(3, 0xee, [1, 2], u32::MAX, &[]);
@@ -544,6 +551,6 @@ fn async_refusals() {
         assert!(matches!(read_message(&mut server).await, Err(FrameError::Closed)));
     });
     assert!(matches!(read_after(b"HTTP/1.1 400 Bad Request\r\n"), Err(FrameError::BadMagic)));
-    let v2 = raw_frame(2, kind::HELLO, [0, 0], 0, &[]);
-    assert!(matches!(read_after(&v2), Err(FrameError::Version { found: 2 })));
+    let v3 = raw_frame(3, kind::HELLO, [0, 0], 0, &[]);
+    assert!(matches!(read_after(&v3), Err(FrameError::Version { found: 3 })));
 }

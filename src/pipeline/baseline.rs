@@ -97,12 +97,6 @@ pub enum IncrementalError {
     /// No session of these sources finished complete: the backup must be full.
     #[error("no complete backup of these sources is in the catalog")]
     NoBaseline,
-    /// An agent's tree: its walk runs on the agent, which the baseline does not reach yet.
-    #[error("{spec}: incremental backups of agent trees are not built yet; run a full backup")]
-    Agent {
-        /// The source, `agent:NAME:/path`.
-        spec: String,
-    },
     /// A session the catalog does not hold.
     #[error("no session {0} in the catalog: `coffer ls` lists them")]
     UnknownSession(u64),
@@ -159,11 +153,6 @@ impl IncrementalError {
 
 /// Refuses sources an incremental backup cannot read: raw volumes.
 pub fn check_sources(sources: &[Source]) -> Result<(), IncrementalError> {
-    if let Some(Source::Agent { agent, root, .. }) =
-        sources.iter().find(|s| matches!(s, Source::Agent { .. }))
-    {
-        return Err(IncrementalError::Agent { spec: format!("agent:{agent}:{root}") });
-    }
     match sources.iter().find_map(|s| match s {
         Source::Volume(path) => Some(path),
         Source::Tree { .. } | Source::Agent { .. } => None,
@@ -322,6 +311,23 @@ impl Baseline {
                 && (s.size, s.mtime) == (meta.size, meta.mtime)
                 && (s.mode, s.uid, s.gid) == (meta.mode, meta.uid, meta.gid)
         })
+    }
+}
+
+/// Decides which walked entries an incremental backup leaves out: the baseline itself on the
+/// box, or, on a backup agent, the box asked over the connection (the baseline stays there).
+pub trait Skipper: Send + Sync + std::fmt::Debug {
+    /// For each of `metas`, in order, whether to leave it out.
+    fn skip_all(&self, metas: &[&ObjectMeta]) -> Vec<bool>;
+    /// How many walked entries to ask about at once (1: each as it comes).
+    fn batch(&self) -> usize {
+        1
+    }
+}
+
+impl Skipper for Incremental {
+    fn skip_all(&self, metas: &[&ObjectMeta]) -> Vec<bool> {
+        metas.iter().map(|m| self.skip(m)).collect()
     }
 }
 

@@ -110,6 +110,7 @@ impl Reader {
                 unit: self.unit_size(),
                 one_file_system,
                 cancel: self.cancel.clone(),
+                incremental: self.incremental.clone(),
             };
             match agents.backup(&s.agent, ask) {
                 Ok(rx) => lanes.push(Lane {

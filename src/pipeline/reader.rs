@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Sender;
 
-use super::baseline::Incremental;
+use super::baseline::{Incremental, Skipper};
 use super::fetch::{BATCH_BYTES, Deal, Dealer, FETCHERS, Fetched, fetch_loop};
 use super::pool::Pool;
 use super::{SMALL_FILE_DIVISOR, Track, Unit, Work, stored};
@@ -84,6 +84,9 @@ pub struct Reader {
     pub cancel: super::Cancel,
     /// Leaves out regular files unchanged since this baseline (an incremental backup).
     pub incremental: Option<Incremental>,
+    /// Leaves out what this says to (an agent's incremental backup, judged by the box); takes
+    /// the place of `incremental`.
+    pub skipper: Option<std::sync::Arc<dyn Skipper>>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -118,6 +121,7 @@ impl Reader {
             problems: Vec::new(),
             cancel: super::Cancel::default(),
             incremental: None,
+            skipper: None,
         })
     }
 
@@ -192,8 +196,10 @@ impl Reader {
         let walker = TreeWalker::new(root, opts)?;
         let prefix = prefix.map(<[u8]>::to_vec);
         let cancel = self.cancel.clone();
-        let incremental = self.incremental.clone();
-        self.add_dealt(move |dealer| deal(walker, dealer, prefix, incremental, &cancel))
+        let skipper = self.skipper.clone().or_else(|| {
+            self.incremental.clone().map(|i| std::sync::Arc::new(i) as std::sync::Arc<dyn Skipper>)
+        });
+        self.add_dealt(move |dealer| deal(walker, dealer, prefix, skipper, &cancel))
     }
 
     /// Adds the entries that `source`, run on a thread of its own, gives the [`Dealer`] (a
@@ -550,9 +556,12 @@ fn deal(
     walker: TreeWalker,
     mut dealer: Dealer,
     prefix: Option<Vec<u8>>,
-    incremental: Option<Incremental>,
+    skipper: Option<std::sync::Arc<dyn Skipper>>,
     cancel: &super::Cancel,
 ) {
+    let batch = skipper.as_ref().map_or(1, |s| s.batch().max(1));
+    // Entries waiting for the skipper's word, in walk order.
+    let mut held: Vec<TreeEntry> = Vec::new();
     for item in walker {
         if cancel.is_cancelled() {
             break;
@@ -562,10 +571,13 @@ fn deal(
                 if let Some(p) = &prefix {
                     prefix_path(&mut e.meta, p);
                 }
-                if incremental.as_ref().is_some_and(|i| i.skip(&e.meta)) {
-                    continue;
+                match &skipper {
+                    None => dealer.add(e),
+                    Some(s) => {
+                        held.push(e);
+                        held.len() < batch || judged(&mut held, &**s, &mut dealer)
+                    }
                 }
-                dealer.add(e)
             }
             Err(p) => dealer.problem(p.to_string()),
         };
@@ -573,7 +585,30 @@ fn deal(
             return;
         }
     }
+    if let Some(s) = &skipper
+        && !cancel.is_cancelled()
+        && !judged(&mut held, &**s, &mut dealer)
+    {
+        return;
+    }
     dealer.finish();
+}
+
+/// Deals the held entries the skipper keeps; false when the dealer wants no more.
+fn judged(held: &mut Vec<TreeEntry>, skipper: &dyn Skipper, dealer: &mut Dealer) -> bool {
+    if held.is_empty() {
+        return true;
+    }
+    let metas: Vec<&ObjectMeta> = held.iter().map(|e| &e.meta).collect();
+    let skip = skipper.skip_all(&metas);
+    // An answer short of the entries keeps the rest: storing a file is never wrong.
+    let mut skip = skip.into_iter();
+    for e in held.drain(..) {
+        if !skip.next().unwrap_or(false) && !dealer.add(e) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The metadata of a raw volume (block device or image file) stored as one object named by

@@ -310,20 +310,7 @@ impl UnitCheck {
 
     /// A path is relative, clean and under the prefix.
     fn path(&self, p: &[u8]) -> Result<(), String> {
-        check_path(p)?;
-        match &self.prefix {
-            Some(prefix)
-                if !(p == prefix.as_slice()
-                    || (p.starts_with(prefix) && p.get(prefix.len()) == Some(&b'/'))) =>
-            {
-                Err(format!(
-                    "the path {:?} is outside this source's {:?}",
-                    String::from_utf8_lossy(p),
-                    String::from_utf8_lossy(prefix)
-                ))
-            }
-            _ => Ok(()),
-        }
+        path_under(p, self.prefix.as_deref())
     }
 
     /// A catalog entry as the catalog would take it, with a path of this source.
@@ -351,6 +338,21 @@ impl UnitCheck {
             return Err("a pack holds more objects than its catalog entries".into());
         }
         Ok(())
+    }
+}
+
+/// A path an agent sent is relative, clean and under its source's `prefix` (if any).
+fn path_under(p: &[u8], prefix: Option<&[u8]>) -> Result<(), String> {
+    check_path(p)?;
+    match prefix {
+        Some(prefix) if !(p == prefix || (p.starts_with(prefix) && p.get(prefix.len()) == Some(&b'/'))) => {
+            Err(format!(
+                "the path {:?} is outside this source's {:?}",
+                String::from_utf8_lossy(p),
+                String::from_utf8_lossy(prefix)
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -494,6 +496,41 @@ pub struct RemoteAsk {
     pub one_file_system: bool,
     /// The job's cancel: the connection tells the agent to stop when it is set.
     pub cancel: super::Cancel,
+    /// An incremental backup's baseline: the agent asks which walked entries to leave out
+    /// ([`RemoteAsk::judge`]), and what it leaves out is counted and listed here.
+    pub incremental: Option<super::baseline::Incremental>,
+}
+
+/// Most entries one `Judge` may ask about.
+pub const MAX_JUDGED: usize = 4096;
+
+impl RemoteAsk {
+    /// The answer to an agent's `Judge`: the postcard `[ObjectMeta]` it walked, each path
+    /// under its source's prefix; one bit per entry, set for an unchanged regular file to
+    /// leave out. Anything else is refused.
+    pub fn judge(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let Some(inc) = &self.incremental else {
+            return Err("asked what to leave out of a full backup".into());
+        };
+        let metas: Vec<ObjectMeta> = match postcard::take_from_bytes::<Vec<ObjectMeta>>(bytes) {
+            Ok((m, [])) => m,
+            Ok((_, rest)) => return Err(format!("{} bytes after the entries to judge", rest.len())),
+            Err(e) => return Err(format!("entries to judge that do not decode ({e})")),
+        };
+        if metas.is_empty() || metas.len() > MAX_JUDGED {
+            return Err(format!("{} entries to judge; 1 to {MAX_JUDGED}", metas.len()));
+        }
+        for m in &metas {
+            path_under(&m.path, self.prefix.as_deref())?;
+        }
+        let mut bits = vec![0u8; metas.len().div_ceil(8)];
+        for (i, m) in metas.iter().enumerate() {
+            if inc.skip(m) {
+                bits[i / 8] |= 1 << (i % 8);
+            }
+        }
+        Ok(bits)
+    }
 }
 
 /// The agents a backup may read from: the service's connections.
@@ -530,6 +567,7 @@ impl Reader {
             unit: self.unit_size(),
             one_file_system,
             cancel: self.cancel.clone(),
+            incremental: self.incremental.clone(),
         };
         let mut check = UnitCheck::new(first_object, prefix.map(<[u8]>::to_vec));
         let failed = |why: String| ReadError::Agent { agent: agent.to_owned(), why };

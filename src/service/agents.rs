@@ -358,12 +358,12 @@ where
                 match ask {
                     Ask::Backup(ask) => {
                         let to = ask.to.clone();
-                        if let Err(why) = backup(tls, &mut frames, closed, ask, bytes).await {
+                        if let Err(why) = backup(tls, &mut frames, closed, ask, bytes, busy).await {
                             let _ = to.try_send(Delivery::Lost(why.clone()));
                             return Err(why);
                         }
                     }
-                    Ask::Restore(ask) => restore(tls, &mut frames, closed, ask).await?,
+                    Ask::Restore(ask) => restore(tls, &mut frames, closed, ask, busy).await?,
                 }
                 busy.store(false, Ordering::Release);
             }
@@ -398,6 +398,7 @@ async fn backup<S>(
     closed: &mut watch::Receiver<Option<String>>,
     ask: BackupAsk,
     bytes: &AtomicU64,
+    busy: &AtomicBool,
 ) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -412,6 +413,7 @@ where
         first_object: ask.first_object,
         unit: ask.unit as u64,
         one_file_system: ask.one_file_system,
+        incremental: ask.incremental.is_some(),
     };
     write_message(tls, &start).await.map_err(|e| e.to_string())?;
     let limit = max_unit_bytes(ask.unit);
@@ -478,11 +480,24 @@ where
                     }
                 }
             }
+            Message::Judge { job: j, bytes: asked } if j == job => {
+                // Index lookups read files: off the control plane's thread.
+                let ask = ask.clone();
+                let answer = tokio::task::spawn_blocking(move || ask.judge(&asked))
+                    .await
+                    .map_err(|e| format!("judging what to leave out failed: {e}"))??;
+                write_message(tls, &Message::Judged { job, skip: answer })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             Message::Done { job: j, next_seq, next_object, problems, error } if j == job => {
                 if !unit.is_empty() {
                     return Err("ended inside a unit".into());
                 }
                 let error = (!error.is_empty()).then_some(error);
+                // Free before the reader hears the end: its next ask of this agent (the next
+                // group of a job) must find it free.
+                busy.store(false, Ordering::Release);
                 if let Some(tx) = to {
                     let _ = tx.send(Delivery::Done { next_seq, next_object, problems, error }).await;
                 }
@@ -501,6 +516,7 @@ async fn restore<S>(
     frames: &mut FrameReader,
     closed: &mut watch::Receiver<Option<String>>,
     ask: RestoreAsk,
+    busy: &AtomicBool,
 ) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -530,6 +546,10 @@ where
     }
     .await;
     let failed = result.as_ref().err().cloned();
+    // Free before the sink hears the answer: the next session of a chain asks at once.
+    if failed.is_none() {
+        busy.store(false, Ordering::Release);
+    }
     let _ = done.send(result);
     match failed {
         Some(why) => Err(why),
