@@ -24,8 +24,9 @@ pub const DEFAULT_MULTIPLEX: usize = 4;
 pub const MAX_MULTIPLEX: usize = 64;
 /// Bytes one lane writes in a turn while other lanes have units waiting.
 pub const TURN_BYTES: u64 = 32 << 20;
-/// Deliveries (units, each at most one unit of data) waiting per lane.
-const LANE_DEPTH: usize = 4;
+/// Deliveries (units, each at most one unit of data) waiting per lane, besides those the
+/// connection holds: every lane's buffer is the box's memory, so a waiting lane keeps one.
+const LANE_DEPTH: usize = 1;
 /// How often a reader waiting on its lanes looks at the job's cancel switch.
 const CANCEL_LOOK: Duration = Duration::from_millis(250);
 
