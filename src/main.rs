@@ -72,11 +72,6 @@ fn main() -> ExitCode {
     // `coffer ls | head` should end quietly when the pipe closes, as other tools do.
     // SAFETY: setting a signal's disposition to the default has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    // Units of data (megabytes each) are allocated and freed on many threads: glibc would
-    // raise its mmap threshold after the first frees and serve them from per-thread arenas,
-    // which keep the memory. A fixed threshold maps each large buffer and gives it back.
-    // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10) };
     // The arguments as given, for a command run through the service (None: one is not UTF-8).
     let argv: Option<Vec<String>> = std::env::args_os().skip(1).map(|a| a.into_string().ok()).collect();
     let args = Args::parse();

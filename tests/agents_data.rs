@@ -774,6 +774,25 @@ fn access_lists_are_enforced() {
     let onto = c0.restore_to.join("incremental");
     the_box.restore_onto(inc, "c0", &onto, tree1.nodes.len());
     assert_same_tree(&tree1, &snapshot(&onto), Ignore::default());
+
+    // `verify --compare` with the agent's own files: the agent compares, nothing is written.
+    let r = the_box.coffer(&["verify", &inc.to_string(), "--compare", &source]);
+    r.expect_code(0);
+    let j = r.json();
+    assert_eq!(
+        (j["ok"].clone(), j["objects"].clone()),
+        (Value::from(true), Value::from(tree1.nodes.len())),
+        "{r}"
+    );
+    write_file(&root.join("c.txt"), &text_bytes(9, 900));
+    let r = the_box.coffer(&["verify", &inc.to_string(), "--compare", &source]);
+    r.expect_code(1);
+    let failures = r.json()["failures"].to_string();
+    assert!(failures.contains("differs") && failures.contains("c.txt"), "{r}");
+    // Outside the agent's backup paths: refused.
+    let r = the_box.coffer_text(&["verify", &inc.to_string(), "--compare", &c0.source(Path::new("/etc"))]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("a compare reads only there"), "{r}");
     let list = the_box.agents();
     for a in agents.iter_mut() {
         assert_eq!(list[&a.name]["connected"], a.connected, "{list:?}");

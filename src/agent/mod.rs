@@ -235,7 +235,7 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                             }
                         }
                     }
-                    Ok(Message::Restore { job, session, root, all }) => {
+                    Ok(Message::Restore { job, session, root, all, compare }) => {
                         if running.is_some() || restoring.is_some() {
                             break Err(protocol(server, "asked for a restore while busy".into()));
                         }
@@ -243,7 +243,7 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                         let (tx, rx) = mpsc::channel(4);
                         // Its frames go to the restore until the box's Finish, even when the
                         // restore has answered early.
-                        match restore::start(job, root.into(), all, rx, out_tx.clone()) {
+                        match restore::start(job, root.into(), all, compare, rx, out_tx.clone()) {
                             Ok(()) => restoring = Some((job, Some(tx))),
                             Err(answer) => {
                                 restoring = Some((job, None));

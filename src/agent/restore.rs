@@ -27,13 +27,14 @@ pub fn start(
     job: u64,
     root: PathBuf,
     all: bool,
+    compare: bool,
     from: mpsc::Receiver<Message>,
     out: mpsc::Sender<Message>,
 ) -> Result<(), Message> {
     std::thread::Builder::new()
         .name(format!("restore-{job}"))
         .spawn(move || {
-            let answer = run(job, &root, all, from);
+            let answer = run(job, &root, all, compare, from);
             tracing::info!(target: "agent", "restore for job {job} into {} ended", root.display());
             let _ = out.blocking_send(answer);
         })
@@ -41,7 +42,13 @@ pub fn start(
         .map_err(|e| restored(job, 0, 0, vec![format!("the agent cannot start the restore: {e}")]))
 }
 
-fn run(job: u64, root: &std::path::Path, all: bool, mut from: mpsc::Receiver<Message>) -> Message {
+fn run(
+    job: u64,
+    root: &std::path::Path,
+    all: bool,
+    compare: bool,
+    mut from: mpsc::Receiver<Message>,
+) -> Message {
     let mut objects: Vec<StoredObject> = Vec::new();
     let mut selected: HashSet<u64> = HashSet::new();
     let mut first = None;
@@ -75,10 +82,12 @@ fn run(job: u64, root: &std::path::Path, all: bool, mut from: mpsc::Receiver<Mes
     }
     let mut items = Items { from, first, buffers: Recycler::new(RECYCLE_KEEP), failure: None };
     let selected = (!all).then_some(selected);
-    let report = restore_items(root, &objects, selected, &mut items);
+    let report = restore_items(root, compare, &objects, selected, &mut items);
     let mut failures = match report {
         Ok(r) => {
             let mut f = r.failures;
+            // A difference from the agent's files is what a compare reports.
+            f.extend(r.differences.into_iter().map(|d| format!("differs: {d}")));
             f.extend(items.failure.take());
             return restored(job, r.objects, r.bytes, f);
         }

@@ -30,7 +30,9 @@ pub struct RestoreArgs {
 pub struct VerifyArgs {
     /// Session id, or `latest`.
     pub session: String,
-    /// Also compare every object with the files under this directory.
+    /// Also compare every object with the files under this directory, or under
+    /// `agent:NAME:/dir` on a backup agent (through the running service; under the agent's
+    /// `--paths`, and only its own trees of the session).
     #[arg(long, value_name = "DIR")]
     pub compare: Option<PathBuf>,
 }
@@ -45,7 +47,7 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let action = match coffer::pipeline::sources::agent_source(&a.to).map_err(anyhow::Error::msg)? {
         Some((agent, dir)) => {
             paths = agents_own(catalog, session, &agent, paths)?;
-            Action::Remote(agent_sink(ctx, &agent, &dir)?)
+            Action::Remote(agent_sink(ctx, &agent, &dir, false)?)
         }
         None => Action::Restore(a.to.clone()),
     };
@@ -97,14 +99,15 @@ fn agents_own(
 }
 
 /// Where a restore onto agent `agent` goes: the agent's connection in the service.
-fn agent_sink(ctx: &Ctx, agent: &str, dir: &str) -> anyhow::Result<RemoteTo> {
+fn agent_sink(ctx: &Ctx, agent: &str, dir: &str, compare: bool) -> anyhow::Result<RemoteTo> {
     let (Some(connected), Some(store)) = (&ctx.agents, &ctx.shared) else {
         anyhow::bail!(
             "a restore onto an agent goes through the running service, which the agents connect to: start it"
         );
     };
     let links = coffer::service::agents::Links { connected: connected.clone(), store: store.clone() };
-    let sink = coffer::service::agents::AgentSink::new(links, agent, dir, 0).map_err(anyhow::Error::msg)?;
+    let sink =
+        coffer::service::agents::AgentSink::new(links, agent, dir, 0, compare).map_err(anyhow::Error::msg)?;
     Ok(RemoteTo(std::sync::Arc::new(sink)))
 }
 
@@ -113,7 +116,20 @@ pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let held = ctx.hold_state()?;
     let catalog = &*held.catalog();
     let session = session_arg(catalog, &a.session)?;
-    let req = RestoreRequest { session, paths: Vec::new(), action: Action::Verify(a.compare.clone()) };
+    let agent = match &a.compare {
+        Some(dir) => coffer::pipeline::sources::agent_source(dir).map_err(anyhow::Error::msg)?,
+        None => None,
+    };
+    // A compare with an agent's files: the agent reads them and compares, the box verifies
+    // what it reads back on the way; only the agent's own trees of the session.
+    let (paths, action) = match agent {
+        Some((agent, dir)) => (
+            agents_own(catalog, session, &agent, Vec::new())?,
+            Action::Remote(agent_sink(ctx, &agent, &dir, true)?),
+        ),
+        None => (Vec::new(), Action::Verify(a.compare.clone())),
+    };
+    let req = RestoreRequest { session, paths, action };
     let report = run(catalog, &coffer::store::State::indexes(&held), &req)?;
     let interrupted = interrupted(catalog, session, true);
     print(ctx, "verify", session, &report, interrupted);

@@ -137,11 +137,12 @@ fn absolute_paths(command: &mut Command, cwd: &Path) {
         }
     };
     let spec = |s: &mut String| absolute_spec(s, cwd);
+    // `agent:NAME:/dir` names a directory on the agent.
+    let on_agent = |p: &PathBuf| p.to_str().is_some_and(|t| t.starts_with("agent:"));
     match command {
-        // `agent:NAME:/dir` names a directory on the agent.
-        Command::Restore(a) if !a.to.to_str().is_some_and(|t| t.starts_with("agent:")) => abs(&mut a.to),
+        Command::Restore(a) if !on_agent(&a.to) => abs(&mut a.to),
         Command::Verify(a) => {
-            if let Some(p) = &mut a.compare {
+            if let Some(p) = a.compare.as_mut().filter(|p| !on_agent(p)) {
                 abs(p);
             }
         }

@@ -38,7 +38,7 @@
 //! | `0x43` | `Cancel`   | box → agent    | `job: u64`                                  |
 //! | `0x44` | `Judge`    | agent → box    | `job: u64, bytes: bytes`                    |
 //! | `0x45` | `Judged`   | box → agent    | `job: u64, skip: bytes`                     |
-//! | `0x50` | `Restore`  | box → agent    | `job: u64, session: u64, root: str, all: bool` |
+//! | `0x50` | `Restore`  | box → agent    | `job: u64, session: u64, root: str, all: bool, compare: bool` |
 //! | `0x51` | `Objects`  | box → agent    | `job: u64, bytes: bytes`                    |
 //! | `0x52` | `Items`    | box → agent    | `job: u64, last: bool, bytes: bytes`        |
 //! | `0x53` | `Finish`   | box → agent    | `job: u64`                                  |
@@ -56,14 +56,16 @@
 //! [`MAX_CHUNK`] bytes), each answered by `Judged`: one bit per entry, in order (bit `i % 8`
 //! of byte `i / 8`), set for the entries to leave out.
 //!
-//! Version 2 added `incremental` to `Backup`, and `Judge` and `Judged`.
+//! Version 2 added `incremental` to `Backup`, `Judge` and `Judged`, and `compare` to `Restore`.
 //!
 //! A restore onto the agent is the other way round: `Restore` names the directory, `Objects`
 //! carry the session's stored objects (postcard `[(StoredObject, selected: bool)]`, in
 //! pieces of at most [`MAX_CHUNK`] bytes), `Items` the records the box reads back (each the
 //! postcard of a [`crate::pipeline::remote::WireItem`], cut like units), `Finish` says every
 //! record was sent, and the agent answers `Restored`: what it recreated, and the first
-//! [`MAX_PROBLEMS`] failures (`more` counts the rest).
+//! [`MAX_PROBLEMS`] failures (`more` counts the rest). With `compare` (a `verify --compare`
+//! of the agent's files) the agent recreates nothing: it checks every record as a verify does
+//! and compares each object with the file under `root`, each difference a failure.
 //!
 //! Field rules, checked by [`Message::validate`] before a message is encoded and again after
 //! one is decoded:
@@ -316,7 +318,7 @@ pub enum Message {
     /// Box → agent: the answer to `Judge`, a bit per entry.
     Judged { job: u64, skip: Vec<u8> },
     /// Box → agent: recreate a session's objects under `root`.
-    Restore { job: u64, session: u64, root: String, all: bool },
+    Restore { job: u64, session: u64, root: String, all: bool, compare: bool },
     /// Box → agent: a piece of the session's stored objects.
     Objects { job: u64, bytes: Vec<u8> },
     /// Box → agent: a piece of one record read back.
@@ -383,12 +385,13 @@ impl std::fmt::Debug for Message {
                 .field("error", error)
                 .finish(),
             Message::Cancel { job } => f.debug_struct("Cancel").field("job", job).finish(),
-            Message::Restore { job, session, root, all } => f
+            Message::Restore { job, session, root, all, compare } => f
                 .debug_struct("Restore")
                 .field("job", job)
                 .field("session", session)
                 .field("root", root)
                 .field("all", all)
+                .field("compare", compare)
                 .finish(),
             Message::Objects { job, bytes } => {
                 f.debug_struct("Objects").field("job", job).field("bytes", &Len(bytes.len())).finish()
@@ -640,7 +643,9 @@ fn write_body(m: &Message, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
             postcard::to_extend(&(job, next_seq, next_object, problems, error), out)
         }
         Message::Cancel { job } | Message::Finish { job } => postcard::to_extend(job, out),
-        Message::Restore { job, session, root, all } => postcard::to_extend(&(job, session, root, all), out),
+        Message::Restore { job, session, root, all, compare } => {
+            postcard::to_extend(&(job, session, root, all, compare), out)
+        }
         Message::Objects { job, bytes } => postcard::to_extend(&(job, Bytes::new(bytes)), out),
         Message::Items { job, last, bytes } => postcard::to_extend(&(job, last, Bytes::new(bytes)), out),
         Message::Restored { job, objects, bytes, failures, more } => {
@@ -737,8 +742,8 @@ pub fn decode_body(kind: u8, payload: &[u8]) -> Result<Message, FrameError> {
         }
         kind::CANCEL => Message::Cancel { job: body(kind, payload)? },
         kind::RESTORE => {
-            let (job, session, root, all) = body(kind, payload)?;
-            Message::Restore { job, session, root, all }
+            let (job, session, root, all, compare) = body(kind, payload)?;
+            Message::Restore { job, session, root, all, compare }
         }
         kind::OBJECTS => {
             let (job, bytes): (u64, ByteBuf) = body(kind, payload)?;

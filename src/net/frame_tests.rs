@@ -71,8 +71,9 @@ fn message(max_der: usize) -> BoxedStrategy<Message> {
             }
         ),
         any::<u64>().prop_map(|job| Message::Cancel { job }),
-        (any::<u64>(), any::<u64>(), "/[^\\x00]{0,200}", any::<bool>())
-            .prop_map(|(job, session, root, all)| Message::Restore { job, session, root, all }),
+        (any::<u64>(), any::<u64>(), "/[^\\x00]{0,200}", any::<bool>(), any::<bool>()).prop_map(
+            |(job, session, root, all, compare)| Message::Restore { job, session, root, all, compare }
+        ),
         (any::<u64>(), der()).prop_map(|(job, bytes)| Message::Objects { job, bytes }),
         (any::<u64>(), any::<bool>(), der()).prop_map(|(job, last, bytes)| Message::Items {
             job,

@@ -509,15 +509,19 @@ fn start_lanes(
 
 /// Recreates a session's objects under `root` from records read elsewhere (a backup agent
 /// restoring what the box reads): `stored` are the session's objects, `selected` the ones
-/// wanted (`None`: all), `items` the records in order.
+/// wanted (`None`: all), `items` the records in order. With `compare`, nothing is made: the
+/// records are checked and each object compared with the file under `root` (a verify).
 pub fn restore_items(
     root: &std::path::Path,
+    compare: bool,
     stored: &[StoredObject],
     selected: Option<HashSet<u64>>,
     items: impl Iterator<Item = Item>,
 ) -> Result<RestoreReport, PlanError> {
     let t0 = Instant::now();
-    let mut sink = Sink::new(&Action::Restore(root.to_owned()), stored, selected)?;
+    let action =
+        if compare { Action::Verify(Some(root.to_owned())) } else { Action::Restore(root.to_owned()) };
+    let mut sink = Sink::new(&action, stored, selected)?;
     for item in items {
         sink.take(item);
     }

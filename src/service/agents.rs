@@ -569,6 +569,8 @@ pub struct AgentSink {
     agent: String,
     root: String,
     job: u64,
+    /// Compare with the agent's files under `root` rather than recreate them.
+    compare: bool,
     talk: Mutex<Option<Talk>>,
     /// The objects the agent was told of: no record of any other reaches it (a multiplexed
     /// session holds other agents' objects too).
@@ -577,13 +579,22 @@ pub struct AgentSink {
 
 impl AgentSink {
     /// A restore onto `agent` under `root`, once the agent may be restored to there: `root`
-    /// lies under its `--restore-to` paths.
-    pub fn new(links: Links, agent: &str, root: &str, job: u64) -> Result<AgentSink, String> {
+    /// lies under its `--restore-to` paths. With `compare` (`verify --compare`), nothing is
+    /// written: the objects are compared with the agent's files under `root`, which must lie
+    /// under the paths it may be backed up under (what the box may read there).
+    pub fn new(links: Links, agent: &str, root: &str, job: u64, compare: bool) -> Result<AgentSink, String> {
         let allowed = links.store.read(|c| match c.agent(agent) {
             None => Err(format!("no agent {agent} on this box: `coffer agent list` lists them")),
             Some(a) if a.state() != AgentState::Enrolled => Err(format!("agent {agent} is not enrolled")),
+            Some(a) if compare => Ok(a.added().paths.clone()),
             Some(a) => Ok(a.added().restore_to.clone()),
         })?;
+        if compare && !allowed.iter().any(|p| under(root, p)) {
+            return Err(format!(
+                "{root} is not under the paths agent {agent} may be backed up under ({}): a compare reads only there",
+                allowed.join(", ")
+            ));
+        }
         if !allowed.iter().any(|p| under(root, p)) {
             let paths = if allowed.is_empty() {
                 "none: add it again with --restore-to".to_owned()
@@ -597,6 +608,7 @@ impl AgentSink {
             agent: agent.to_owned(),
             root: root.to_owned(),
             job,
+            compare,
             talk: Mutex::new(None),
             sent: Mutex::new(HashSet::new()),
         })
@@ -620,8 +632,13 @@ impl crate::pipeline::restore::RemoteSink for AgentSink {
         let hand = self.links.connected.hand(&self.agent)?;
         let (tx, from) = mpsc::channel(DELIVERIES_IN_FLIGHT);
         let (done, answer) = oneshot::channel();
-        let start =
-            Message::Restore { job: self.job, session, root: self.root.clone(), all: selected.is_none() };
+        let start = Message::Restore {
+            job: self.job,
+            session,
+            root: self.root.clone(),
+            all: selected.is_none(),
+            compare: self.compare,
+        };
         hand.give(&self.agent, Ask::Restore(RestoreAsk { start, from, done }))?;
         *self.talk.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, answer));
         // The objects in pieces of at most one chunk.
