@@ -564,10 +564,12 @@ fn three_agents_back_up_and_restore_onto_themselves() {
     }
 
     // A job file naming the three agents' trees: one session, the three multiplexed onto one
-    // drive at once (`multiplex = 3`), each tree under its name.
+    // drive at once (`multiplex = 3`), each tree under its name, compressed on the agents.
     let job_file = the_box.env.path("three-agents.toml");
     let sources: Vec<String> = agents.iter().map(|a| format!("\"{}\"", a.source(&a.tree()))).collect();
-    fs::write(&job_file, format!("name = \"three-agents\"\nsources = [{}]\n", sources.join(", "))).unwrap();
+    let text =
+        format!("name = \"three-agents\"\nsources = [{}]\ncompression = \"agent\"\n", sources.join(", "));
+    fs::write(&job_file, text).unwrap();
     let r = the_box.coffer(&["job", "submit", "--hold", s(&job_file)]);
     r.expect_code(0);
     let job = r.json()["job"].as_u64().unwrap_or_else(|| panic!("submit names no job: {r}"));
@@ -588,6 +590,10 @@ fn three_agents_back_up_and_restore_onto_themselves() {
     assert_eq!(mine.len(), 1, "job {job} made one session: {mine:?}");
     let session = mine[0]["session"].as_u64().unwrap();
     assert_eq!(mine[0]["status"], "complete", "{:?}", mine[0]);
+    // Compressed all the same (the trees' text shrinks), only elsewhere.
+    let (bytes_in, stored) =
+        (mine[0]["bytes_in"].as_u64().unwrap_or(0), mine[0]["bytes_stored"].as_u64().unwrap_or(0));
+    assert!(stored < bytes_in, "the agents' compressed session stores {stored} of {bytes_in} bytes");
     let objects = the_box.objects(session);
     let mut want = BTreeMap::new();
     for (a, tree) in agents.iter().zip(&trees) {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 
 use crate::format::records::ObjectMeta;
+use crate::format::{compress_scratch_len, encode_data_as, encode_pack_as};
 use crate::net::frame::{MAX_CHUNK, MAX_PROBLEMS, MAX_REASON, Message};
 use crate::pipeline::baseline::Skipper;
 use crate::pipeline::pool::Pool;
@@ -34,6 +35,8 @@ pub struct Asked {
     pub one_file_system: bool,
     /// Leave out what the box judges unchanged (it holds the baseline): ask it in `Judge`.
     pub incremental: bool,
+    /// Compress here: data and packs go to the box as encoded records.
+    pub compress: bool,
 }
 
 /// Entries of the walk asked about in one `Judge` (fewer when their metadata would not fit a
@@ -134,7 +137,10 @@ fn run(
     let (tx, rx) = crossbeam_channel::bounded::<Unit>(QUEUE_DEPTH);
     let relay = {
         let (out, pool) = (out.clone(), pool.clone());
-        std::thread::Builder::new().name(format!("relay-{job}")).spawn(move || relay(job, rx, out, pool))
+        let compress = asked.compress;
+        std::thread::Builder::new()
+            .name(format!("relay-{job}"))
+            .spawn(move || relay(job, rx, out, pool, compress))
     };
     let relay = match relay {
         Ok(r) => r,
@@ -200,10 +206,43 @@ pub(super) fn cut(s: &mut String) {
     }
 }
 
-/// Sends each unit the reader makes as `Units` frames, returning its buffers to the pool.
+/// A unit's data or pack as its record, LZ4-compressed (stored raw when that does not
+/// shrink it), its buffer back to `pool`; other work as it is.
+fn encoded(seq: u64, work: Work, scratch: &mut Vec<u8>, pool: &Pool) -> Work {
+    match work {
+        Work::Data { object, offset, last, buf, len } => {
+            scratch.resize(compress_scratch_len(len), 0);
+            let (n, _) = encode_data_as(object, seq, offset, &buf[..len], last, true, scratch)
+                .expect("a unit fits its record");
+            pool.give(buf);
+            Work::Encoded(scratch[..n].to_vec())
+        }
+        Work::Pack { first, buf, len } => {
+            scratch.resize(compress_scratch_len(len), 0);
+            let (n, _) =
+                encode_pack_as(first, seq, &buf[..len], true, scratch).expect("a pack fits its record");
+            pool.give(buf);
+            Work::Encoded(scratch[..n].to_vec())
+        }
+        other => other,
+    }
+}
+
+/// Sends each unit the reader makes as `Units` frames, returning its buffers to the pool;
+/// with `compress`, its data and packs as the records they make (LZ4 here, not on the box).
 /// Returns whether every unit was sent.
-fn relay(job: u64, rx: crossbeam_channel::Receiver<Unit>, out: mpsc::Sender<Message>, pool: Pool) -> bool {
-    for unit in rx {
+fn relay(
+    job: u64,
+    rx: crossbeam_channel::Receiver<Unit>,
+    out: mpsc::Sender<Message>,
+    pool: Pool,
+    compress: bool,
+) -> bool {
+    let mut scratch = Vec::new();
+    for mut unit in rx {
+        if compress {
+            unit.work = encoded(unit.seq, unit.work, &mut scratch, &pool);
+        }
         let bytes = WireUnit::of(&unit).encode();
         match unit.work {
             Work::Data { buf, .. } | Work::Pack { buf, .. } => pool.give(buf),

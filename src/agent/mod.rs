@@ -210,7 +210,7 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                             break Err(lost(e));
                         }
                     }
-                    Ok(Message::Backup { job, root, prefix, first_seq, first_object, unit, one_file_system, incremental }) => {
+                    Ok(Message::Backup { job, root, prefix, first_seq, first_object, unit, one_file_system, incremental, compress }) => {
                         if running.is_some() {
                             break Err(protocol(server, "asked for a second backup while one runs".into()));
                         }
@@ -225,6 +225,7 @@ async fn connected<S: AsyncRead + AsyncWrite + Unpin>(server: &str, tls: &mut S)
                             unit: unit as usize,
                             one_file_system,
                             incremental,
+                            compress,
                         };
                         match backup::start(asked, out_tx.clone(), cancel.clone()) {
                             Ok(judged) => running = Some((job, cancel, judged)),

@@ -151,6 +151,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         job: 0,
         one_file_system: a.one_file_system,
         compress: !a.no_compression,
+        compress_on_agent: false,
         cancel: Cancel::default(),
         source_key,
         incremental,

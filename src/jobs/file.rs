@@ -7,7 +7,8 @@
 //! to = ["library:vlib"]               # default: the board's default target
 //! backup = "full"                     # or "incremental"
 //! verify = true                       # read the session back after it (default false)
-//! compression = true                  # default true
+//! compression = true                  # default true; "agent": agents' trees are compressed
+//!                                     # on the agents (the network is the bottleneck)
 //! one_file_system = false
 //! log = "notes"                       # none | errors | warnings | notes | debug
 //! pre = ["/usr/local/bin/quiesce"]    # run once before the job (argv, no shell)
@@ -86,8 +87,8 @@ struct RawJob {
     backup: BackupKind,
     #[serde(default)]
     verify: bool,
-    #[serde(default = "yes")]
-    compression: bool,
+    #[serde(default)]
+    compression: Compression,
     #[serde(default)]
     one_file_system: bool,
     #[serde(default)]
@@ -99,8 +100,18 @@ struct RawJob {
     schedule: Option<RawSchedule>,
 }
 
-fn yes() -> bool {
-    true
+/// `compression`: on or off, or "agent".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Compression {
+    On(bool),
+    Where(String),
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::On(true)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +143,8 @@ pub struct JobSpec {
     pub verify: bool,
     /// Compress (LZ4).
     pub compression: bool,
+    /// Compress agents' trees on the agents rather than on the box.
+    pub compress_on_agent: bool,
     /// Stay on each source's file system.
     pub one_file_system: bool,
     /// What the log keeps.
@@ -214,13 +227,21 @@ pub fn parse(text: &str, now: u64) -> Result<JobSpec, String> {
             sched
         }
     };
+    let (compression, compress_on_agent) = match raw.compression {
+        Compression::On(on) => (on, false),
+        Compression::Where(w) if w == "agent" => (true, true),
+        Compression::Where(w) => {
+            return Err(format!("job file: compression: {w:?}: true, false or \"agent\""));
+        }
+    };
     Ok(JobSpec {
         name: raw.name,
         sources: raw.sources,
         to,
         backup: raw.backup,
         verify: raw.verify,
-        compression: raw.compression,
+        compression,
+        compress_on_agent,
         one_file_system: raw.one_file_system,
         log: raw.log,
         pre: raw.pre,
@@ -237,6 +258,19 @@ mod tests {
     use crate::jobs::calendar;
 
     const NOW: u64 = 1_795_339_800;
+
+    #[test]
+    fn compression_is_on_off_or_on_the_agents() {
+        let job = |c: &str| parse(&format!("name = \"a\"\nsources = [\"/srv\"]\n{c}"), NOW);
+        let j = job("compression = \"agent\"").unwrap();
+        assert!(j.compression && j.compress_on_agent);
+        let j = job("compression = false").unwrap();
+        assert!(!j.compression && !j.compress_on_agent);
+        let j = job("").unwrap();
+        assert!(j.compression && !j.compress_on_agent);
+        let e = job("compression = \"box\"").unwrap_err();
+        assert!(e.contains("true, false or \"agent\""), "{e}");
+    }
 
     #[test]
     fn a_full_job_file_parses() {

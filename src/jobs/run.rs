@@ -175,6 +175,7 @@ impl Run {
             job: self.job,
             one_file_system: self.spec.one_file_system,
             compress: self.spec.compression,
+            compress_on_agent: self.spec.compress_on_agent,
             cancel: self.cancel.clone(),
             source_key,
             incremental,

@@ -32,7 +32,7 @@
 //! | `0x20` | `Ping`     | either         | `seq: u64`                                  |
 //! | `0x21` | `Pong`     | either         | `seq: u64`                                  |
 //! | `0x30` | `Refused`  | either         | `reason: str`                               |
-//! | `0x40` | `Backup`   | box → agent    | `job: u64, root: str, prefix: bytes, first_seq: u64, first_object: u64, unit: u64, one_file_system: bool, incremental: bool` |
+//! | `0x40` | `Backup`   | box → agent    | `job: u64, root: str, prefix: bytes, first_seq: u64, first_object: u64, unit: u64, one_file_system: bool, incremental: bool, compress: bool` |
 //! | `0x41` | `Units`    | agent → box    | `job: u64, last: bool, bytes: bytes`        |
 //! | `0x42` | `Done`     | agent → box    | `job: u64, next_seq: u64, next_object: u64, problems: [str], error: str` |
 //! | `0x43` | `Cancel`   | box → agent    | `job: u64`                                  |
@@ -56,7 +56,11 @@
 //! [`MAX_CHUNK`] bytes), each answered by `Judged`: one bit per entry, in order (bit `i % 8`
 //! of byte `i / 8`), set for the entries to leave out.
 //!
-//! Version 2 added `incremental` to `Backup`, `Judge` and `Judged`, and `compare` to `Restore`.
+//! With `compress`, the agent compresses: its data and packs cross as the encoded records
+//! (LZ4 or raw, checksummed), which the box checks record by record and writes as they are.
+//!
+//! Version 2 added `incremental` and `compress` to `Backup`, `Judge` and `Judged`, and
+//! `compare` to `Restore`.
 //!
 //! A restore onto the agent is the other way round: `Restore` names the directory, `Objects`
 //! carry the session's stored objects (postcard `[(StoredObject, selected: bool)]`, in
@@ -306,6 +310,7 @@ pub enum Message {
         unit: u64,
         one_file_system: bool,
         incremental: bool,
+        compress: bool,
     },
     /// Agent → box: a piece of one pipeline unit.
     Units { job: u64, last: bool, bytes: Vec<u8> },
@@ -632,8 +637,19 @@ fn write_body(m: &Message, out: Vec<u8>) -> postcard::Result<Vec<u8>> {
             unit,
             one_file_system,
             incremental,
+            compress,
         } => postcard::to_extend(
-            &(job, root, Bytes::new(prefix), first_seq, first_object, unit, one_file_system, incremental),
+            &(
+                job,
+                root,
+                Bytes::new(prefix),
+                first_seq,
+                first_object,
+                unit,
+                one_file_system,
+                incremental,
+                compress,
+            ),
             out,
         ),
         Message::Judge { job, bytes } => postcard::to_extend(&(job, Bytes::new(bytes)), out),
@@ -703,13 +719,14 @@ pub fn decode_body(kind: u8, payload: &[u8]) -> Result<Message, FrameError> {
         kind::PONG => Message::Pong { seq: body(kind, payload)? },
         kind::REFUSED => Message::Refused { reason: body(kind, payload)? },
         kind::BACKUP => {
-            let (job, root, prefix, first_seq, first_object, unit, one_file_system, incremental): (
+            let (job, root, prefix, first_seq, first_object, unit, one_file_system, incremental, compress): (
                 u64,
                 String,
                 ByteBuf,
                 u64,
                 u64,
                 u64,
+                bool,
                 bool,
                 bool,
             ) = body(kind, payload)?;
@@ -722,6 +739,7 @@ pub fn decode_body(kind: u8, payload: &[u8]) -> Result<Message, FrameError> {
                 unit,
                 one_file_system,
                 incremental,
+                compress,
             }
         }
         kind::JUDGE => {

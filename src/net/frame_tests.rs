@@ -38,10 +38,21 @@ fn message(max_der: usize) -> BoxedStrategy<Message> {
             any::<u64>(),
             UNIT_RANGE,
             any::<bool>(),
+            any::<bool>(),
             any::<bool>()
         )
             .prop_map(
-                |(job, root, prefix, first_seq, first_object, unit, one_file_system, incremental)| {
+                |(
+                    job,
+                    root,
+                    prefix,
+                    first_seq,
+                    first_object,
+                    unit,
+                    one_file_system,
+                    incremental,
+                    compress,
+                )| {
                     Message::Backup {
                         job,
                         root,
@@ -51,6 +62,7 @@ fn message(max_der: usize) -> BoxedStrategy<Message> {
                         unit,
                         one_file_system,
                         incremental,
+                        compress,
                     }
                 }
             ),

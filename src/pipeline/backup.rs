@@ -64,6 +64,9 @@ pub struct BackupRequest {
     pub one_file_system: bool,
     /// Compress the data (LZ4); off stores it as read.
     pub compress: bool,
+    /// Agents compress their trees themselves (with `compress`): the box checks and writes
+    /// their records as they come.
+    pub compress_on_agent: bool,
     /// Cancels the job (and every sub-job of a multistream one).
     pub cancel: Cancel,
     /// Which roots the sources are, recorded so that a later incremental backup finds this one.
@@ -189,9 +192,11 @@ pub fn run(
     let cancel = req.cancel.clone();
     let incremental = req.incremental.clone();
     let (agents, job) = (req.agents.clone(), req.job);
+    let agent_compresses = req.compress && req.compress_on_agent;
     let stream = StreamJob::start(req, target, info, event_tx, progress.clone(), move |reader| {
         reader.cancel = cancel.clone();
         reader.incremental = incremental;
+        reader.agent_compresses = agent_compresses;
         for step in &steps {
             if cancel.is_cancelled() {
                 break;
@@ -685,6 +690,7 @@ mod tests {
             source_key: SourceKey::of_canonical_roots(&[src.as_path()]),
             incremental: None,
             agents: None,
+            compress_on_agent: false,
         };
         let r = run(&req, vec![Box::new(target)], &mut state, |_| {});
         assert!(matches!(r, Err(BackupError::Store(StoreError::Poisoned))), "{r:?}");

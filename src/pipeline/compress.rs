@@ -4,7 +4,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::pool::Pool;
 use super::{Encoded, EncodedBytes, Unit, Work};
-use crate::format::{encode_data_as, encode_pack_as};
+use crate::format::{Kind, encode_data_as, encode_pack_as};
 
 /// Encodes units from `input` into buffers from `out_pool` and passes them on in order;
 /// returns raw buffers to `raw_pool`. Ends when `input` closes or `output` does. Without
@@ -31,7 +31,20 @@ pub fn run(input: Receiver<Unit>, output: Sender<Encoded>, raw_pool: Pool, out_p
                 };
                 Encoded { bytes: EncodedBytes::Pooled(out, n), track: unit.track, raw, lane }
             }
-            Work::Encoded(v) => Encoded { bytes: EncodedBytes::Small(v), track: unit.track, raw: 0, lane },
+            Work::Encoded(v) => {
+                // A record an agent compressed carries data: count it as the box's own would.
+                let raw = match v.get(5).copied() {
+                    Some(k) if k == Kind::Data as u8 => {
+                        v.get(32..36).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64)
+                    }
+                    Some(k) if k == Kind::Pack as u8 => match &unit.track {
+                        super::Track::Packed(objs) => objs.iter().map(|o| o.length).sum(),
+                        _ => 0,
+                    },
+                    _ => 0,
+                };
+                Encoded { bytes: EncodedBytes::Small(v), track: unit.track, raw, lane }
+            }
             Work::Sync => Encoded { bytes: EncodedBytes::Small(Vec::new()), track: unit.track, raw: 0, lane },
         };
         if output.send(encoded).is_err() {

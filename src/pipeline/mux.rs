@@ -112,6 +112,7 @@ impl Reader {
                 one_file_system,
                 cancel: self.cancel.clone(),
                 incremental: self.incremental.clone(),
+                compress: self.agent_compresses,
             };
             match agents.backup(&s.agent, ask) {
                 Ok(rx) => lanes.push(Lane {

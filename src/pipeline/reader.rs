@@ -87,6 +87,8 @@ pub struct Reader {
     /// Leaves out what this says to (an agent's incremental backup, judged by the box); takes
     /// the place of `incremental`.
     pub skipper: Option<std::sync::Arc<dyn Skipper>>,
+    /// Agents read by this reader compress their data themselves.
+    pub agent_compresses: bool,
 }
 
 impl std::fmt::Debug for Reader {
@@ -122,6 +124,7 @@ impl Reader {
             cancel: super::Cancel::default(),
             incremental: None,
             skipper: None,
+            agent_compresses: false,
         })
     }
 

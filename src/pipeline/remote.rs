@@ -217,6 +217,48 @@ impl WireUnit {
                         check.path(&meta.path).map_err(refuse)?;
                     }
                     (Body::ObjectEnd(_), Track::Ends(o)) if o.id == h.object_id => {}
+                    // Compressed on the agent: checked as the box would have made it.
+                    (Body::Data(_), Track::Nothing | Track::Ends(_)) => {
+                        begun(h.object_id, "data", check)?;
+                        if let Track::Ends(o) = &track
+                            && o.id != h.object_id
+                        {
+                            return Err(refuse(format!(
+                                "data of object {} ending object {}",
+                                h.object_id, o.id
+                            )));
+                        }
+                        if h.raw_len == 0 || h.raw_len as usize > pool.buf_size() {
+                            return Err(refuse(format!(
+                                "{} data bytes; a unit holds 1 to {}",
+                                h.raw_len,
+                                pool.buf_size()
+                            )));
+                        }
+                        if h.offset.checked_add(u64::from(h.raw_len)).is_none_or(|end| end > i64::MAX as u64)
+                        {
+                            return Err(refuse(format!(
+                                "data at offset {} ends past the largest offset",
+                                h.offset
+                            )));
+                        }
+                    }
+                    (Body::Pack(stored), Track::Packed(objects)) => {
+                        if h.raw_len as usize > pool.buf_size() {
+                            return Err(refuse(format!(
+                                "a pack of {} bytes; a unit holds {}",
+                                h.raw_len,
+                                pool.buf_size()
+                            )));
+                        }
+                        let mut raw = vec![0u8; h.raw_len as usize];
+                        let raw = match crate::format::unpack(h, stored, &mut raw, 0) {
+                            Ok(_) if h.flags.contains(crate::format::Flags::RAW) => stored.to_vec(),
+                            Ok(_) => raw,
+                            Err(e) => return Err(refuse(format!("a pack that does not decompress: {e}"))),
+                        };
+                        check.pack(h.object_id, &raw, objects).map_err(refuse)?;
+                    }
                     _ => {
                         return Err(refuse(format!(
                             "a {:?} record of object {} that its track does not match",
@@ -499,6 +541,8 @@ pub struct RemoteAsk {
     /// An incremental backup's baseline: the agent asks which walked entries to leave out
     /// ([`RemoteAsk::judge`]), and what it leaves out is counted and listed here.
     pub incremental: Option<super::baseline::Incremental>,
+    /// The agent compresses: its data and packs arrive as encoded records.
+    pub compress: bool,
 }
 
 /// Most entries one `Judge` may ask about.
@@ -568,6 +612,7 @@ impl Reader {
             one_file_system,
             cancel: self.cancel.clone(),
             incremental: self.incremental.clone(),
+            compress: self.agent_compresses,
         };
         let mut check = UnitCheck::new(first_object, prefix.map(<[u8]>::to_vec));
         let failed = |why: String| ReadError::Agent { agent: agent.to_owned(), why };

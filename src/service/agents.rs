@@ -414,6 +414,7 @@ where
         unit: ask.unit as u64,
         one_file_system: ask.one_file_system,
         incremental: ask.incremental.is_some(),
+        compress: ask.compress,
     };
     write_message(tls, &start).await.map_err(|e| e.to_string())?;
     let limit = max_unit_bytes(ask.unit);
