@@ -586,12 +586,13 @@ fn hostile_clients_are_refused_and_do_not_disturb_others() {
     assert!(ended == "closed" || ended.contains("reset"), "garbage: the connection ended: {ended}");
     the_box.wait_refusal(&local.to_string(), "TLS handshake failed");
 
-    // (b) A frame of another protocol version.
+    // (b) A frame of another protocol version: version 1, an agent of before incremental
+    // backups.
     let mut frame = encode(&Message::Ping { seq: 1 });
-    frame[4] = 2;
+    frame[4] = 1;
     let a = tls_exchange(&ns, to, enrolling(), &frame);
-    assert!(a.refused().contains("protocol version 2"), "{a:?}");
-    the_box.wait_refusal(&a.peer(), "bad frame: peer speaks agent protocol version 2");
+    assert!(a.refused().contains("protocol version 1"), "{a:?}");
+    the_box.wait_refusal(&a.peer(), "bad frame: peer speaks agent protocol version 1");
 
     // (c) A length over the limit: refused from the header alone.
     let mut header = encode(&Message::Ping { seq: 1 })[..frame::HEADER_LEN].to_vec();
