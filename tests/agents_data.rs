@@ -67,6 +67,9 @@ const CONNECT_GUARD: Duration = Duration::from_secs(60);
 /// Bound on one backup through the service (queued behind others, on slow drives).
 const BACKUP_GUARD: Duration = Duration::from_secs(600);
 
+/// Bound on the status showing what happened (it is refreshed about once a second).
+const STATUS_GUARD: Duration = Duration::from_secs(30);
+
 /// Bound on a backup's session committing its first objects.
 const COMMIT_GUARD: Duration = Duration::from_secs(120);
 
@@ -646,9 +649,25 @@ fn three_agents_back_up_and_restore_onto_themselves() {
     assert_same_tree(&trees[1], &snapshot(&two.join("c1:tree1")), Ignore::default());
     assert!(!two.join("c2:tree2").exists(), "c2's tree was restored too");
 
-    // The status shows each agent connected, what it sent, and its last backup: this session.
-    let r = the_box.coffer(&["status"]);
-    r.expect_code(0);
+    // The status shows each agent connected, what it sent, and its last backup: this session
+    // (the status is refreshed about once a second: waited for, within a guard).
+    let fresh = |r: &Run| {
+        r.json()["agents"].as_array().is_some_and(|l| {
+            l.len() == agents.len()
+                && l.iter().all(|x| {
+                    x["last_backup"]["session"] == session && x["last_backup"]["status"] == "complete"
+                })
+        })
+    };
+    let r = wait_for(
+        STATUS_GUARD,
+        "the status showing the multiplexed session as every agent's last backup",
+        || {
+            let r = the_box.coffer(&["status"]);
+            (r.code == 0 && fresh(&r)).then_some(r)
+        },
+        || format!("status: {}", the_box.coffer(&["status"]).stdout),
+    );
     let status = r.json();
     let listed = status["agents"].as_array().unwrap_or_else(|| panic!("status lists no agents: {r}"));
     for a in &agents {
