@@ -238,3 +238,26 @@ fn forward(agent: &str, mut rx: tokio::sync::mpsc::Receiver<Delivery>) -> Receiv
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(agent: &str, root: &str) -> LaneSource {
+        LaneSource { agent: agent.into(), root: root.into(), prefix: None }
+    }
+
+    #[test]
+    fn groups_hold_at_most_multiplex_agents_and_never_one_twice() {
+        let s =
+            [src("a", "/x"), src("b", "/x"), src("a", "/y"), src("c", "/x"), src("d", "/x"), src("e", "/x")];
+        let names = |g: &[Vec<LaneSource>]| -> Vec<Vec<String>> {
+            g.iter().map(|g| g.iter().map(|l| format!("{}{}", l.agent, l.root)).collect()).collect()
+        };
+        // Agent a's second tree starts the next group, which then fills up to 3.
+        assert_eq!(names(&groups(&s, 3)), [vec!["a/x", "b/x"], vec!["a/y", "c/x", "d/x"], vec!["e/x"]]);
+        // One at a time: each on its own, in order.
+        assert_eq!(groups(&s, 1).len(), s.len());
+        assert!(groups(&[], 4).is_empty());
+    }
+}

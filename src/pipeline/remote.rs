@@ -713,6 +713,34 @@ mod tests {
     }
 
     #[test]
+    fn a_full_backup_judges_nothing() {
+        let ask = RemoteAsk {
+            job: 1,
+            root: "/srv".into(),
+            prefix: None,
+            first_seq: 1,
+            first_object: 1,
+            unit: 1 << 20,
+            one_file_system: false,
+            cancel: super::super::Cancel::default(),
+            incremental: None,
+            compress: false,
+        };
+        let bytes = postcard::to_allocvec(&vec![meta(b"a", ObjectKind::File, 1)]).unwrap();
+        let e = ask.judge(&bytes).unwrap_err();
+        assert!(e.contains("full backup"), "{e}");
+    }
+
+    #[test]
+    fn judged_paths_lie_under_the_prefix() {
+        assert!(path_under(b"db1:srv/a", Some(b"db1:srv")).is_ok());
+        assert!(path_under(b"db1:srv", Some(b"db1:srv")).is_ok());
+        for bad in [&b"db1:srvx/a"[..], b"other/a", b"/etc/passwd", b"db1:srv/../x"] {
+            assert!(path_under(bad, Some(b"db1:srv")).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn units_in_sequence_of_the_agents_own_objects_are_taken() {
         let p = pool();
         let mut c = UnitCheck::new(10, Some(b"db1:srv".to_vec()));
