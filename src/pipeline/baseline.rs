@@ -323,11 +323,19 @@ pub trait Skipper: Send + Sync + std::fmt::Debug {
     fn batch(&self) -> usize {
         1
     }
+    /// Whether to leave out one entry (a skipper asked one at a time).
+    fn skip_one(&self, meta: &ObjectMeta) -> bool {
+        self.skip_all(&[meta]).first().copied().unwrap_or(false)
+    }
 }
 
 impl Skipper for Incremental {
     fn skip_all(&self, metas: &[&ObjectMeta]) -> Vec<bool> {
         metas.iter().map(|m| self.skip(m)).collect()
+    }
+    // The local walk's path: no allocation per file.
+    fn skip_one(&self, meta: &ObjectMeta) -> bool {
+        self.skip(meta)
     }
 }
 

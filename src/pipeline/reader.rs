@@ -576,6 +576,8 @@ fn deal(
                 }
                 match &skipper {
                     None => dealer.add(e),
+                    // Asked one at a time (the box's own baseline): no batch to hold.
+                    Some(s) if batch == 1 => s.skip_one(&e.meta) || dealer.add(e),
                     Some(s) => {
                         held.push(e);
                         held.len() < batch || judged(&mut held, &**s, &mut dealer)

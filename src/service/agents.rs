@@ -590,13 +590,14 @@ impl AgentSink {
             Some(a) if compare => Ok(a.added().paths.clone()),
             Some(a) => Ok(a.added().restore_to.clone()),
         })?;
-        if compare && !allowed.iter().any(|p| under(root, p)) {
-            return Err(format!(
-                "{root} is not under the paths agent {agent} may be backed up under ({}): a compare reads only there",
-                allowed.join(", ")
-            ));
-        }
-        if !allowed.iter().any(|p| under(root, p)) {
+        if compare {
+            if !allowed.iter().any(|p| under(root, p)) {
+                return Err(format!(
+                    "{root} is not under the paths agent {agent} may be backed up under ({}): a compare reads only there",
+                    allowed.join(", ")
+                ));
+            }
+        } else if !allowed.iter().any(|p| under(root, p)) {
             let paths = if allowed.is_empty() {
                 "none: add it again with --restore-to".to_owned()
             } else {
