@@ -69,12 +69,40 @@ pub struct Board {
 pub struct Agents {
     /// Address and port, e.g. "0.0.0.0:8471".
     pub listen: String,
+    /// A directory on a disk of the box where agents' backups to tape are spooled, so that a
+    /// drive the agents together cannot keep streaming writes at full speed or not at all.
+    pub spool: Option<String>,
+    /// The most the spool may hold, e.g. "8G" (default [`DEFAULT_SPOOL_SIZE`]).
+    pub spool_size: Option<String>,
 }
+
+/// What an agents' spool holds at most when the board names no size.
+pub const DEFAULT_SPOOL_SIZE: u64 = 4 << 30;
+/// The least a spool may hold: a few units, or it could not smooth anything.
+const MIN_SPOOL_SIZE: u64 = 16 << 20;
 
 impl Agents {
     /// The address to listen on.
     pub fn addr(&self) -> Result<SocketAddr, BoardError> {
         self.listen.parse().map_err(|_| bad("agents.listen", "an address and port, e.g. 0.0.0.0:8471"))
+    }
+
+    /// The spool's directory and size, when the board names one.
+    pub fn spool(&self) -> Result<Option<(std::path::PathBuf, u64)>, BoardError> {
+        let size = match &self.spool_size {
+            Some(v) => size("agents.spool_size", v, MIN_SPOOL_SIZE)?,
+            None => DEFAULT_SPOOL_SIZE,
+        };
+        match &self.spool {
+            None if self.spool_size.is_some() => {
+                Err(bad("agents.spool_size", "set with agents.spool, the directory it sizes"))
+            }
+            None => Ok(None),
+            Some(d) if !d.starts_with('/') => {
+                Err(bad("agents.spool", "an absolute directory, e.g. /var/lib/coffer/spool"))
+            }
+            Some(d) => Ok(Some((d.into(), size))),
+        }
     }
 }
 
@@ -376,6 +404,7 @@ impl Board {
         }
         if let Some(a) = &self.agents {
             a.addr()?;
+            a.spool()?;
         }
         let mut names = HashSet::new();
         let all = self
@@ -647,6 +676,29 @@ mod tests {
         assert_eq!((v.drives, v.cartridges), (2, 16));
         assert_eq!((v.drive_reposition_ms, v.positioning), (Some(1000), true));
         assert!(b.status.as_ref().unwrap().addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn the_agents_spool_is_an_absolute_directory_with_a_size() {
+        let agents = |extra: &str| Board::parse(&format!("[agents]\nlisten = \"0.0.0.0:8471\"\n{extra}"));
+        let b = agents("").unwrap();
+        assert_eq!(b.agents.unwrap().spool().unwrap(), None);
+        let b = agents("spool = \"/var/spool/coffer\"").unwrap();
+        assert_eq!(
+            b.agents.unwrap().spool().unwrap(),
+            Some(("/var/spool/coffer".into(), DEFAULT_SPOOL_SIZE))
+        );
+        let b = agents("spool = \"/s\"\nspool_size = \"1G\"").unwrap();
+        assert_eq!(b.agents.unwrap().spool().unwrap(), Some(("/s".into(), 1 << 30)));
+        for (extra, key) in [
+            ("spool = \"spool\"", "agents.spool"),
+            ("spool = \"/s\"\nspool_size = \"1M\"", "agents.spool_size"),
+            ("spool = \"/s\"\nspool_size = \"lots\"", "agents.spool_size"),
+            ("spool_size = \"1G\"", "agents.spool_size"),
+        ] {
+            let e = agents(extra).unwrap_err().to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -102,13 +102,17 @@ struct TheBox {
 }
 
 impl TheBox {
-    /// Writes the board (agents on 0.0.0.0:PORT, the library `library`) and starts the
-    /// service in `net`'s box namespace.
-    fn start(net: &Net, library: &str) -> TheBox {
+    /// Writes the board (agents on 0.0.0.0:PORT, the library `library`, a spool of
+    /// `spool_size` in the box's world when given) and starts the service in `net`'s box
+    /// namespace.
+    fn start(net: &Net, library: &str, spool_size: Option<&str>) -> TheBox {
         let env = Env::new();
         let board = env.path("board.toml");
+        let spool = spool_size.map_or(String::new(), |size| {
+            format!("spool = \"{}\"\nspool_size = \"{size}\"\n", env.path("spool").display())
+        });
         let text = format!(
-            "name = \"{BOX_NAME}\"\n[jobs]\nscan_seconds = 1\n[agents]\nlisten = \"0.0.0.0:{PORT}\"\n{library}"
+            "name = \"{BOX_NAME}\"\n[jobs]\nscan_seconds = 1\n[agents]\nlisten = \"0.0.0.0:{PORT}\"\n{spool}{library}"
         );
         fs::write(&board, text).unwrap();
         let mut b = TheBox { env, board, ns: net.box_ns().to_owned(), service: None };
@@ -498,7 +502,7 @@ fn failed_session_is_restorable(the_box: &TheBox, agent: &Agent, session: u64, t
 #[test]
 fn three_agents_back_up_and_restore_onto_themselves() {
     let Some(net) = network(3) else { return };
-    let mut the_box = TheBox::start(&net, LIBRARY);
+    let mut the_box = TheBox::start(&net, LIBRARY, Some("16M"));
     let agents: Vec<Agent> = (0..3).map(|k| Agent::start(&net, &the_box, k)).collect();
     let trees: Vec<Snapshot> = agents.iter().map(|a| data_tree(&a.tree(), a.k as u64)).collect();
 
@@ -597,6 +601,16 @@ fn three_agents_back_up_and_restore_onto_themselves() {
     let (bytes_in, stored) =
         (mine[0]["bytes_in"].as_u64().unwrap_or(0), mine[0]["bytes_stored"].as_u64().unwrap_or(0));
     assert!(stored < bytes_in, "the agents' compressed session stores {stored} of {bytes_in} bytes");
+    // On its way to the drive it went through the board's spool (16 MiB, less than the
+    // session), whole, and the drive was started from it (the order and the bytes that came
+    // out of it are what the restores below check).
+    let log = the_box.log();
+    let spooled = log.lines().rev().find(|l| l.contains("went through it, the drive started"));
+    let spooled = spooled.unwrap_or_else(|| panic!("the log says nothing of the spool: {log}"));
+    eprintln!("{spooled}");
+    assert!(spooled.contains(&format!("spool {}: ", the_box.env.path("spool").display())), "{spooled}");
+    assert!(!spooled.contains("failed"), "{spooled}");
+    assert!(!spooled.contains("started 0 time"), "{spooled}");
     let objects = the_box.objects(session);
     let mut want = BTreeMap::new();
     for (a, tree) in agents.iter().zip(&trees) {
@@ -707,7 +721,7 @@ fn three_agents_back_up_and_restore_onto_themselves() {
 #[test]
 fn access_lists_are_enforced() {
     let Some(net) = network(2) else { return };
-    let mut the_box = TheBox::start(&net, LIBRARY);
+    let mut the_box = TheBox::start(&net, LIBRARY, None);
     let mut agents: Vec<Agent> = (0..2).map(|k| Agent::start(&net, &the_box, k)).collect();
     let (c0, c1) = (&agents[0], &agents[1]);
     let tree0 = {
@@ -829,7 +843,7 @@ fn access_lists_are_enforced() {
 #[test]
 fn an_agent_killed_mid_backup_leaves_a_restorable_session_and_reconnects() {
     let Some(net) = network(2) else { return };
-    let mut the_box = TheBox::start(&net, SLOW_LIBRARY);
+    let mut the_box = TheBox::start(&net, SLOW_LIBRARY, None);
     let mut agent = Agent::start(&net, &the_box, 0);
     let other = Agent::start(&net, &the_box, 1);
     let tree = slow_tree(&agent.tree());
@@ -898,7 +912,7 @@ fn an_agent_killed_mid_backup_leaves_a_restorable_session_and_reconnects() {
 #[test]
 fn link_cut_mid_backup_fails_the_job_and_the_agent_reconnects() {
     let Some(net) = network(1) else { return };
-    let mut the_box = TheBox::start(&net, SLOW_LIBRARY);
+    let mut the_box = TheBox::start(&net, SLOW_LIBRARY, None);
     let mut agent = Agent::start(&net, &the_box, 0);
     let tree = slow_tree(&agent.tree());
     let source = agent.source(&agent.tree());

@@ -105,7 +105,8 @@ fn agent_sink(ctx: &Ctx, agent: &str, dir: &str, compare: bool) -> anyhow::Resul
             "a restore onto an agent goes through the running service, which the agents connect to: start it"
         );
     };
-    let links = coffer::service::agents::Links { connected: connected.clone(), store: store.clone() };
+    let links =
+        coffer::service::agents::Links { connected: connected.clone(), store: store.clone(), spool: None };
     let sink =
         coffer::service::agents::AgentSink::new(links, agent, dir, 0, compare).map_err(anyhow::Error::msg)?;
     Ok(RemoteTo(std::sync::Arc::new(sink)))

@@ -163,6 +163,11 @@ pub trait Target: Send {
     fn rate(&self) -> Option<u64> {
         None
     }
+    /// Whether it streams: a tape drive that stops and repositions when its buffer runs dry,
+    /// and so is best fed at full speed or not at all (agents' backups are spooled for it).
+    fn streams(&self) -> bool {
+        false
+    }
 }
 
 /// Reads parts back.

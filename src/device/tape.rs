@@ -417,6 +417,10 @@ impl Target for TapeTarget {
     fn rate(&self) -> Option<u64> {
         self.lib.rate()
     }
+
+    fn streams(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for TapeTarget {

@@ -14,6 +14,7 @@ use super::coord::Coordinator;
 use super::mux::LaneSource;
 use super::pool::Pool;
 use super::reader::{ReadError, Reader};
+use super::spool::{Drainer, SpoolSpec};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
@@ -193,7 +194,12 @@ pub fn run(
     let incremental = req.incremental.clone();
     let (agents, job) = (req.agents.clone(), req.job);
     let agent_compresses = req.compress && req.compress_on_agent;
-    let stream = StreamJob::start(req, target, info, event_tx, progress.clone(), move |reader| {
+    // Agents to a tape drive go through the spool, when the board has one.
+    let spool = match (&req.agents, target.streams()) {
+        (Some(a), true) if steps.iter().any(|s| matches!(s, Step::Agents(_))) => a.spool(),
+        _ => None,
+    };
+    let stream = StreamJob::start(req, target, info, event_tx, progress.clone(), spool, move |reader| {
         reader.cancel = cancel.clone();
         reader.incremental = incremental;
         reader.agent_compresses = agent_compresses;
@@ -369,20 +375,23 @@ pub(super) type StreamEnd = (Result<(), DeviceError>, Result<Vec<String>, ReadEr
 /// One stream's data plane: a reader fed by a closure, one pinned compressor per core, and a
 /// writer to one target.
 pub(super) struct StreamJob {
-    writer: std::thread::JoinHandle<Result<(), DeviceError>>,
+    /// The writer's result, and what its spool (if any) says for the summary.
+    writer: std::thread::JoinHandle<(Result<(), DeviceError>, Option<String>)>,
     reader: std::thread::JoinHandle<Result<Vec<String>, ReadError>>,
     compressors: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl StreamJob {
     /// Starts the threads (unit size, compression and cancelling from `req`); `feed` runs on
-    /// the reader thread and adds the stream's objects.
+    /// the reader thread and adds the stream's objects. With `spool`, the records go through
+    /// a disk spool on their way to the target ([`super::spool`]).
     pub(super) fn start(
         req: &BackupRequest,
         target: Box<dyn Target>,
         info: SessionInfo,
         events: Events,
         progress: Arc<Progress>,
+        spool: Option<SpoolSpec>,
         feed: impl FnOnce(&mut Reader) -> Result<(), ReadError> + Send + 'static,
     ) -> StreamJob {
         let (unit, compress, cancel) = (req.unit, req.compress, req.cancel.clone());
@@ -413,7 +422,12 @@ impl StreamJob {
         }
         let writer = std::thread::Builder::new()
             .name(format!("writer-{stream}"))
-            .spawn(move || write_stream(target, info, outs, events, progress, out_pool, cancel))
+            .spawn(move || {
+                let Some(spec) = spool else {
+                    return (write_stream(target, info, outs, events, progress, out_pool, cancel), None);
+                };
+                spooled_stream(&spec, target, info, outs, events, progress, out_pool, cancel)
+            })
             .expect("spawn writer");
         let reader = std::thread::Builder::new()
             .name(format!("reader-{stream}"))
@@ -433,8 +447,11 @@ impl StreamJob {
 
     /// Waits for the stream's threads; returns how the writer and the reader ended.
     pub(super) fn join(self) -> StreamEnd {
-        let written = self.writer.join().expect("writer thread");
-        let read = self.reader.join().expect("reader thread");
+        let (written, note) = self.writer.join().expect("writer thread");
+        let mut read = self.reader.join().expect("reader thread");
+        if let (Ok(problems), Some(note)) = (&mut read, note) {
+            problems.push(note);
+        }
         for t in self.compressors {
             t.join().expect("compressor thread");
         }
@@ -454,13 +471,64 @@ fn write_stream(
     out_pool: Pool,
     cancel: Cancel,
 ) -> Result<(), DeviceError> {
+    let mut k = 0usize;
+    // A closed queue at the compressor whose turn it is means the reader sent no more.
+    let next = move || {
+        let rec = outs[k % outs.len()].recv().ok();
+        k += 1;
+        Ok(rec)
+    };
+    write_records(target, info, next, events, progress, out_pool, cancel)
+}
+
+/// The writer thread of a spooled stream: the records go through a spool in `spec.dir` on
+/// their way to the target. A spool that cannot be opened or fails is left out, and the note
+/// (for the summary's problems) says so.
+#[allow(clippy::too_many_arguments)]
+fn spooled_stream(
+    spec: &SpoolSpec,
+    target: Box<dyn Target>,
+    info: SessionInfo,
+    outs: Vec<Receiver<Encoded>>,
+    events: Events,
+    progress: Arc<Progress>,
+    out_pool: Pool,
+    cancel: Cancel,
+) -> (Result<(), DeviceError>, Option<String>) {
+    let file = match super::spool::open(spec, info.stream) {
+        Ok(f) => f,
+        Err(why) => {
+            tracing::warn!(target: "backup", "{why}: writing without the spool");
+            let note = format!("{why}: the backup was written without the spool");
+            return (write_stream(target, info, outs, events, progress, out_pool, cancel), Some(note));
+        }
+    };
+    // Two buffers of its own for the records it reads back: the writer returns them there.
+    let pool = Pool::new(2, out_pool.buf_size());
+    let name = format!("the spool in {}", spec.dir.display());
+    let mut drainer = Drainer::start(file, spec.size, name, outs, pool.clone(), out_pool, cancel.clone());
+    let written = write_records(target, info, || drainer.take(), events, progress, pool, cancel);
+    let report = drainer.finish();
+    let line = report.line(&spec.dir);
+    tracing::info!(target: "backup", "{line}");
+    // A spool that failed midway is the summary's business; one that worked only the log's.
+    (written, report.broken.is_some().then_some(line))
+}
+
+/// Writes the records `next` gives, in order, until it gives none.
+fn write_records(
+    target: Box<dyn Target>,
+    info: SessionInfo,
+    mut next: impl FnMut() -> Result<Option<Encoded>, DeviceError>,
+    events: Events,
+    progress: Arc<Progress>,
+    out_pool: Pool,
+    cancel: Cancel,
+) -> Result<(), DeviceError> {
     let stream = info.stream;
     let r = (|| {
         let mut w = StreamWriter::start(target, info, events.clone(), progress, out_pool.clone())?;
-        let mut k = 0usize;
-        // A closed queue at the compressor whose turn it is means the reader sent no more.
-        while let Ok(rec) = outs[k % outs.len()].recv() {
-            k += 1;
+        while let Some(rec) = next()? {
             if cancel.is_cancelled() {
                 // Cancelled: what is still queued is dropped, not written; the objects it
                 // would have finished are never journaled. The stream closes at once.

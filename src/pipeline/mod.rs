@@ -30,6 +30,7 @@ pub mod restore_workers;
 pub mod runs;
 pub mod scan;
 pub mod sources;
+pub mod spool;
 pub mod writer;
 
 use crate::catalog::StoredObject;

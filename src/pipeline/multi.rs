@@ -207,7 +207,7 @@ pub fn run(
                 dealer.finish();
             })
         };
-        jobs.push(StreamJob::start(req, target, info, event_tx.clone(), progress.clone(), feed));
+        jobs.push(StreamJob::start(req, target, info, event_tx.clone(), progress.clone(), None, feed));
     }
     drop(event_tx);
     let control =

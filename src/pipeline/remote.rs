@@ -586,6 +586,11 @@ pub trait Agents: Send + Sync + std::fmt::Debug {
     /// Starts backing up `ask.root` on agent `agent`, after checking the agent may be backed
     /// up there. Deliveries arrive on the receiver; dropping it cancels the backup.
     fn backup(&self, agent: &str, ask: RemoteAsk) -> Result<tokio::sync::mpsc::Receiver<Delivery>, String>;
+
+    /// Where agents' backups to a streaming drive are spooled, if anywhere.
+    fn spool(&self) -> Option<super::spool::SpoolSpec> {
+        None
+    }
 }
 
 impl Reader {

@@ -729,6 +729,8 @@ pub struct Links {
     pub connected: Connected,
     /// The catalog, for each agent's paths.
     pub store: SharedStore,
+    /// The board's spool for agents' backups to tape.
+    pub spool: Option<crate::pipeline::spool::SpoolSpec>,
 }
 
 /// Whether `root` is `base` or under it, by whole components.
@@ -764,6 +766,10 @@ impl Agents for Links {
         let (to, rx) = mpsc::channel(DELIVERIES_IN_FLIGHT);
         hand.give(agent, Ask::Backup(BackupAsk { ask, to }))?;
         Ok(rx)
+    }
+
+    fn spool(&self) -> Option<crate::pipeline::spool::SpoolSpec> {
+        self.spool.clone()
     }
 }
 

@@ -276,7 +276,9 @@ async fn start(
         let mut e = Engine::open(s.clone(), &svc.board, svc.default_target.clone(), crate::clock::unix_now())
             .map_err(|e| ServeError::Journal(e.to_string()))?;
         if svc.board.agents.is_some() {
-            e.set_agents(Arc::new(agents::Links { connected: svc.agents.clone(), store: s }));
+            let spool = svc.board.agents.as_ref().and_then(|a| a.spool().ok().flatten());
+            let spool = spool.map(|(dir, size)| crate::pipeline::spool::SpoolSpec { dir, size });
+            e.set_agents(Arc::new(agents::Links { connected: svc.agents.clone(), store: s, spool }));
         }
         svc.start_jobs(e)?;
     }

@@ -8,7 +8,9 @@
 //!   agents added, enrolled and run as processes of their own, then K `coffer backup
 //!   agent:aK:… --to disk:DIR` started at the same time, timed until all have ended;
 //! - agents → tape: the same into a virtual library of one drive streaming at 300 MB/s
-//!   (`--to library:vlib`), with the drive's repositions from `coffer status --json`.
+//!   (`--to library:vlib`), with the drive's repositions from `coffer status --json`;
+//! - agents → tape+spool: the same with the board's `[agents] spool` (2 GiB, in the work
+//!   directory), so the drive is fed from the spool at full speed or not at all.
 //!
 //! The service runs one job at a time: the K backups started together are queued and run one
 //! after another (the output says so). So each row has two times: the wall clock (with the
@@ -73,6 +75,8 @@ const LAYOUT: &str = "agents-quarters 1";
 const DRIVE_BUFFER: &str = "256M";
 const DRIVE_BUFFER_BYTES: u64 = 256 << 20;
 const DRIVE_REPOSITION_MS: u64 = 1000;
+/// The spool of the spooled tape runs.
+const SPOOL_SIZE: &str = "2G";
 /// The service's queue scan, seconds (a queued job starts within one scan of the last ending).
 const SCAN_SECONDS: u64 = 1;
 
@@ -479,6 +483,8 @@ fn quarters(dir: &Path, c1: &Path, c2: &Path) -> Res<(Vec<Quarter>, String)> {
 enum Dest {
     Disk,
     Tape,
+    /// The tape, through the board's agents spool ([`SPOOL_SIZE`] in the work directory).
+    Spooled,
 }
 
 /// A running `coffer serve` in a fresh state directory.
@@ -753,7 +759,16 @@ fn local_parts(cfg: &Config, w: &Path, logs: &Path) -> Res<u64> {
 fn agents_run(cfg: &Config, k: usize, dest: Dest) -> Res<Outcome> {
     let w = cfg.work.join("box");
     fresh(&w)?;
-    let library = (dest == Dest::Tape).then(|| cfg.library(&w.join("library")));
+    let library = match dest {
+        Dest::Disk => None,
+        Dest::Tape => Some(cfg.library(&w.join("library"))),
+        // The board's lines follow `[agents] listen`: the spool's go first, still in [agents].
+        Dest::Spooled => Some(format!(
+            "spool = \"{}\"\nspool_size = \"{SPOOL_SIZE}\"\n{}",
+            w.join("spool").display(),
+            cfg.library(&w.join("library"))
+        )),
+    };
     let mut the_box = TheBox::start(&cfg.coffer, &w, library.as_deref())?;
     let mut agents = Vec::new();
     for (i, q) in cfg.quarters[..k].iter().enumerate() {
@@ -762,10 +777,10 @@ fn agents_run(cfg: &Config, k: usize, dest: Dest) -> Res<Outcome> {
         agents.push((name, p));
     }
     the_box.wait_connected(&mut agents)?;
-    let reps0 = if dest == Dest::Tape { Some(the_box.repositions()?) } else { None };
+    let reps0 = if dest == Dest::Disk { None } else { Some(the_box.repositions()?) };
     let target = match dest {
         Dest::Disk => format!("disk:{}", w.join("target").display()),
-        Dest::Tape => "library:vlib".to_string(),
+        Dest::Tape | Dest::Spooled => "library:vlib".to_string(),
     };
     let rss_before_kib = vm_kib(the_box.pid(), "VmHWM");
     drop_caches(cfg.drop_caches);
@@ -1134,7 +1149,8 @@ fn real_main() -> Res<()> {
     let _ = writeln!(
         env,
         "  tape:       virtual library, 1 drive, drive_rate {} B/s, drive_buffer {DRIVE_BUFFER}, drive_reposition_ms \
-         {DRIVE_REPOSITION_MS}; cartridges are files in the work directory ({fs})",
+         {DRIVE_REPOSITION_MS}; cartridges are files in the work directory ({fs}); tape+spool: the same with \
+         [agents] spool in the work directory, spool_size {SPOOL_SIZE}",
         cfg.drive_rate
     );
     let _ = writeln!(
@@ -1156,6 +1172,7 @@ fn real_main() -> Res<()> {
     let mut local: BTreeMap<usize, Outcome> = BTreeMap::new();
     let mut disk: BTreeMap<usize, Outcome> = BTreeMap::new();
     let mut tape: BTreeMap<usize, Outcome> = BTreeMap::new();
+    let mut spooled: BTreeMap<usize, Outcome> = BTreeMap::new();
     for round in 1..=runs {
         for &k in &counts {
             let o = local_run(&cfg, k)?;
@@ -1167,9 +1184,11 @@ fn real_main() -> Res<()> {
             );
             let prev = local.remove(&k);
             local.insert(k, better(prev, o));
-            for (dest, map, what) in
-                [(Dest::Disk, &mut disk, "agents -> disk"), (Dest::Tape, &mut tape, "agents -> tape")]
-            {
+            for (dest, map, what) in [
+                (Dest::Disk, &mut disk, "agents -> disk"),
+                (Dest::Tape, &mut tape, "agents -> tape"),
+                (Dest::Spooled, &mut spooled, "agents -> tape+spool"),
+            ] {
                 let o = agents_run(&cfg, k, dest)?;
                 println!(
                     "  round {round}, {k} agent(s):   {what} {:>7.2} s wall  {:>6.1} s backup  {:>6.0} MB/s  sessions {:?}{}",
@@ -1248,7 +1267,7 @@ fn real_main() -> Res<()> {
         let (l_rate, l_job_rate) = (mbps(l.bytes_in, l.secs), mbps(l.bytes_in, l.job_secs));
         let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
         let mut runs: Vec<(String, &Outcome)> = vec![(format!("local, {k} quarter(s)"), l)];
-        for (what, map) in [("disk", &disk), ("tape", &tape)] {
+        for (what, map) in [("disk", &disk), ("tape", &tape), ("tape+spool", &spooled)] {
             if let Some(o) = map.get(&k) {
                 runs.push((format!("{k} agent(s) -> {what}"), o));
             }
