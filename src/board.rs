@@ -680,7 +680,9 @@ mod tests {
 
     #[test]
     fn the_agents_spool_is_an_absolute_directory_with_a_size() {
-        let agents = |extra: &str| Board::parse(&format!("[agents]\nlisten = \"0.0.0.0:8471\"\n{extra}"));
+        let agents = |extra: &str| {
+            Board::parse(&format!("name = \"b\"\n[agents]\nlisten = \"0.0.0.0:8471\"\n{extra}"))
+        };
         let b = agents("").unwrap();
         assert_eq!(b.agents.unwrap().spool().unwrap(), None);
         let b = agents("spool = \"/var/spool/coffer\"").unwrap();
