@@ -106,6 +106,8 @@ struct RawJob {
 enum Compression {
     On(bool),
     Where(String),
+    /// Anything else, refused by name rather than by serde's "did not match any variant".
+    Other(toml::Value),
 }
 
 impl Default for Compression {
@@ -233,6 +235,9 @@ pub fn parse(text: &str, now: u64) -> Result<JobSpec, String> {
         Compression::Where(w) => {
             return Err(format!("job file: compression: {w:?}: true, false or \"agent\""));
         }
+        Compression::Other(v) => {
+            return Err(format!("job file: compression: {v}: true, false or \"agent\""));
+        }
     };
     Ok(JobSpec {
         name: raw.name,
@@ -270,6 +275,8 @@ mod tests {
         assert!(j.compression && !j.compress_on_agent);
         let e = job("compression = \"box\"").unwrap_err();
         assert!(e.contains("true, false or \"agent\""), "{e}");
+        let e = job("compression = 5").unwrap_err();
+        assert!(e.contains("compression: 5: true, false or \"agent\""), "{e}");
     }
 
     #[test]
