@@ -9,6 +9,8 @@
 //!   jobs), each session restores onto its agent and on the box identical to the source, and a
 //!   job file naming the three agents' trees makes one session, the three multiplexed onto one
 //!   drive (`multiplex = 3`), from which each agent gets back its own tree, demultiplexed;
+//! - the catalog of a multiplexed session rebuilt from the cartridges alone (`coffer scan`)
+//!   still restores one agent's tree demultiplexed, identical to its source;
 //! - the access lists hold: outside an agent's paths, an unknown agent, another agent's
 //!   session, outside its restore paths: refused, naming why, and no session is made;
 //! - an agent killed mid-backup multiplexed with another fails the job naming it once the
@@ -716,6 +718,53 @@ fn three_agents_back_up_and_restore_onto_themselves() {
     }
     the_box.stop();
     drop(agents);
+}
+
+/// A multiplexed session's catalog rebuilt from the cartridges alone (`coffer scan` into a
+/// fresh state directory) still knows where each agent's records lie: one agent's tree
+/// restores on the box demultiplexed, reading only its runs, identical to its source. (The
+/// agents' enrolment is in the old journal: the rebuilt box restores to its own disk.)
+#[test]
+fn a_multiplexed_session_rebuilt_by_scan_restores_demultiplexed() {
+    let Some(net) = network(2) else { return };
+    let mut the_box = TheBox::start(&net, LIBRARY);
+    let agents: Vec<Agent> = (0..2).map(|k| Agent::start(&net, &the_box, k)).collect();
+    let trees: Vec<Snapshot> = agents.iter().map(|a| data_tree(&a.tree(), a.k as u64)).collect();
+    let sources: Vec<String> = agents.iter().map(|a| a.source(&a.tree())).collect();
+    // Both in one job: multiplexed onto one drive.
+    let mut backup =
+        Proc::spawn("coffer backup (two agents)", the_box.env.command(&["backup", &sources[0], &sources[1]]));
+    let code = backup.wait_exit(BACKUP_GUARD);
+    let session = Ended::of(code, &backup).done();
+    the_box.stop();
+    drop(agents);
+
+    // A fresh state directory and a board naming the same cartridges by their directory.
+    let carts = the_box.env.state.join("library").join("vlib");
+    assert!(carts.is_dir(), "no cartridges at {}", carts.display());
+    let fresh = Env::new();
+    let board = fresh.path("board.toml");
+    fs::write(&board, format!("name = \"{BOX_NAME}\"\n{LIBRARY}dir = \"{}\"\n", s(&carts))).unwrap();
+    let rebuilt = |args: &[&str]| fresh.coffer_json(&[&["--board", s(&board)], args].concat());
+    let r = rebuilt(&["scan", "library:vlib"]);
+    r.expect_code(0);
+    assert_eq!(r.json()["sessions_added"], 1, "{r}");
+
+    let dest = fresh.path("c0-restore");
+    let r = rebuilt(&["restore", &session.to_string(), "--to", s(&dest), "c0:tree0"]);
+    r.expect_code(0);
+    let j = r.json();
+    assert_eq!(
+        (j["ok"].clone(), j["objects"].clone()),
+        (Value::from(true), Value::from(trees[0].nodes.len())),
+        "{r}"
+    );
+    let (read, parts) = (j["demux"]["read_bytes"].as_u64(), j["demux"]["part_bytes"].as_u64());
+    let (Some(read), Some(parts)) = (read, parts) else { panic!("the rebuilt catalog has no runs: {r}") };
+    eprintln!("restore of c0's tree from the rebuilt catalog: read {read} of {parts} bytes");
+    assert!(read > 0 && read < parts, "read {read} of {parts} bytes: {r}");
+    assert_same_tree(&trees[0], &snapshot(&dest.join("c0:tree0")), Ignore::default());
+    assert!(!dest.join("c1:tree1").exists(), "c1's tree was restored too");
 }
 
 #[test]

@@ -71,7 +71,7 @@ pub use record::{
     MAX_TTY_LEN, MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, ObjectStored,
     ObjectsStored, PartMoved, PartRuns, Record, RecordBody, SessionFinished, SessionIndexed, SessionKind,
     SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, agent_name_ok,
-    kept_batches, kept_cost, object_batches, object_cost,
+    kept_batches, kept_cost, object_batches, object_cost, run_batches,
 };
 pub use state::{Agent, AgentState, Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 

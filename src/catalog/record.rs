@@ -534,6 +534,12 @@ pub struct PartRuns {
     pub runs: Vec<LaneRun>,
 }
 
+/// The [`PartRuns`] records that carry a part's `runs` (in order of their starts), at most
+/// [`MAX_RUNS`] each, in order; none for no runs.
+pub fn run_batches(session: u64, stream: u16, part: u32, len: u64, runs: &[LaneRun]) -> Vec<PartRuns> {
+    runs.chunks(MAX_RUNS).map(|c| PartRuns { session, stream, part, len, runs: c.to_vec() }).collect()
+}
+
 /// A stream of a running session ended without its trailer (its device failed): what it
 /// holds is read object by object, from the places the catalog recorded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

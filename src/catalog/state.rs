@@ -8,9 +8,9 @@ use uuid::Uuid;
 use super::CatalogError;
 use super::record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved,
-    JobState, JobStateChanged, LaneRun, LogEntry, MAX_RUNS, MediumAdded, MediumRemoved, MediumState,
-    MediumUpdated, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed,
-    SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
+    JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState, MediumUpdated,
+    ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed, SessionKind,
+    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, run_batches,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -255,9 +255,7 @@ impl Session {
         let indexed = self.indexed.clone().map(Record::SessionIndexed);
         let cut = self.cut.iter().map(move |&stream| Record::StreamCut(StreamCut { session, stream }));
         let runs = self.runs.iter().flat_map(move |(&(stream, part), (len, runs))| {
-            runs.chunks(MAX_RUNS).map(move |c| {
-                Record::PartRuns(PartRuns { session, stream, part, len: *len, runs: c.to_vec() })
-            })
+            run_batches(session, stream, part, *len, runs).into_iter().map(Record::PartRuns)
         });
         iter::once(Record::SessionStarted(self.start.clone()))
             .chain(parts)

@@ -18,8 +18,8 @@ use super::spool::{Drainer, SpoolSpec};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
-    MAX_RUNS, MediumAdded, MediumState, MediumUpdated, PartRuns, Record, SessionFinished, SessionKind,
-    SessionMode, SessionPart, SessionPruned, SessionStarted, StreamCut, object_batches,
+    MediumAdded, MediumState, MediumUpdated, Record, SessionFinished, SessionKind, SessionMode, SessionPart,
+    SessionPruned, SessionStarted, StreamCut, object_batches, run_batches,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -610,10 +610,7 @@ pub(super) fn control_loop(
                 let mut recs: Vec<Record> =
                     object_batches(session, objects).into_iter().map(Record::from).collect();
                 if let Some((part, len, runs)) = runs {
-                    recs.extend(
-                        runs.chunks(MAX_RUNS)
-                            .map(|c| Record::from(PartRuns { session, stream, part, len, runs: c.to_vec() })),
-                    );
+                    recs.extend(run_batches(session, stream, part, len, &runs).into_iter().map(Record::from));
                 }
                 recs.push(Record::from(MediumUpdated { medium, used: u, state: MediumState::Writable }));
                 recs

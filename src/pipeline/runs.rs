@@ -6,8 +6,13 @@
 //! to the end of a record of that lane; records of other lanes may lie inside it when they were
 //! fewer than [`MERGE_GAP`] bytes (reading a little more beats seeking on tape). A reader that
 //! starts at a run's start starts at a record boundary.
+//!
+//! `scan` builds the same runs from the media alone: it feeds each record it walks to a
+//! [`RunsBuilder`] as the writer did, its lane read from its header ([`lane_of_record`]).
 
+use super::mux::LANE_STRIDE;
 use crate::catalog::LaneRun;
+use crate::format::Header;
 
 /// Records of other lanes a run may step over rather than end and start again.
 pub const MERGE_GAP: u64 = 1 << 20;
@@ -21,10 +26,14 @@ pub struct RunsBuilder {
 }
 
 impl RunsBuilder {
-    /// A record of lane `lane` (not 0) at `[start, end)` of the part: it extends the lane's
-    /// last run when at most [`MERGE_GAP`] bytes lie between, or begins a new one.
+    /// A record of lane `lane` at `[start, end)` of the part: it extends the lane's last run
+    /// when at most [`MERGE_GAP`] bytes lie between, or begins a new one. A record of lane 0
+    /// (not multiplexed) is in no run.
     pub fn record(&mut self, lane: u64, start: u64, end: u64) {
-        debug_assert!(lane != 0 && start <= end);
+        debug_assert!(start <= end);
+        if lane == 0 {
+            return;
+        }
         if let Some(&i) = self.last.get(&lane) {
             let r = &mut self.runs[i];
             if start.saturating_sub(r.end) <= MERGE_GAP {
@@ -36,16 +45,26 @@ impl RunsBuilder {
         self.runs.push(LaneRun { lane, start, end });
     }
 
-    /// Whether no record was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
-    }
-
-    /// The part's runs, in order of their starts; the builder is empty again.
-    pub fn take(&mut self) -> Vec<LaneRun> {
+    /// The part's runs, in order of their starts, or `None` when it holds no multiplexed
+    /// record (such a part has no runs: it is read whole); the builder is empty again, for the
+    /// next part.
+    pub fn take_part(&mut self) -> Option<Vec<LaneRun>> {
         self.last.clear();
-        std::mem::take(&mut self.runs)
+        let runs = std::mem::take(&mut self.runs);
+        (!runs.is_empty()).then_some(runs)
     }
+}
+
+/// The lane of a record read from the media, from its header: an object record's by its object
+/// id (an agent multiplexed numbers its objects within its lane's range, and the box checks
+/// that it does), 0 for records of the medium or the session.
+///
+/// The writer knows each record's lane from the agent it came from; this gives the same lane
+/// for every multiplexed record. It also gives one to objects numbered after a multiplexed
+/// group in the same stream (their ids are past the group's ranges), which the writer left in
+/// none: the same lane a restore asks for them by ([`lane_of`] of their ids).
+pub fn lane_of_record(h: &Header) -> u64 {
+    if h.kind.is_object_record() { lane_of(h.object_id, LANE_STRIDE) } else { 0 }
 }
 
 /// The lane an object id belongs to: the first id of its lane's range (ids of lane `k` are
@@ -87,7 +106,7 @@ mod tests {
         b.record(7, 20 + 4 * MB, 30 + 4 * MB);
         // Lane 9 again after 10 bytes of lane 7: its run goes on over them.
         b.record(9, 30 + 4 * MB, 40 + 4 * MB);
-        let runs = b.take();
+        let runs = b.take_part().expect("runs");
         assert_eq!(
             runs,
             vec![
@@ -96,9 +115,13 @@ mod tests {
                 LaneRun { lane: 7, start: 20 + 4 * MB, end: 30 + 4 * MB },
             ]
         );
-        assert!(b.is_empty());
+        assert_eq!(b.take_part(), None, "taken: the next part starts empty");
+        // Records of no lane are in no run, and a part of only those has none.
+        b.record(0, 0, 100 * MB);
+        assert_eq!(b.take_part(), None);
+        b.record(0, 0, 100 * MB);
         b.record(7, 100 * MB, 101 * MB);
-        assert_eq!(b.take(), vec![LaneRun { lane: 7, start: 100 * MB, end: 101 * MB }]);
+        assert_eq!(b.take_part(), Some(vec![LaneRun { lane: 7, start: 100 * MB, end: 101 * MB }]));
     }
 
     #[test]
@@ -116,7 +139,7 @@ mod tests {
                 at += 2 * MB;
             }
         }
-        let runs = b.take();
+        let runs = b.take_part().expect("runs");
         let wanted: BTreeSet<u64> = [lanes[1]].into();
         let r = reads(&runs, &wanted);
         for &(lane, s, e) in &records {

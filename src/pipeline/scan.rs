@@ -8,13 +8,21 @@
 //! which source key, and list the files a complete incremental kept: a rebuilt catalog restores
 //! an incremental session whole and bases the next incremental on it. Version-1 media say none
 //! of that: their sessions come back as full ones without a source key (never a base).
+//!
+//! Multiplexed sessions get their runs back: each record walked goes, with its place in its
+//! part, to a [`RunsBuilder`] as the writer's did, its lane read from its header
+//! ([`lane_of_record`]); a part walked to its end that holds multiplexed records is journaled
+//! with its runs (`PartRuns`), so that a restore of one agent's trees reads only their runs.
+//! A torn part has none: it is read whole.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use super::runs::{RunsBuilder, lane_of_record};
 use crate::catalog::{
-    Catalog, MediumAdded, MediumState, MediumUpdated, Record, SessionFinished, SessionKind, SessionMode,
-    SessionPart, SessionStarted, StoredObject, StreamCut, kept_batches, object_batches, object_cost,
+    Catalog, LaneRun, MediumAdded, MediumState, MediumUpdated, Record, SessionFinished, SessionKind,
+    SessionMode, SessionPart, SessionStarted, StoredObject, StreamCut, kept_batches, object_batches,
+    object_cost, run_batches,
 };
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartRange, PartReader};
@@ -60,6 +68,9 @@ struct Found {
     header: Option<SessionHeader>,
     /// (medium, position, tape file number) of each (stream, part).
     parts: BTreeMap<(u16, u32), ([u8; 16], u64, u32)>,
+    /// The length and runs of each (stream, part) walked to its end that holds multiplexed
+    /// records.
+    runs: BTreeMap<(u16, u32), (u64, Vec<LaneRun>)>,
     index: Vec<IndexEntry>,
     /// Each piece's digest, by (object, segment offset): the pieces of a split file each end
     /// with their own.
@@ -137,6 +148,8 @@ pub fn scan(media: &mut dyn Media, location: &str, store: &mut impl State) -> Re
 fn groups(records: &[Record]) -> Vec<&[Record]> {
     let cost = |r: &Record| match r {
         Record::ObjectsStored(b) => b.objects.iter().map(object_cost).sum::<usize>(),
+        // Three varints per run.
+        Record::PartRuns(b) => b.runs.len() * 30 + 64,
         Record::FilesKept(k) => k.paths.iter().map(|p| p.len() + 2).sum::<usize>() + 64,
         _ => 256,
     };
@@ -196,6 +209,10 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
     })];
     for (&(stream, part), &(medium, position, file_number)) in &f.parts {
         recs.push(Record::from(SessionPart { session: id, stream, part, medium, position, file_number }));
+    }
+    // Each part's runs follow its part: the catalog takes runs of parts it knows.
+    for (&(stream, part), (len, runs)) in &f.runs {
+        recs.extend(run_batches(id, stream, part, *len, runs).into_iter().map(Record::from));
     }
     let mut objects = Vec::with_capacity(f.index.len());
     for e in &f.index {
@@ -384,9 +401,11 @@ fn walk_part(
     let start = c.pos() - HEADER_LEN as u64;
     let mut at = start;
     let mut session: Option<(u64, u16, u32)> = None;
+    let mut runs = RunsBuilder::default();
     loop {
         let (h, _) = Header::decode(head, at).map_err(|e| e.to_string())?;
         let total = HEADER_LEN as u64 + h.stored_len as u64;
+        runs.record(lane_of_record(&h), at - start, at - start + total);
         let meta_needed = !h.kind.carries_data();
         if meta_needed || h.stored_len < SKIP_BY_SEEK {
             let mut bytes = head.to_vec();
@@ -434,9 +453,13 @@ fn walk_part(
                     t.stored_bytes += total;
                     let stream = session.map_or(0, |(_, stream, _)| stream);
                     found.entry(t.session_id).or_default().trailers.insert(stream, t);
+                    part_walked(found, session, at + total - start, &mut runs);
                     return Ok(at + total);
                 }
-                Body::Continuation(_) => return Ok(at + total),
+                Body::Continuation(_) => {
+                    part_walked(found, session, at + total - start, &mut runs);
+                    return Ok(at + total);
+                }
                 _ if session.is_none() => {
                     return Err("a part that does not start with a session header".into());
                 }
@@ -448,6 +471,110 @@ fn walk_part(
         at += total;
         if !c.fill(head).map_err(|e| e.to_string())? {
             return Err("the data ends before the part's end (a part torn by a crash)".into());
+        }
+    }
+}
+
+/// Keeps the runs of a part walked to its end (`len` bytes long), when it holds multiplexed
+/// records.
+fn part_walked(
+    found: &mut BTreeMap<u64, Found>,
+    session: Option<(u64, u16, u32)>,
+    len: u64,
+    runs: &mut RunsBuilder,
+) {
+    if let (Some((id, stream, part)), Some(runs)) = (session, runs.take_part()) {
+        found.entry(id).or_default().runs.insert((stream, part), (len, runs));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::device::disk::{DiskMedia, DiskTarget};
+    use crate::format::encode_data_as;
+    use crate::pipeline::mux::LANE_STRIDE;
+    use crate::pipeline::pool::Pool;
+    use crate::pipeline::writer::{Event, Progress, SessionInfo, StreamWriter};
+    use crate::pipeline::{Encoded, EncodedBytes, Track};
+    use crate::store::Store;
+
+    const KB: usize = 1 << 10;
+
+    /// A data record of `len` raw bytes of object `id`, as the writer gets it from lane `lane`.
+    fn data(id: u64, seq: u64, len: usize, lane: u64) -> Encoded {
+        let raw: Vec<u8> = (0..len).map(|i| (i * 7 + id as usize) as u8).collect();
+        let mut out = vec![0u8; crate::format::compress_scratch_len(len)];
+        let (n, _) = encode_data_as(id, seq, 0, &raw, true, false, &mut out).unwrap();
+        out.truncate(n);
+        Encoded { bytes: EncodedBytes::Small(out), track: Track::Nothing, raw: len as u64, lane }
+    }
+
+    #[test]
+    fn runs_rebuilt_from_the_media_are_the_runs_the_writer_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = DiskTarget::new(&dir.path().join("target"), 64 << 20, "default").unwrap();
+        let (tx, events) = crossbeam_channel::unbounded();
+        let info = SessionInfo {
+            session: 7,
+            job: 0,
+            host: "box".into(),
+            source: "two agents".into(),
+            started: 1,
+            stream: 0,
+            streams: 1,
+            kind: crate::format::records::SessionKind::Full,
+            source_key: [0; 32],
+            kept: None,
+        };
+        let progress = Arc::new(Progress::default());
+        let mut w = StreamWriter::start(Box::new(target), info, tx, progress, Pool::new(1, 4 * KB)).unwrap();
+        let (a, b) = (LANE_STRIDE, 2 * LANE_STRIDE);
+        // Per part: (lane, records, bytes each). Records of 400 KiB are skipped by seeking,
+        // records of 200 KiB read through; gaps below and above the merge gap; a part of no
+        // lane (no runs) between two multiplexed ones.
+        let parts: [&[(u64, usize, usize)]; 3] = [
+            &[(0, 1, 200), (a, 4, 400), (b, 3, 200), (a, 1, 200), (b, 8, 400), (a, 1, 400)],
+            &[(0, 3, 400)],
+            &[(b, 2, 200), (0, 1, 200), (a, 2, 400), (b, 1, 200)],
+        ];
+        let mut seq = 1;
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                w.checkpoint().unwrap();
+            }
+            for &(lane, records, kb) in *part {
+                for _ in 0..records {
+                    w.write(data(lane + seq, seq, kb * KB, lane)).unwrap();
+                    seq += 1;
+                }
+            }
+        }
+        w.finish(SessionStatus::Complete, 2).unwrap();
+        let written: BTreeMap<u32, (u64, Vec<LaneRun>)> = events
+            .try_iter()
+            .filter_map(|(_, ev)| match ev {
+                Event::Durable { runs: Some((part, len, runs)), .. } => Some((part, (len, runs))),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(written.keys().copied().collect::<Vec<_>>(), [0, 2], "{written:?}");
+        assert!(written[&0].1.len() >= 3, "runs that merge and part: {written:?}");
+
+        let (mut store, _) = Store::open(&dir.path().join("state"), crate::journal::Mode::Write).unwrap();
+        let report = scan(&mut DiskMedia::new(&dir.path().join("target")), "here", &mut store).unwrap();
+        assert!(report.problems.is_empty(), "{report:?}");
+        assert_eq!(report.sessions_added, 1, "{report:?}");
+        let catalog = store.catalog();
+        let session = catalog.session(7).expect("session 7 rebuilt");
+        assert!(session.is_multiplexed());
+        for part in 0..3 {
+            assert!(session.part(0, part).is_some(), "part {part}");
+            let scanned = session.part_runs(0, part);
+            let journaled = written.get(&part).map(|(len, runs)| (*len, runs.as_slice()));
+            assert_eq!(scanned, journaled, "part {part}");
         }
     }
 }

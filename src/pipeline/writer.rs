@@ -265,9 +265,7 @@ impl StreamWriter {
         }
         let position = self.part_len;
         self.put(rec.bytes.as_slice())?;
-        if rec.lane != 0 {
-            self.runs.record(rec.lane, position, position + len);
-        }
+        self.runs.record(rec.lane, position, position + len);
         self.next_seq += 1;
         self.raw_bytes += rec.raw;
         self.progress.raw.fetch_add(rec.raw, Ordering::Relaxed);
@@ -347,7 +345,7 @@ impl StreamWriter {
         self.report_evictions();
         let used = self.part_start.position + self.part_len;
         let objects = std::mem::take(&mut self.pending);
-        let runs = (!self.runs.is_empty()).then(|| (self.part, self.part_len, self.runs.take()));
+        let runs = self.runs.take_part().map(|runs| (self.part, self.part_len, runs));
         self.emit(Event::Durable { objects, medium: self.medium.label.medium, used, runs });
         self.since_checkpoint = 0;
         Ok(())
