@@ -198,7 +198,14 @@ fn demux_reads(
     }
     let lanes: BTreeSet<u64> =
         sel.iter().map(|o| super::runs::lane_of(o.id, super::mux::LANE_STRIDE)).collect();
-    if lanes.contains(&0) || sel.iter().any(|o| session.part_runs(stream, o.part).is_none()) {
+    // Every selected object must start in a part whose runs hold its lane. Objects written
+    // after a multiplexed group in the same stream (a local tree, say) carry ids past the
+    // group's ranges but lie in no run the writer recorded: such a part is read whole.
+    let lane_in_part = |o: &&StoredObject| {
+        let lane = super::runs::lane_of(o.id, super::mux::LANE_STRIDE);
+        session.part_runs(stream, o.part).is_some_and(|(_, runs)| runs.iter().any(|r| r.lane == lane))
+    };
+    if lanes.contains(&0) || !sel.iter().all(lane_in_part) {
         return None;
     }
     let mut spans = Vec::new();
@@ -986,4 +993,112 @@ fn volume_image(mut meta: ObjectMeta) -> ObjectMeta {
     meta.mode = libc::S_IFREG | 0o600;
     meta.rdev = 0;
     meta
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{
+        Catalog, LaneRun, MediumAdded, MediumKind, PartRuns, Record, SessionKind, SessionMode, SessionPart,
+        SessionStarted,
+    };
+    use crate::format::records::ObjectKind;
+    use crate::pipeline::mux::LANE_STRIDE;
+
+    const MEDIUM: [u8; 16] = [7; 16];
+
+    fn object(id: u64, part: u32) -> StoredObject {
+        StoredObject {
+            id,
+            path: format!("o{id}").into_bytes(),
+            kind: ObjectKind::File,
+            size: 10,
+            mtime: 0,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            segment_offset: 0,
+            length: 10,
+            stream: 0,
+            part,
+            position: 0,
+            digest: [0; 32],
+        }
+    }
+
+    /// A session whose part 0 holds lanes 1 and 2 (runs) and, after them, records of a local
+    /// tree written next in the same stream; part 1 holds that tree only (no runs).
+    fn catalog() -> Catalog {
+        let mut c = Catalog::new();
+        let records = [
+            Record::MediumAdded(MediumAdded {
+                medium: MEDIUM,
+                barcode: "CFR001".into(),
+                pool: "default".into(),
+                kind: MediumKind::Tape,
+                block_size: 4096,
+                capacity: 1 << 40,
+                created: 1,
+                location: "vlib".into(),
+            }),
+            Record::SessionStarted(SessionStarted {
+                session: 1,
+                job: 0,
+                host: "box".into(),
+                source: "agent:a:/srv agent:b:/srv /etc".into(),
+                started: 2,
+                streams: 1,
+                mode: SessionMode::Files,
+                kind: SessionKind::Full,
+                source_key: [0; 32],
+            }),
+            Record::SessionPart(SessionPart {
+                session: 1,
+                stream: 0,
+                part: 0,
+                medium: MEDIUM,
+                position: 0,
+                file_number: 0,
+            }),
+            Record::SessionPart(SessionPart {
+                session: 1,
+                stream: 0,
+                part: 1,
+                medium: MEDIUM,
+                position: 900,
+                file_number: 1,
+            }),
+            Record::PartRuns(PartRuns {
+                session: 1,
+                stream: 0,
+                part: 0,
+                len: 900,
+                runs: vec![
+                    LaneRun { lane: LANE_STRIDE, start: 0, end: 300 },
+                    LaneRun { lane: 2 * LANE_STRIDE, start: 300, end: 600 },
+                ],
+            }),
+        ];
+        for r in &records {
+            c.apply(r).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn a_lane_reads_its_runs_and_an_object_in_no_run_reads_its_part_whole() {
+        let c = catalog();
+        let session = c.session(1).unwrap();
+        let a = object(LANE_STRIDE + 3, 0);
+        let (spans, lanes, total) = demux_reads(session, 0, 2, &[&a]).expect("lane 1 has its runs");
+        assert_eq!(lanes, BTreeSet::from([LANE_STRIDE]));
+        assert_eq!(total, 900);
+        assert_eq!(spans.iter().map(|s| (s.part, s.offset, s.end)).collect::<Vec<_>>(), [(0, 0, Some(300))]);
+        // The local tree's first object: its id lies past the lanes' ranges, in no run.
+        let local = object(3 * LANE_STRIDE, 0);
+        assert!(demux_reads(session, 0, 2, &[&local]).is_none());
+        assert!(demux_reads(session, 0, 2, &[&a, &local]).is_none());
+        // One in a part without runs: read whole too.
+        assert!(demux_reads(session, 0, 2, &[&object(3 * LANE_STRIDE + 1, 1)]).is_none());
+    }
 }
