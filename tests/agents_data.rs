@@ -727,7 +727,7 @@ fn three_agents_back_up_and_restore_onto_themselves() {
 #[test]
 fn a_multiplexed_session_rebuilt_by_scan_restores_demultiplexed() {
     let Some(net) = network(2) else { return };
-    let mut the_box = TheBox::start(&net, LIBRARY);
+    let mut the_box = TheBox::start(&net, LIBRARY, None);
     let agents: Vec<Agent> = (0..2).map(|k| Agent::start(&net, &the_box, k)).collect();
     let trees: Vec<Snapshot> = agents.iter().map(|a| data_tree(&a.tree(), a.k as u64)).collect();
     let sources: Vec<String> = agents.iter().map(|a| a.source(&a.tree())).collect();
