@@ -53,6 +53,9 @@ pub struct Board {
     /// Disk and NVRAM targets, as `coffer backup --to` takes them.
     #[serde(default, rename = "target")]
     pub targets: Vec<NamedTarget>,
+    /// Media pools: their cartridges and how long they keep sessions.
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<crate::lifecycle::pools::PoolSpec>,
     /// The job queue.
     #[serde(default)]
     pub jobs: Jobs,
@@ -426,6 +429,8 @@ impl Board {
         for l in &self.libraries {
             l.check()?;
         }
+        let libraries: Vec<&str> = self.libraries.iter().map(|l| l.name().as_str()).collect();
+        crate::lifecycle::pools::check_all(&self.pools, &libraries).map_err(|(key, what)| bad(key, what))?;
         if !crate::jobs::queue::SCAN_SECONDS.contains(&self.jobs.scan_seconds) {
             return Err(bad("jobs.scan_seconds", "seconds between queue scans, 1 to 999"));
         }

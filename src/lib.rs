@@ -16,6 +16,7 @@ pub mod index;
 pub mod jobs;
 pub mod journal;
 pub mod library;
+pub mod lifecycle;
 pub mod net;
 pub mod pipeline;
 pub mod plan;
