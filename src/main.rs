@@ -48,6 +48,11 @@ pub enum Command {
     },
     /// Tape library: inventory, load, unload, label, move cartridges; drives online/offline.
     Media(cli::media::MediaArgs),
+    /// Media pools: retention, cartridges, and which sessions are kept or expired.
+    Pool {
+        #[command(subcommand)]
+        what: cli::pool::PoolCommand,
+    },
     /// Run the appliance service (systemd notifications, job queue, control socket, status
     /// endpoint).
     Serve(cli::serve::ServeArgs),

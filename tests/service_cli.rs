@@ -37,6 +37,8 @@ fn commands(out: &Path) -> Vec<Vec<String>> {
         vec!["--json", "journal", "check"],
         vec!["--json", "media", "inventory"],
         vec!["media", "inventory"],
+        vec!["--json", "pool", "list"],
+        vec!["pool", "show", "default"],
     ]
     .into_iter()
     .map(|a| a.into_iter().map(str::to_owned).collect())

@@ -11,6 +11,7 @@ pub mod job;
 pub mod journal;
 pub mod ls;
 pub mod media;
+pub mod pool;
 pub mod restore;
 pub mod scan;
 pub mod serve;
@@ -52,6 +53,7 @@ pub fn default_log_level(command: &Command) -> &'static str {
 /// 2 an error). While the service holds the state, a command that needs it runs through the
 /// service's control socket instead ([`through`]).
 pub fn run(args: Args, argv: Option<Vec<String>>) -> anyhow::Result<ExitCode> {
+    coffer::clock::check_env().map_err(anyhow::Error::msg)?;
     let ctx = Ctx::new(state_dir(args.state)?, args.json, args.board);
     if through::needs_state(&args.command) && through::service_holds(&ctx.state) {
         return match args.command {
@@ -81,6 +83,7 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(ctx, a),
         Command::Console(a) => console::run(ctx, a),
         Command::Media(a) => media::run(ctx, a),
+        Command::Pool { what } => pool::run(ctx, what),
         Command::Job(a) => job::run(ctx, a),
         Command::Status => job::status(ctx),
         Command::Agent(a) => agent::run(ctx, a),

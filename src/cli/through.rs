@@ -38,6 +38,7 @@ pub fn needs_state(command: &Command) -> bool {
             | Command::Scan(_)
             | Command::Journal { .. }
             | Command::Media(_)
+            | Command::Pool { .. }
     ) || matches!(command, Command::Agent(a) if a.what.on_the_box())
 }
 

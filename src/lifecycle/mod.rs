@@ -3,4 +3,5 @@
 //! them are in the command line, and the journal is not touched here.
 
 pub mod pools;
+pub mod report;
 pub mod retention;

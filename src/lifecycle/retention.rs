@@ -2,13 +2,16 @@
 //! because a kept session needs them, and which have expired.
 //!
 //! A session is *kept* while it is younger than its pool's `keep` or belongs to one of the
-//! newest `keep_sets` sets of its source (a set: a full backup and the incrementals built on
+//! newest `keep_sets` sets of its source in its pool (a set: a full backup and the incrementals built on
 //! it). It is *needed* while a kept session's restore chain runs through it: an incremental
 //! restores on top of its base, and that base on top of its own, down to a full backup. Only a
 //! session neither kept nor needed has *expired*. A pool without either rule keeps everything,
 //! and a session still running is always kept.
 
 use std::collections::{BTreeMap, HashMap};
+
+/// A source in a pool: whose sets `keep_sets` counts.
+type SetKey = ([u8; 32], String);
 
 /// How long a pool keeps its sessions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,10 +107,15 @@ pub fn judge(sessions: &[Facts], policy: impl Fn(&str) -> Policy, now: u64) -> B
         at.id
     };
     let set_of: HashMap<u64, u64> = sessions.iter().map(|s| (s.id, root(s))).collect();
-    // The sets of each source, newest first (by the set's first session's start).
-    let mut sets: HashMap<[u8; 32], Vec<(u64, u64)>> = HashMap::new();
+    // The sets of each source in each pool, newest first (by the set's first session's
+    // start): a pool's `keep_sets` counts its own sets, not another pool's of the same source.
+    let set_key = |s: &Facts| {
+        let r = by_id[&set_of[&s.id]];
+        (r.source, r.pool.clone())
+    };
+    let mut sets: HashMap<SetKey, Vec<(u64, u64)>> = HashMap::new();
     for s in sessions.iter().filter(|s| set_of[&s.id] == s.id) {
-        sets.entry(s.source).or_default().push((s.started, s.id));
+        sets.entry(set_key(s)).or_default().push((s.started, s.id));
     }
     for v in sets.values_mut() {
         v.sort_unstable_by(|a, b| b.cmp(a));
@@ -122,7 +130,7 @@ pub fn judge(sessions: &[Facts], policy: impl Fn(&str) -> Policy, now: u64) -> B
         } else if let Some(until) = p.keep.map(|k| s.started.saturating_add(k)).filter(|&u| now < u) {
             Verdict::Young { until }
         } else if p.keep_sets.is_some_and(|n| {
-            let newest = &sets[&s.source];
+            let newest = &sets[&set_key(s)];
             newest.iter().take(n as usize).any(|&(_, id)| id == set_of[&s.id])
         }) {
             Verdict::InSet

@@ -1,0 +1,148 @@
+//! What `coffer pool` shows: each pool with its cartridges and the verdict on each session,
+//! from the catalog and the board's pools at a given time. Pure.
+
+use std::collections::BTreeMap;
+
+use super::pools::PoolSpec;
+use super::retention::{Facts, Policy, Verdict, judge};
+use crate::catalog::{Catalog, MediumState, SessionKind};
+
+/// One cartridge (or disk volume) as a pool sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Cartridge {
+    /// Its barcode.
+    pub barcode: String,
+    /// `writable`, `full`, `read-only`, `retired`, `error`; `expired` once every session on it
+    /// has expired (it may be written again from its start).
+    pub status: &'static str,
+    /// Sessions with a part on it.
+    pub sessions: Vec<u64>,
+    /// Bytes in use.
+    pub used: u64,
+    /// Bytes it holds.
+    pub capacity: u64,
+}
+
+/// One session's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Kept {
+    /// Session id.
+    pub session: u64,
+    /// Start time.
+    pub started: u64,
+    /// Whether it has expired.
+    pub expired: bool,
+    /// Why it is kept, for people.
+    pub why: String,
+}
+
+/// One pool.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PoolView {
+    /// Its name.
+    pub name: String,
+    /// Whether the board names it (else it is only written on labels).
+    pub on_board: bool,
+    /// Seconds it keeps a session; `None`: not by age.
+    pub keep: Option<u64>,
+    /// Newest sets kept.
+    pub keep_sets: Option<u32>,
+    /// Its library.
+    pub library: Option<String>,
+    /// Its barcode ranges as the board writes them.
+    pub barcodes: Vec<String>,
+    /// Its cartridges the catalog knows.
+    pub cartridges: Vec<Cartridge>,
+    /// Its sessions, oldest first.
+    pub sessions: Vec<Kept>,
+}
+
+/// The pool a session belongs to: that of the medium of its first part ("" when it wrote no
+/// part).
+fn session_pool(c: &Catalog, s: &crate::catalog::Session) -> String {
+    s.parts().next().and_then(|p| c.medium(p.medium)).map_or_else(String::new, |m| m.info().pool.clone())
+}
+
+/// Every session's retention facts.
+pub fn facts(c: &Catalog) -> Vec<Facts> {
+    c.sessions()
+        .map(|s| Facts {
+            id: s.id(),
+            source: s.start().source_key,
+            started: s.start().started,
+            base: match s.start().kind {
+                SessionKind::Full => None,
+                SessionKind::Incremental { base } => Some(base),
+            },
+            finished: s.is_finished(),
+            pool: session_pool(c, s),
+        })
+        .collect()
+}
+
+/// The verdict on every session at `now`, by the board's pools.
+pub fn verdicts(c: &Catalog, specs: &[PoolSpec], now: u64) -> BTreeMap<u64, Verdict> {
+    let policy =
+        |pool: &str| specs.iter().find(|p| p.name == pool).map_or(Policy::default(), PoolSpec::policy);
+    judge(&facts(c), policy, now)
+}
+
+/// Every pool of the board and every pool written on a medium the catalog knows, by name.
+pub fn pools(c: &Catalog, specs: &[PoolSpec], now: u64) -> Vec<PoolView> {
+    let verdicts = verdicts(c, specs, now);
+    let mut names: Vec<String> = specs.iter().map(|p| p.name.clone()).collect();
+    for m in c.media() {
+        if !names.contains(&m.info().pool) {
+            names.push(m.info().pool.clone());
+        }
+    }
+    let facts = facts(c);
+    names
+        .into_iter()
+        .map(|name| {
+            let spec = specs.iter().find(|p| p.name == name);
+            let cartridges = c
+                .media()
+                .filter(|m| m.info().pool == name)
+                .map(|m| {
+                    let sessions: Vec<u64> = c.sessions_on(m.id()).map(|s| s.id()).collect();
+                    let expired = !sessions.is_empty() && sessions.iter().all(|s| verdicts[s].expired());
+                    let status = match m.state() {
+                        _ if expired => "expired",
+                        MediumState::Writable => "writable",
+                        MediumState::Full => "full",
+                        MediumState::ReadOnly => "read-only",
+                        MediumState::Retired => "retired",
+                        MediumState::Error => "error",
+                    };
+                    Cartridge {
+                        barcode: m.barcode().to_owned(),
+                        status,
+                        sessions,
+                        used: m.used(),
+                        capacity: m.info().capacity,
+                    }
+                })
+                .collect();
+            let sessions = facts
+                .iter()
+                .filter(|f| f.pool == name)
+                .map(|f| {
+                    let v = &verdicts[&f.id];
+                    Kept { session: f.id, started: f.started, expired: v.expired(), why: v.describe() }
+                })
+                .collect();
+            let policy = spec.map_or(Policy::default(), PoolSpec::policy);
+            PoolView {
+                on_board: spec.is_some(),
+                keep: policy.keep,
+                keep_sets: policy.keep_sets,
+                library: spec.and_then(|s| s.library.clone()),
+                barcodes: spec.map_or_else(Vec::new, |s| s.barcodes.clone()),
+                name,
+                cartridges,
+                sessions,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,177 @@
+//! Media pools and retention through the command line, in simulated time (`COFFER_NOW`):
+//! sessions kept by age, kept because a kept incremental needs them, kept as the newest set,
+//! and expired; a volume whose sessions all expired shows as expired; bad pools are refused
+//! naming the pool.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const BOARD: &str = "name = \"t\"\n\
+                     [[pool]]\nname = \"daily\"\nkeep = \"2d\"\n\
+                     [[pool]]\nname = \"weekly\"\nkeep_sets = 1\n";
+
+struct World {
+    env: Env,
+    board: std::path::PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let env = Env::new();
+        let board = env.path("board.toml");
+        fs::write(&board, BOARD).unwrap();
+        World { env, board }
+    }
+
+    /// `coffer --json ARGS` at `now`.
+    fn at(&self, now: &str, args: &[&str]) -> Run {
+        let mut c: Command = self.env.command(&[&["--json"], args].concat());
+        c.env("COFFER_BOARD", &self.board).env("COFFER_NOW", now);
+        run(c)
+    }
+
+    /// A backup of `src` to the disk volume directory `dir` in `pool` at `now`; its session.
+    fn backup(&self, now: &str, src: &std::path::Path, dir: &str, pool: &str, incremental: bool) -> u64 {
+        let to = format!("disk:{},pool={pool}", self.env.path(dir).display());
+        let src = src.to_str().unwrap();
+        let mut args = vec!["backup", src, "--to", &to];
+        if incremental {
+            args.push("--incremental");
+        }
+        let r = self.at(now, &args);
+        r.expect_code(0);
+        r.json()["session"].as_u64().unwrap_or_else(|| panic!("no session: {r}"))
+    }
+
+    /// `pool show NAME` at `now`: session → (expired, why); cartridge statuses.
+    fn show(&self, now: &str, pool: &str) -> (Vec<(u64, bool, String)>, Vec<String>) {
+        let r = self.at(now, &["pool", "show", pool]);
+        r.expect_code(0);
+        let j = r.json();
+        let sessions = j["sessions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}"))
+            .iter()
+            .map(|s| {
+                (
+                    s["session"].as_u64().unwrap(),
+                    s["expired"].as_bool().unwrap(),
+                    s["why"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let carts = j["cartridges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+            .collect();
+        (sessions, carts)
+    }
+}
+
+fn tree(root: &std::path::Path, day: u32) {
+    write_file(&root.join("a.txt"), &text_bytes(1, 20_000));
+    write_file(&root.join(format!("day-{day}.txt")), format!("day {day}\n").as_bytes());
+}
+
+#[test]
+fn sessions_expire_by_age_and_sets_but_never_while_a_kept_one_needs_them() {
+    let w = World::new();
+    let src = w.env.path("src");
+    tree(&src, 1);
+    // Pool daily (keep 2d): a full on Jan 1, incrementals on Jan 2 and Jan 5.
+    let s1 = w.backup("2027-01-01T02:00:00Z", &src, "daily", "daily", false);
+    tree(&src, 2);
+    let s2 = w.backup("2027-01-02T02:00:00Z", &src, "daily", "daily", true);
+    tree(&src, 5);
+    let s3 = w.backup("2027-01-05T02:00:00Z", &src, "daily", "daily", true);
+    let r = w.at("2027-01-06T00:00:00Z", &["ls"]);
+    let rows: Vec<Value> = r.json().as_array().unwrap().clone();
+    assert_eq!(rows[1]["base"], s1, "{r}");
+    assert_eq!(rows[2]["base"], s2, "{r}");
+
+    // Jan 6: the Jan 5 incremental is young; the two before are older than 2 days but its
+    // restore chain needs them.
+    let (v, carts) = w.show("2027-01-06T00:00:00Z", "daily");
+    assert_eq!(
+        v,
+        vec![
+            (s1, false, format!("needed by session {s3}")),
+            (s2, false, format!("needed by session {s3}")),
+            (s3, false, "kept until 2027-01-07 02:00:00".to_owned()),
+        ]
+    );
+    assert_eq!(carts, ["writable"]);
+
+    // A new full on Jan 10, on a volume of its own: on Jan 11 it is young, the old chain needed
+    // by nothing: all three expired, and their volume with them.
+    tree(&src, 10);
+    let s4 = w.backup("2027-01-10T02:00:00Z", &src, "daily2", "daily", false);
+    let (v, carts) = w.show("2027-01-11T00:00:00Z", "daily");
+    let expired: Vec<u64> = v.iter().filter(|s| s.1).map(|s| s.0).collect();
+    assert_eq!(expired, [s1, s2, s3], "{v:?}");
+    assert!(!v[3].1 && v[3].0 == s4, "{v:?}");
+    assert_eq!(carts, ["expired", "writable"]);
+
+    // Pool weekly (keep_sets 1): the older full expires once a newer one is there, whatever
+    // its age.
+    let w1 = w.backup("2027-01-03T02:00:00Z", &src, "weekly", "weekly", false);
+    let (v, _) = w.show("2027-06-01T00:00:00Z", "weekly");
+    assert_eq!(v, vec![(w1, false, "kept (one of the newest sets)".to_owned())]);
+    let w2 = w.backup("2027-01-10T03:00:00Z", &src, "weekly", "weekly", false);
+    let (v, carts) = w.show("2027-06-01T00:00:00Z", "weekly");
+    assert_eq!(v.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(), [(w1, true), (w2, false)]);
+    assert_eq!(carts, ["writable"], "a volume with a kept session is not expired");
+
+    // The list: each pool once, with its retention.
+    let r = w.at("2027-01-11T00:00:00Z", &["pool", "list"]);
+    r.expect_code(0);
+    let names: Vec<String> =
+        r.json().as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["daily", "weekly"]);
+    let mut c = w.env.command(&["pool", "list"]);
+    c.env("COFFER_BOARD", &w.board).env("COFFER_NOW", "2027-01-11T00:00:00Z");
+    let text = run(c);
+    text.expect_code(0);
+    assert!(
+        text.stdout
+            .contains("pool daily: keep 2d; 2 cartridge(s) (1 expired, 1 writable); 4 session(s), 3 expired"),
+        "{text}"
+    );
+    assert!(text.stdout.contains("pool weekly: keep_sets 1;"), "{text}");
+}
+
+#[test]
+fn bad_pools_and_a_bad_time_are_refused_naming_them() {
+    let w = World::new();
+    let overlapping = "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 4\n\
+                       cartridges = 2\ncapacity = \"64M\"\n\
+                       [[pool]]\nname = \"daily\"\nbarcodes = [\"CFR0001L8-CFR0008L8\"]\n\
+                       [[pool]]\nname = \"weekly\"\nbarcodes = [\"CFR0008L8-CFR0012L8\"]\n";
+    let missing = "name = \"t\"\n[[pool]]\nname = \"daily\"\nlibrary = \"vlib\"\n";
+    for (text, want) in [
+        (
+            overlapping,
+            "pool 'weekly'.barcodes: 'CFR0008L8-CFR0012L8' overlaps 'CFR0001L8-CFR0008L8' of pool 'daily'",
+        ),
+        (missing, "pool 'daily'.library: 'vlib' is no library of this board"),
+    ] {
+        let f = w.env.path("bad.toml");
+        fs::write(&f, text).unwrap();
+        let r = w.env.coffer(&["board", "check", f.to_str().unwrap()]);
+        assert_ne!(r.code, 0, "{r}");
+        assert!(r.all_output().contains(want), "{want}: {r}");
+    }
+    let r = w.at("2027-01-01T00:00:00Z", &["pool", "show", "monthly"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("no pool 'monthly'"), "{r}");
+    let r = w.at("next tuesday", &["pool", "list"]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("COFFER_NOW=\"next tuesday\": an RFC 3339 time"), "{r}");
+}
