@@ -505,6 +505,14 @@ mod tests {
         rxs
     }
 
+    /// A drainer of a spool `file` of `cap` bytes, fed records of `sizes` (see [`feed`]).
+    fn started(file: File, cap: u64, name: &str, sizes: &[usize]) -> Drainer {
+        let out_pool = Pool::new(8, 256 << 10);
+        let outs = feed(sizes, &out_pool);
+        let pool = Pool::new(2, 256 << 10);
+        Drainer::start(file, cap, name.into(), outs, pool, out_pool, Cancel::default())
+    }
+
     fn spool_file(size: u64) -> File {
         let dir = std::env::temp_dir().join(format!("coffer-spool-unit-{}", std::process::id()));
         open(&SpoolSpec { dir, size }, 0).unwrap()
@@ -535,18 +543,8 @@ mod tests {
     fn records_come_out_in_order_and_whole_through_a_small_ring() {
         // Sizes that do not divide the ring, so frames wrap around its end.
         let sizes: Vec<usize> = (0..60).map(|i| [100_000, 70_001, 300, 250_000][i % 4]).collect();
-        let out_pool = Pool::new(8, 256 << 10);
         let (cap, total) = (1u64 << 20, sizes.iter().sum::<usize>() as u64);
-        let outs = feed(&sizes, &out_pool);
-        let mut d = Drainer::start(
-            spool_file(cap),
-            cap,
-            "t".into(),
-            outs,
-            Pool::new(2, 256 << 10),
-            out_pool,
-            Cancel::default(),
-        );
+        let mut d = started(spool_file(cap), cap, "t", &sizes);
         assert_eq!(drain_all(&mut d, &sizes).unwrap(), sizes.len());
         let r = d.finish();
         assert_eq!(r.broken, None);
@@ -559,22 +557,12 @@ mod tests {
     #[test]
     fn a_spool_that_cannot_be_written_is_bypassed_in_order() {
         let sizes: Vec<usize> = (0..20).map(|i| if i % 3 == 0 { 100_000 } else { 500 }).collect();
-        let out_pool = Pool::new(8, 256 << 10);
         // A file open only for reading: every write fails as on a broken disk.
         let path = std::env::temp_dir().join(format!("coffer-spool-ro-{}", std::process::id()));
         std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
         let ro = File::open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        let outs = feed(&sizes, &out_pool);
-        let mut d = Drainer::start(
-            ro,
-            1 << 20,
-            "t".into(),
-            outs,
-            Pool::new(2, 256 << 10),
-            out_pool,
-            Cancel::default(),
-        );
+        let mut d = started(ro, 1 << 20, "t", &sizes);
         assert_eq!(drain_all(&mut d, &sizes).unwrap(), sizes.len());
         let r = d.finish();
         assert!(r.broken.as_deref().is_some_and(|w| w.contains("writing t failed")), "{r:?}");
@@ -584,19 +572,9 @@ mod tests {
     #[test]
     fn a_spool_disk_returning_other_bytes_fails_the_stream() {
         let sizes = vec![100_000usize; 30];
-        let out_pool = Pool::new(8, 256 << 10);
         let file = spool_file(1 << 20);
         let spy = file.try_clone().unwrap();
-        let outs = feed(&sizes, &out_pool);
-        let mut d = Drainer::start(
-            file,
-            1 << 20,
-            "the spool in /s".into(),
-            outs,
-            Pool::new(2, 256 << 10),
-            out_pool,
-            Cancel::default(),
-        );
+        let mut d = started(file, 1 << 20, "the spool in /s", &sizes);
         // Wait until the spool is full (the first burst starts), then spoil a byte of the
         // second frame's bytes.
         let first = d.take().unwrap().unwrap();
