@@ -117,6 +117,8 @@ fn sessions_expire_by_age_and_sets_but_never_while_a_kept_one_needs_them() {
     let expired: Vec<u64> = v.iter().filter(|s| s.1).map(|s| s.0).collect();
     assert_eq!(expired, [s1, s2, s3], "{v:?}");
     assert!(!v[3].1 && v[3].0 == s4, "{v:?}");
+    let mut carts = carts;
+    carts.sort();
     assert_eq!(carts, ["expired", "writable"]);
 
     // Pool weekly (keep_sets 1): the older full expires once a newer one is there, whatever
@@ -174,4 +176,58 @@ fn bad_pools_and_a_bad_time_are_refused_naming_them() {
     let r = w.at("next tuesday", &["pool", "list"]);
     r.expect_code(2);
     assert!(r.stderr.contains("COFFER_NOW=\"next tuesday\": an RFC 3339 time"), "{r}");
+}
+
+#[test]
+fn cartridges_whose_sessions_all_expired_are_recycled_and_their_sessions_leave_the_catalog() {
+    // Three cartridges, a pool that keeps a day, a backup each night for eight nights.
+    let env = Env::new();
+    let board = env.path("board.toml");
+    fs::write(
+        &board,
+        "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 6\n\
+         cartridges = 3\ncapacity = \"64M\"\n[[pool]]\nname = \"daily\"\nlibrary = \"vlib\"\nkeep = \"1d\"\n",
+    )
+    .unwrap();
+    let w = World { env, board };
+    let src = w.env.path("src");
+    let mut sessions = Vec::new();
+    for day in 1..=8u32 {
+        write_file(&src.join("data.bin"), &random_bytes(u64::from(day), 1 << 20));
+        write_file(&src.join("day.txt"), format!("night {day}\n").as_bytes());
+        let now = format!("2027-02-{day:02}T02:00:00Z");
+        let r = w.at(&now, &["backup", src.to_str().unwrap(), "--to", "library:vlib,pool=daily,drives=1"]);
+        r.expect_code(0);
+        assert_eq!(r.json()["status"], "complete", "night {day}: {r}");
+        sessions.push(r.json()["session"].as_u64().unwrap());
+    }
+    // Each night from the fourth recycled the cartridge of a night whose session had expired:
+    // the catalog holds the last three nights, one per cartridge.
+    let now = "2027-02-08T03:00:00Z";
+    let r = w.at(now, &["ls"]);
+    let listed: Vec<u64> =
+        r.json().as_array().unwrap().iter().map(|s| s["session"].as_u64().unwrap()).collect();
+    assert_eq!(listed, sessions[5..], "{r}");
+    let r = w.at(now, &["ls", "--media"]);
+    let media = r.json();
+    let media = media.as_array().unwrap();
+    assert_eq!(media.len(), 3, "{r}");
+    assert!(
+        media.iter().all(|m| m["pool"] == "daily" && m["sessions"].as_array().unwrap().len() == 1),
+        "{r}"
+    );
+    let (v, carts) = w.show(now, "daily");
+    assert_eq!(
+        v.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        [(sessions[5], true), (sessions[6], true), (sessions[7], false)]
+    );
+    assert_eq!(carts.iter().filter(|c| *c == "expired").count(), 2, "{carts:?}");
+    // What is left restores, the expired night too, and the journal is sound.
+    for (k, s) in [(5usize, sessions[5]), (7, sessions[7])] {
+        let dest = w.env.path(&format!("restored-{k}"));
+        let r = w.at(now, &["restore", &s.to_string(), "--to", dest.to_str().unwrap()]);
+        r.expect_code(0);
+        assert_eq!(fs::read(dest.join("data.bin")).unwrap(), random_bytes(k as u64 + 1, 1 << 20));
+    }
+    w.at(now, &["journal", "check"]).expect_code(0);
 }

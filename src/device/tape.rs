@@ -226,6 +226,18 @@ impl TapeTarget {
             OnTape::Foreign(why) => {
                 return Ok(Prepare::Unusable(format!("{why}; coffer never overwrites it")));
             }
+            OnTape::Label(l) if lib.is_recyclable(barcode) && l.barcode == barcode => {
+                // Every session on it has expired: it is written again from its start, with a
+                // new label (a new medium to the catalog, which drops the old one's sessions).
+                let label = new_label(barcode.to_owned(), &pool, block as u32);
+                io.rewind().map_err(fail)?;
+                write_label(io, &label, block).map_err(fail)?;
+                lib.recycled(barcode, &pool);
+                tracing::info!(target: "library", "{barcode}: recycled for pool {pool} (it was {}'s; its sessions had all expired)", l.pool);
+                let next = TapePos { object: 2, file: 1 };
+                self.cart = Some(Loaded { label: label.clone(), block, next, early_warning: false });
+                return Ok(Prepare::Mounted(self.mounted(label, true)));
+            }
             OnTape::Label(l) => l,
         };
         if label.barcode != barcode {

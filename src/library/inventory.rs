@@ -124,21 +124,33 @@ pub struct Known {
     pub unusable: HashMap<String, String>,
     /// Cartridges other writers hold now.
     pub claimed: HashSet<String>,
+    /// Cartridges whose every session has expired, each with when it was last written (its
+    /// newest session's start): written again from their start, least recently written first,
+    /// for any pool whose barcodes they may carry.
+    pub recyclable: HashMap<String, u64>,
 }
 
 /// The cartridge to write next for `pool`, from `cartridges` (barcode, element), preferring
 /// `loaded` (already in the writer's drive): first one of the pool with room, then a
-/// cartridge coffer does not know (blank, or to be checked), in barcode order.
+/// cartridge coffer does not know (blank, or to be checked), then one whose sessions have all
+/// expired (recycled), in barcode order. `range_pool` says which pool's barcode range a
+/// cartridge lies in: one in another pool's range is never drawn for this one.
 pub fn choose(
     cartridges: &[(String, u16)],
     known: &Known,
     pool: &str,
     loaded: Option<&str>,
+    range_pool: &dyn Fn(&str) -> Option<String>,
 ) -> Option<String> {
-    let free =
-        |b: &str| !known.full.contains(b) && !known.unusable.contains_key(b) && !known.claimed.contains(b);
-    let ours = |b: &str| known.pool.get(b).is_some_and(|p| p == pool);
-    let unknown = |b: &str| !known.pool.contains_key(b);
+    let recyclable = |b: &str| known.recyclable.contains_key(b);
+    let free = |b: &str| {
+        !known.full.contains(b) && !known.unusable.contains_key(b) && !known.claimed.contains(b)
+            || recyclable(b) && !known.claimed.contains(b) && !known.unusable.contains_key(b)
+    };
+    let ours = |b: &str| known.pool.get(b).is_some_and(|p| p == pool) && !recyclable(b);
+    let may_draw = |b: &str| range_pool(b).is_none_or(|p| p == pool);
+    let unknown = |b: &str| !known.pool.contains_key(b) && may_draw(b);
+    let expired = |b: &str| recyclable(b) && may_draw(b);
     if let Some(l) = loaded
         && free(l)
         && ours(l)
@@ -147,7 +159,13 @@ pub fn choose(
     }
     let mut sorted: Vec<&str> = cartridges.iter().map(|(b, _)| b.as_str()).filter(|b| free(b)).collect();
     sorted.sort_unstable();
-    sorted.iter().find(|b| ours(b)).or_else(|| sorted.iter().find(|b| unknown(b))).map(|b| (*b).to_owned())
+    let least_recent = || sorted.iter().filter(|b| expired(b)).min_by_key(|b| known.recyclable[**b]);
+    sorted
+        .iter()
+        .find(|b| ours(b))
+        .or_else(|| sorted.iter().find(|b| unknown(b)))
+        .or_else(least_recent)
+        .map(|b| (*b).to_owned())
 }
 
 #[cfg(test)]
@@ -226,14 +244,38 @@ mod tests {
         k.pool.insert("B3".into(), "default".into());
         k.full.insert("B2".into());
         k.unusable.insert("B4".into(), "write-protected".into());
-        assert_eq!(choose(&carts, &k, "default", None).as_deref(), Some("B3"));
-        assert_eq!(choose(&carts, &k, "default", Some("B3")).as_deref(), Some("B3"));
+        let none = |_: &str| None;
+        assert_eq!(choose(&carts, &k, "default", None, &none).as_deref(), Some("B3"));
+        assert_eq!(choose(&carts, &k, "default", Some("B3"), &none).as_deref(), Some("B3"));
         // A loaded cartridge of another pool is not taken.
-        assert_eq!(choose(&carts, &k, "default", Some("B1")).as_deref(), Some("B3"));
+        assert_eq!(choose(&carts, &k, "default", Some("B1"), &none).as_deref(), Some("B3"));
         k.claimed.insert("B3".into());
-        assert_eq!(choose(&carts, &k, "default", None).as_deref(), Some("B5"));
+        assert_eq!(choose(&carts, &k, "default", None, &none).as_deref(), Some("B5"));
+        // A blank cartridge in another pool's barcode range is not drawn.
+        let weekly_b5 = |b: &str| (b == "B5").then(|| "weekly".to_owned());
+        assert_eq!(choose(&carts, &k, "default", None, &weekly_b5), None);
         k.claimed.insert("B5".into());
-        assert_eq!(choose(&carts, &k, "default", None), None);
-        assert_eq!(choose(&carts, &k, "weekly", None).as_deref(), Some("B1"));
+        assert_eq!(choose(&carts, &k, "default", None, &none), None);
+        assert_eq!(choose(&carts, &k, "weekly", None, &none).as_deref(), Some("B1"));
+        // Once every session on B2 (full) and B1 expired, they are drawn last, by any pool,
+        // and B1 no longer counts as weekly's to append to.
+        k.recyclable.extend([("B1".to_owned(), 20), ("B2".to_owned(), 30)]);
+        assert_eq!(choose(&carts, &k, "default", None, &none).as_deref(), Some("B1"));
+        k.recyclable.insert("B2".to_owned(), 10);
+        assert_eq!(
+            choose(&carts, &k, "default", None, &none).as_deref(),
+            Some("B2"),
+            "least recently written first"
+        );
+        k.recyclable.insert("B2".to_owned(), 30);
+        assert_eq!(choose(&carts, &k, "default", None, &weekly_b5).as_deref(), Some("B1"));
+        let weekly_b1 = |b: &str| (b == "B1").then(|| "weekly".to_owned());
+        assert_eq!(choose(&carts, &k, "default", None, &weekly_b1).as_deref(), Some("B2"));
+        k.claimed.remove("B3");
+        assert_eq!(
+            choose(&carts, &k, "default", None, &none).as_deref(),
+            Some("B3"),
+            "appending comes first"
+        );
     }
 }

@@ -274,6 +274,24 @@ impl Library {
         g.known.full.extend(full);
     }
 
+    /// Replaces the set of cartridges whose every session has expired.
+    pub fn learn_recyclable(&self, barcodes: impl IntoIterator<Item = (String, u64)>) {
+        self.lock().known.recyclable = barcodes.into_iter().collect();
+    }
+
+    /// Whether `barcode`'s sessions have all expired, so that it is written from its start.
+    pub fn is_recyclable(&self, barcode: &str) -> bool {
+        self.lock().known.recyclable.contains_key(barcode)
+    }
+
+    /// `barcode` was labelled anew for `pool`: it is empty and writable.
+    pub fn recycled(&self, barcode: &str, pool: &str) {
+        let mut g = self.lock();
+        g.known.recyclable.remove(barcode);
+        g.known.full.remove(barcode);
+        g.known.pool.insert(barcode.to_owned(), pool.to_owned());
+    }
+
     /// Marks `barcode` full (it reached early warning).
     pub fn mark_full(&self, barcode: &str) {
         self.lock().known.full.insert(barcode.to_owned());
@@ -308,7 +326,9 @@ impl Library {
             .into_iter()
             .filter(|(b, at)| Some(b.as_str()) == loaded || !g.bays.iter().any(|bay| bay.address == *at))
             .collect();
-        let pick = inventory::choose(&carts, &g.known, pool, loaded)?;
+        let board = board();
+        let range_pool = |b: &str| crate::lifecycle::pools::pool_of(&board.pools, b).map(|p| p.name.clone());
+        let pick = inventory::choose(&carts, &g.known, pool, loaded, &range_pool)?;
         g.known.claimed.insert(pick.clone());
         Some(pick)
     }
@@ -638,10 +658,21 @@ pub fn opened() -> Vec<Arc<Library>> {
     v
 }
 
-/// Tells every open library what the catalog knows of its cartridges (pools, which are full).
+/// Tells every open library what the catalog knows of its cartridges (pools, which are full,
+/// which hold only expired sessions by the board's pools now).
 pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
+    let pools = board().pools;
+    let verdicts = crate::lifecycle::report::verdicts(catalog, &pools, crate::clock::unix_now());
     for lib in opened() {
         let location = lib.location();
+        let recyclable = catalog.media().filter(|m| m.info().location == location).filter(|m| {
+            let mut sessions = catalog.sessions_on(m.id()).peekable();
+            sessions.peek().is_some() && sessions.all(|s| verdicts.get(&s.id()).is_some_and(|v| v.expired()))
+        });
+        let last_write = |m: &crate::catalog::Medium| {
+            catalog.sessions_on(m.id()).map(|s| s.start().started).max().unwrap_or(0)
+        };
+        lib.learn_recyclable(recyclable.map(|m| (m.barcode().to_owned(), last_write(m))).collect::<Vec<_>>());
         let ours = catalog.media().filter(|m| m.info().location == location);
         let (pools, full): (Vec<_>, Vec<_>) = ours
             .map(|m| {

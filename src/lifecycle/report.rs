@@ -101,7 +101,7 @@ pub fn pools(c: &Catalog, specs: &[PoolSpec], now: u64) -> Vec<PoolView> {
         .into_iter()
         .map(|name| {
             let spec = specs.iter().find(|p| p.name == name);
-            let cartridges = c
+            let mut cartridges: Vec<Cartridge> = c
                 .media()
                 .filter(|m| m.info().pool == name)
                 .map(|m| {
@@ -124,6 +124,7 @@ pub fn pools(c: &Catalog, specs: &[PoolSpec], now: u64) -> Vec<PoolView> {
                     }
                 })
                 .collect();
+            cartridges.sort_by(|a, b| a.barcode.cmp(&b.barcode));
             let sessions = facts
                 .iter()
                 .filter(|f| f.pool == name)

@@ -18,8 +18,8 @@ use super::spool::{Drainer, SpoolSpec};
 use super::writer::{Event, Events, Progress, SessionInfo, StreamWriter};
 use super::{Cancel, Encoded, EncodedBytes, QUEUE_DEPTH, Unit, compress};
 use crate::catalog::{
-    MediumAdded, MediumState, MediumUpdated, Record, SessionFinished, SessionKind, SessionMode, SessionPart,
-    SessionPruned, SessionStarted, StreamCut, object_batches, run_batches,
+    MediumAdded, MediumRemoved, MediumState, MediumUpdated, Record, SessionFinished, SessionKind,
+    SessionMode, SessionPart, SessionPruned, SessionStarted, StreamCut, object_batches, run_batches,
 };
 use crate::device::{DeviceError, Mounted, Target};
 use crate::format::compress_scratch_len;
@@ -678,12 +678,22 @@ fn evicted_records(store: &impl State, running: u64, medium: [u8; 16], ranges: &
     })
 }
 
-/// Records that make the catalog know a mounted medium.
+/// Records that make the catalog know a mounted medium. A recycled cartridge (labelled anew,
+/// its barcode known under its old label) first takes its old sessions and its old medium out
+/// of the catalog: they are gone from the tape.
 pub(super) fn medium_records(store: &impl State, m: &Mounted) -> Vec<Record> {
     if store.read(|c| c.medium(m.label.medium).is_some()) {
         return Vec::new();
     }
-    vec![Record::from(MediumAdded {
+    let mut out: Vec<Record> = store.read(|c| {
+        let Some(old) = c.medium_by_barcode(&m.label.barcode) else { return Vec::new() };
+        let mut v: Vec<Record> =
+            c.sessions_on(old.id()).map(|s| Record::from(SessionPruned { session: s.id() })).collect();
+        tracing::info!(target: "backup", "{}: recycled; {} expired session(s) on it leave the catalog", m.label.barcode, v.len());
+        v.push(Record::from(MediumRemoved { medium: old.id() }));
+        v
+    });
+    out.push(Record::from(MediumAdded {
         medium: m.label.medium,
         barcode: m.label.barcode.clone(),
         pool: m.label.pool.clone(),
@@ -692,7 +702,8 @@ pub(super) fn medium_records(store: &impl State, m: &Mounted) -> Vec<Record> {
         capacity: m.capacity,
         created: m.label.created,
         location: m.location.clone(),
-    })]
+    }));
+    out
 }
 
 #[cfg(test)]
