@@ -231,3 +231,48 @@ fn cartridges_whose_sessions_all_expired_are_recycled_and_their_sessions_leave_t
     }
     w.at(now, &["journal", "check"]).expect_code(0);
 }
+
+#[test]
+fn a_pool_of_new_cartridges_starts_each_session_on_one_of_its_own() {
+    let env = Env::new();
+    let board = env.path("board.toml");
+    fs::write(
+        &board,
+        "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 6\n\
+         cartridges = 3\ncapacity = \"64M\"\n[[pool]]\nname = \"monthly\"\nallocation = \"new\"\n\
+         [[pool]]\nname = \"daily\"\n",
+    )
+    .unwrap();
+    let w = World { env, board };
+    let src = w.env.path("src");
+    tree(&src, 1);
+    let now = "2027-03-01T02:00:00Z";
+    let backup = |pool: &str| {
+        let to = format!("library:vlib,pool={pool},drives=1");
+        let r = w.at(now, &["backup", src.to_str().unwrap(), "--to", &to]);
+        r.expect_code(0);
+        r.json()["session"].as_u64().unwrap()
+    };
+    // Two sessions of an appending pool share a cartridge; two of a `new` pool do not.
+    let (d1, d2) = (backup("daily"), backup("daily"));
+    let (m1, m2) = (backup("monthly"), backup("monthly"));
+    let r = w.at(now, &["ls", "--media"]);
+    let media = r.json();
+    let on = |pool: &str| -> Vec<Vec<u64>> {
+        media
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["pool"] == pool)
+            .map(|m| m["sessions"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect())
+            .collect()
+    };
+    assert_eq!(on("daily"), [vec![d1, d2]], "{r}");
+    let mut monthly = on("monthly");
+    monthly.sort();
+    assert_eq!(monthly, [vec![m1], vec![m2]], "{r}");
+    // All three cartridges are taken now: a third `new` session finds none and says so.
+    let r = w.at(now, &["backup", src.to_str().unwrap(), "--to", "library:vlib,pool=monthly,drives=1"]);
+    assert_ne!(r.code, 0, "{r}");
+    assert!(r.all_output().contains("no cartridge left to write for pool 'monthly'"), "{r}");
+}

@@ -328,7 +328,8 @@ impl Library {
             .collect();
         let board = board();
         let range_pool = |b: &str| crate::lifecycle::pools::pool_of(&board.pools, b).map(|p| p.name.clone());
-        let pick = inventory::choose(&carts, &g.known, pool, loaded, &range_pool)?;
+        let append = board.pools.iter().find(|p| p.name == pool).is_none_or(|p| p.appends());
+        let pick = inventory::choose(&carts, &g.known, pool, loaded, &range_pool, append)?;
         g.known.claimed.insert(pick.clone());
         Some(pick)
     }

@@ -8,6 +8,7 @@
 //! barcodes = ["CFR0001L8-CFR0008L8"]    # ranges or single barcodes (optional)
 //! keep = "14d"                          # seconds s, minutes m, hours h, days d, weeks w
 //! keep_sets = 2                         # the newest 2 sets of each source, whatever their age
+//! allocation = "new"                    # a cartridge of its own per session (default "append")
 //! ```
 //! A pool the board does not name (`default`, the pool of `--to library:vlib` without one)
 //! keeps everything, as before pools had retention. `scratch` is where blank cartridges are
@@ -36,6 +37,9 @@ pub struct PoolSpec {
     pub keep: Option<String>,
     /// How many of each source's newest sets are kept.
     pub keep_sets: Option<u32>,
+    /// `append` (default): a session goes on the pool's last cartridge with room; `new`: each
+    /// session starts on a cartridge of its own (blank or recycled).
+    pub allocation: Option<String>,
 }
 
 /// A barcode split around its number: `CFR0001L8` is (`CFR`, 1, width 4, `L8`).
@@ -143,6 +147,11 @@ impl PoolSpec {
         self.barcodes.iter().filter_map(|b| BarcodeRange::parse(b).ok()).collect()
     }
 
+    /// Whether a session goes on the pool's cartridge with room (else on a new one).
+    pub fn appends(&self) -> bool {
+        self.allocation.as_deref() != Some("new")
+    }
+
     /// Its retention (checked when the board was read).
     pub fn policy(&self) -> Policy {
         Policy { keep: self.keep.as_deref().and_then(|k| parse_duration(k).ok()), keep_sets: self.keep_sets }
@@ -173,6 +182,12 @@ impl PoolSpec {
         }
         if let Some(k) = &self.keep {
             parse_duration(k).map_err(|e| (key("keep"), e))?;
+        }
+        if let Some(a) = &self.allocation
+            && a != "append"
+            && a != "new"
+        {
+            return Err((key("allocation"), format!("'{a}': \"append\" or \"new\"")));
         }
         if self.keep_sets == Some(0) {
             return Err((key("keep_sets"), "at least 1 (leave it out to keep by age only)".into()));
@@ -227,6 +242,7 @@ mod tests {
             barcodes: barcodes.iter().map(|s| s.to_string()).collect(),
             keep: Some("14d".into()),
             keep_sets: None,
+            allocation: None,
         }
     }
 
@@ -277,6 +293,9 @@ mod tests {
         p.keep_sets = Some(0);
         assert_eq!(err(&[p]).0, "pool 'daily'.keep_sets");
         assert_eq!(err(&[pool("scratch", &[])]).0, "pool 'scratch'.keep");
+        let mut p = pool("daily", &[]);
+        p.allocation = Some("weekly sun".into());
+        assert_eq!(err(&[p]).0, "pool 'daily'.allocation");
         let ok = [pool("daily", &["CFR0001L8-CFR0008L8"]), pool("weekly", &["CFR0009L8-CFR0016L8"])];
         check_all(&ok, &libs).unwrap();
         assert_eq!(pool_of(&ok, "CFR0010L8").map(|p| p.name.as_str()), Some("weekly"));
