@@ -22,9 +22,14 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with(BOARD)
+    }
+
+    /// A world whose board is `text`.
+    fn with(text: &str) -> World {
         let env = Env::new();
         let board = env.path("board.toml");
-        fs::write(&board, BOARD).unwrap();
+        fs::write(&board, text).unwrap();
         World { env, board }
     }
 
@@ -181,15 +186,10 @@ fn bad_pools_and_a_bad_time_are_refused_naming_them() {
 #[test]
 fn cartridges_whose_sessions_all_expired_are_recycled_and_their_sessions_leave_the_catalog() {
     // Three cartridges, a pool that keeps a day, a backup each night for eight nights.
-    let env = Env::new();
-    let board = env.path("board.toml");
-    fs::write(
-        &board,
+    let w = World::with(
         "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 6\n\
          cartridges = 3\ncapacity = \"64M\"\n[[pool]]\nname = \"daily\"\nlibrary = \"vlib\"\nkeep = \"1d\"\n",
-    )
-    .unwrap();
-    let w = World { env, board };
+    );
     let src = w.env.path("src");
     let mut sessions = Vec::new();
     for day in 1..=8u32 {
@@ -234,16 +234,11 @@ fn cartridges_whose_sessions_all_expired_are_recycled_and_their_sessions_leave_t
 
 #[test]
 fn a_pool_of_new_cartridges_starts_each_session_on_one_of_its_own() {
-    let env = Env::new();
-    let board = env.path("board.toml");
-    fs::write(
-        &board,
+    let w = World::with(
         "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 6\n\
          cartridges = 3\ncapacity = \"64M\"\n[[pool]]\nname = \"monthly\"\nallocation = \"new\"\n\
          [[pool]]\nname = \"daily\"\n",
-    )
-    .unwrap();
-    let w = World { env, board };
+    );
     let src = w.env.path("src");
     tree(&src, 1);
     let now = "2027-03-01T02:00:00Z";
