@@ -160,10 +160,7 @@ impl PoolSpec {
     /// Checks one pool: each problem as (key, what is wrong).
     pub fn check(&self, libraries: &[&str]) -> Result<(), (String, String)> {
         let key = |k: &str| format!("pool '{}'.{k}", self.name);
-        let valid = !self.name.is_empty()
-            && self.name.len() <= 32
-            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid {
+        if !crate::board::name_ok(&self.name) {
             return Err((
                 "pool.name".into(),
                 format!("'{}': 1 to 32 letters, digits, '-' or '_'", self.name),

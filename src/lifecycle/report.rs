@@ -82,21 +82,26 @@ pub fn facts(c: &Catalog) -> Vec<Facts> {
 
 /// The verdict on every session at `now`, by the board's pools.
 pub fn verdicts(c: &Catalog, specs: &[PoolSpec], now: u64) -> BTreeMap<u64, Verdict> {
+    judged(&facts(c), specs, now)
+}
+
+/// The verdict on each of `facts` at `now`, by the board's pools.
+fn judged(facts: &[Facts], specs: &[PoolSpec], now: u64) -> BTreeMap<u64, Verdict> {
     let policy =
         |pool: &str| specs.iter().find(|p| p.name == pool).map_or(Policy::default(), PoolSpec::policy);
-    judge(&facts(c), policy, now)
+    judge(facts, policy, now)
 }
 
 /// Every pool of the board and every pool written on a medium the catalog knows, by name.
 pub fn pools(c: &Catalog, specs: &[PoolSpec], now: u64) -> Vec<PoolView> {
-    let verdicts = verdicts(c, specs, now);
+    let facts = facts(c);
+    let verdicts = judged(&facts, specs, now);
     let mut names: Vec<String> = specs.iter().map(|p| p.name.clone()).collect();
     for m in c.media() {
         if !names.contains(&m.info().pool) {
             names.push(m.info().pool.clone());
         }
     }
-    let facts = facts(c);
     names
         .into_iter()
         .map(|name| {
