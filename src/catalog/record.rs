@@ -189,6 +189,19 @@ pub struct MediumRemoved {
     pub medium: [u8; 16],
 }
 
+/// A cartridge left the library for the vault (exported through a mail slot), or came back
+/// (imported). Its sessions stay in the catalog either way: an offsite cartridge is still
+/// restorable once it is brought back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediumVaulted {
+    /// Medium UUID.
+    pub medium: [u8; 16],
+    /// True: offsite now; false: back in the library.
+    pub offsite: bool,
+    /// When, seconds since the Unix epoch.
+    pub at: u64,
+}
+
 /// A backup session started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionStarted {
@@ -657,6 +670,14 @@ impl RecordBody for MediumRemoved {
     }
 }
 
+impl RecordBody for MediumVaulted {
+    const KIND: u16 = 19;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
 impl RecordBody for SessionStarted {
     const KIND: u16 = 32;
     const VERSION: u8 = 2;
@@ -1012,6 +1033,8 @@ records! {
     MediumUpdated,
     /// Kind 18.
     MediumRemoved,
+    /// Kind 19.
+    MediumVaulted,
     /// Kind 32.
     SessionStarted,
     /// Kind 33.
@@ -1104,6 +1127,7 @@ impl Record {
             (MediumAdded::KIND, 1) => body::<MediumAdded>(payload).map_err(fail)?.into(),
             (MediumUpdated::KIND, 1) => body::<MediumUpdated>(payload).map_err(fail)?.into(),
             (MediumRemoved::KIND, 1) => body::<MediumRemoved>(payload).map_err(fail)?.into(),
+            (MediumVaulted::KIND, 1) => body::<MediumVaulted>(payload).map_err(fail)?.into(),
             (SessionStarted::KIND, 1) => {
                 body::<old::SessionStartedV1>(payload).map_err(fail)?.upgrade().into()
             }

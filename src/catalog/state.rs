@@ -9,8 +9,8 @@ use super::CatalogError;
 use super::record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved,
     JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState, MediumUpdated,
-    ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed, SessionKind,
-    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, run_batches,
+    MediumVaulted, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed,
+    SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, run_batches,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -29,6 +29,8 @@ pub struct Medium {
     info: MediumAdded,
     used: u64,
     state: MediumState,
+    /// Since when it is in the vault (exported), if it is.
+    offsite: Option<u64>,
 }
 
 impl Medium {
@@ -57,12 +59,20 @@ impl Medium {
         self.state
     }
 
+    /// Since when it is offsite (exported to the vault), if it is.
+    pub fn offsite(&self) -> Option<u64> {
+        self.offsite
+    }
+
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let changed = self.used != 0 || self.state != MediumState::Writable;
         let update = changed.then(|| {
             Record::MediumUpdated(MediumUpdated { medium: self.id(), used: self.used, state: self.state })
         });
-        iter::once(Record::MediumAdded(self.info.clone())).chain(update)
+        let vaulted = self
+            .offsite
+            .map(|at| Record::MediumVaulted(MediumVaulted { medium: self.id(), offsite: true, at }));
+        iter::once(Record::MediumAdded(self.info.clone())).chain(update).chain(vaulted)
     }
 }
 
@@ -412,6 +422,11 @@ impl Catalog {
             Record::MediumAdded(b) => self.medium_added(b),
             Record::MediumUpdated(b) => self.medium_updated(b),
             Record::MediumRemoved(b) => self.medium_removed(b),
+            Record::MediumVaulted(b) => {
+                let m = self.media.get_mut(&b.medium).ok_or_else(|| unknown_medium(b.medium))?;
+                m.offsite = b.offsite.then_some(b.at);
+                Ok(())
+            }
             Record::SessionStarted(b) => self.session_started(b),
             Record::SessionPart(b) => self.session_part(b),
             Record::ObjectStored(b) => self.object_stored(b),
@@ -560,7 +575,7 @@ impl Catalog {
             });
         }
         self.barcodes.insert(b.barcode.clone(), b.medium);
-        let medium = Medium { info: b.clone(), used: 0, state: MediumState::Writable };
+        let medium = Medium { info: b.clone(), used: 0, state: MediumState::Writable, offsite: None };
         self.media.insert(b.medium, medium);
         Ok(())
     }

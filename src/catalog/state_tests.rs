@@ -427,6 +427,9 @@ fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
                 wrong_in_a_row,
             })
         }
+        7 if b % 3 == 1 => {
+            Record::MediumVaulted(MediumVaulted { medium: medium_id, offsite: a % 2 == 0, at: x })
+        }
         _ => Record::IdsReserved(IdsReserved {
             next_session: c.next_session_id() + u64::from(b % 3) - 1,
             next_job: c.next_job_id() + u64::from(a % 2),

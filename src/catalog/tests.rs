@@ -186,6 +186,8 @@ fn other_records() -> impl Strategy<Value = Record> {
             Record::MediumUpdated(MediumUpdated { medium, used, state })
         }),
         any::<[u8; 16]>().prop_map(|medium| Record::MediumRemoved(MediumRemoved { medium })),
+        (uuid(), any::<(bool, u64)>())
+            .prop_map(|(medium, (offsite, at))| Record::MediumVaulted(MediumVaulted { medium, offsite, at })),
         (id(), "[a-z0-9-]{1,20}", text(300))
             .prop_map(|(job, name, definition)| { Record::JobSaved(JobSaved { job, name, definition }) }),
         (any::<(u64, u64, Option<u64>)>(), select(&JOB_STATES[..]), text(60)).prop_map(
@@ -420,6 +422,7 @@ fn kinds_and_versions_are_stable() {
         (16, 1, "MediumAdded"),
         (17, 1, "MediumUpdated"),
         (18, 1, "MediumRemoved"),
+        (19, 1, "MediumVaulted"),
         (32, 2, "SessionStarted"),
         (33, 1, "SessionPart"),
         (34, 2, "ObjectStored"),

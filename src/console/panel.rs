@@ -8,7 +8,9 @@
 //! Line 2, one drive at a time (the panel turns to the next on each `turn`): number, barcode
 //! loaded, how full that cartridge is (right-aligned), and three flags — `E` enabled or `D` disabled
 //! (offline), `W` busy or `-`, `F` cartridge full or `-`: `D0 HIL004L6 63% EW-`. A box
-//! without tape drives shows its job counts instead: `JOBS 3 RDY 1 FAIL 0`.
+//! without tape drives shows its job counts instead: `JOBS 3 RDY 1 FAIL 0`. While the box asks
+//! something of a person (`EXPORT: 3 cartridge(s)…`, `WAITING MEDIA…`), every other turn shows
+//! the ask's start instead.
 
 use heapless::String;
 
@@ -64,6 +66,11 @@ fn first(s: &Snapshot) -> std::string::String {
 }
 
 fn second(s: &Snapshot, turn: u64) -> std::string::String {
+    // What the box asks of a person takes every other turn: it is what someone walking past
+    // must see.
+    if !s.asks.is_empty() && turn % 2 == 1 {
+        return s.asks[(turn / 2 % s.asks.len() as u64) as usize].clone();
+    }
     if s.drives.is_empty() {
         let count = |st: &str| s.jobs.iter().filter(|j| j.state == st).count();
         return format!("JOBS {} RDY {} FAIL {}", s.jobs.len(), count("ready"), count("failed"));

@@ -82,6 +82,9 @@ pub fn status(v: &Value) -> Vec<String> {
     let health = if v["healthy"].as_bool() == Some(true) { "healthy" } else { "NOT HEALTHY" };
     let mut out = wrap(&format!("{} {health}, up {}h{:02}m", s(v, "board"), up / 3600, up / 60 % 60), 2);
     out.extend(wrap(&format!("activity: {}", s(v, "activity")), 2));
+    for ask in v["asks"].as_array().into_iter().flatten() {
+        out.extend(wrap(&format!("ASKS: {}", ask.as_str().unwrap_or("")), 2));
+    }
     if let Some([a, b]) = v["panel"].as_array().map(Vec::as_slice) {
         out.push(cut(&format!("panel: |{:<20}|", a.as_str().unwrap_or(""))));
         out.push(cut(&format!("       |{:<20}|", b.as_str().unwrap_or(""))));

@@ -85,6 +85,15 @@ impl Inventory {
             .collect()
     }
 
+    /// Every cartridge with a barcode in the library, cleaning ones too.
+    pub fn barcodes(&self) -> Vec<String> {
+        self.elements
+            .iter()
+            .filter(|e| e.full && e.kind != ElementType::Transport)
+            .filter_map(|e| e.volume_tag.clone())
+            .collect()
+    }
+
     /// Every element for people: `drive 0`, `slot 1`…, `mail slot 1`….
     pub fn places(&self) -> Vec<Place> {
         let mut counts: HashMap<ElementType, usize> = HashMap::new();

@@ -15,6 +15,7 @@ pub mod changer;
 pub mod inventory;
 pub mod ops;
 pub mod standalone;
+pub mod vault;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,6 +75,9 @@ pub struct Library {
     sim: Mutex<Option<crate::sim::Changer>>,
     /// File keeping which drives were taken offline, across runs.
     offline_file: Mutex<Option<PathBuf>>,
+    /// What the library waits for a person to do, by what asks (shown on the console, the
+    /// front panel and the endpoint until done).
+    asks: Mutex<std::collections::BTreeMap<String, String>>,
     /// What the drives did.
     pub stats: Stats,
 }
@@ -158,6 +162,7 @@ impl Library {
             inner: Mutex::new(inner),
             freed: Condvar::new(),
             offline_file: Mutex::new(None),
+            asks: Mutex::new(Default::default()),
             sim: Mutex::new(None),
             held: Mutex::new(None),
             stats: Stats::default(),
@@ -319,12 +324,17 @@ impl Library {
     /// fits), or `None` when none is left.
     pub fn claim(&self, pool: &str, loaded: Option<&str>) -> Option<String> {
         let mut g = self.lock();
-        // A cartridge in another drive is in use there, or stuck in a drive taken offline.
+        // A cartridge in another drive is in use there, or stuck in a drive taken offline; one
+        // in a mail slot is on its way out to the vault, or not imported yet.
+        let in_mail = |at: u16| {
+            g.inventory.at(at).is_some_and(|e| e.kind == crate::scsi::cdb::ElementType::ImportExport)
+        };
         let carts: Vec<(String, u16)> = g
             .inventory
             .data_cartridges()
             .into_iter()
             .filter(|(b, at)| Some(b.as_str()) == loaded || !g.bays.iter().any(|bay| bay.address == *at))
+            .filter(|(_, at)| !in_mail(*at))
             .collect();
         let board = board();
         let range_pool = |b: &str| crate::lifecycle::pools::pool_of(&board.pools, b).map(|p| p.name.clone());
@@ -332,6 +342,31 @@ impl Library {
         let pick = inventory::choose(&carts, &g.known, pool, loaded, &range_pool, append)?;
         g.known.claimed.insert(pick.clone());
         Some(pick)
+    }
+
+    /// Whether a writer holds `barcode` now.
+    pub fn is_claimed(&self, barcode: &str) -> bool {
+        self.lock().known.claimed.contains(barcode)
+    }
+
+    /// Shows `text` to people under `key` until it is cleared with `None`.
+    pub fn ask(&self, key: &str, text: Option<String>) {
+        let mut asks = self.asks.lock().unwrap_or_else(|e| e.into_inner());
+        match text {
+            Some(t) => asks.insert(key.to_owned(), t),
+            None => asks.remove(key),
+        };
+    }
+
+    /// What the library waits for a person to do.
+    pub fn asks(&self) -> Vec<String> {
+        self.asks.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// The hands of a person at the virtual library's mail slots (`None` for a real library,
+    /// whose mail slots people reach themselves).
+    pub fn hands(&self) -> Option<crate::sim::Changer> {
+        self.sim.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(crate::sim::Changer::share)
     }
 
     /// Gives up a claim.

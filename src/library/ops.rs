@@ -56,6 +56,18 @@ pub enum MediaOp {
         /// Online (true) or offline.
         online: bool,
     },
+    /// A person takes the cartridges out of the virtual library's mail slots (one slot, or
+    /// every full one).
+    TakeOut {
+        /// The mail slot, from 1.
+        #[serde(default)]
+        mail: Option<usize>,
+    },
+    /// A person puts a cartridge into the virtual library's first empty mail slot.
+    PutIn {
+        /// The cartridge's barcode.
+        barcode: String,
+    },
 }
 
 /// Why an operation was refused.
@@ -163,6 +175,36 @@ pub fn apply(lib: &Arc<Library>, op: &MediaOp) -> Result<MediaReport, OpError> {
             lib.move_between(src, free.address)?;
             format!("{barcode} is in {}: take it out", free.element)
         }
+        MediaOp::TakeOut { mail } => {
+            let hands = hands(lib)?;
+            let inv = lib.inventory();
+            let full: Vec<usize> = inv
+                .of(crate::scsi::cdb::ElementType::ImportExport)
+                .enumerate()
+                .filter(|(i, e)| e.full && mail.is_none_or(|m| m == i + 1))
+                .map(|(i, _)| i + 1)
+                .collect();
+            let mut taken = Vec::new();
+            match mail {
+                Some(m) => taken.push(hands.take_out(*m).map_err(OpError::Refused)?),
+                None => {
+                    for m in full {
+                        taken.push(hands.take_out(m).map_err(OpError::Refused)?);
+                    }
+                }
+            }
+            lib.refresh()?;
+            if taken.is_empty() {
+                "the mail slots are empty".into()
+            } else {
+                format!("taken out: {}", taken.join(" "))
+            }
+        }
+        MediaOp::PutIn { barcode } => {
+            let mail = hands(lib)?.put_in(barcode).map_err(OpError::Refused)?;
+            lib.refresh()?;
+            format!("{barcode} is in mail slot {mail}: run `coffer media import` to take it in")
+        }
         MediaOp::Drive { drive, online } => {
             let why = (!online).then(|| "taken offline by hand".to_owned());
             lib.set_offline(*drive, why)?;
@@ -170,6 +212,16 @@ pub fn apply(lib: &Arc<Library>, op: &MediaOp) -> Result<MediaReport, OpError> {
         }
     };
     Ok(report(lib, done))
+}
+
+/// The hands of a person at the virtual library's mail slots.
+fn hands(lib: &Library) -> Result<crate::sim::Changer, OpError> {
+    lib.hands().ok_or_else(|| {
+        OpError::Refused(format!(
+            "library {} is a real one: take cartridges out of its mail slots and put them in by hand",
+            lib.name()
+        ))
+    })
 }
 
 /// The library as it is now.

@@ -5,3 +5,4 @@
 pub mod pools;
 pub mod report;
 pub mod retention;
+pub mod vault;

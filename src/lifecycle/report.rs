@@ -152,3 +152,108 @@ pub fn pools(c: &Catalog, specs: &[PoolSpec], now: u64) -> Vec<PoolView> {
         })
         .collect()
 }
+
+/// One cartridge as `coffer media list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MediumLine {
+    /// Its barcode.
+    pub barcode: String,
+    /// Its pool ("" for a cartridge coffer has not labelled).
+    pub pool: String,
+    /// `writable`, `full`, `expired`, `scratch`, `cleaning`, `damaged`, `offsite`,
+    /// `read-only`, `retired`.
+    pub status: &'static str,
+    /// Sessions with a part on it.
+    pub sessions: usize,
+    /// Bytes written to it.
+    pub used: u64,
+    /// Its first and last write (its oldest session's start, its newest session's end).
+    pub first_write: Option<u64>,
+    /// See `first_write`.
+    pub last_write: Option<u64>,
+    /// When its last kept session expires, when that is a date.
+    pub expires: Option<u64>,
+    /// Why it is kept, for people (the verdict of its longest-kept session).
+    pub kept: String,
+    /// Since when it is offsite.
+    pub offsite: Option<u64>,
+    /// The library that holds it now, if one does.
+    pub library: Option<String>,
+}
+
+/// Every cartridge the catalog knows and every other one `present` lists (barcode, library:
+/// blank or cleaning cartridges in a library), by barcode, with its status at `now`.
+pub fn media(c: &Catalog, specs: &[PoolSpec], now: u64, present: &[(String, String)]) -> Vec<MediumLine> {
+    let verdicts = judged(&facts(c), specs, now);
+    let library_of = |b: &str| present.iter().find(|(x, _)| x == b).map(|(_, l)| l.clone());
+    let mut out: Vec<MediumLine> = c
+        .media()
+        .map(|m| {
+            let sessions: Vec<&crate::catalog::Session> = c.sessions_on(m.id()).collect();
+            let v: Vec<&Verdict> = sessions.iter().map(|s| &verdicts[&s.id()]).collect();
+            let expired = !v.is_empty() && v.iter().all(|v| v.expired());
+            let status = match m.state() {
+                MediumState::Error => "damaged",
+                _ if m.offsite().is_some() => "offsite",
+                _ if expired => "expired",
+                _ if sessions.is_empty() && m.used() == 0 => "scratch",
+                MediumState::Writable => "writable",
+                MediumState::Full => "full",
+                MediumState::ReadOnly => "read-only",
+                MediumState::Retired => "retired",
+            };
+            // The session kept longest says how long the cartridge is: a date while every
+            // kept one is kept by age, else what keeps it.
+            let kept: Vec<&&Verdict> = v.iter().filter(|v| !v.expired()).collect();
+            let dated = kept.iter().all(|v| matches!(v, Verdict::Young { .. }));
+            let expires = if dated {
+                kept.iter()
+                    .filter_map(|v| if let Verdict::Young { until } = v { Some(*until) } else { None })
+                    .max()
+            } else {
+                None
+            };
+            let longest = kept.iter().find(|v| !matches!(v, Verdict::Young { .. })).or_else(|| {
+                kept.iter().max_by_key(|v| if let Verdict::Young { until } = v { *until } else { 0 })
+            });
+            MediumLine {
+                barcode: m.barcode().to_owned(),
+                pool: m.info().pool.clone(),
+                status,
+                sessions: sessions.len(),
+                used: m.used(),
+                first_write: sessions.iter().map(|s| s.start().started).min(),
+                last_write: sessions.iter().map(|s| s.finish().map_or(s.start().started, |f| f.ended)).max(),
+                expires,
+                kept: match longest {
+                    Some(v) => v.describe(),
+                    None if expired => "expired".into(),
+                    None => String::new(),
+                },
+                offsite: m.offsite(),
+                library: library_of(m.barcode()),
+            }
+        })
+        .collect();
+    for (b, lib) in present {
+        if c.medium_by_barcode(b).is_some() {
+            continue;
+        }
+        let cleaning = b.starts_with(crate::library::inventory::CLEANING_PREFIX);
+        out.push(MediumLine {
+            barcode: b.clone(),
+            pool: String::new(),
+            status: if cleaning { "cleaning" } else { "scratch" },
+            sessions: 0,
+            used: 0,
+            first_write: None,
+            last_write: None,
+            expires: None,
+            kept: String::new(),
+            offsite: None,
+            library: Some(lib.clone()),
+        });
+    }
+    out.sort_by(|a, b| a.barcode.cmp(&b.barcode));
+    out
+}

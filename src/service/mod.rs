@@ -843,6 +843,7 @@ fn refresh(
         ),
         (None, None, None) => "idle".into(),
     };
+    s.asks = crate::library::opened().iter().flat_map(|l| l.asks()).collect();
     shown.refreshes += 1;
     s.panel = crate::console::panel::lines(&s, shown.refreshes / PANEL_TURN).map(|l| l.as_str().to_owned());
 }

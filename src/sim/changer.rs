@@ -20,6 +20,12 @@ pub struct Changer {
     state: Arc<Mutex<LibraryState>>,
 }
 
+/// Saves where every cartridge is to the store.
+fn save_map(s: &mut LibraryState) -> std::io::Result<()> {
+    let map = s.map();
+    s.store.save_map(&map)
+}
+
 /// Copies `bytes` into an In buffer; the residual is what was not filled.
 pub(super) fn reply(data: DataBuf<'_>, bytes: &[u8]) -> Completion {
     match data {
@@ -66,6 +72,51 @@ impl Changer {
 
     fn lock(&self) -> MutexGuard<'_, LibraryState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A person takes the cartridge out of mail slot `mail` (from 1): it leaves the library
+    /// for the vault, its file left in the store. Returns its barcode.
+    pub fn take_out(&self, mail: usize) -> Result<String, String> {
+        let mut s = self.lock();
+        let (n, name) = (s.ie.len(), s.name.clone());
+        let place = mail
+            .checked_sub(1)
+            .and_then(|i| s.ie.get_mut(i))
+            .ok_or_else(|| format!("library {name} has no mail slot {mail} (it has {n})"))?;
+        let cart = place.cart.take().ok_or_else(|| format!("mail slot {mail} is empty"))?;
+        place.source = None;
+        let barcode = cart.barcode.clone();
+        s.outside.push(cart);
+        save_map(&mut s).map_err(|e| format!("the library's map could not be saved: {e}"))?;
+        Ok(barcode)
+    }
+
+    /// A person puts cartridge `barcode` into the first empty mail slot: one taken out
+    /// before, or one from elsewhere (its file in the store is its content; blank if none).
+    /// Returns the mail slot (from 1).
+    pub fn put_in(&self, barcode: &str) -> Result<usize, String> {
+        let mut s = self.lock();
+        if s.map().iter().any(|(_, b)| b == barcode) {
+            return Err(format!("cartridge {barcode} is in library {} already", s.name));
+        }
+        let ok = !barcode.is_empty()
+            && barcode.len() <= crate::format::records::MAX_BARCODE_LEN
+            && barcode.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !ok {
+            return Err(format!("'{barcode}' is not a barcode: 1 to 32 letters and digits"));
+        }
+        let name = s.name.clone();
+        let i =
+            s.ie.iter().position(|p| p.cart.is_none()).ok_or_else(|| {
+                format!("every mail slot of library {name} is full: take cartridges out first")
+            })?;
+        let cart = match s.outside.iter().position(|k| k.barcode == barcode) {
+            Some(k) => s.outside.remove(k),
+            None => super::state::Cartridge::stranger(barcode.to_owned()),
+        };
+        s.ie[i].cart = Some(cart);
+        save_map(&mut s).map_err(|e| format!("the library's map could not be saved: {e}"))?;
+        Ok(i + 1)
     }
 
     /// Barcodes of cartridges marked foreign (their label is not their barcode), for setup

@@ -25,6 +25,14 @@ pub struct Cartridge {
     pub foreign: bool,
 }
 
+impl Cartridge {
+    /// A cartridge brought from elsewhere: known only by its barcode.
+    pub(super) fn stranger(barcode: String) -> Cartridge {
+        let cleaning = barcode.starts_with(crate::library::inventory::CLEANING_PREFIX);
+        Cartridge { barcode, write_protected: false, cleaning, foreign: false }
+    }
+}
+
 /// One element's content.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Place {
@@ -86,6 +94,9 @@ pub struct LibraryState {
     pub(super) move_failures: Vec<(u32, bool)>,
     /// Drives answer READ POSITION and LOCATE (false: refused, like Linux `tgt`).
     pub(super) positioning: bool,
+    /// Cartridges of the library's set that a person took out through a mail slot (in the
+    /// vault): their files stay in the store, ready to be put back.
+    pub(super) outside: Vec<Cartridge>,
 }
 
 impl LibraryState {
@@ -144,20 +155,25 @@ impl LibraryState {
                     }
                 })
                 .collect(),
+            outside: Vec::new(),
         };
         let map = store.load_map().map_err(|source| SimError::Store { name: c.name.clone(), source })?;
         s.store = store;
         match map {
             Some(map) => {
                 for (addr, barcode) in map {
-                    let Some(k) = all.iter().position(|x| x.barcode == barcode) else { continue };
+                    // A cartridge not of the set was put in by a person (see `put_in`).
+                    let k = match all.iter().position(|x| x.barcode == barcode) {
+                        Some(k) => all.remove(k),
+                        None => Cartridge::stranger(barcode),
+                    };
                     let Some(place) = s.place_mut(addr) else { continue };
-                    place.cart = Some(all.remove(k));
+                    place.cart = Some(k);
                 }
             }
             None => {
                 let cleaning_start = c.slots - c.cleaning;
-                for k in all {
+                for k in all.drain(..) {
                     let slot = if k.cleaning {
                         cleaning_start + k.barcode[3..6].parse::<u32>().unwrap_or(1) - 1
                     } else {
@@ -167,6 +183,8 @@ impl LibraryState {
                 }
             }
         }
+        // Cartridges of the set that the saved map places nowhere were taken out by a person.
+        s.outside = all;
         for slot in foreign {
             if let Some(k) = s.slots.get_mut(slot as usize - 1).and_then(|p| p.cart.as_mut()) {
                 k.foreign = true;

@@ -178,7 +178,7 @@ pub fn page(s: &Snapshot) -> String {
          <h1>coffer <span id=\"board\">{board}</span></h1>\n\
          <p>state: <span id=\"health\" class=\"{health_class}\">{health}</span> · \
          <span id=\"activity\">{activity}</span> · up {uptime} s</p>\n\
-         <pre id=\"panel\">{panel}</pre>\n\
+         <pre id=\"panel\">{panel}</pre>\n<ul id=\"asks\">{asks}</ul>\n\
          <h2>Jobs</h2>{jobs}\n<h2>Drives</h2>{drives}\n<h2>Cartridges</h2>{cartridges}\n\
          <h2>Agents</h2>{agents}\n\
          <h2>Throughput</h2><p id=\"throughput\">now {in_rate}/s read, {stored_rate}/s stored; \
@@ -189,6 +189,7 @@ pub fn page(s: &Snapshot) -> String {
          <h2>Devices</h2><ul id=\"devices\">{devices}</ul>\n\
          <h2>Endpoint</h2><p id=\"endpoint\">{endpoint}</p>\n</body></html>\n",
         activity = esc(&s.activity),
+        asks = s.asks.iter().map(|a| format!("<li class=\"bad\">{}</li>", esc(a))).collect::<String>(),
         uptime = s.uptime,
         in_rate = bytes(t.in_bytes_per_s),
         stored_rate = bytes(t.stored_bytes_per_s),

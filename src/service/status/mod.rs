@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub endpoint: Option<EndpointLine>,
     /// The backup agents: enrolled or connected, their throughput and last backup.
     pub agents: Vec<AgentLine>,
+    /// What the box waits for a person to do (`EXPORT: …`, `WAITING MEDIA: …`).
+    pub asks: Vec<String>,
 }
 
 /// A backup agent, as shown.
