@@ -183,6 +183,16 @@ mod tests {
     }
 
     #[test]
+    fn what_the_box_asks_takes_every_other_turn() {
+        let mut s = box_writing();
+        s.asks = vec!["EXPORT: 2 cartridge(s) wait".into(), "WAITING MEDIA job 4".into()];
+        assert_eq!(lines(&s, 0)[1].as_str(), "D0 HIL004L6  63% EW-");
+        assert_eq!(lines(&s, 1)[1].as_str(), "EXPORT: 2 cartridge(");
+        assert_eq!(lines(&s, 2)[1].as_str(), "D0 HIL004L6  63% EW-");
+        assert_eq!(lines(&s, 3)[1].as_str(), "WAITING MEDIA job 4");
+    }
+
+    #[test]
     fn rates_fit() {
         assert_eq!(rate(0), "0B/s");
         assert_eq!(rate(950_000), "950KB/s");

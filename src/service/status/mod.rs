@@ -360,6 +360,7 @@ pub(super) mod tests {
                 last_backup: Some(AgentBackup { session: 3, status: "complete".into(), started: 900 }),
             }],
             panel: ["BACKUP 42%  2.0MB/s".into(), "vlib d0 VX0001 write".into()],
+            asks: vec!["EXPORT: 1 cartridge(s) wait for the mail slots of <vlib>".into()],
             endpoint: Some(EndpointLine {
                 url: "https://0.0.0.0:8470/".into(),
                 fingerprint: Some("AB:CD".into()),
@@ -381,6 +382,7 @@ pub(super) mod tests {
         s.drives.iter_mut().for_each(|d| d.library = SECRETS[5].into());
         s.cartridges.iter_mut().for_each(|c| c.library = SECRETS[5].into());
         s.devices = vec![SECRETS[5].into()];
+        s.asks = vec![format!("EXPORT: {} waits", SECRETS[2])];
         s
     }
 
