@@ -251,6 +251,9 @@ pub struct VirtualLibrary {
     pub faults: Vec<Fault>,
     /// Agents' backups each drive takes at once, multiplexed (1 to 64; default 4).
     pub multiplex: Option<u32>,
+    /// How long a job waits for a cartridge it can write (WAITING MEDIA) before it fails,
+    /// e.g. "1h" (default), "0s" to fail at once.
+    pub media_wait: Option<String>,
 }
 
 fn yes() -> bool {
@@ -279,6 +282,9 @@ pub struct ScsiLibrary {
     pub drives: Vec<String>,
     /// Agents' backups each drive takes at once, multiplexed (1 to 64; default 4).
     pub multiplex: Option<u32>,
+    /// How long a job waits for a cartridge it can write (WAITING MEDIA) before it fails,
+    /// e.g. "1h" (default), "0s" to fail at once.
+    pub media_wait: Option<String>,
 }
 
 /// A fault the virtual library injects.
@@ -546,6 +552,18 @@ impl Status {
     }
 }
 
+/// A wait such as `1h`, or zero (`0s`, `0`): fail at once.
+fn parse_wait(text: &str) -> Result<u64, String> {
+    let digits = text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if digits.trim().parse::<u64>() == Ok(0) {
+        return Ok(0);
+    }
+    crate::lifecycle::pools::parse_duration(text)
+}
+
+/// How long a job waits for a cartridge by default: an hour, time for a person to bring one.
+pub const DEFAULT_MEDIA_WAIT: u64 = 3600;
+
 impl Library {
     /// Its name.
     pub fn name(&self) -> &String {
@@ -564,11 +582,30 @@ impl Library {
         set.map_or(crate::pipeline::mux::DEFAULT_MULTIPLEX, |m| m as usize)
     }
 
+    /// How long a job waits for a cartridge it can write before it fails.
+    pub fn media_wait(&self) -> std::time::Duration {
+        let set = match self {
+            Library::Virtual(v) => v.media_wait.as_deref(),
+            Library::Scsi(s) => s.media_wait.as_deref(),
+        };
+        let secs = set.map_or(Ok(DEFAULT_MEDIA_WAIT), parse_wait);
+        std::time::Duration::from_secs(secs.unwrap_or(DEFAULT_MEDIA_WAIT))
+    }
+
     fn check(&self) -> Result<(), BoardError> {
         let key = |k: &str| format!("library.{}.{k}", self.name());
         let max = crate::pipeline::mux::MAX_MULTIPLEX;
         if !(1..=max).contains(&self.multiplex()) {
             return Err(bad(key("multiplex"), format!("1 to {max} agents at once per drive")));
+        }
+        let wait = match self {
+            Library::Virtual(v) => v.media_wait.as_deref(),
+            Library::Scsi(s) => s.media_wait.as_deref(),
+        };
+        if let Some(w) = wait
+            && let Err(e) = parse_wait(w)
+        {
+            return Err(bad(key("media_wait"), e));
         }
         match self {
             Library::Scsi(s) => {

@@ -236,7 +236,7 @@ fn cartridges_whose_sessions_all_expired_are_recycled_and_their_sessions_leave_t
 fn a_pool_of_new_cartridges_starts_each_session_on_one_of_its_own() {
     let w = World::with(
         "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 6\n\
-         cartridges = 3\ncapacity = \"64M\"\n[[pool]]\nname = \"monthly\"\nallocation = \"new\"\n\
+         cartridges = 3\ncapacity = \"64M\"\nmedia_wait = \"0s\"\n[[pool]]\nname = \"monthly\"\nallocation = \"new\"\n\
          [[pool]]\nname = \"daily\"\n",
     );
     let src = w.env.path("src");

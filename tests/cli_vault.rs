@@ -210,3 +210,99 @@ fn a_cartridge_labelled_by_another_box_is_not_taken_in() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("HRE0001L8 is in library vlib already"), "{r}");
 }
+
+/// A library of one cartridge and one mail slot whose jobs wait `wait` for a cartridge.
+fn one_cartridge(env: &Env, wait: &str) -> std::path::PathBuf {
+    let board = env.path("board.toml");
+    fs::write(
+        &board,
+        format!(
+            "name = \"t\"\n[jobs]\nscan_seconds = 1\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\n\
+             drives = 1\nslots = 4\nimport_export = 1\ncartridges = 1\ncapacity = \"64M\"\n\
+             media_wait = \"{wait}\"\n[[pool]]\nname = \"weekly\"\nallocation = \"new\"\n"
+        ),
+    )
+    .unwrap();
+    board
+}
+
+#[test]
+fn a_job_without_a_cartridge_waits_for_one_and_goes_on_when_one_is_brought() {
+    let env = Env::new();
+    let board = one_cartridge(&env, "5m");
+    let b = board.to_str().unwrap();
+    let src = env.path("src");
+    write_file(&src.join("data.bin"), &random_bytes(7, 1 << 20));
+    let s = src.to_str().unwrap();
+    let mut svc = start_service(&env, &board);
+    let backup = ["--board", b, "--json", "backup", s, "--to", "library:vlib,pool=weekly,drives=1"];
+    env.coffer(&backup).expect_code(0);
+    // The second session wants a cartridge of its own: there is none.
+    let second = env.command(&backup).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        let st = env.coffer(&["--board", b, "--json", "status"]).json();
+        if st["asks"].as_array().is_some_and(|a| !a.is_empty()) {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "no WAITING MEDIA within 60 s: {st}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let ask = status["asks"][0].as_str().unwrap();
+    assert!(
+        ask.starts_with("WAITING MEDIA: library:vlib writer 0 needs a cartridge for pool 'weekly'"),
+        "{status}"
+    );
+    assert!(status["activity"].as_str().unwrap().contains("WAITING MEDIA"), "{status}");
+    assert!(status["panel"][0].as_str().unwrap().starts_with("WAIT J"), "{status}");
+    assert!(status["healthy"].as_bool().unwrap(), "a waiting job is not a stalled one: {status}");
+    // A person brings a blank cartridge: the job takes it and finishes.
+    env.coffer(&["--board", b, "media", "put-in", "NEW001L8"]).expect_code(0);
+    env.coffer(&["--board", b, "media", "import"]).expect_code(0);
+    let out = second.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["state"], "done", "{summary}");
+    let st = env.coffer(&["--board", b, "--json", "status"]).json();
+    assert!(st["asks"].as_array().unwrap().is_empty(), "the ask is gone: {st}");
+    let session = summary["session"].as_u64().unwrap().to_string();
+    let r = env.coffer(&["--board", b, "--json", "ls", "--media"]);
+    assert!(r.stdout.contains("NEW001L8"), "the new cartridge holds the session: {r}");
+    let dest = env.path("restored");
+    env.coffer(&["--board", b, "restore", &session, "--to", dest.to_str().unwrap()]).expect_code(0);
+    assert_eq!(fs::read(dest.join("data.bin")).unwrap(), random_bytes(7, 1 << 20));
+    terminate(&svc.child);
+    assert!(svc.child.wait().unwrap().success());
+}
+
+#[test]
+fn a_job_that_waits_past_media_wait_fails_saying_so() {
+    let env = Env::new();
+    let board = one_cartridge(&env, "2s");
+    let b = board.to_str().unwrap();
+    let src = env.path("src");
+    write_file(&src.join("data.bin"), &random_bytes(7, 1 << 16));
+    let backup = [
+        "--board",
+        b,
+        "--json",
+        "backup",
+        src.to_str().unwrap(),
+        "--to",
+        "library:vlib,pool=weekly,drives=1",
+    ];
+    env.coffer(&backup).expect_code(0);
+    let r = env.coffer(&backup);
+    assert_ne!(r.code, 0, "{r}");
+    let all = r.all_output();
+    assert!(
+        all.contains("no cartridge left to write for pool 'weekly'")
+            && all.contains("waited 2 s for one (media_wait)"),
+        "{r}"
+    );
+    // A bad wait is refused naming the key.
+    let bad = one_cartridge(&env, "soon");
+    let r = env.coffer(&["--board", bad.to_str().unwrap(), "media", "list"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("library.vlib.media_wait"), "{r}");
+}

@@ -158,6 +158,9 @@ pub fn status(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     }
     println!("{}: {}", text(&data["board"]), if data["healthy"] == true { "healthy" } else { "DEGRADED" });
     println!("  {}", text(&data["activity"]));
+    for ask in data["asks"].as_array().into_iter().flatten() {
+        println!("  ASKS: {}", text(ask));
+    }
     println!("  sessions {}, media {}, up {} s", data["sessions"], data["media"], data["uptime"]);
     if let Some(d) = data["devices"].as_array() {
         for x in d {

@@ -4,7 +4,8 @@
 //!
 //! Line 1, the box: what it does, the job, drives busy of drives online, the write rate.
 //! `BKP J12 2/2 410MB/s`, `IDLE 0/2 J3 22:00` (the next job and when, UTC), `STALL J12 0/2`,
-//! `DEGR 0/2` (not healthy: see the status page).
+//! `DEGR 0/2` (not healthy: see the status page), `WAIT J12 0/2 0B/s` (the job waits for a
+//! cartridge: WAITING MEDIA).
 //! Line 2, one drive at a time (the panel turns to the next on each `turn`): number, barcode
 //! loaded, how full that cartridge is (right-aligned), and three flags — `E` enabled or `D` disabled
 //! (offline), `W` busy or `-`, `F` cartridge full or `-`: `D0 HIL004L6 63% EW-`. A box
@@ -43,9 +44,11 @@ fn first(s: &Snapshot) -> std::string::String {
     let busy = s.drives.iter().filter(|d| d.busy).count();
     let active = s.jobs.iter().find(|j| j.state == "active");
     let stalled = s.activity.starts_with("STALLED");
+    let waiting = s.asks.iter().any(|a| a.starts_with(crate::library::WAITING_MEDIA));
     let mode = match (s.healthy, stalled, active.is_some()) {
         (_, true, _) => "STALL",
         (false, _, _) => "DEGR",
+        (true, _, true) if waiting => "WAIT",
         (true, _, true) => "BKP",
         (true, _, false) => "IDLE",
     };
@@ -190,6 +193,7 @@ mod tests {
         assert_eq!(lines(&s, 1)[1].as_str(), "EXPORT: 2 cartridge(");
         assert_eq!(lines(&s, 2)[1].as_str(), "D0 HIL004L6  63% EW-");
         assert_eq!(lines(&s, 3)[1].as_str(), "WAITING MEDIA job 4");
+        assert!(lines(&s, 0)[0].as_str().starts_with("WAIT J12 "), "{:?}", lines(&s, 0));
     }
 
     #[test]

@@ -154,6 +154,9 @@ pub trait Target: Send {
     fn is_ring(&self) -> bool {
         false
     }
+    /// The job's cancel flag, for a target that may wait long (for a person to bring a
+    /// cartridge): it stops waiting once the flag is set.
+    fn watch_cancel(&mut self, _cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) {}
     /// Bytes the target can still take, where it can tell (a planner spreading a job over
     /// several targets gives a smaller one less).
     fn free_space(&self) -> Option<u64> {

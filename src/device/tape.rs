@@ -25,6 +25,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::label::{label_block, new_label, parse_label};
 use super::{DeviceError, Media, Mounted, PartRange, PartReader, PartStart, Target};
@@ -38,6 +39,8 @@ use crate::tape::{Read, TapeError, TapeIo, TapePos, Written};
 pub const DEFAULT_TAPE_BLOCK: usize = 256 << 10;
 /// Smallest and largest block size accepted.
 pub const TAPE_BLOCK_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(1 << 20);
+/// How often a writer waiting for a cartridge looks at the library again.
+const MEDIA_POLL: Duration = Duration::from_secs(5);
 /// Blocks written per command.
 pub const BATCH_BLOCKS: usize = 16;
 /// Buffer for reading a label (a block of any accepted size).
@@ -99,6 +102,8 @@ pub struct TapeTarget {
     stage: Vec<u8>,
     part_open: bool,
     cleaning_warned: bool,
+    /// The job's cancel flag, once the job said.
+    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for TapeTarget {
@@ -131,7 +136,73 @@ impl TapeTarget {
             stage: Vec::with_capacity(block * BATCH_BLOCKS),
             part_open: false,
             cleaning_warned: false,
+            cancel: None,
         }
+    }
+
+    /// Claims the next cartridge to write; when there is none, waits for one (WAITING MEDIA,
+    /// asked of a person on the console, the panel and the endpoint) up to the board's
+    /// `media_wait`, looking at the library again every [`MEDIA_POLL`].
+    fn claim_or_wait(&mut self, loaded: Option<&str>) -> Result<String, DeviceError> {
+        let lib = self.lib.clone();
+        if let Some(b) = lib.claim(&self.pool, loaded) {
+            return Ok(b);
+        }
+        // The drive is not held while waiting: the person bringing a cartridge needs it to
+        // import or label one. The mount leases one again after.
+        self.lease = None;
+        let wait = lib.media_wait();
+        let started = std::time::Instant::now();
+        let key = format!("{} {}", crate::library::WAITING_MEDIA, self.describe());
+        let fails_at = crate::clock::unix_now() + wait.as_secs();
+        let mut said = false;
+        let outcome = loop {
+            let why = lib.why_none(&self.pool);
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                let waited = if wait.is_zero() {
+                    String::new()
+                } else {
+                    format!("; waited {} s for one (media_wait)", wait.as_secs())
+                };
+                break Err(DeviceError::Full { what: self.describe(), detail: format!("{why}{waited}") });
+            }
+            if !said {
+                tracing::warn!(target: "library", "{}: waiting up to {} s for a cartridge: {why}", self.describe(), wait.as_secs());
+                said = true;
+            }
+            lib.ask(
+                &key,
+                Some(format!(
+                    "{}: {} needs a cartridge for pool '{}' ({why}); the job fails at {} UTC",
+                    crate::library::WAITING_MEDIA,
+                    self.describe(),
+                    self.pool,
+                    crate::jobs::calendar::format(fails_at)
+                )),
+            );
+            let until = std::time::Instant::now() + left.min(MEDIA_POLL);
+            while std::time::Instant::now() < until {
+                if self.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
+                    lib.ask(&key, None);
+                    return Err(DeviceError::Failed {
+                        what: self.describe(),
+                        detail: "cancelled while waiting for a cartridge".into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            // A person may have brought one (imported, labelled, or freed a drive).
+            if let Err(e) = lib.refresh() {
+                tracing::warn!(target: "library", "{}: inventory while waiting for a cartridge: {e}", self.describe());
+            }
+            if let Some(b) = lib.claim(&self.pool, None) {
+                tracing::info!(target: "library", "{}: cartridge {b} came after {} s", self.describe(), started.elapsed().as_secs());
+                break Ok(b);
+            }
+        };
+        lib.ask(&key, None);
+        outcome
     }
 
     fn cart(&self) -> &Loaded {
@@ -308,6 +379,10 @@ impl Target for TapeTarget {
         format!("{} writer {}", self.lib.location(), self.writer)
     }
 
+    fn watch_cancel(&mut self, cancel: Arc<std::sync::atomic::AtomicBool>) {
+        self.cancel = Some(cancel);
+    }
+
     fn multiplex(&self) -> usize {
         let board = crate::library::board();
         let lib = board.libraries.iter().find(|l| l.name() == self.lib.name());
@@ -331,9 +406,7 @@ impl Target for TapeTarget {
         loop {
             let lib = self.lib.clone();
             let loaded = lib.loaded(self.lease()?);
-            let Some(barcode) = lib.claim(&self.pool, loaded.as_deref()) else {
-                return Err(DeviceError::Full { what: self.describe(), detail: lib.why_none(&self.pool) });
-            };
+            let barcode = self.claim_or_wait(loaded.as_deref())?;
             match self.prepare(&barcode) {
                 Ok(Prepare::Mounted(m)) => return Ok(m),
                 Ok(Prepare::Unusable(why)) => lib.mark_unusable(&barcode, why),

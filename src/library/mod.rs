@@ -30,6 +30,9 @@ use crate::tape::{TapeDrive, TapeIo};
 
 pub use inventory::{Inventory, Known, Place};
 
+/// How the ask of a writer waiting for a cartridge starts.
+pub const WAITING_MEDIA: &str = "WAITING MEDIA";
+
 /// How long a reader or writer waits for a free drive before giving up.
 const LEASE_WAIT: Duration = Duration::from_secs(600);
 
@@ -342,6 +345,19 @@ impl Library {
         let pick = inventory::choose(&carts, &g.known, pool, loaded, &range_pool, append)?;
         g.known.claimed.insert(pick.clone());
         Some(pick)
+    }
+
+    /// How long a writer waits for a cartridge it can write before it fails: the board's
+    /// `media_wait` for this library (none for a library the board does not name).
+    pub fn media_wait(&self) -> Duration {
+        let board = board();
+        board.libraries.iter().find(|l| l.name() == &self.name).map_or(Duration::ZERO, |l| l.media_wait())
+    }
+
+    /// Whether a writer of any open library waits for a cartridge now (a job that waits so is
+    /// not stalled).
+    pub fn waiting_for_media() -> bool {
+        opened().iter().any(|l| l.asks().iter().any(|a| a.starts_with(WAITING_MEDIA)))
     }
 
     /// Whether a writer holds `barcode` now.

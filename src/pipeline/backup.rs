@@ -174,6 +174,9 @@ pub fn run(
         }
     }
     let mut targets = targets;
+    for t in &mut targets {
+        t.watch_cancel(req.cancel.flag());
+    }
     if targets.len() > 1 && req.sources.iter().any(|s| matches!(s, Source::Agent { .. })) {
         // Agents stream as they read: nothing is known in advance to split over devices. The
         // session goes to the first (a library's first free drive).

@@ -102,6 +102,12 @@ impl Watch {
     /// The running job and for how long it has made no progress, when that is over the
     /// stall limit.
     pub fn stalled(&self, now: u64) -> Option<(u64, u64)> {
+        // A job waiting for a person to bring a cartridge makes no progress and is not
+        // stalled: it says so itself (WAITING MEDIA) and fails after the board's wait.
+        if crate::library::Library::waiting_for_media() {
+            self.live.beat(now);
+            return None;
+        }
         self.live.stalled(now, self.stall_secs)
     }
 

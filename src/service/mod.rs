@@ -828,7 +828,12 @@ fn refresh(
             streams: p.streams as u16,
         });
     }
+    s.asks = crate::library::opened().iter().flat_map(|l| l.asks()).collect();
+    let waiting = s.asks.iter().find(|a| a.starts_with(crate::library::WAITING_MEDIA)).cloned();
     s.activity = match (problem, stalled, &progress) {
+        (None, None, Some(p)) if !p.verifying && waiting.is_some() => {
+            format!("backup: job {} ({}) {}", p.job, p.name, waiting.unwrap_or_default())
+        }
         (Some(p), _, _) => p.to_owned(),
         (None, Some((job, secs)), _) => {
             format!("STALLED: job {job} has made no progress for {secs} s (watchdog pings withheld)")
@@ -843,7 +848,6 @@ fn refresh(
         ),
         (None, None, None) => "idle".into(),
     };
-    s.asks = crate::library::opened().iter().flat_map(|l| l.asks()).collect();
     shown.refreshes += 1;
     s.panel = crate::console::panel::lines(&s, shown.refreshes / PANEL_TURN).map(|l| l.as_str().to_owned());
 }

@@ -29,6 +29,7 @@ pub(super) fn config(faults: Vec<crate::board::Fault>) -> VirtualLibrary {
         positioning: true,
         faults,
         multiplex: None,
+        media_wait: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn library_with(capacity: &str, faults: Vec<Fault>, positioning: bool) -> Opened
         positioning,
         faults,
         multiplex: None,
+        media_wait: None,
     };
     sim::open(&c, Box::new(MemoryStore::default()), Arc::new(ManualClock::default())).unwrap()
 }
