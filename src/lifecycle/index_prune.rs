@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::catalog::{Catalog, Session, SessionKind, SessionMode};
+use crate::catalog::{Catalog, IndexPruned, Record, Session, SessionKind, SessionMode};
 use crate::format::records::SessionStatus;
 
 /// How long a finished session keeps its index when the board does not say: 30 days (seed
@@ -53,6 +53,11 @@ pub fn to_prune(catalog: &Catalog, now: u64, keep: u64) -> Vec<u64> {
         .collect()
 }
 
+/// The records that prune what [`to_prune`] names at `now`.
+pub fn records(catalog: &Catalog, now: u64, keep: u64) -> Vec<Record> {
+    to_prune(catalog, now, keep).into_iter().map(|session| Record::from(IndexPruned { session, at: now })).collect()
+}
+
 /// Whether a later incremental backup of the session's source may compare against it: the
 /// rule of `pipeline::baseline::Baseline::find`.
 fn is_baseline(s: &Session) -> bool {
@@ -79,9 +84,7 @@ fn bases(catalog: &Catalog, s: &Session) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{
-        MediumAdded, MediumKind, Record, SessionFinished, SessionIndexed, SessionPart, SessionStarted,
-    };
+    use crate::catalog::{MediumAdded, MediumKind, SessionFinished, SessionIndexed, SessionPart, SessionStarted};
 
     const DAY: u64 = 86_400;
     const T0: u64 = 1_800_000_000;
@@ -188,7 +191,9 @@ mod tests {
         // Day 60, keep 30: 5 is young and needs 3, 2, 1; 4 is old and not needed (5 builds on
         // 3, and 5 is the baseline).
         assert_eq!(to_prune(&c, T0 + 60 * DAY, 30 * DAY), [4]);
-        c.apply(&Record::from(crate::catalog::IndexPruned { session: 4, at: T0 + 60 * DAY })).unwrap();
+        let pruning = records(&c, T0 + 60 * DAY, 30 * DAY);
+        assert_eq!(pruning, [Record::from(IndexPruned { session: 4, at: T0 + 60 * DAY })]);
+        c.apply(&pruning[0]).unwrap();
         assert!(to_prune(&c, T0 + 60 * DAY, 30 * DAY).is_empty());
         // Day 100: 5 is old but the baseline: its chain stays.
         assert!(to_prune(&c, T0 + 100 * DAY, 30 * DAY).is_empty());

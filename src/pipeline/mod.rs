@@ -23,6 +23,7 @@ pub mod multi;
 pub mod mux;
 pub mod pool;
 pub mod readback;
+pub mod reindex;
 pub mod reader;
 pub mod remote;
 pub mod restore;

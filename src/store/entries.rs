@@ -72,6 +72,23 @@ impl Indexes {
         self
     }
 
+    /// Bytes the index files (and spooled runs) take in the directory, for people and tests:
+    /// what pruning frees.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(dir: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.dir)
+    }
+
     /// Where `session`'s index file is (or would be).
     pub fn file_of(&self, session: u64) -> PathBuf {
         index_path(&self.dir, session)
