@@ -10,8 +10,8 @@
 //! entries the journal recorded when the session ended (entries, objects, bytes, kept files):
 //! the catalog refuses a `SessionIndexed` that does not, and nothing is changed then.
 //!
-//! Packed objects' digests are inside their packs: the index read back has none for them, as
-//! one rebuilt by `scan` has not, and restore checks them in the packs.
+//! Packed objects' digests are inside their packs: the walk unpacks them (where `scan` skips
+//! packs), so the index read back holds every digest the pruned one held.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -240,5 +240,5 @@ fn walk_one_part(
     if !c.fill(&mut head).map_err(|e| e.to_string())? {
         return Err(format!("the data ends before byte {position}, where the part starts"));
     }
-    walk_part(&mut c, &mut head, medium, found).map(drop)
+    walk_part(&mut c, &mut head, medium, found, true).map(drop)
 }

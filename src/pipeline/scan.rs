@@ -27,7 +27,7 @@ use crate::catalog::{
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartRange, PartReader};
 use crate::format::records::{IndexEntry, ObjectKind, SessionHeader, SessionStatus, Trailer, VolumeLabel};
-use crate::format::{Body, HEADER_LEN, Header, Kind, decode_record};
+use crate::format::{Body, HEADER_LEN, Header, Kind, PackEntries, decode_record, unpack};
 use crate::store::{State, StoreError};
 
 /// Payloads larger than this are skipped by reopening past them rather than read through.
@@ -375,7 +375,7 @@ fn walk_range(
         if !c.fill(&mut head)? || head.iter().all(|&b| b == 0) {
             break;
         }
-        match walk_part(c, &mut head, label.medium, found) {
+        match walk_part(c, &mut head, label.medium, found, false) {
             Ok(part_end) => {
                 end = round_up(part_end, block);
                 pos = end;
@@ -411,11 +411,16 @@ fn next_part(c: &mut Cursor<'_>, from: u64, block: u64) -> Result<Option<u64>, D
 }
 
 /// Walks one part whose first header is in `head`; returns where its last record ends.
+///
+/// With `packs`, packs are read through and unpacked for the digests of the small objects in
+/// them (a session's index read back then holds every digest it had); otherwise they are
+/// skipped like data.
 pub(super) fn walk_part(
     c: &mut Cursor<'_>,
     head: &mut [u8; HEADER_LEN],
     medium: [u8; 16],
     found: &mut BTreeMap<u64, Found>,
+    packs: bool,
 ) -> Result<u64, String> {
     let start = c.pos() - HEADER_LEN as u64;
     let mut at = start;
@@ -425,7 +430,7 @@ pub(super) fn walk_part(
         let (h, _) = Header::decode(head, at).map_err(|e| e.to_string())?;
         let total = HEADER_LEN as u64 + h.stored_len as u64;
         runs.record(lane_of_record(&h), at - start, at - start + total);
-        let meta_needed = !h.kind.carries_data();
+        let meta_needed = !h.kind.carries_data() || (packs && h.kind == Kind::Pack);
         if meta_needed || h.stored_len < SKIP_BY_SEEK {
             let mut bytes = head.to_vec();
             bytes.resize(total as usize, 0);
@@ -434,6 +439,12 @@ pub(super) fn walk_part(
             }
             let (rec, _) = decode_record(&bytes, at).map_err(|e| e.to_string())?;
             match rec.body {
+                Body::Pack(payload) if packs => {
+                    if let Some((id, ..)) = session {
+                        let f = found.entry(id).or_default();
+                        pack_digests(&h, payload, at, &mut f.digests)?;
+                    }
+                }
                 Body::SessionHeader(s) if session.is_none() => {
                     session = Some((s.session_id, s.stream, s.part));
                     let f = found.entry(s.session_id).or_default();
@@ -492,6 +503,23 @@ pub(super) fn walk_part(
             return Err("the data ends before the part's end (a part torn by a crash)".into());
         }
     }
+}
+
+/// Records the digest of every object in a pack, by (object, segment offset 0).
+fn pack_digests(
+    h: &Header,
+    payload: &[u8],
+    at: u64,
+    digests: &mut BTreeMap<(u64, u64), [u8; 32]>,
+) -> Result<(), String> {
+    // The header's raw length was checked against the unit limit when it was decoded.
+    let mut buf = vec![0u8; h.raw_len as usize];
+    let raw = unpack(h, payload, &mut buf, at).map_err(|e| e.to_string())?;
+    for entry in PackEntries::new(raw, at) {
+        let (entry, _) = entry.map_err(|e| e.to_string())?;
+        digests.insert((entry.object_id, 0), entry.digest);
+    }
+    Ok(())
 }
 
 /// Keeps the runs of a part walked to its end (`len` bytes long), when it holds multiplexed
