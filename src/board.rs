@@ -830,7 +830,8 @@ mod tests {
         let b = Board::parse("name = \"box1\"\ncatalog_keep = \"8w\"").unwrap();
         assert_eq!(b.catalog_keep().unwrap(), 8 * 7 * 86_400);
         for bad in ["30", "0d", "thirty days"] {
-            let e = Board::parse(&format!("name = \"box1\"\ncatalog_keep = \"{bad}\"")).unwrap_err().to_string();
+            let e =
+                Board::parse(&format!("name = \"box1\"\ncatalog_keep = \"{bad}\"")).unwrap_err().to_string();
             assert!(e.starts_with("catalog_keep"), "{bad}: {e}");
         }
     }

@@ -40,7 +40,12 @@ fn serve_at(env: &Env, board: &Path, now: &str) -> Service {
 
 /// Bytes the files under `dir` take.
 fn dir_bytes(dir: &Path) -> u64 {
-    walk_paths(dir).iter().filter_map(|p| fs::symlink_metadata(p).ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+    walk_paths(dir)
+        .iter()
+        .filter_map(|p| fs::symlink_metadata(p).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// `ls --json`: whether session `id`'s index is pruned.
@@ -66,7 +71,10 @@ fn an_old_sessions_index_is_pruned_restores_whole_and_comes_back_from_its_medium
     let src = env.path("src");
     for d in 0..6u64 {
         for f in 0..60u64 {
-            write_file(&src.join(format!("dir{d}/file{f:03}.txt")), &text_bytes(d * 100 + f, 200 + (f as usize) * 37));
+            write_file(
+                &src.join(format!("dir{d}/file{f:03}.txt")),
+                &text_bytes(d * 100 + f, 200 + (f as usize) * 37),
+            );
         }
     }
     write_file(&src.join("big/one.bin"), &random_bytes(1, 3 << 20));
@@ -129,7 +137,10 @@ fn an_old_sessions_index_is_pruned_restores_whole_and_comes_back_from_its_medium
     let one = env.path("one");
     let r = env.restore("1", &one, &["dir3/file042.txt"]);
     r.expect_code(2);
-    assert!(r.stderr.contains("single paths cannot be found") && r.stderr.contains("`coffer scan --session 1`"), "{r}");
+    assert!(
+        r.stderr.contains("single paths cannot be found") && r.stderr.contains("`coffer scan --session 1`"),
+        "{r}"
+    );
     assert!(!one.join("dir3").exists());
 
     // Bad input to `scan --session`: each refused by name, nothing changed.

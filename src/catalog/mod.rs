@@ -65,10 +65,10 @@ mod state_tests;
 mod tests;
 
 pub use record::{
-    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, IndexPruned, JobDeleted,
-    JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, LogLevel, MAX_AGENT_NAME_LEN, MAX_AGENT_PATHS,
-    MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES, MAX_PAYLOAD_LEN, MAX_RUNS,
-    MAX_TTY_LEN, MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, ObjectStored,
+    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, IndexPruned,
+    JobDeleted, JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, LogLevel, MAX_AGENT_NAME_LEN,
+    MAX_AGENT_PATHS, MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES, MAX_PAYLOAD_LEN,
+    MAX_RUNS, MAX_TTY_LEN, MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, ObjectStored,
     ObjectsStored, PartMoved, PartRuns, Record, RecordBody, SessionFinished, SessionIndexed, SessionKind,
     SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, agent_name_ok,
     kept_batches, kept_cost, object_batches, object_cost, run_batches,

@@ -7,10 +7,10 @@ use uuid::Uuid;
 
 use super::CatalogError;
 use super::record::{
-    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, IndexPruned, JobDeleted, JobSaved,
-    JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState, MediumUpdated,
-    ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed, SessionKind,
-    SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, run_batches,
+    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, IndexPruned, JobDeleted,
+    JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState,
+    MediumUpdated, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed,
+    SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, run_batches,
 };
 
 /// Activity log entries kept; older ones are dropped.

@@ -642,7 +642,10 @@ fn a_finished_indexed_session_has_its_index_pruned_once_and_read_back_with_the_s
     assert!(matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("running")), "{err}");
     c.apply(&finish(1)).unwrap();
     let err = refused(&mut c, index_pruned(1, 5));
-    assert!(matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("not written")), "{err}");
+    assert!(
+        matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("not written")),
+        "{err}"
+    );
     let indexed = index_record(c.session(1).unwrap());
     c.apply(&indexed).unwrap();
     let err = refused(&mut c, index_pruned(9, 5));
@@ -654,10 +657,13 @@ fn a_finished_indexed_session_has_its_index_pruned_once_and_read_back_with_the_s
     assert!(!s.has_index_file());
     // The session, its parts and its totals stay.
     assert_eq!((s.parts().count(), s.object_count(), s.entries()), (2, 2, 2));
-    assert_eq!(s.indexed(), Some(match &indexed {
-        Record::SessionIndexed(i) => i,
-        _ => unreachable!(),
-    }));
+    assert_eq!(
+        s.indexed(),
+        Some(match &indexed {
+            Record::SessionIndexed(i) => i,
+            _ => unreachable!(),
+        })
+    );
     let err = refused(&mut c, index_pruned(1, 6));
     assert!(matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("already")), "{err}");
 

@@ -161,7 +161,8 @@ fn session_records() -> impl Strategy<Value = Record> {
             })
         }),
         any::<u64>().prop_map(|session| Record::SessionPruned(SessionPruned { session })),
-        (1..u64::MAX, any::<u64>()).prop_map(|(session, at)| Record::IndexPruned(IndexPruned { session, at })),
+        (1..u64::MAX, any::<u64>())
+            .prop_map(|(session, at)| Record::IndexPruned(IndexPruned { session, at })),
         (
             any::<u64>(),
             proptest::collection::vec(proptest::collection::vec(1u8..=255, 1..64), 0..20),

@@ -51,7 +51,8 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         None => Action::Restore(a.to.clone()),
     };
-    let indexes = indexes_for(ctx, catalog, coffer::store::State::indexes(&held), session, !paths.is_empty())?;
+    let indexes =
+        indexes_for(ctx, catalog, coffer::store::State::indexes(&held), session, !paths.is_empty())?;
     let req = RestoreRequest { session, paths, action };
     let report = run(catalog, &indexes, &req)?;
     // A whole restore of one session is counted against what it committed; an incremental's
@@ -84,13 +85,20 @@ fn indexes_for(
         format!("the per-file index of session {list} (of session {session}'s chain) was pruned")
     };
     if selected {
-        let scans = pruned.iter().map(|id| format!("`coffer scan --session {id}`")).collect::<Vec<_>>().join(", then ");
+        let scans = pruned
+            .iter()
+            .map(|id| format!("`coffer scan --session {id}`"))
+            .collect::<Vec<_>>()
+            .join(", then ");
         anyhow::bail!(
             "{whose} (older than the board's catalog_keep), so single paths cannot be found in it: restore the whole session (name no paths), or run {scans} to read the index back from the media, then restore the paths"
         );
     }
     if !ctx.json {
-        outln!(ctx, "{whose}: reading it back from the media for this restore (the session comes back whole)");
+        outln!(
+            ctx,
+            "{whose}: reading it back from the media for this restore (the session comes back whole)"
+        );
     }
     Ok(coffer::pipeline::reindex::load_pruned(catalog, indexes, session)?)
 }
@@ -165,7 +173,8 @@ pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         ),
         None => (Vec::new(), Action::Verify(a.compare.clone())),
     };
-    let indexes = indexes_for(ctx, catalog, coffer::store::State::indexes(&held), session, !paths.is_empty())?;
+    let indexes =
+        indexes_for(ctx, catalog, coffer::store::State::indexes(&held), session, !paths.is_empty())?;
     let req = RestoreRequest { session, paths, action };
     let report = run(catalog, &indexes, &req)?;
     let interrupted = interrupted(catalog, session, true);

@@ -65,7 +65,10 @@ fn session_index(ctx: &Ctx, session: u64) -> anyhow::Result<ExitCode> {
     let mut store = ctx.hold_state()?;
     let done = coffer::pipeline::reindex::reindex(&mut store, session)?;
     if ctx.json {
-        super::print_json(ctx, &json!({"session": session, "entries": done.entries, "index_bytes": done.bytes}));
+        super::print_json(
+            ctx,
+            &json!({"session": session, "entries": done.entries, "index_bytes": done.bytes}),
+        );
     } else {
         outln!(
             ctx,

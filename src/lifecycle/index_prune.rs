@@ -55,7 +55,10 @@ pub fn to_prune(catalog: &Catalog, now: u64, keep: u64) -> Vec<u64> {
 
 /// The records that prune what [`to_prune`] names at `now`.
 pub fn records(catalog: &Catalog, now: u64, keep: u64) -> Vec<Record> {
-    to_prune(catalog, now, keep).into_iter().map(|session| Record::from(IndexPruned { session, at: now })).collect()
+    to_prune(catalog, now, keep)
+        .into_iter()
+        .map(|session| Record::from(IndexPruned { session, at: now }))
+        .collect()
 }
 
 /// Whether a later incremental backup of the session's source may compare against it: the
@@ -84,7 +87,9 @@ fn bases(catalog: &Catalog, s: &Session) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{MediumAdded, MediumKind, SessionFinished, SessionIndexed, SessionPart, SessionStarted};
+    use crate::catalog::{
+        MediumAdded, MediumKind, SessionFinished, SessionIndexed, SessionPart, SessionStarted,
+    };
 
     const DAY: u64 = 86_400;
     const T0: u64 = 1_800_000_000;
@@ -120,7 +125,14 @@ mod tests {
                     kind,
                     source_key: [key; 32],
                 }),
-                Record::from(SessionPart { session: id, stream: 0, part: 0, medium, position: 0, file_number: 0 }),
+                Record::from(SessionPart {
+                    session: id,
+                    stream: 0,
+                    part: 0,
+                    medium,
+                    position: 0,
+                    file_number: 0,
+                }),
                 Record::from(SessionFinished {
                     session: id,
                     ended: started + 60,

@@ -118,7 +118,8 @@ pub fn reindex(state: &mut impl State, session: u64) -> Result<Reindexed, Reinde
     }
     let indexes = state.indexes();
     let path = indexes.file_of(session);
-    let summary = write_sorted(&path, session, entries).map_err(|source| ReindexError::Write { session, source })?;
+    let summary =
+        write_sorted(&path, session, entries).map_err(|source| ReindexError::Write { session, source })?;
     if let Err(e) = state.commit(&[Record::from(SessionIndexed { crc: summary.crc, ..record })]) {
         // Another read-back of the same session may have been journaled meanwhile (the file
         // is the same then): the file goes only while the catalog still says pruned.
@@ -163,7 +164,8 @@ pub fn pruned_in_chain(catalog: &Catalog, session: u64) -> Vec<u64> {
 /// The record totals of `entries` as the catalog counts them (an object split into segments
 /// counts once).
 fn totals(session: u64, entries: &[Entry], kept_complete: bool) -> SessionIndexed {
-    let mut t = SessionIndexed { session, entries: 0, objects: 0, raw_bytes: 0, kept: 0, kept_complete, crc: 0 };
+    let mut t =
+        SessionIndexed { session, entries: 0, objects: 0, raw_bytes: 0, kept: 0, kept_complete, crc: 0 };
     let mut split = BTreeSet::new();
     for e in entries {
         t.entries += 1;
@@ -189,9 +191,12 @@ pub fn read_entries(catalog: &Catalog, session: u64) -> Result<Vec<Entry>, Reind
     let mut opened: HashMap<String, Box<dyn Media>> = HashMap::new();
     let mut found: BTreeMap<u64, Found> = BTreeMap::new();
     for p in s.parts() {
-        let medium = catalog
-            .medium(p.medium)
-            .ok_or_else(|| incomplete(format!("part {} of stream {} is on a medium the catalog does not know", p.part, p.stream)))?;
+        let medium = catalog.medium(p.medium).ok_or_else(|| {
+            incomplete(format!(
+                "part {} of stream {} is on a medium the catalog does not know",
+                p.part, p.stream
+            ))
+        })?;
         let location = medium.info().location.clone();
         let barcode = medium.barcode().to_owned();
         let fail = |why: String| ReindexError::Medium {
@@ -234,7 +239,8 @@ fn walk_one_part(
     medium: [u8; 16],
     found: &mut BTreeMap<u64, Found>,
 ) -> Result<(), String> {
-    let reader = media.open_part(barcode, position, file_number, 0).map_err(|e: DeviceError| e.to_string())?;
+    let reader =
+        media.open_part(barcode, position, file_number, 0).map_err(|e: DeviceError| e.to_string())?;
     let mut c = Cursor { media, barcode: barcode.to_owned(), reader, file: Some((position, file_number)) };
     let mut head = [0u8; HEADER_LEN];
     if !c.fill(&mut head).map_err(|e| e.to_string())? {

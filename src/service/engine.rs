@@ -196,8 +196,9 @@ impl Engine {
             self.reap(now)?;
             reaped = true;
         }
-        let day_passed =
-            self.pruned_at.is_none_or(|t| now >= t.saturating_add(crate::lifecycle::index_prune::PRUNE_EVERY));
+        let day_passed = self
+            .pruned_at
+            .is_none_or(|t| now >= t.saturating_add(crate::lifecycle::index_prune::PRUNE_EVERY));
         if reaped || day_passed {
             self.prune(now)?;
         }
@@ -240,7 +241,12 @@ impl Engine {
             keep / 86_400
         );
         tracing::info!(target: "jobs", "{message}");
-        records.push(Record::from(LogEntry { at: now, level: crate::catalog::LogLevel::Note, job: None, message }));
+        records.push(Record::from(LogEntry {
+            at: now,
+            level: crate::catalog::LogLevel::Note,
+            job: None,
+            message,
+        }));
         self.store.commit(&records)
     }
 
