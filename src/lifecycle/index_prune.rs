@@ -53,6 +53,12 @@ pub fn to_prune(catalog: &Catalog, now: u64, keep: u64) -> Vec<u64> {
         .collect()
 }
 
+/// Whether the service prunes at `now`: after each job, at its first scan of the queue
+/// (`last` is `None`), and once [`PRUNE_EVERY`] has passed since it last did.
+pub fn due(last: Option<u64>, now: u64, after_job: bool) -> bool {
+    after_job || last.is_none_or(|t| now >= t.saturating_add(PRUNE_EVERY))
+}
+
 /// The records that prune what [`to_prune`] names at `now`.
 pub fn records(catalog: &Catalog, now: u64, keep: u64) -> Vec<Record> {
     to_prune(catalog, now, keep)
@@ -189,6 +195,16 @@ mod tests {
         assert_eq!(to_prune(&c20, T0 + 20 * DAY, 10 * DAY), [4]);
         // Before anything is old, nothing goes.
         assert!(to_prune(&c, T0 + 65 * DAY, 100 * DAY).is_empty());
+    }
+
+    #[test]
+    fn the_service_prunes_after_a_job_at_its_first_scan_and_once_a_day() {
+        assert!(due(None, T0, false));
+        assert!(!due(Some(T0), T0 + DAY - 1, false));
+        assert!(due(Some(T0), T0 + DAY - 1, true));
+        assert!(due(Some(T0), T0 + DAY, false));
+        // A clock set back does not stop it for long, nor make it run every scan.
+        assert!(!due(Some(T0), T0 - 10, false));
     }
 
     #[test]

@@ -248,3 +248,45 @@ fn walk_one_part(
     }
     walk_part(&mut c, &mut head, medium, found, true).map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::records::ObjectKind;
+
+    fn piece(id: u64, size: u64, segment_offset: u64, length: u64) -> Entry {
+        Entry::Object(StoredObject {
+            id,
+            path: format!("f{id}").into_bytes(),
+            kind: ObjectKind::File,
+            size,
+            mtime: 0,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            segment_offset,
+            length,
+            stream: 0,
+            part: 0,
+            position: 0,
+            digest: [0; 32],
+        })
+    }
+
+    #[test]
+    fn totals_count_a_split_object_once_and_kept_files_apart_as_the_catalog_does() {
+        let entries = [
+            piece(1, 10, 0, 10),
+            // Object 2 in three segments.
+            piece(2, 30, 0, 10),
+            piece(2, 30, 10, 10),
+            piece(2, 30, 20, 10),
+            Entry::Kept(b"old".to_vec()),
+        ];
+        let t = totals(7, &entries, true);
+        assert_eq!(
+            (t.session, t.entries, t.objects, t.raw_bytes, t.kept, t.kept_complete),
+            (7, 5, 2, 40, 1, true)
+        );
+    }
+}

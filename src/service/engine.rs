@@ -196,10 +196,7 @@ impl Engine {
             self.reap(now)?;
             reaped = true;
         }
-        let day_passed = self
-            .pruned_at
-            .is_none_or(|t| now >= t.saturating_add(crate::lifecycle::index_prune::PRUNE_EVERY));
-        if reaped || day_passed {
+        if crate::lifecycle::index_prune::due(self.pruned_at, now, reaped) {
             self.prune(now)?;
         }
         let entries = self.entries();
