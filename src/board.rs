@@ -53,6 +53,10 @@ pub struct Board {
     /// Disk and NVRAM targets, as `coffer backup --to` takes them.
     #[serde(default, rename = "target")]
     pub targets: Vec<NamedTarget>,
+    /// How long a finished session keeps its per-file index in the state directory, e.g.
+    /// "30d" (default [`crate::lifecycle::index_prune::DEFAULT_CATALOG_KEEP`]); older ones are
+    /// pruned (the session stays, and its index can be read back from its media).
+    pub catalog_keep: Option<String>,
     /// Media pools: their cartridges and how long they keep sessions.
     #[serde(default, rename = "pool")]
     pub pools: Vec<crate::lifecycle::pools::PoolSpec>,
@@ -389,6 +393,14 @@ impl Board {
         }
     }
 
+    /// Seconds a finished session keeps its per-file index: `catalog_keep`, or the default.
+    pub fn catalog_keep(&self) -> Result<u64, BoardError> {
+        match &self.catalog_keep {
+            None => Ok(crate::lifecycle::index_prune::DEFAULT_CATALOG_KEEP),
+            Some(t) => crate::lifecycle::pools::parse_duration(t).map_err(|e| bad("catalog_keep", e)),
+        }
+    }
+
     /// The embedded default board.
     pub fn default_board() -> Board {
         Board::parse(DEFAULT_BOARD).expect("the embedded default board is valid")
@@ -435,6 +447,7 @@ impl Board {
         for l in &self.libraries {
             l.check()?;
         }
+        self.catalog_keep()?;
         let libraries: Vec<&str> = self.libraries.iter().map(|l| l.name().as_str()).collect();
         crate::lifecycle::pools::check_all(&self.pools, &libraries).map_err(|(key, what)| bad(key, what))?;
         if !crate::jobs::queue::SCAN_SECONDS.contains(&self.jobs.scan_seconds) {
@@ -846,6 +859,18 @@ mod tests {
         let Library::Virtual(v) = Board::parse(&tgt).unwrap().libraries.remove(1) else { panic!() };
         assert!(!v.positioning);
         assert_eq!(v.capacity_bytes(), 64 << 20);
+    }
+
+    #[test]
+    fn catalog_keep_defaults_to_30_days_and_a_bad_one_is_named() {
+        assert_eq!(Board::default_board().catalog_keep().unwrap(), 30 * 86_400);
+        let b = Board::parse("name = \"box1\"\ncatalog_keep = \"8w\"").unwrap();
+        assert_eq!(b.catalog_keep().unwrap(), 8 * 7 * 86_400);
+        for bad in ["30", "0d", "thirty days"] {
+            let e =
+                Board::parse(&format!("name = \"box1\"\ncatalog_keep = \"{bad}\"")).unwrap_err().to_string();
+            assert!(e.starts_with("catalog_keep"), "{bad}: {e}");
+        }
     }
 
     proptest! {

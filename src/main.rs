@@ -39,7 +39,8 @@ pub enum Command {
     Ls(cli::ls::LsArgs),
     /// Move finished sessions from a staging target (NVRAM) to a slower one.
     Drain(cli::drain::DrainArgs),
-    /// Rebuild the catalog from the media of a target alone.
+    /// Rebuild the catalog from the media of a target alone, or read one session's pruned
+    /// index back from its media (--session N).
     Scan(cli::scan::ScanArgs),
     /// Check a board file (what the box has: libraries, targets, console, status endpoint).
     Board {
@@ -66,6 +67,11 @@ pub enum Command {
     Status,
     /// Backup agents: add, list, show, revoke (on the box); enroll, run (on a client).
     Agent(cli::agent::AgentArgs),
+    /// The catalog: prune the per-file index of old sessions now.
+    Catalog {
+        #[command(subcommand)]
+        what: cli::catalog::CatalogCommand,
+    },
     /// Inspect the journal.
     Journal {
         #[command(subcommand)]

@@ -9,7 +9,7 @@
 //!   struct, at most [`MAX_PAYLOAD_LEN`] bytes.
 //! - [`Catalog`]: the in-memory state those records build: media (by UUID and by barcode),
 //!   sessions (start, parts on media, totals of their objects, how they ended, whether their
-//!   per-file index file is durable), jobs (saved
+//!   per-file index file is durable, or was pruned and must be read back from the media), jobs (saved
 //!   definition and a bounded state history), backup agents (enrolment and revocation), the
 //!   activity log (the last [`LOG_KEEP`]
 //!   entries), the console's latest login (wrong PINs in a row, for the lockout), and the next
@@ -65,10 +65,10 @@ mod state_tests;
 mod tests;
 
 pub use record::{
-    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, JobDeleted,
-    JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, LogLevel, MAX_AGENT_NAME_LEN, MAX_AGENT_PATHS,
-    MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES, MAX_PAYLOAD_LEN, MAX_RUNS,
-    MAX_TTY_LEN, MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, MediumVaulted,
+    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, IndexPruned,
+    JobDeleted, JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, LogLevel, MAX_AGENT_NAME_LEN,
+    MAX_AGENT_PATHS, MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES, MAX_PAYLOAD_LEN,
+    MAX_RUNS, MAX_TTY_LEN, MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, MediumVaulted,
     ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, RecordBody, SessionFinished, SessionIndexed,
     SessionKind, SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
     agent_name_ok, kept_batches, kept_cost, object_batches, object_cost, run_batches,
@@ -162,6 +162,9 @@ pub enum CatalogError {
     /// than the journal recorded.
     #[error("session {session} cannot take index file {crc:08x}: {why}")]
     Index { session: u64, crc: u32, why: &'static str },
+    /// Pruning the index of a session that cannot have it pruned.
+    #[error("the index of session {session} cannot be pruned: {why}")]
+    IndexPrune { session: u64, why: &'static str },
     /// An agent record that does not fit the agent's state.
     #[error("agent {name}: {why}")]
     Agent { name: String, why: &'static str },

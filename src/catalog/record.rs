@@ -16,6 +16,7 @@
 //! | 40   | `ObjectsStored`   | 1       |
 //! | 41   | `SessionIndexed`  | 1       |
 //! | 42   | `PartRuns`        | 1       |
+//! | 43   | `IndexPruned`     | 1       |
 //! | 48   | `JobSaved`        | 1       |
 //! | 49   | `JobStateChanged` | 2       |
 //! | 50   | `JobDeleted`      | 1       |
@@ -40,6 +41,8 @@
 //! objects are journaled in batches, and only until the session's index file is durable;
 //! `ObjectStored` (kind 34, one object per record) is still read from older journals.
 //! `PartRuns` (kind 42) came with multiplexing: where each agent's records lie in a part.
+//! `IndexPruned` (kind 43) came with catalog pruning: a session's index file was dropped (the
+//! session stays); a later `SessionIndexed` for it says the index was read back from its media.
 
 use serde::{Deserialize, Serialize};
 
@@ -350,6 +353,19 @@ pub struct SessionIndexed {
     pub kept_complete: bool,
     /// CRC-32 of the index file's directory: which file this is.
     pub crc: u32,
+}
+
+/// A finished session's per-file index file was dropped to keep the state small (it is older
+/// than the board's `catalog_keep`). The session stays: its parts on their media, its totals and
+/// the [`SessionIndexed`] record of the file that was (entries, CRC). The index is written on
+/// the session's media too, so it can be read back (`coffer scan --session N`), which journals
+/// a new [`SessionIndexed`] for the session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPruned {
+    /// Session id (a finished, indexed session whose every stream ended with its trailer).
+    pub session: u64,
+    /// When, seconds since the Unix epoch.
+    pub at: u64,
 }
 
 /// A session ended.
@@ -781,6 +797,14 @@ impl RecordBody for PartRuns {
     }
 }
 
+impl RecordBody for IndexPruned {
+    const KIND: u16 = 43;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        check_id(self.session, "session id 0 or the largest")
+    }
+}
+
 impl RecordBody for SessionFinished {
     const KIND: u16 = 35;
     const VERSION: u8 = 1;
@@ -1057,6 +1081,8 @@ records! {
     SessionIndexed,
     /// Kind 42.
     PartRuns,
+    /// Kind 43.
+    IndexPruned,
     /// Kind 48.
     JobSaved,
     /// Kind 49.
@@ -1143,6 +1169,7 @@ impl Record {
             (ObjectsStored::KIND, 1) => body::<ObjectsStored>(payload).map_err(fail)?.into(),
             (SessionIndexed::KIND, 1) => body::<SessionIndexed>(payload).map_err(fail)?.into(),
             (PartRuns::KIND, 1) => body::<PartRuns>(payload).map_err(fail)?.into(),
+            (IndexPruned::KIND, 1) => body::<IndexPruned>(payload).map_err(fail)?.into(),
             (JobSaved::KIND, 1) => body::<JobSaved>(payload).map_err(fail)?.into(),
             (JobStateChanged::KIND, 1) => {
                 body::<old::JobStateChangedV1>(payload).map_err(fail)?.upgrade().into()

@@ -7,10 +7,11 @@ use uuid::Uuid;
 
 use super::CatalogError;
 use super::record::{
-    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved,
-    JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState, MediumUpdated,
-    MediumVaulted, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished, SessionIndexed,
-    SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, run_batches,
+    AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, IndexPruned, JobDeleted,
+    JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState,
+    MediumUpdated, MediumVaulted, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished,
+    SessionIndexed, SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
+    run_batches,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -124,8 +125,11 @@ pub struct Session {
     finish: Option<SessionFinished>,
     /// Streams that ended without their trailer.
     cut: std::collections::BTreeSet<u16>,
-    /// The index file's record, once it is durable.
+    /// The index file's record, once it is durable (kept when the file is pruned: its totals
+    /// and CRC say what a file read back from the media must hold).
     indexed: Option<SessionIndexed>,
+    /// The index file was pruned, until it is read back from the media.
+    pruned: Option<IndexPruned>,
     /// Multiplexed parts: each one's length and where its lanes lie.
     runs: BTreeMap<(u16, u32), (u64, Vec<LaneRun>)>,
 }
@@ -184,9 +188,39 @@ impl Session {
         self.tally.kept_complete
     }
 
-    /// Its index file's record, once the file is durable.
+    /// Its index file's record, once the file is durable. A pruned index keeps its record:
+    /// see [`index_pruned`](Self::index_pruned) before opening the file.
     pub fn indexed(&self) -> Option<&SessionIndexed> {
         self.indexed.as_ref()
+    }
+
+    /// Whether its index file was pruned (and when), until it is read back from the media.
+    pub fn index_pruned(&self) -> Option<&IndexPruned> {
+        self.pruned.as_ref()
+    }
+
+    /// Whether its index file is in the state directory now.
+    pub fn has_index_file(&self) -> bool {
+        self.indexed.is_some() && self.pruned.is_none()
+    }
+
+    /// Why its index file may not be pruned, if it may not: it must be durable, and the session
+    /// finished with every stream ended by its trailer, since the index written before the
+    /// trailer is what brings the file back.
+    pub fn index_unprunable(&self) -> Option<&'static str> {
+        if !self.is_finished() {
+            return Some("the session is still running");
+        }
+        if self.indexed.is_none() {
+            return Some("its index file is not written yet");
+        }
+        if self.pruned.is_some() {
+            return Some("it is pruned already");
+        }
+        if !self.cut.is_empty() {
+            return Some("a stream of it ended without its trailer, so its media hold no index to read back");
+        }
+        None
     }
 
     /// Whether it holds entries that are only in the journal (its index file is not written
@@ -263,6 +297,7 @@ impl Session {
         let parts = self.parts.values().cloned().map(Record::SessionPart);
         let finish = self.finish.clone().map(Record::SessionFinished);
         let indexed = self.indexed.clone().map(Record::SessionIndexed);
+        let pruned = self.pruned.clone().map(Record::IndexPruned);
         let cut = self.cut.iter().map(move |&stream| Record::StreamCut(StreamCut { session, stream }));
         let runs = self.runs.iter().flat_map(move |(&(stream, part), (len, runs))| {
             run_batches(session, stream, part, *len, runs).into_iter().map(Record::PartRuns)
@@ -273,6 +308,7 @@ impl Session {
             .chain(cut)
             .chain(finish)
             .chain(indexed)
+            .chain(pruned)
     }
 }
 
@@ -432,6 +468,7 @@ impl Catalog {
             Record::ObjectStored(b) => self.object_stored(b),
             Record::ObjectsStored(b) => self.objects_stored(b),
             Record::SessionIndexed(b) => self.session_indexed(b),
+            Record::IndexPruned(b) => self.index_pruned(b),
             Record::SessionFinished(b) => self.session_finished(b),
             Record::SessionPruned(b) => self.session_pruned(b),
             Record::PartMoved(b) => self.part_moved(b),
@@ -614,6 +651,7 @@ impl Catalog {
             finish: None,
             cut: Default::default(),
             indexed: None,
+            pruned: None,
             runs: BTreeMap::new(),
         };
         self.sessions.insert(b.session, session);
@@ -663,6 +701,18 @@ impl Catalog {
         if !s.is_finished() {
             return refuse("the session is still running");
         }
+        if let (Some(was), Some(_)) = (&s.indexed, &s.pruned) {
+            // Read back from the media after it was pruned: the same entries as the file that
+            // was, though not byte for byte (packed objects' digests stay inside their packs).
+            let same = (was.entries, was.objects, was.raw_bytes, was.kept, was.kept_complete)
+                == (b.entries, b.objects, b.raw_bytes, b.kept, b.kept_complete);
+            if !same {
+                return refuse("the index read back holds other entries than the journal recorded");
+            }
+            s.indexed = Some(b.clone());
+            s.pruned = None;
+            return Ok(());
+        }
         if s.indexed.is_some() {
             return refuse("the session is indexed already");
         }
@@ -687,6 +737,16 @@ impl Catalog {
             ..Tally::default()
         };
         s.indexed = Some(b.clone());
+        Ok(())
+    }
+
+    fn index_pruned(&mut self, b: &IndexPruned) -> Result<(), CatalogError> {
+        let s =
+            self.sessions.get_mut(&b.session).ok_or(CatalogError::UnknownSession { session: b.session })?;
+        if let Some(why) = s.index_unprunable() {
+            return Err(CatalogError::IndexPrune { session: b.session, why });
+        }
+        s.pruned = Some(b.clone());
         Ok(())
     }
 

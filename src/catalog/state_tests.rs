@@ -84,6 +84,10 @@ fn prune(session: u64) -> Record {
     Record::SessionPruned(SessionPruned { session })
 }
 
+fn index_pruned(session: u64, at: u64) -> Record {
+    Record::IndexPruned(IndexPruned { session, at })
+}
+
 fn job(job: u64, name: &str) -> Record {
     Record::JobSaved(JobSaved { job, name: name.into(), definition: "source = \"/srv/data\"\n".into() })
 }
@@ -390,7 +394,12 @@ fn session_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
             object(session, x % 100, stream, part)
         }
         6 => finish(session),
-        _ => prune(session),
+        _ => match x % 3 {
+            0 => prune(session),
+            1 => index_pruned(session, x),
+            // Indexes a finished session, or reads a pruned index back.
+            _ => s.map_or_else(|| prune(session), index_record),
+        },
     }
 }
 
@@ -626,4 +635,74 @@ fn agent_names_and_paths_are_checked() {
         assert!(r.validate().is_err(), "{r:?}");
     }
     assert!(agent_added("db1.example-2_x", 200).validate().is_ok());
+}
+
+#[test]
+fn a_finished_indexed_session_has_its_index_pruned_once_and_read_back_with_the_same_totals() {
+    let mut c = catalog();
+    c.apply(&object(1, 2, 1, 0)).unwrap();
+    let err = refused(&mut c, index_pruned(1, 5));
+    assert!(matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("running")), "{err}");
+    c.apply(&finish(1)).unwrap();
+    let err = refused(&mut c, index_pruned(1, 5));
+    assert!(
+        matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("not written")),
+        "{err}"
+    );
+    let indexed = index_record(c.session(1).unwrap());
+    c.apply(&indexed).unwrap();
+    let err = refused(&mut c, index_pruned(9, 5));
+    assert!(matches!(err, CatalogError::UnknownSession { session: 9 }), "{err}");
+
+    c.apply(&index_pruned(1, 5)).unwrap();
+    let s = c.session(1).unwrap();
+    assert_eq!(s.index_pruned().map(|p| p.at), Some(5));
+    assert!(!s.has_index_file());
+    // The session, its parts and its totals stay.
+    assert_eq!((s.parts().count(), s.object_count(), s.entries()), (2, 2, 2));
+    assert_eq!(
+        s.indexed(),
+        Some(match &indexed {
+            Record::SessionIndexed(i) => i,
+            _ => unreachable!(),
+        })
+    );
+    let err = refused(&mut c, index_pruned(1, 6));
+    assert!(matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("already")), "{err}");
+
+    // A snapshot keeps the fact.
+    let (fresh, _) = rebuilt(&c);
+    assert_eq!(fresh, c);
+    assert!(fresh.session(1).unwrap().index_pruned().is_some());
+
+    // Read back from the media: the same totals (another CRC is fine); other totals are not.
+    let mut other = indexed.clone();
+    if let Record::SessionIndexed(i) = &mut other {
+        i.objects -= 1;
+    }
+    let err = refused(&mut c, other);
+    assert!(matches!(err, CatalogError::Index { session: 1, why, .. } if why.contains("read back")), "{err}");
+    let mut back = indexed.clone();
+    if let Record::SessionIndexed(i) = &mut back {
+        i.crc = 99;
+    }
+    c.apply(&back).unwrap();
+    let s = c.session(1).unwrap();
+    assert!(s.has_index_file() && s.index_pruned().is_none());
+    assert_eq!(s.indexed().map(|i| i.crc), Some(99));
+    let err = refused(&mut c, back);
+    assert!(matches!(err, CatalogError::Index { session: 1, .. }), "indexed twice: {err}");
+    let (fresh, _) = rebuilt(&c);
+    assert_eq!(fresh, c);
+}
+
+#[test]
+fn a_session_with_a_cut_stream_keeps_its_index() {
+    let mut c = catalog();
+    c.apply(&Record::StreamCut(StreamCut { session: 1, stream: 1 })).unwrap();
+    c.apply(&finish(1)).unwrap();
+    let indexed = index_record(c.session(1).unwrap());
+    c.apply(&indexed).unwrap();
+    let err = refused(&mut c, index_pruned(1, 5));
+    assert!(matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("trailer")), "{err}");
 }

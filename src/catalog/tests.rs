@@ -161,6 +161,8 @@ fn session_records() -> impl Strategy<Value = Record> {
             })
         }),
         any::<u64>().prop_map(|session| Record::SessionPruned(SessionPruned { session })),
+        (1..u64::MAX, any::<u64>())
+            .prop_map(|(session, at)| Record::IndexPruned(IndexPruned { session, at })),
         (
             any::<u64>(),
             proptest::collection::vec(proptest::collection::vec(1u8..=255, 1..64), 0..20),
@@ -295,6 +297,7 @@ fn largest_records() -> Vec<Record> {
             kept_complete: true,
             crc: u32::MAX,
         }),
+        Record::IndexPruned(IndexPruned { session: big, at: u64::MAX }),
         // The most paths of the longest and of the shortest kind one record takes.
         largest_kept(crate::format::MAX_PATH_LEN),
         largest_kept(1),
@@ -434,6 +437,7 @@ fn kinds_and_versions_are_stable() {
         (40, 1, "ObjectsStored"),
         (41, 1, "SessionIndexed"),
         (42, 1, "PartRuns"),
+        (43, 1, "IndexPruned"),
         (48, 1, "JobSaved"),
         (49, 2, "JobStateChanged"),
         (50, 1, "JobDeleted"),

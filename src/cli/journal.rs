@@ -92,7 +92,7 @@ struct IndexCheck {
 fn check_indexes(store: &Store) -> IndexCheck {
     let mut check = IndexCheck { files: 0, entries: 0, problems: Vec::new() };
     let indexes = store.indexes();
-    for s in store.catalog().sessions().filter(|s| s.indexed().is_some()) {
+    for s in store.catalog().sessions().filter(|s| s.has_index_file()) {
         check.files += 1;
         let counted = indexes.session(store.catalog(), s.id()).map_err(|e| e.to_string()).and_then(|e| {
             e.iter().try_fold(0u64, |n, entry| entry.map(|_| n + 1)).map_err(|e| e.to_string())

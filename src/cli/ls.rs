@@ -49,6 +49,7 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
                         "kind": kind, "base": base,
                         "status": f.map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase()),
                         "objects": s.object_count(), "bytes_in": f.map(|f| f.raw_bytes),
+                        "index_pruned": s.index_pruned().is_some(),
                         "bytes_stored": f.map(|f| f.stored_bytes),
                         "parts": s.parts().map(|p| json!({
                             "stream": p.stream, "part": p.part, "position": p.position,
@@ -71,10 +72,13 @@ pub fn run(ctx: &Ctx, a: LsArgs) -> anyhow::Result<ExitCode> {
             for s in c.sessions() {
                 let f = s.finish();
                 let status = f.map_or("running".into(), |f| format!("{:?}", f.status).to_lowercase());
-                let kind = match s.start().kind {
+                let mut kind = match s.start().kind {
                     SessionKind::Full => String::new(),
                     SessionKind::Incremental { base } => format!(" (incremental on {base})"),
                 };
+                if s.index_pruned().is_some() {
+                    kind.push_str(" [index pruned]");
+                }
                 outln!(
                     ctx,
                     "{:>8}  {:<10}  {:>9}  {:>10}  {:>10}  {}{kind}",

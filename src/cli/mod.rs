@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod backup;
 pub mod board;
+pub mod catalog;
 pub mod console;
 pub mod drain;
 pub mod job;
@@ -79,6 +80,7 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Scan(a) => scan::run(ctx, a),
         Command::Drain(a) => drain::run(ctx, a),
         Command::Journal { what } => journal::run(ctx, what),
+        Command::Catalog { what } => catalog::run(ctx, what),
         Command::Board { what } => board::run(ctx, what),
         Command::Serve(a) => serve::run(ctx, a),
         Command::Console(a) => console::run(ctx, a),

@@ -51,13 +51,56 @@ pub fn run_restore(ctx: &Ctx, a: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         None => Action::Restore(a.to.clone()),
     };
+    let indexes =
+        indexes_for(ctx, catalog, coffer::store::State::indexes(&held), session, !paths.is_empty())?;
     let req = RestoreRequest { session, paths, action };
-    let report = run(catalog, &coffer::store::State::indexes(&held), &req)?;
+    let report = run(catalog, &indexes, &req)?;
     // A whole restore of one session is counted against what it committed; an incremental's
     // restore also reads the sessions of its chain, and is checked object by object only.
     let interrupted = interrupted(catalog, session, a.paths.is_empty() && report.sessions.len() == 1);
     print(ctx, "restore", session, &report, interrupted);
     Ok(exit(&report, interrupted))
+}
+
+/// The indexes a restore or verify of `session` reads. A session whose index was pruned (or
+/// an incremental some of whose chain's sessions were) restores whole: each pruned index is
+/// read back from the media for this command only and held in memory. A selection of paths
+/// is refused then: finding one file needs the index in the state, which
+/// `coffer scan --session N` brings back.
+fn indexes_for(
+    ctx: &Ctx,
+    catalog: &coffer::catalog::Catalog,
+    indexes: coffer::store::Indexes,
+    session: u64,
+    selected: bool,
+) -> anyhow::Result<coffer::store::Indexes> {
+    let pruned = coffer::pipeline::reindex::pruned_in_chain(catalog, session);
+    if pruned.is_empty() {
+        return Ok(indexes);
+    }
+    let list = pruned.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let whose = if pruned == [session] {
+        format!("session {session}'s per-file index was pruned")
+    } else {
+        format!("the per-file index of session {list} (of session {session}'s chain) was pruned")
+    };
+    if selected {
+        let scans = pruned
+            .iter()
+            .map(|id| format!("`coffer scan --session {id}`"))
+            .collect::<Vec<_>>()
+            .join(", then ");
+        anyhow::bail!(
+            "{whose} (older than the board's catalog_keep), so single paths cannot be found in it: restore the whole session (name no paths), or run {scans} to read the index back from the media, then restore the paths"
+        );
+    }
+    if !ctx.json {
+        outln!(
+            ctx,
+            "{whose}: reading it back from the media for this restore (the session comes back whole)"
+        );
+    }
+    Ok(coffer::pipeline::reindex::load_pruned(catalog, indexes, session)?)
 }
 
 /// The paths of session `session` a restore onto agent `agent` may take: `paths` when the
@@ -130,8 +173,10 @@ pub fn run_verify(ctx: &Ctx, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         ),
         None => (Vec::new(), Action::Verify(a.compare.clone())),
     };
+    let indexes =
+        indexes_for(ctx, catalog, coffer::store::State::indexes(&held), session, !paths.is_empty())?;
     let req = RestoreRequest { session, paths, action };
-    let report = run(catalog, &coffer::store::State::indexes(&held), &req)?;
+    let report = run(catalog, &indexes, &req)?;
     let interrupted = interrupted(catalog, session, true);
     print(ctx, "verify", session, &report, interrupted);
     Ok(exit(&report, interrupted))

@@ -1,5 +1,5 @@
 //! Commands that need the state, while the service holds it. On a running box the service owns
-//! the state lock, so `ls`, `restore`, `verify`, `scan`, `journal check` and `media …`
+//! the state lock, so `ls`, `restore`, `verify`, `scan`, `catalog prune`, `journal check` and `media …`
 //! go to it over the control socket: it runs the same command code in its own process, on the
 //! state it holds, and streams the command's output and exit code back ([`forward`],
 //! [`execute`]). `backup` becomes a job of the service's queue, run at once, its progress shown
@@ -37,6 +37,7 @@ pub fn needs_state(command: &Command) -> bool {
             | Command::Ls(_)
             | Command::Scan(_)
             | Command::Journal { .. }
+            | Command::Catalog { .. }
             | Command::Media(_)
             | Command::Pool { .. }
     ) || matches!(command, Command::Agent(a) if a.what.on_the_box())
@@ -147,7 +148,11 @@ fn absolute_paths(command: &mut Command, cwd: &Path) {
                 abs(p);
             }
         }
-        Command::Scan(a) => spec(&mut a.target),
+        Command::Scan(a) => {
+            if let Some(t) = a.target.as_mut() {
+                spec(t)
+            }
+        }
         _ => {}
     }
 }

@@ -24,6 +24,7 @@ pub mod mux;
 pub mod pool;
 pub mod readback;
 pub mod reader;
+pub mod reindex;
 pub mod remote;
 pub mod restore;
 pub mod restore_workers;

@@ -27,7 +27,7 @@ use crate::catalog::{
 use crate::device::aligned::round_up;
 use crate::device::{DeviceError, Media, PartRange, PartReader};
 use crate::format::records::{IndexEntry, ObjectKind, SessionHeader, SessionStatus, Trailer, VolumeLabel};
-use crate::format::{Body, HEADER_LEN, Header, Kind, decode_record};
+use crate::format::{Body, HEADER_LEN, Header, Kind, PackEntries, decode_record, unpack};
 use crate::store::{State, StoreError};
 
 /// Payloads larger than this are skipped by reopening past them rather than read through.
@@ -64,8 +64,8 @@ pub enum ScanError {
 
 /// A session as pieced together from the media.
 #[derive(Debug, Default)]
-struct Found {
-    header: Option<SessionHeader>,
+pub(super) struct Found {
+    pub(super) header: Option<SessionHeader>,
     /// (medium, position, tape file number) of each (stream, part).
     parts: BTreeMap<(u16, u32), ([u8; 16], u64, u32)>,
     /// The length and runs of each (stream, part) walked to its end that holds multiplexed
@@ -79,7 +79,7 @@ struct Found {
     /// in the stream's next part).
     segment_at: BTreeMap<(u16, u64), u64>,
     /// Each stream's trailer, by stream.
-    trailers: BTreeMap<u16, Trailer>,
+    pub(super) trailers: BTreeMap<u16, Trailer>,
     /// The files a complete incremental kept, from stream 0, and how many records held them.
     kept: Vec<Vec<u8>>,
     kept_records: u32,
@@ -167,8 +167,8 @@ fn groups(records: &[Record]) -> Vec<&[Record]> {
 }
 
 /// The records that add a found session, `None` if the catalog has it.
-fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Record>>, String> {
-    let Some(h) = f.header else {
+fn session_records(catalog: &Catalog, id: u64, mut f: Found) -> Result<Option<Vec<Record>>, String> {
+    let Some(h) = f.header.take() else {
         return Err(format!("session {id}: its first part was not found"));
     };
     if let Some(known) = catalog.session(id) {
@@ -214,6 +214,57 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
     for (&(stream, part), (len, runs)) in &f.runs {
         recs.extend(run_batches(id, stream, part, *len, runs).into_iter().map(Record::from));
     }
+    let objects = found_objects(&f);
+    recs.extend(object_batches(id, objects).into_iter().map(Record::from));
+    // A stream without a trailer ended in a crash or a device failure: it is cut, and the
+    // session is recorded as failed (what the other streams hold stays restorable).
+    for stream in 0..h.streams {
+        if !f.trailers.contains_key(&stream) {
+            recs.push(Record::from(StreamCut { session: id, stream }));
+        }
+    }
+    let status = found_status(&f, h.streams);
+    if let Some(kept) = found_kept(&mut f, h.kind, status) {
+        recs.extend(kept_batches(id, kept.iter().map(Vec::as_slice), true).into_iter().map(Record::from));
+    }
+    let whole = f.trailers.len() == usize::from(h.streams);
+    let sum = |get: fn(&Trailer) -> u64| f.trailers.values().map(get).sum::<u64>();
+    let finished = SessionFinished {
+        session: id,
+        ended: f.trailers.values().map(|t| t.ended).max().unwrap_or(h.started),
+        status,
+        objects: if whole { sum(|t| t.objects) } else { f.index.len() as u64 },
+        raw_bytes: sum(|t| t.raw_bytes),
+        stored_bytes: sum(|t| t.stored_bytes),
+    };
+    recs.push(Record::from(finished));
+    Ok(Some(recs))
+}
+
+/// How a found session ended: as its trailers say when every stream has one, else failed.
+pub(super) fn found_status(f: &Found, streams: u16) -> SessionStatus {
+    let whole = f.trailers.len() == usize::from(streams);
+    match f.trailers.values().next() {
+        Some(t) if whole => t.status,
+        _ => SessionStatus::Failed,
+    }
+}
+
+/// The files a complete incremental kept, sorted, when every record of the list was read;
+/// otherwise `None` (restore falls back to the directories the session holds).
+pub(super) fn found_kept(f: &mut Found, kind: SessionKind, status: SessionStatus) -> Option<Vec<Vec<u8>>> {
+    let kept_whole = f.trailers.get(&0).is_some_and(|t| t.kept_records == f.kept_records);
+    if status != SessionStatus::Complete || !matches!(kind, SessionKind::Incremental { .. }) || !kept_whole {
+        return None;
+    }
+    let mut kept = std::mem::take(&mut f.kept);
+    kept.sort_unstable();
+    kept.dedup();
+    Some(kept)
+}
+
+/// The object pieces of a found session's index, with the digests its object end records hold.
+pub(super) fn found_objects(f: &Found) -> Vec<StoredObject> {
     let mut objects = Vec::with_capacity(f.index.len());
     for e in &f.index {
         let object = StoredObject {
@@ -236,49 +287,17 @@ fn session_records(catalog: &Catalog, id: u64, f: Found) -> Result<Option<Vec<Re
         };
         objects.push(object);
     }
-    recs.extend(object_batches(id, objects).into_iter().map(Record::from));
-    // A stream without a trailer ended in a crash or a device failure: it is cut, and the
-    // session is recorded as failed (what the other streams hold stays restorable).
-    for stream in 0..h.streams {
-        if !f.trailers.contains_key(&stream) {
-            recs.push(Record::from(StreamCut { session: id, stream }));
-        }
-    }
-    let whole = f.trailers.len() == usize::from(h.streams);
-    let sum = |get: fn(&Trailer) -> u64| f.trailers.values().map(get).sum::<u64>();
-    let status = match f.trailers.values().next() {
-        Some(t) if whole => t.status,
-        _ => SessionStatus::Failed,
-    };
-    // A complete incremental's list of kept files counts only when every record of it was
-    // read; otherwise restore falls back to the directories the session holds.
-    let kept_whole = f.trailers.get(&0).is_some_and(|t| t.kept_records == f.kept_records);
-    if status == SessionStatus::Complete && matches!(h.kind, SessionKind::Incremental { .. }) && kept_whole {
-        let mut kept = f.kept;
-        kept.sort_unstable();
-        kept.dedup();
-        recs.extend(kept_batches(id, kept.iter().map(Vec::as_slice), true).into_iter().map(Record::from));
-    }
-    let finished = SessionFinished {
-        session: id,
-        ended: f.trailers.values().map(|t| t.ended).max().unwrap_or(h.started),
-        status,
-        objects: if whole { sum(|t| t.objects) } else { f.index.len() as u64 },
-        raw_bytes: sum(|t| t.raw_bytes),
-        stored_bytes: sum(|t| t.stored_bytes),
-    };
-    recs.push(Record::from(finished));
-    Ok(Some(recs))
+    objects
 }
 
 /// A sequential reader that can also jump forward by reopening.
-struct Cursor<'m> {
-    media: &'m mut dyn Media,
-    barcode: String,
-    reader: Box<dyn PartReader>,
+pub(super) struct Cursor<'m> {
+    pub(super) media: &'m mut dyn Media,
+    pub(super) barcode: String,
+    pub(super) reader: Box<dyn PartReader>,
     /// The tape file being walked (its first byte and number), so that a drive that cannot
     /// LOCATE reaches a position in it by spacing; `None` before the first range.
-    file: Option<(u64, u32)>,
+    pub(super) file: Option<(u64, u32)>,
 }
 
 impl Cursor<'_> {
@@ -297,7 +316,7 @@ impl Cursor<'_> {
     }
 
     /// Reads exactly `buf.len()` bytes; `false` at the end of the data.
-    fn fill(&mut self, buf: &mut [u8]) -> Result<bool, DeviceError> {
+    pub(super) fn fill(&mut self, buf: &mut [u8]) -> Result<bool, DeviceError> {
         let mut got = 0;
         while got < buf.len() {
             match self.reader.read(&mut buf[got..])? {
@@ -356,7 +375,7 @@ fn walk_range(
         if !c.fill(&mut head)? || head.iter().all(|&b| b == 0) {
             break;
         }
-        match walk_part(c, &mut head, label, found) {
+        match walk_part(c, &mut head, label.medium, found, false) {
             Ok(part_end) => {
                 end = round_up(part_end, block);
                 pos = end;
@@ -392,11 +411,16 @@ fn next_part(c: &mut Cursor<'_>, from: u64, block: u64) -> Result<Option<u64>, D
 }
 
 /// Walks one part whose first header is in `head`; returns where its last record ends.
-fn walk_part(
+///
+/// With `packs`, packs are read through and unpacked for the digests of the small objects in
+/// them (a session's index read back then holds every digest it had); otherwise they are
+/// skipped like data.
+pub(super) fn walk_part(
     c: &mut Cursor<'_>,
     head: &mut [u8; HEADER_LEN],
-    label: &VolumeLabel,
+    medium: [u8; 16],
     found: &mut BTreeMap<u64, Found>,
+    packs: bool,
 ) -> Result<u64, String> {
     let start = c.pos() - HEADER_LEN as u64;
     let mut at = start;
@@ -406,7 +430,7 @@ fn walk_part(
         let (h, _) = Header::decode(head, at).map_err(|e| e.to_string())?;
         let total = HEADER_LEN as u64 + h.stored_len as u64;
         runs.record(lane_of_record(&h), at - start, at - start + total);
-        let meta_needed = !h.kind.carries_data();
+        let meta_needed = !h.kind.carries_data() || (packs && h.kind == Kind::Pack);
         if meta_needed || h.stored_len < SKIP_BY_SEEK {
             let mut bytes = head.to_vec();
             bytes.resize(total as usize, 0);
@@ -415,11 +439,17 @@ fn walk_part(
             }
             let (rec, _) = decode_record(&bytes, at).map_err(|e| e.to_string())?;
             match rec.body {
+                Body::Pack(payload) if packs => {
+                    if let Some((id, ..)) = session {
+                        let f = found.entry(id).or_default();
+                        pack_digests(&h, payload, at, &mut f.digests)?;
+                    }
+                }
                 Body::SessionHeader(s) if session.is_none() => {
                     session = Some((s.session_id, s.stream, s.part));
                     let f = found.entry(s.session_id).or_default();
                     let file_number = c.file.map_or(0, |(_, n)| n);
-                    f.parts.insert((s.stream, s.part), (label.medium, start, file_number));
+                    f.parts.insert((s.stream, s.part), (medium, start, file_number));
                     if s.part == 0 {
                         f.header = Some(s);
                     }
@@ -473,6 +503,23 @@ fn walk_part(
             return Err("the data ends before the part's end (a part torn by a crash)".into());
         }
     }
+}
+
+/// Records the digest of every object in a pack, by (object, segment offset 0).
+fn pack_digests(
+    h: &Header,
+    payload: &[u8],
+    at: u64,
+    digests: &mut BTreeMap<(u64, u64), [u8; 32]>,
+) -> Result<(), String> {
+    // The header's raw length was checked against the unit limit when it was decoded.
+    let mut buf = vec![0u8; h.raw_len as usize];
+    let raw = unpack(h, payload, &mut buf, at).map_err(|e| e.to_string())?;
+    for entry in PackEntries::new(raw, at) {
+        let (entry, _) = entry.map_err(|e| e.to_string())?;
+        digests.insert((entry.object_id, 0), entry.digest);
+    }
+    Ok(())
 }
 
 /// Keeps the runs of a part walked to its end (`len` bytes long), when it holds multiplexed

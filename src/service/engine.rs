@@ -88,7 +88,14 @@ pub struct Engine {
     login_warned: super::login::Warned,
     /// The connected backup agents, for jobs with agent sources.
     agents: Option<Arc<dyn crate::pipeline::remote::Agents>>,
+    /// Seconds a finished session keeps its per-file index (the board's `catalog_keep`).
+    catalog_keep: u64,
+    /// When the catalog was last pruned; `None` before the first scan of the queue.
+    pruned_at: Option<u64>,
 }
+
+/// Sessions a pruning's activity log entry names; past this it counts them.
+const PRUNED_NAMED: usize = 32;
 
 /// What the watchdog reads: whether the data plane is stalled, without any lock (the store's
 /// lock may be held for seconds by a snapshot, and the engine's by whoever waits for it).
@@ -137,6 +144,9 @@ impl Engine {
             console_pin: board.console.as_ref().map(|c| c.pin.clone()),
             login_warned: super::login::Warned::default(),
             agents: None,
+            // Checked when the board was read.
+            catalog_keep: board.catalog_keep().unwrap_or(crate::lifecycle::index_prune::DEFAULT_CATALOG_KEEP),
+            pruned_at: None,
         };
         e.recover(now)?;
         Ok(e)
@@ -184,10 +194,16 @@ impl Engine {
         self.store.commit(&records)
     }
 
-    /// Scans the queue: reaps a finished job, deletes expired ones, starts the one due.
+    /// Scans the queue: reaps a finished job, deletes expired ones, prunes the catalog (after
+    /// a job, at the first scan and once a day), starts the one due.
     pub fn tick(&mut self, now: u64) -> Result<(), StoreError> {
+        let mut reaped = false;
         if self.running.as_ref().is_some_and(|r| r.thread.is_finished()) {
             self.reap(now)?;
+            reaped = true;
+        }
+        if crate::lifecycle::index_prune::due(self.pruned_at, now, reaped) {
+            self.prune(now)?;
         }
         let entries = self.entries();
         let expired = queue::expired(&entries, now, self.keep_secs);
@@ -202,6 +218,39 @@ impl Engine {
             self.start(id, now)?;
         }
         Ok(())
+    }
+
+    /// Prunes the per-file index of the sessions older than `catalog_keep` that nothing kept
+    /// needs ([`crate::lifecycle::index_prune`]), with a line in the activity log.
+    fn prune(&mut self, now: u64) -> Result<(), StoreError> {
+        self.pruned_at = Some(now);
+        let keep = self.catalog_keep;
+        let mut records = self.store.read(|c| crate::lifecycle::index_prune::records(c, now, keep));
+        if records.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::IndexPruned(p) => Some(p.session.to_string()),
+                _ => None,
+            })
+            .collect();
+        let more = ids.len().saturating_sub(PRUNED_NAMED);
+        let named = ids[..ids.len().min(PRUNED_NAMED)].join(", ");
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        let message = format!(
+            "pruned the per-file index of sessions {named}{more} (older than catalog_keep, {} days): they restore whole; `coffer scan --session N` reads an index back from the media",
+            keep / 86_400
+        );
+        tracing::info!(target: "jobs", "{message}");
+        records.push(Record::from(LogEntry {
+            at: now,
+            level: crate::catalog::LogLevel::Note,
+            job: None,
+            message,
+        }));
+        self.store.commit(&records)
     }
 
     fn entries(&self) -> Vec<Entry> {

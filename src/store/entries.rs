@@ -20,6 +20,9 @@ pub struct Indexes {
     /// Whether the store spools entries (write mode); a read-only store does not, and cannot
     /// show a session that is not indexed.
     spooling: bool,
+    /// Entries of sessions whose index was pruned, read back from their media for one restore
+    /// and held in memory (not written to the state: see `pipeline::reindex`).
+    loaded: Arc<std::collections::BTreeMap<u64, Arc<Vec<Entry>>>>,
 }
 
 /// Why a session's entries cannot be read.
@@ -38,6 +41,13 @@ pub enum EntriesError {
          `coffer scan` on the session's media to rebuild the session"
     )]
     Mismatch { session: u64, path: String, found: u32, expected: u32 },
+    /// Its index was pruned: it restores whole, or its index is read back from the media.
+    #[error(
+        "the per-file index of session {0} was pruned (the session is older than the board's \
+         catalog_keep): restore the session whole, or run `coffer scan --session {0}` to read its \
+         index back from its media"
+    )]
+    Pruned(u64),
     /// A read-only store does not spool: the entries of a session not yet indexed are only in
     /// the journal.
     #[error(
@@ -49,7 +59,39 @@ pub enum EntriesError {
 
 impl Indexes {
     pub(super) fn new(dir: PathBuf, pending: Arc<Mutex<Pending>>, spooling: bool) -> Indexes {
-        Indexes { dir, pending, spooling }
+        Indexes { dir, pending, spooling, loaded: Arc::default() }
+    }
+
+    /// These indexes, with `entries` (in any order) standing for `session`'s pruned index:
+    /// read back from its media for one restore.
+    pub fn with_loaded(mut self, session: u64, mut entries: Vec<Entry>) -> Indexes {
+        entries.sort_by(Entry::order);
+        let mut loaded = (*self.loaded).clone();
+        loaded.insert(session, Arc::new(entries));
+        self.loaded = Arc::new(loaded);
+        self
+    }
+
+    /// Bytes the index files (and spooled runs) take in the directory, for people and tests:
+    /// what pruning frees.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(dir: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.dir)
+    }
+
+    /// Where `session`'s index file is (or would be).
+    pub fn file_of(&self, session: u64) -> PathBuf {
+        index_path(&self.dir, session)
     }
 
     /// The directory of the index files.
@@ -60,6 +102,12 @@ impl Indexes {
     /// The entries of `session`, opened now: its index file, or its runs and buffered entries.
     pub fn session(&self, catalog: &Catalog, session: u64) -> Result<SessionEntries, EntriesError> {
         let s = catalog.session(session).ok_or(EntriesError::NoSession(session))?;
+        if s.index_pruned().is_some() {
+            return match self.loaded.get(&session) {
+                Some(entries) => Ok(SessionEntries::new(Vec::new(), entries.to_vec())),
+                None => Err(EntriesError::Pruned(session)),
+            };
+        }
         if let Some(ix) = s.indexed() {
             let path = index_path(&self.dir, session);
             let file = IndexFile::open(&path)?;

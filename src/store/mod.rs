@@ -17,6 +17,10 @@
 //! next open for writing: replay spools the batches again and the index file is written then.
 //! A state written before index files (one journal record per object) is converted the same
 //! way, once.
+//!
+//! An index pruned (`IndexPruned`, see `lifecycle::index_prune`) is deleted once its record is
+//! durable, and again at the next open for writing if the process stopped in between; replay
+//! deletes nothing, since a later `SessionIndexed` may have read the index back.
 
 mod entries;
 mod spool;
@@ -209,6 +213,7 @@ impl Store {
         if mode == Mode::Write {
             report.warnings.extend(store.close_interrupted(crate::clock::unix_now())?);
             report.warnings.extend(store.index_finished(&per_object)?);
+            store.drop_pruned_indexes();
         }
         Ok((store, report))
     }
@@ -271,6 +276,25 @@ impl Store {
             }));
         }
         self.commit(&[Record::from(record)])
+    }
+
+    /// Deletes a pruned session's index file, its pruning being durable. A file that cannot be
+    /// deleted only takes room: the next open for writing tries again.
+    fn drop_index(&self, session: u64) {
+        if let Err(e) = self.spool.drop_index(session) {
+            tracing::warn!(target: "store", "session {session}'s index was pruned, but its file stays: {e}");
+        }
+    }
+
+    /// Deletes the index files of sessions whose index was pruned: left by a process that
+    /// stopped between the journal and the file system (or read back from the media by one
+    /// that stopped before it could journal so).
+    fn drop_pruned_indexes(&self) {
+        for s in self.catalog.sessions().filter(|s| s.index_pruned().is_some()) {
+            if self.spool.indexes().file_of(s.id()).exists() {
+                self.drop_index(s.id());
+            }
+        }
     }
 
     /// Where readers find each session's entries.
@@ -345,6 +369,9 @@ impl Store {
             }
             if let Record::SessionFinished(f) = r {
                 ended.push(f.session);
+            }
+            if let Record::IndexPruned(p) = r {
+                self.drop_index(p.session);
             }
         }
         for session in ended {

@@ -122,7 +122,8 @@ impl Spool {
     }
 
     /// Takes the entries a committed (or replayed) record carries; a record saying a session
-    /// is indexed or pruned drops what was spooled for it.
+    /// is indexed or pruned drops what was spooled for it. (An index pruned is not deleted
+    /// here: on replay a later record may have read it back; see `Store`.)
     pub fn take(&self, r: &Record) -> Result<(), IndexError> {
         if !self.write {
             return Ok(());
@@ -191,6 +192,11 @@ impl Spool {
         remove_dir_if_there(&runs_dir(&self.dir, session))?;
         *p = PendingSession { written: Some(summary.crc), ..PendingSession::default() };
         Ok(summary)
+    }
+
+    /// Deletes the index file of a session whose index was pruned (once that is durable).
+    pub fn drop_index(&self, session: u64) -> Result<(), IndexError> {
+        remove_if_there(&index_path(&self.dir, session))
     }
 
     /// Drops what was spooled for `session` (its runs too).

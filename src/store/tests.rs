@@ -264,3 +264,40 @@ fn batches_and_single_records_count_alike() {
     assert_eq!(store.catalog().session(1).unwrap().object_count(), 3);
     assert_eq!(paths(&store, 1), sorted_paths(1..4));
 }
+
+#[test]
+fn a_pruned_index_file_goes_once_durable_stays_gone_on_replay_and_comes_back_when_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = open(dir.path());
+    start(&mut store, 1);
+    store_objects(&mut store, 1, 1..101);
+    finish(&mut store, 1, 100);
+    let indexed = store.catalog().session(1).unwrap().indexed().cloned().unwrap();
+    assert!(index_file(dir.path(), 1).exists());
+    store.commit(&[Record::from(crate::catalog::IndexPruned { session: 1, at: 5 })]).unwrap();
+    assert!(!index_file(dir.path(), 1).exists(), "deleted once the record is durable");
+    let err = store.entries(1).unwrap_err();
+    assert!(matches!(err, EntriesError::Pruned(1)), "{err}");
+    assert!(err.to_string().contains("coffer scan --session 1"), "{err}");
+    // Read back for one restore: in memory, the state unchanged.
+    let loaded = store.indexes().with_loaded(1, (1..101).rev().map(|i| Entry::Object(object(i))).collect());
+    let entries = loaded.session(store.catalog(), 1).unwrap();
+    let back: Vec<Vec<u8>> = entries.iter().map(|e| e.unwrap().path().to_vec()).collect();
+    assert_eq!(back, sorted_paths(1..101));
+    assert!(store.entries(1).is_err());
+    // A file left by a process that stopped before it deleted it goes at the next open.
+    std::fs::write(index_file(dir.path(), 1), b"left over").unwrap();
+    drop(store);
+    let (mut store, _) = open(dir.path());
+    assert!(!index_file(dir.path(), 1).exists());
+    assert!(store.catalog().session(1).unwrap().index_pruned().is_some());
+    // Read back: the file written again, then journaled; replay keeps it.
+    let objects: Vec<Entry> = (1..101).map(|i| Entry::Object(object(i))).collect();
+    let summary = crate::index::write_sorted(&index_file(dir.path(), 1), 1, objects).unwrap();
+    store.commit(&[Record::from(SessionIndexed { crc: summary.crc, ..indexed })]).unwrap();
+    assert_eq!(paths(&store, 1), sorted_paths(1..101));
+    drop(store);
+    let (store, _) = open(dir.path());
+    assert!(index_file(dir.path(), 1).exists(), "replaying the pruning deletes nothing");
+    assert_eq!(paths(&store, 1), sorted_paths(1..101));
+}
