@@ -251,6 +251,22 @@ pub struct VirtualLibrary {
     pub faults: Vec<Fault>,
     /// Agents' backups each drive takes at once, multiplexed (1 to 64; default 4).
     pub multiplex: Option<u32>,
+    /// Uses after which coffer retires a cleaning cartridge (1 to 100000; default 50).
+    pub cleaning_uses: Option<u32>,
+    /// Checks in a row finding a drive's hard-error TapeAlert flags after which the drive is
+    /// taken offline (1 to 100; default 3).
+    pub hard_error_limit: Option<u32>,
+    /// Medium errors (reading and writing) after which a cartridge is marked damaged (1 to
+    /// 1000; default 3).
+    pub medium_error_limit: Option<u32>,
+    /// Bytes a drive writes before it asks for routine cleaning (TapeAlert clean periodic),
+    /// e.g. "200G"; none: it never asks by itself.
+    pub clean_every: Option<String>,
+    /// Uses each virtual cleaning cartridge has before it reports itself expired (1 to
+    /// 100000; default 50).
+    pub cleaning_life: Option<u32>,
+    /// Milliseconds a cleaning cycle takes (0 to 600000; default 3000).
+    pub cleaning_ms: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -279,6 +295,14 @@ pub struct ScsiLibrary {
     pub drives: Vec<String>,
     /// Agents' backups each drive takes at once, multiplexed (1 to 64; default 4).
     pub multiplex: Option<u32>,
+    /// Uses after which coffer retires a cleaning cartridge (1 to 100000; default 50).
+    pub cleaning_uses: Option<u32>,
+    /// Checks in a row finding a drive's hard-error TapeAlert flags after which the drive is
+    /// taken offline (1 to 100; default 3).
+    pub hard_error_limit: Option<u32>,
+    /// Medium errors (reading and writing) after which a cartridge is marked damaged (1 to
+    /// 1000; default 3).
+    pub medium_error_limit: Option<u32>,
 }
 
 /// A fault the virtual library injects.
@@ -331,6 +355,45 @@ pub enum Fault {
         /// Bytes, e.g. "4G".
         after: String,
     },
+    /// Cleaning does not clear drive `drive`'s cleaning flags: it asks again at once.
+    DirtyDrive {
+        /// Drive number.
+        drive: u32,
+    },
+}
+
+/// Default of `cleaning_uses`.
+pub const DEFAULT_CLEANING_USES: u32 = 50;
+/// Default of `hard_error_limit`.
+pub const DEFAULT_HARD_ERROR_LIMIT: u32 = 3;
+/// Default of `medium_error_limit`.
+pub const DEFAULT_MEDIUM_ERROR_LIMIT: u32 = 3;
+/// Default of a virtual library's `cleaning_life`.
+pub const DEFAULT_CLEANING_LIFE: u32 = 50;
+/// Default of a virtual library's `cleaning_ms`.
+pub const DEFAULT_CLEANING_MS: i64 = 3000;
+/// Longest cleaning cycle a virtual library may be given.
+pub const MAX_CLEANING_MS: i64 = 600_000;
+
+/// A library's limits for cleaning and errors, with the defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthLimits {
+    /// Uses after which a cleaning cartridge is retired.
+    pub cleaning_uses: u32,
+    /// Checks in a row with hard errors after which a drive is taken offline.
+    pub hard_error_limit: u32,
+    /// Medium errors after which a cartridge is damaged.
+    pub medium_error_limit: u32,
+}
+
+impl Default for HealthLimits {
+    fn default() -> Self {
+        HealthLimits {
+            cleaning_uses: DEFAULT_CLEANING_USES,
+            hard_error_limit: DEFAULT_HARD_ERROR_LIMIT,
+            medium_error_limit: DEFAULT_MEDIUM_ERROR_LIMIT,
+        }
+    }
 }
 
 /// A disk or NVRAM target with a name.
@@ -564,11 +627,35 @@ impl Library {
         set.map_or(crate::pipeline::mux::DEFAULT_MULTIPLEX, |m| m as usize)
     }
 
+    /// Its limits for cleaning and errors.
+    pub fn health_limits(&self) -> HealthLimits {
+        let (uses, hard, medium) = match self {
+            Library::Virtual(v) => (v.cleaning_uses, v.hard_error_limit, v.medium_error_limit),
+            Library::Scsi(s) => (s.cleaning_uses, s.hard_error_limit, s.medium_error_limit),
+        };
+        let d = HealthLimits::default();
+        HealthLimits {
+            cleaning_uses: uses.unwrap_or(d.cleaning_uses),
+            hard_error_limit: hard.unwrap_or(d.hard_error_limit),
+            medium_error_limit: medium.unwrap_or(d.medium_error_limit),
+        }
+    }
+
     fn check(&self) -> Result<(), BoardError> {
         let key = |k: &str| format!("library.{}.{k}", self.name());
         let max = crate::pipeline::mux::MAX_MULTIPLEX;
         if !(1..=max).contains(&self.multiplex()) {
             return Err(bad(key("multiplex"), format!("1 to {max} agents at once per drive")));
+        }
+        let limits = self.health_limits();
+        for (k, n, max) in [
+            ("cleaning_uses", limits.cleaning_uses, crate::catalog::MAX_CLEANING_USES),
+            ("hard_error_limit", limits.hard_error_limit, 100),
+            ("medium_error_limit", limits.medium_error_limit, 1000),
+        ] {
+            if !(1..=max).contains(&n) {
+                return Err(bad(key(k), format!("{n}: 1 to {max}")));
+            }
         }
         match self {
             Library::Scsi(s) => {
@@ -618,6 +705,19 @@ impl VirtualLibrary {
                 size(&key(k), v, 1)?;
             }
         }
+        if let Some(v) = &self.clean_every {
+            size(&key("clean_every"), v, 1 << 20)?;
+        }
+        if let Some(n) = self.cleaning_life
+            && !(1..=crate::catalog::MAX_CLEANING_USES).contains(&n)
+        {
+            return Err(bad(key("cleaning_life"), format!("{n}: 1 to {}", crate::catalog::MAX_CLEANING_USES)));
+        }
+        if let Some(ms) = self.cleaning_ms
+            && !(0..=MAX_CLEANING_MS).contains(&ms)
+        {
+            return Err(bad(key("cleaning_ms"), format!("{ms}: 0 to {MAX_CLEANING_MS} milliseconds, e.g. 3000")));
+        }
         match self.drive_reposition_ms {
             Some(ms) if !(0..=MAX_REPOSITION_MS).contains(&ms) => {
                 return Err(bad(
@@ -635,7 +735,7 @@ impl VirtualLibrary {
         }
         for f in &self.faults {
             let drive = match f {
-                Fault::MediumError { drive, .. } => Some(*drive),
+                Fault::MediumError { drive, .. } | Fault::DirtyDrive { drive } => Some(*drive),
                 Fault::DriveOffline { drive, after }
                 | Fault::UnitAttention { drive, after }
                 | Fault::CleaningRequired { drive, after } => {

@@ -6,6 +6,7 @@ use std::iter;
 use uuid::Uuid;
 
 use super::CatalogError;
+use super::health::{CleaningCartridge, Health, MediumErrors};
 use super::record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, JobDeleted, JobSaved,
     JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState, MediumUpdated,
@@ -29,6 +30,8 @@ pub struct Medium {
     info: MediumAdded,
     used: u64,
     state: MediumState,
+    /// MEDIUM ERROR sense seen reading and writing it: (read, write).
+    errors: (u32, u32),
 }
 
 impl Medium {
@@ -57,12 +60,20 @@ impl Medium {
         self.state
     }
 
+    /// Medium errors seen so far: (read, write).
+    pub fn errors(&self) -> (u32, u32) {
+        self.errors
+    }
+
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let changed = self.used != 0 || self.state != MediumState::Writable;
         let update = changed.then(|| {
             Record::MediumUpdated(MediumUpdated { medium: self.id(), used: self.used, state: self.state })
         });
-        iter::once(Record::MediumAdded(self.info.clone())).chain(update)
+        let (read, write) = self.errors;
+        let errors =
+            (self.errors != (0, 0)).then(|| Record::from(MediumErrors { medium: self.id(), read, write }));
+        iter::once(Record::MediumAdded(self.info.clone())).chain(update).chain(errors)
     }
 }
 
@@ -380,6 +391,8 @@ pub struct Catalog {
     console_login: Option<ConsoleLogin>,
     /// Backup agents, by name.
     agents: BTreeMap<String, Agent>,
+    /// Cleaning cartridges and drives' hard errors.
+    health: Health,
 }
 
 impl Default for Catalog {
@@ -401,6 +414,7 @@ impl Catalog {
             next_job: FIRST_ID,
             console_login: None,
             agents: BTreeMap::new(),
+            health: Health::default(),
         }
     }
 
@@ -412,6 +426,25 @@ impl Catalog {
             Record::MediumAdded(b) => self.medium_added(b),
             Record::MediumUpdated(b) => self.medium_updated(b),
             Record::MediumRemoved(b) => self.medium_removed(b),
+            Record::MediumErrors(b) => {
+                let m = self.media.get_mut(&b.medium).ok_or_else(|| unknown_medium(b.medium))?;
+                m.errors = (b.read, b.write);
+                Ok(())
+            }
+            Record::CleaningUsed(b) => self.health.cleaning_used(b).map_err(|why| CatalogError::Health {
+                what: format!("cleaning cartridge {} of library {}", b.barcode, b.library),
+                why,
+            }),
+            Record::CleaningRetired(b) => {
+                self.health.cleaning_retired(b).map_err(|why| CatalogError::Health {
+                    what: format!("cleaning cartridge {} of library {}", b.barcode, b.library),
+                    why,
+                })
+            }
+            Record::DriveErrors(b) => {
+                self.health.drive_errors(b);
+                Ok(())
+            }
             Record::SessionStarted(b) => self.session_started(b),
             Record::SessionPart(b) => self.session_part(b),
             Record::ObjectStored(b) => self.object_stored(b),
@@ -457,7 +490,15 @@ impl Catalog {
         let log = self.log.iter().cloned().map(Record::LogEntry);
         let login = self.console_login.iter().cloned().map(Record::ConsoleLogin);
         let agents = self.agents.values().flat_map(Agent::records);
-        media.chain(sessions).chain(jobs).chain(log).chain(login).chain(agents).chain(self.ids_record())
+        let health = self.health.records();
+        media
+            .chain(sessions)
+            .chain(jobs)
+            .chain(log)
+            .chain(login)
+            .chain(agents)
+            .chain(health)
+            .chain(self.ids_record())
     }
 
     /// Whether a snapshot may be taken: no session holds entries that are only in the journal.
@@ -504,6 +545,19 @@ impl Catalog {
     /// Sessions with a part on `medium`.
     pub fn sessions_on(&self, medium: [u8; 16]) -> impl Iterator<Item = &Session> + '_ {
         self.sessions.values().filter(move |s| s.uses_medium(medium))
+    }
+
+    /// Cleaning cartridges the catalog knows of library `library`, by barcode.
+    pub fn cleaning_cartridges<'a>(
+        &'a self,
+        library: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a CleaningCartridge)> + 'a {
+        self.health.cleaning.iter().filter(move |((l, _), _)| l == library).map(|((_, b), c)| (b.as_str(), c))
+    }
+
+    /// Checks in a row that found hard errors on drive `drive` of `library`.
+    pub fn drive_hard_errors(&self, library: &str, drive: u16) -> u32 {
+        self.health.drive_errors.get(&(library.to_owned(), drive)).copied().unwrap_or(0)
     }
 
     /// One medium, by UUID.
@@ -560,7 +614,7 @@ impl Catalog {
             });
         }
         self.barcodes.insert(b.barcode.clone(), b.medium);
-        let medium = Medium { info: b.clone(), used: 0, state: MediumState::Writable };
+        let medium = Medium { info: b.clone(), used: 0, state: MediumState::Writable, errors: (0, 0) };
         self.media.insert(b.medium, medium);
         Ok(())
     }
