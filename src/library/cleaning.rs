@@ -126,8 +126,9 @@ impl Library {
     /// when the drive reports one expired.
     fn clean(&self, lease: &mut Lease, limits: &HealthLimits) {
         let drive = lease.drive();
-        let tries = self.inventory().cleaning_cartridges().len();
-        for _ in 0..tries.max(1) {
+        // Each cartridge at most once, and once more to find that none is left.
+        let tries = self.inventory().cleaning_cartridges().len() + 1;
+        for _ in 0..tries {
             let present = self.inventory().cleaning_cartridges();
             let pick = health::pick_cleaning(&present, &self.lock().tending.cleaning, limits);
             let Some(barcode) = pick else {

@@ -763,11 +763,9 @@ pub struct HealthReport {
 pub fn take_health_events() -> Vec<HealthReport> {
     opened()
         .iter()
-        .map(|l| HealthReport {
-            library: l.name.clone(),
-            location: l.location(),
-            limits: l.lock().tending.limits,
-            events: l.take_health_events(),
+        .map(|l| {
+            let limits = l.lock().tending.limits;
+            HealthReport { library: l.name.clone(), location: l.location(), limits, events: l.take_health_events() }
         })
         .filter(|r| !r.events.is_empty())
         .collect()
