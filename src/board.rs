@@ -200,6 +200,8 @@ pub struct Status {
 /// A tape library: virtual (built in) or real.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+// A board names a few libraries, read once: boxing the larger variant would gain nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Library {
     /// The built-in virtual library: cartridges are files.
     Virtual(VirtualLibrary),
@@ -711,12 +713,18 @@ impl VirtualLibrary {
         if let Some(n) = self.cleaning_life
             && !(1..=crate::catalog::MAX_CLEANING_USES).contains(&n)
         {
-            return Err(bad(key("cleaning_life"), format!("{n}: 1 to {}", crate::catalog::MAX_CLEANING_USES)));
+            return Err(bad(
+                key("cleaning_life"),
+                format!("{n}: 1 to {}", crate::catalog::MAX_CLEANING_USES),
+            ));
         }
         if let Some(ms) = self.cleaning_ms
             && !(0..=MAX_CLEANING_MS).contains(&ms)
         {
-            return Err(bad(key("cleaning_ms"), format!("{ms}: 0 to {MAX_CLEANING_MS} milliseconds, e.g. 3000")));
+            return Err(bad(
+                key("cleaning_ms"),
+                format!("{ms}: 0 to {MAX_CLEANING_MS} milliseconds, e.g. 3000"),
+            ));
         }
         match self.drive_reposition_ms {
             Some(ms) if !(0..=MAX_REPOSITION_MS).contains(&ms) => {

@@ -38,14 +38,16 @@ impl World {
     }
 
     fn backup(&self) {
-        let mut c: Command = self.env.command(&["--json", "backup", self.src.to_str().unwrap(), "--to", "library:vlib"]);
+        let mut c: Command =
+            self.env.command(&["--json", "backup", self.src.to_str().unwrap(), "--to", "library:vlib"]);
         c.env("COFFER_BOARD", &self.board);
         run(c).expect_code(0);
     }
 
     /// The catalog as the journal has it.
     fn catalog(&self) -> coffer::catalog::Catalog {
-        let (store, _) = coffer::store::Store::open(&self.env.state, coffer::journal::Mode::ReadOnly).unwrap();
+        let (store, _) =
+            coffer::store::Store::open(&self.env.state, coffer::journal::Mode::ReadOnly).unwrap();
         store.catalog().clone()
     }
 
@@ -97,7 +99,10 @@ fn a_worn_cleaning_cartridge_is_retired_and_reported_and_the_drive_stays_in_use(
     assert!(why.contains("expired"), "{why}");
     let log = w.log();
     assert!(log.iter().any(|m| m.contains("cleaning cartridge CLN001L1 retired")), "{log:?}");
-    assert!(log.iter().any(|m| m.contains("drive 0 asks for cleaning but no usable cleaning cartridge")), "{log:?}");
+    assert!(
+        log.iter().any(|m| m.contains("drive 0 asks for cleaning but no usable cleaning cartridge")),
+        "{log:?}"
+    );
     assert!(!log.iter().any(|m| m.contains("taken offline")), "{log:?}");
     // A retired cartridge is never loaded again, and the drive still takes backups.
     w.backup();

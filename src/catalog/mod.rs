@@ -65,6 +65,9 @@ mod state_tests;
 #[cfg(test)]
 mod tests;
 
+pub use health::{
+    CleaningCartridge, CleaningRetired, CleaningUsed, DriveErrors, MAX_CLEANING_USES, MediumErrors,
+};
 pub use record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, JobDeleted,
     JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, LogLevel, MAX_AGENT_NAME_LEN, MAX_AGENT_PATHS,
@@ -73,9 +76,6 @@ pub use record::{
     ObjectsStored, PartMoved, PartRuns, Record, RecordBody, SessionFinished, SessionIndexed, SessionKind,
     SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut, agent_name_ok,
     kept_batches, kept_cost, object_batches, object_cost, run_batches,
-};
-pub use health::{
-    CleaningCartridge, CleaningRetired, CleaningUsed, DriveErrors, MAX_CLEANING_USES, MediumErrors,
 };
 pub use state::{Agent, AgentState, Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 

@@ -441,8 +441,14 @@ fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
             at: x,
             why: format!("worn after {a} uses"),
         }),
-        10 => Record::from(MediumErrors { medium: medium_id, read: u32::from(a % 3), write: u32::from(b % 2) }),
-        11 => Record::from(DriveErrors { library: "vlib".into(), drive: u16::from(b % 2), hard_errors: u32::from(a % 3) }),
+        10 => {
+            Record::from(MediumErrors { medium: medium_id, read: u32::from(a % 3), write: u32::from(b % 2) })
+        }
+        11 => Record::from(DriveErrors {
+            library: "vlib".into(),
+            drive: u16::from(b % 2),
+            hard_errors: u32::from(a % 3),
+        }),
         _ => Record::IdsReserved(IdsReserved {
             next_session: c.next_session_id() + u64::from(b % 3) - 1,
             next_job: c.next_job_id() + u64::from(a % 2),

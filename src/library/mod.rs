@@ -691,10 +691,12 @@ pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
         let location = lib.location();
         // A damaged cartridge is never written again, expired or not.
         let usable = |m: &&crate::catalog::Medium| m.state() != crate::catalog::MediumState::Error;
-        let recyclable = catalog.media().filter(|m| m.info().location == location).filter(usable).filter(|m| {
-            let mut sessions = catalog.sessions_on(m.id()).peekable();
-            sessions.peek().is_some() && sessions.all(|s| verdicts.get(&s.id()).is_some_and(|v| v.expired()))
-        });
+        let recyclable =
+            catalog.media().filter(|m| m.info().location == location).filter(usable).filter(|m| {
+                let mut sessions = catalog.sessions_on(m.id()).peekable();
+                sessions.peek().is_some()
+                    && sessions.all(|s| verdicts.get(&s.id()).is_some_and(|v| v.expired()))
+            });
         let last_write = |m: &crate::catalog::Medium| {
             catalog.sessions_on(m.id()).map(|s| s.start().started).max().unwrap_or(0)
         };
@@ -765,7 +767,12 @@ pub fn take_health_events() -> Vec<HealthReport> {
         .iter()
         .map(|l| {
             let limits = l.lock().tending.limits;
-            HealthReport { library: l.name.clone(), location: l.location(), limits, events: l.take_health_events() }
+            HealthReport {
+                library: l.name.clone(),
+                location: l.location(),
+                limits,
+                events: l.take_health_events(),
+            }
         })
         .filter(|r| !r.events.is_empty())
         .collect()

@@ -30,8 +30,21 @@ fn catalog() -> Catalog {
             kind: SessionKind::Full,
             source_key: [0; 32],
         }),
-        Record::from(SessionPart { session: 7, stream: 0, part: 0, medium: TAPE, position: 0, file_number: 1 }),
-        Record::from(CleaningUsed { library: "vlib".into(), barcode: "CLN001L1".into(), drive: 0, at: 5, uses: 1 }),
+        Record::from(SessionPart {
+            session: 7,
+            stream: 0,
+            part: 0,
+            medium: TAPE,
+            position: 0,
+            file_number: 1,
+        }),
+        Record::from(CleaningUsed {
+            library: "vlib".into(),
+            barcode: "CLN001L1".into(),
+            drive: 0,
+            at: 5,
+            uses: 1,
+        }),
     ];
     for r in &records {
         c.apply(r).unwrap();
@@ -91,7 +104,9 @@ fn an_expired_cartridge_a_missing_one_and_an_offline_drive_are_reported() {
     assert_eq!(c.drive_hard_errors("vlib", 0), 2);
     let log: Vec<(LogLevel, String)> = c.log().map(|e| (e.level, e.message.clone())).collect();
     assert!(log.iter().any(|(l, m)| *l == LogLevel::Warning && m.contains("no usable cleaning cartridge")));
-    assert!(log.iter().any(|(l, m)| *l == LogLevel::Error && m.contains("drive 0 taken offline: it still asks")));
+    assert!(
+        log.iter().any(|(l, m)| *l == LogLevel::Error && m.contains("drive 0 taken offline: it still asks"))
+    );
 }
 
 #[test]

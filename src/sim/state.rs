@@ -147,7 +147,9 @@ impl LibraryState {
             positioning: c.positioning,
             cleaning_life: c.cleaning_life.unwrap_or(crate::board::DEFAULT_CLEANING_LIFE),
             cleaning_time: Duration::from_millis(
-                c.cleaning_ms.and_then(|ms| u64::try_from(ms).ok()).unwrap_or(crate::board::DEFAULT_CLEANING_MS as u64),
+                c.cleaning_ms
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .unwrap_or(crate::board::DEFAULT_CLEANING_MS as u64),
             ),
             move_failures: c
                 .faults
