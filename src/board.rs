@@ -204,6 +204,8 @@ pub struct Status {
 /// A tape library: virtual (built in) or real.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+// A board names a few libraries, read once: boxing the larger variant would gain nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Library {
     /// The built-in virtual library: cartridges are files.
     Virtual(VirtualLibrary),
@@ -258,6 +260,22 @@ pub struct VirtualLibrary {
     /// How long a job waits for a cartridge it can write (WAITING MEDIA) before it fails,
     /// e.g. "1h" (default), "0s" to fail at once.
     pub media_wait: Option<String>,
+    /// Uses after which coffer retires a cleaning cartridge (1 to 100000; default 50).
+    pub cleaning_uses: Option<u32>,
+    /// Checks in a row finding a drive's hard-error TapeAlert flags after which the drive is
+    /// taken offline (1 to 100; default 3).
+    pub hard_error_limit: Option<u32>,
+    /// Medium errors (reading and writing) after which a cartridge is marked damaged (1 to
+    /// 1000; default 3).
+    pub medium_error_limit: Option<u32>,
+    /// Bytes a drive writes before it asks for routine cleaning (TapeAlert clean periodic),
+    /// e.g. "200G"; none: it never asks by itself.
+    pub clean_every: Option<String>,
+    /// Uses each virtual cleaning cartridge has before it reports itself expired (1 to
+    /// 100000; default 50).
+    pub cleaning_life: Option<u32>,
+    /// Milliseconds a cleaning cycle takes (0 to 600000; default 3000).
+    pub cleaning_ms: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -289,6 +307,14 @@ pub struct ScsiLibrary {
     /// How long a job waits for a cartridge it can write (WAITING MEDIA) before it fails,
     /// e.g. "1h" (default), "0s" to fail at once.
     pub media_wait: Option<String>,
+    /// Uses after which coffer retires a cleaning cartridge (1 to 100000; default 50).
+    pub cleaning_uses: Option<u32>,
+    /// Checks in a row finding a drive's hard-error TapeAlert flags after which the drive is
+    /// taken offline (1 to 100; default 3).
+    pub hard_error_limit: Option<u32>,
+    /// Medium errors (reading and writing) after which a cartridge is marked damaged (1 to
+    /// 1000; default 3).
+    pub medium_error_limit: Option<u32>,
 }
 
 /// A fault the virtual library injects.
@@ -341,6 +367,45 @@ pub enum Fault {
         /// Bytes, e.g. "4G".
         after: String,
     },
+    /// Cleaning does not clear drive `drive`'s cleaning flags: it asks again at once.
+    DirtyDrive {
+        /// Drive number.
+        drive: u32,
+    },
+}
+
+/// Default of `cleaning_uses`.
+pub const DEFAULT_CLEANING_USES: u32 = 50;
+/// Default of `hard_error_limit`.
+pub const DEFAULT_HARD_ERROR_LIMIT: u32 = 3;
+/// Default of `medium_error_limit`.
+pub const DEFAULT_MEDIUM_ERROR_LIMIT: u32 = 3;
+/// Default of a virtual library's `cleaning_life`.
+pub const DEFAULT_CLEANING_LIFE: u32 = 50;
+/// Default of a virtual library's `cleaning_ms`.
+pub const DEFAULT_CLEANING_MS: i64 = 3000;
+/// Longest cleaning cycle a virtual library may be given.
+pub const MAX_CLEANING_MS: i64 = 600_000;
+
+/// A library's limits for cleaning and errors, with the defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthLimits {
+    /// Uses after which a cleaning cartridge is retired.
+    pub cleaning_uses: u32,
+    /// Checks in a row with hard errors after which a drive is taken offline.
+    pub hard_error_limit: u32,
+    /// Medium errors after which a cartridge is damaged.
+    pub medium_error_limit: u32,
+}
+
+impl Default for HealthLimits {
+    fn default() -> Self {
+        HealthLimits {
+            cleaning_uses: DEFAULT_CLEANING_USES,
+            hard_error_limit: DEFAULT_HARD_ERROR_LIMIT,
+            medium_error_limit: DEFAULT_MEDIUM_ERROR_LIMIT,
+        }
+    }
 }
 
 /// A disk or NVRAM target with a name.
@@ -605,6 +670,20 @@ impl Library {
         std::time::Duration::from_secs(secs.unwrap_or(DEFAULT_MEDIA_WAIT))
     }
 
+    /// Its limits for cleaning and errors.
+    pub fn health_limits(&self) -> HealthLimits {
+        let (uses, hard, medium) = match self {
+            Library::Virtual(v) => (v.cleaning_uses, v.hard_error_limit, v.medium_error_limit),
+            Library::Scsi(s) => (s.cleaning_uses, s.hard_error_limit, s.medium_error_limit),
+        };
+        let d = HealthLimits::default();
+        HealthLimits {
+            cleaning_uses: uses.unwrap_or(d.cleaning_uses),
+            hard_error_limit: hard.unwrap_or(d.hard_error_limit),
+            medium_error_limit: medium.unwrap_or(d.medium_error_limit),
+        }
+    }
+
     fn check(&self) -> Result<(), BoardError> {
         let key = |k: &str| format!("library.{}.{k}", self.name());
         let max = crate::pipeline::mux::MAX_MULTIPLEX;
@@ -619,6 +698,16 @@ impl Library {
             && let Err(e) = parse_wait(w)
         {
             return Err(bad(key("media_wait"), e));
+        }
+        let limits = self.health_limits();
+        for (k, n, max) in [
+            ("cleaning_uses", limits.cleaning_uses, crate::catalog::MAX_CLEANING_USES),
+            ("hard_error_limit", limits.hard_error_limit, 100),
+            ("medium_error_limit", limits.medium_error_limit, 1000),
+        ] {
+            if !(1..=max).contains(&n) {
+                return Err(bad(key(k), format!("{n}: 1 to {max}")));
+            }
         }
         match self {
             Library::Scsi(s) => {
@@ -668,6 +757,25 @@ impl VirtualLibrary {
                 size(&key(k), v, 1)?;
             }
         }
+        if let Some(v) = &self.clean_every {
+            size(&key("clean_every"), v, 1 << 20)?;
+        }
+        if let Some(n) = self.cleaning_life
+            && !(1..=crate::catalog::MAX_CLEANING_USES).contains(&n)
+        {
+            return Err(bad(
+                key("cleaning_life"),
+                format!("{n}: 1 to {}", crate::catalog::MAX_CLEANING_USES),
+            ));
+        }
+        if let Some(ms) = self.cleaning_ms
+            && !(0..=MAX_CLEANING_MS).contains(&ms)
+        {
+            return Err(bad(
+                key("cleaning_ms"),
+                format!("{ms}: 0 to {MAX_CLEANING_MS} milliseconds, e.g. 3000"),
+            ));
+        }
         match self.drive_reposition_ms {
             Some(ms) if !(0..=MAX_REPOSITION_MS).contains(&ms) => {
                 return Err(bad(
@@ -685,7 +793,7 @@ impl VirtualLibrary {
         }
         for f in &self.faults {
             let drive = match f {
-                Fault::MediumError { drive, .. } => Some(*drive),
+                Fault::MediumError { drive, .. } | Fault::DirtyDrive { drive } => Some(*drive),
                 Fault::DriveOffline { drive, after }
                 | Fault::UnitAttention { drive, after }
                 | Fault::CleaningRequired { drive, after } => {

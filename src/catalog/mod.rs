@@ -13,7 +13,7 @@
 //!   definition and a bounded state history), backup agents (enrolment and revocation), the
 //!   activity log (the last [`LOG_KEEP`]
 //!   entries), the console's latest login (wrong PINs in a row, for the lockout), and the next
-//!   free session and job ids.
+//!   free session and job ids, cleaning cartridges' uses, and drives' hard errors in a row.
 //!
 //! What it does not hold: where each object lives. A session's per-file entries (its objects'
 //! pieces, and the files an incremental kept) go to its index file (see `index`); the catalog
@@ -56,6 +56,7 @@
 //! the state (an object of an unknown session, say) is refused by `apply` with an error naming
 //! both; the caller decides whether that stops replay.
 
+mod health;
 mod old;
 mod record;
 mod state;
@@ -64,6 +65,9 @@ mod state_tests;
 #[cfg(test)]
 mod tests;
 
+pub use health::{
+    CleaningCartridge, CleaningRetired, CleaningUsed, DriveErrors, MAX_CLEANING_USES, MediumErrors,
+};
 pub use record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FIRST_KIND, FilesKept, IdsReserved, IndexPruned,
     JobDeleted, JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, LogLevel, MAX_AGENT_NAME_LEN,
@@ -168,6 +172,9 @@ pub enum CatalogError {
     /// An agent record that does not fit the agent's state.
     #[error("agent {name}: {why}")]
     Agent { name: String, why: &'static str },
+    /// A health record (cleaning, errors) that does not fit what the catalog holds.
+    #[error("{what}: {why}")]
+    Health { what: String, why: &'static str },
     /// A job id the catalog does not hold.
     #[error("no job {job} in the catalog: it was never saved or has been deleted")]
     UnknownJob { job: u64 },

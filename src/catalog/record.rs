@@ -5,6 +5,10 @@
 //! | 16   | `MediumAdded`     | 1       |
 //! | 17   | `MediumUpdated`   | 1       |
 //! | 18   | `MediumRemoved`   | 1       |
+//! | 20   | `CleaningUsed`    | 1       |
+//! | 21   | `CleaningRetired` | 1       |
+//! | 22   | `MediumErrors`    | 1       |
+//! | 23   | `DriveErrors`     | 1       |
 //! | 32   | `SessionStarted`  | 2       |
 //! | 33   | `SessionPart`     | 1       |
 //! | 34   | `ObjectStored`    | 2       |
@@ -43,10 +47,13 @@
 //! `PartRuns` (kind 42) came with multiplexing: where each agent's records lie in a part.
 //! `IndexPruned` (kind 43) came with catalog pruning: a session's index file was dropped (the
 //! session stays); a later `SessionIndexed` for it says the index was read back from its media.
+//! `CleaningUsed`, `CleaningRetired`, `MediumErrors` and `DriveErrors` (kinds 20 to 23, defined
+//! in `health.rs`) came with drive cleaning and media error counts.
 
 use serde::{Deserialize, Serialize};
 
 use super::CatalogError;
+use super::health::{CleaningRetired, CleaningUsed, DriveErrors, MediumErrors};
 use super::old;
 use crate::format::MAX_PATH_LEN;
 use crate::format::records::{
@@ -1059,6 +1066,14 @@ records! {
     MediumRemoved,
     /// Kind 19.
     MediumVaulted,
+    /// Kind 20.
+    CleaningUsed,
+    /// Kind 21.
+    CleaningRetired,
+    /// Kind 22.
+    MediumErrors,
+    /// Kind 23.
+    DriveErrors,
     /// Kind 32.
     SessionStarted,
     /// Kind 33.
@@ -1154,6 +1169,10 @@ impl Record {
             (MediumUpdated::KIND, 1) => body::<MediumUpdated>(payload).map_err(fail)?.into(),
             (MediumRemoved::KIND, 1) => body::<MediumRemoved>(payload).map_err(fail)?.into(),
             (MediumVaulted::KIND, 1) => body::<MediumVaulted>(payload).map_err(fail)?.into(),
+            (CleaningUsed::KIND, 1) => body::<CleaningUsed>(payload).map_err(fail)?.into(),
+            (CleaningRetired::KIND, 1) => body::<CleaningRetired>(payload).map_err(fail)?.into(),
+            (MediumErrors::KIND, 1) => body::<MediumErrors>(payload).map_err(fail)?.into(),
+            (DriveErrors::KIND, 1) => body::<DriveErrors>(payload).map_err(fail)?.into(),
             (SessionStarted::KIND, 1) => {
                 body::<old::SessionStartedV1>(payload).map_err(fail)?.upgrade().into()
             }

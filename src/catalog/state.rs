@@ -6,6 +6,7 @@ use std::iter;
 use uuid::Uuid;
 
 use super::CatalogError;
+use super::health::{CleaningCartridge, Health, MediumErrors};
 use super::record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, IndexPruned, JobDeleted,
     JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState,
@@ -32,6 +33,8 @@ pub struct Medium {
     state: MediumState,
     /// Since when it is in the vault (exported), if it is.
     offsite: Option<u64>,
+    /// MEDIUM ERROR sense seen reading and writing it: (read, write).
+    errors: (u32, u32),
 }
 
 impl Medium {
@@ -65,6 +68,11 @@ impl Medium {
         self.offsite
     }
 
+    /// Medium errors seen so far: (read, write).
+    pub fn errors(&self) -> (u32, u32) {
+        self.errors
+    }
+
     fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let changed = self.used != 0 || self.state != MediumState::Writable;
         let update = changed.then(|| {
@@ -73,7 +81,10 @@ impl Medium {
         let vaulted = self
             .offsite
             .map(|at| Record::MediumVaulted(MediumVaulted { medium: self.id(), offsite: true, at }));
-        iter::once(Record::MediumAdded(self.info.clone())).chain(update).chain(vaulted)
+        let (read, write) = self.errors;
+        let errors =
+            (self.errors != (0, 0)).then(|| Record::from(MediumErrors { medium: self.id(), read, write }));
+        iter::once(Record::MediumAdded(self.info.clone())).chain(update).chain(vaulted).chain(errors)
     }
 }
 
@@ -426,6 +437,8 @@ pub struct Catalog {
     console_login: Option<ConsoleLogin>,
     /// Backup agents, by name.
     agents: BTreeMap<String, Agent>,
+    /// Cleaning cartridges and drives' hard errors.
+    health: Health,
 }
 
 impl Default for Catalog {
@@ -447,6 +460,7 @@ impl Catalog {
             next_job: FIRST_ID,
             console_login: None,
             agents: BTreeMap::new(),
+            health: Health::default(),
         }
     }
 
@@ -461,6 +475,25 @@ impl Catalog {
             Record::MediumVaulted(b) => {
                 let m = self.media.get_mut(&b.medium).ok_or_else(|| unknown_medium(b.medium))?;
                 m.offsite = b.offsite.then_some(b.at);
+                Ok(())
+            }
+            Record::MediumErrors(b) => {
+                let m = self.media.get_mut(&b.medium).ok_or_else(|| unknown_medium(b.medium))?;
+                m.errors = (b.read, b.write);
+                Ok(())
+            }
+            Record::CleaningUsed(b) => self.health.cleaning_used(b).map_err(|why| CatalogError::Health {
+                what: format!("cleaning cartridge {} of library {}", b.barcode, b.library),
+                why,
+            }),
+            Record::CleaningRetired(b) => {
+                self.health.cleaning_retired(b).map_err(|why| CatalogError::Health {
+                    what: format!("cleaning cartridge {} of library {}", b.barcode, b.library),
+                    why,
+                })
+            }
+            Record::DriveErrors(b) => {
+                self.health.drive_errors(b);
                 Ok(())
             }
             Record::SessionStarted(b) => self.session_started(b),
@@ -509,7 +542,15 @@ impl Catalog {
         let log = self.log.iter().cloned().map(Record::LogEntry);
         let login = self.console_login.iter().cloned().map(Record::ConsoleLogin);
         let agents = self.agents.values().flat_map(Agent::records);
-        media.chain(sessions).chain(jobs).chain(log).chain(login).chain(agents).chain(self.ids_record())
+        let health = self.health.records();
+        media
+            .chain(sessions)
+            .chain(jobs)
+            .chain(log)
+            .chain(login)
+            .chain(agents)
+            .chain(health)
+            .chain(self.ids_record())
     }
 
     /// Whether a snapshot may be taken: no session holds entries that are only in the journal.
@@ -556,6 +597,19 @@ impl Catalog {
     /// Sessions with a part on `medium`.
     pub fn sessions_on(&self, medium: [u8; 16]) -> impl Iterator<Item = &Session> + '_ {
         self.sessions.values().filter(move |s| s.uses_medium(medium))
+    }
+
+    /// Cleaning cartridges the catalog knows of library `library`, by barcode.
+    pub fn cleaning_cartridges<'a>(
+        &'a self,
+        library: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a CleaningCartridge)> + 'a {
+        self.health.cleaning.iter().filter(move |((l, _), _)| l == library).map(|((_, b), c)| (b.as_str(), c))
+    }
+
+    /// Checks in a row that found hard errors on drive `drive` of `library`.
+    pub fn drive_hard_errors(&self, library: &str, drive: u16) -> u32 {
+        self.health.drive_errors.get(&(library.to_owned(), drive)).copied().unwrap_or(0)
     }
 
     /// One medium, by UUID.
@@ -612,7 +666,8 @@ impl Catalog {
             });
         }
         self.barcodes.insert(b.barcode.clone(), b.medium);
-        let medium = Medium { info: b.clone(), used: 0, state: MediumState::Writable, offsite: None };
+        let medium =
+            Medium { info: b.clone(), used: 0, state: MediumState::Writable, offsite: None, errors: (0, 0) };
         self.media.insert(b.medium, medium);
         Ok(())
     }

@@ -407,7 +407,8 @@ fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
     let jobs = c.jobs().map(Job::id).collect::<Vec<_>>();
     let job_id = pick(jobs, a, if b % 3 == 0 { u64::from(b) } else { c.next_job_id() });
     let medium_id = [a % 4 + 1; 16];
-    match sel % 8 {
+    let cleaning = format!("CLN00{}L1", b % 3);
+    match sel % 12 {
         0 => medium(medium_id, &format!("B{}", b % 5)),
         1 => Record::MediumUpdated(MediumUpdated {
             medium: medium_id,
@@ -439,6 +440,27 @@ fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
         7 if b % 3 == 1 => {
             Record::MediumVaulted(MediumVaulted { medium: medium_id, offsite: a % 2 == 0, at: x })
         }
+        8 => Record::from(CleaningUsed {
+            library: "vlib".into(),
+            barcode: cleaning,
+            drive: u16::from(a % 2),
+            at: x,
+            uses: u32::from(a % 5),
+        }),
+        9 => Record::from(CleaningRetired {
+            library: "vlib".into(),
+            barcode: cleaning,
+            at: x,
+            why: format!("worn after {a} uses"),
+        }),
+        10 => {
+            Record::from(MediumErrors { medium: medium_id, read: u32::from(a % 3), write: u32::from(b % 2) })
+        }
+        11 => Record::from(DriveErrors {
+            library: "vlib".into(),
+            drive: u16::from(b % 2),
+            hard_errors: u32::from(a % 3),
+        }),
         _ => Record::IdsReserved(IdsReserved {
             next_session: c.next_session_id() + u64::from(b % 3) - 1,
             next_job: c.next_job_id() + u64::from(a % 2),
@@ -705,4 +727,63 @@ fn a_session_with_a_cut_stream_keeps_its_index() {
     c.apply(&indexed).unwrap();
     let err = refused(&mut c, index_pruned(1, 5));
     assert!(matches!(err, CatalogError::IndexPrune { session: 1, why } if why.contains("trailer")), "{err}");
+}
+
+fn cleaning_used(barcode: &str, uses: u32) -> Record {
+    Record::from(CleaningUsed { library: "vlib".into(), barcode: barcode.into(), drive: 1, at: 100, uses })
+}
+
+#[test]
+fn cleaning_uses_count_up_until_retired_and_survive_a_snapshot() {
+    let mut c = catalog();
+    c.apply(&cleaning_used("CLN001L1", 1)).unwrap();
+    c.apply(&cleaning_used("CLN001L1", 2)).unwrap();
+    let again = c.apply(&cleaning_used("CLN001L1", 2)).unwrap_err();
+    assert!(matches!(again, CatalogError::Health { .. }), "{again}");
+    let retire = |why: &str| {
+        Record::from(CleaningRetired {
+            library: "vlib".into(),
+            barcode: "CLN001L1".into(),
+            at: 200,
+            why: why.into(),
+        })
+    };
+    c.apply(&retire("worn out")).unwrap();
+    assert!(c.apply(&retire("twice")).is_err(), "a retired cartridge is retired once");
+    let after = c.apply(&cleaning_used("CLN001L1", 3)).unwrap_err();
+    assert!(after.to_string().contains("CLN001L1") && after.to_string().contains("retired"), "{after}");
+    let seen: Vec<_> = c.cleaning_cartridges("vlib").collect();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1.uses, 2);
+    assert_eq!(seen[0].1.last, Some((100, 1)));
+    assert_eq!(seen[0].1.retired, Some((200, "worn out".into())));
+    assert_eq!(c.cleaning_cartridges("other").count(), 0);
+    let zero = cleaning_used("CLN002L1", 0);
+    assert!(matches!(c.apply(&zero), Err(CatalogError::Invalid { record: "CleaningUsed", .. })));
+    index_all(&mut c);
+    assert_eq!(rebuilt(&c).0, c);
+}
+
+#[test]
+fn medium_errors_and_drive_errors_are_kept_and_survive_a_snapshot() {
+    let mut c = catalog();
+    let errors = |read, write| Record::from(MediumErrors { medium: TAPE, read, write });
+    c.apply(&errors(2, 1)).unwrap();
+    let unknown = Record::from(MediumErrors { medium: [3; 16], read: 1, write: 0 });
+    assert!(matches!(c.apply(&unknown), Err(CatalogError::UnknownMedium { .. })));
+    // A state change keeps the counts.
+    let full = MediumUpdated { medium: TAPE, used: 5, state: MediumState::Error };
+    c.apply(&Record::MediumUpdated(full)).unwrap();
+    assert_eq!(c.medium(TAPE).unwrap().errors(), (2, 1));
+    assert_eq!(c.medium(DISK).unwrap().errors(), (0, 0));
+    let drive = |n| Record::from(DriveErrors { library: "vlib".into(), drive: 0, hard_errors: n });
+    c.apply(&drive(2)).unwrap();
+    assert_eq!(c.drive_hard_errors("vlib", 0), 2);
+    assert_eq!(c.drive_hard_errors("vlib", 1), 0);
+    index_all(&mut c);
+    let (fresh, _) = rebuilt(&c);
+    assert_eq!(fresh, c);
+    c.apply(&drive(0)).unwrap();
+    assert_eq!(c.drive_hard_errors("vlib", 0), 0);
+    assert_eq!(rebuilt(&c).0, c);
 }

@@ -320,6 +320,21 @@ fn largest_records() -> Vec<Record> {
             ok: false,
             wrong_in_a_row: u32::MAX,
         }),
+        Record::from(CleaningRetired {
+            library: "l".repeat(256),
+            barcode: "C".repeat(32),
+            at: big,
+            why: "w".repeat(MAX_MESSAGE_LEN),
+        }),
+        Record::from(CleaningUsed {
+            library: "l".repeat(256),
+            barcode: "C".repeat(32),
+            drive: u16::MAX,
+            at: big,
+            uses: MAX_CLEANING_USES,
+        }),
+        Record::from(MediumErrors { medium: [0xff; 16], read: u32::MAX, write: u32::MAX }),
+        Record::from(DriveErrors { library: "l".repeat(256), drive: u16::MAX, hard_errors: u32::MAX }),
     ]
 }
 
@@ -426,6 +441,10 @@ fn kinds_and_versions_are_stable() {
         (17, 1, "MediumUpdated"),
         (18, 1, "MediumRemoved"),
         (19, 1, "MediumVaulted"),
+        (20, 1, "CleaningUsed"),
+        (21, 1, "CleaningRetired"),
+        (22, 1, "MediumErrors"),
+        (23, 1, "DriveErrors"),
         (32, 2, "SessionStarted"),
         (33, 1, "SessionPart"),
         (34, 2, "ObjectStored"),

@@ -203,6 +203,10 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> anyhow::Result<ExitCode> {
         Some(st) if summary.error.is_none() => Some(super::drain::drain_to(&mut store, st, &spec)?),
         _ => None,
     };
+    // After each job the drives are checked: cleaned, taken offline, errors counted.
+    if let Err(e) = coffer::pipeline::health::journal_health(&mut store) {
+        tracing::warn!(target: "library", "drive health after the backup could not be journaled: {e}");
+    }
     report(ctx, &names, &summary, &lineage, drained.as_ref());
     if let (Some(st), Some(d)) = (&stage, &drained)
         && !ctx.json

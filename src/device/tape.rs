@@ -21,7 +21,9 @@
 //! Faults: a unit attention, a medium error or a drive failure while writing fails the
 //! stream (what was durable stays; the multi-device failover moves the rest); a drive that
 //! stops answering is taken offline; a cartridge with a medium error is not written again
-//! in this run.
+//! in this run. Medium errors are counted per cartridge for the journal (a cartridge over the
+//! library's `medium_error_limit` is marked damaged) and the drive's TapeAlert flags are kept
+//! for the health check after the unload.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -252,6 +254,9 @@ impl TapeTarget {
             }
             (TapeError::WriteProtected { .. }, _) | (_, Some(Outcome::MediumError)) => {
                 if let Some(b) = &barcode {
+                    if outcome == Some(Outcome::MediumError) {
+                        self.lib.note_medium_error(b, true);
+                    }
                     self.lib.mark_unusable(b, format!("{doing}: {e}"));
                 }
             }
@@ -482,11 +487,17 @@ impl Target for TapeTarget {
         c.next.object += 1;
         c.next.file += 1;
         self.part_open = false;
-        let io = self.lease.as_mut().expect("leased").io();
-        if !self.cleaning_warned && io.cleaning_requested().unwrap_or(false) {
+        let lease = self.lease.as_mut().expect("leased");
+        let drive = lease.drive();
+        let io = lease.io();
+        let alerts = io.tape_alerts().unwrap_or_default();
+        if !self.cleaning_warned && (alerts.cleaning_required() || alerts.cleaning_requested()) {
             self.cleaning_warned = true;
-            tracing::warn!(target: "library", "{}: the drive asks for cleaning (TapeAlert)", io.name());
+            tracing::warn!(target: "library", "{}: the drive asks for cleaning (TapeAlert); it is cleaned when its cartridge is unloaded", io.name());
         }
+        // A real drive clears its flags when they are read: the library keeps them for the
+        // check after the unload.
+        self.lib.note_alerts(drive, alerts);
         Ok(())
     }
 
@@ -787,9 +798,16 @@ impl TapeReader {
         }
         let next = self.next_object();
         let lease = d.lease.as_mut().expect("positioned");
-        let read = lease.io().read_block(&mut self.buf).map_err(|e| DeviceError::Failed {
-            what: format!("{} {}", self.lib.location(), self.barcode),
-            detail: format!("reading object {}: {e}", next.object),
+        let read = lease.io().read_block(&mut self.buf).map_err(|e| {
+            if let TapeError::Scsi { source, .. } = &e
+                && source.outcome() == Some(Outcome::MediumError)
+            {
+                self.lib.note_medium_error(&self.barcode, false);
+            }
+            DeviceError::Failed {
+                what: format!("{} {}", self.lib.location(), self.barcode),
+                detail: format!("reading object {}: {e}", next.object),
+            }
         })?;
         match read {
             Read::Block(n) => {

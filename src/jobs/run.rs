@@ -112,6 +112,11 @@ impl Run {
             return self.failed(why);
         }
         let outcome = self.backup();
+        // After each job the drives are checked: cleaned, taken offline, errors counted.
+        let mut store = self.store.clone();
+        if let Err(e) = crate::pipeline::health::journal_health(&mut store) {
+            self.log(LogLevel::Warning, format!("drive health after the job could not be journaled: {e}"));
+        }
         if let Some(why) = self.command("post", &self.spec.post.clone())
             && matches!(outcome, Outcome::Done(_))
         {

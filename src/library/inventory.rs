@@ -94,6 +94,15 @@ impl Inventory {
             .collect()
     }
 
+    /// Cleaning cartridges in storage slots, by barcode, in address order.
+    pub fn cleaning_cartridges(&self) -> Vec<String> {
+        self.of(ElementType::Storage)
+            .filter(|e| e.full)
+            .filter_map(|e| e.volume_tag.clone())
+            .filter(|b| b.starts_with(CLEANING_PREFIX))
+            .collect()
+    }
+
     /// Every element for people: `drive 0`, `slot 1`…, `mail slot 1`….
     pub fn places(&self) -> Vec<Place> {
         let mut counts: HashMap<ElementType, usize> = HashMap::new();

@@ -8,10 +8,15 @@
 //! the command line or the service [`configure`]d the board. The virtual library (the
 //! built-in default) keeps its cartridges as files under `<state>/library/<name>`.
 //!
+//! Drive health: after each unload and each job the drive's TapeAlert flags are read, and a
+//! drive that asks is cleaned (see [`cleaning`], decisions in [`health`]).
+//!
 //! Locking: the manager's state is behind one mutex held only for bookkeeping and robot
 //! moves; tape I/O happens on a leased drive outside it, so drives stream in parallel.
 
 pub mod changer;
+pub mod cleaning;
+pub mod health;
 pub mod inventory;
 pub mod ops;
 pub mod standalone;
@@ -63,6 +68,7 @@ struct Inner {
     inventory: Inventory,
     bays: Vec<Bay>,
     known: Known,
+    tending: cleaning::Tending,
 }
 
 /// A tape library.
@@ -152,12 +158,18 @@ impl Library {
                 ),
             ));
         }
+        let drives_n = drives.len();
         let bays = addresses
             .into_iter()
             .zip(drives)
             .map(|(address, io)| Bay { address, io: Some(io), offline: None })
             .collect();
-        let inner = Inner { changer, inventory, bays, known: Known::default() };
+        let tending = cleaning::Tending {
+            hard_errors: vec![0; drives_n],
+            pending: vec![crate::scsi::pages::TapeAlert::default(); drives_n],
+            ..cleaning::Tending::default()
+        };
+        let inner = Inner { changer, inventory, bays, known: Known::default(), tending };
         Ok(Arc::new(Library {
             name: name.to_owned(),
             capacity,
@@ -520,7 +532,18 @@ impl Library {
         let to = g.inventory.home_for(from).ok_or_else(|| {
             fail(&self.name, format!("no empty slot to put {barcode} back: take a cartridge out"))
         })?;
-        self.robot_move(&mut g, from, to)
+        self.robot_move(&mut g, from, to)?;
+        drop(g);
+        self.tend(lease);
+        Ok(())
+    }
+
+    /// Drive `drive` if it is online and idle, without waiting.
+    pub fn try_lease_drive(self: &Arc<Self>, drive: usize) -> Option<Lease> {
+        let mut g = self.lock();
+        let bay = g.bays.get_mut(drive).filter(|b| b.offline.is_none())?;
+        let io = bay.io.take()?;
+        Some(Lease { lib: self.clone(), bay: drive, io: Some(io) })
     }
 
     /// Moves a cartridge between two elements named by address.
@@ -717,10 +740,14 @@ pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
     let verdicts = crate::lifecycle::report::verdicts(catalog, &pools, crate::clock::unix_now());
     for lib in opened() {
         let location = lib.location();
-        let recyclable = catalog.media().filter(|m| m.info().location == location).filter(|m| {
-            let mut sessions = catalog.sessions_on(m.id()).peekable();
-            sessions.peek().is_some() && sessions.all(|s| verdicts.get(&s.id()).is_some_and(|v| v.expired()))
-        });
+        // A damaged cartridge is never written again, expired or not.
+        let usable = |m: &&crate::catalog::Medium| m.state() != crate::catalog::MediumState::Error;
+        let recyclable =
+            catalog.media().filter(|m| m.info().location == location).filter(usable).filter(|m| {
+                let mut sessions = catalog.sessions_on(m.id()).peekable();
+                sessions.peek().is_some()
+                    && sessions.all(|s| verdicts.get(&s.id()).is_some_and(|v| v.expired()))
+            });
         let last_write = |m: &crate::catalog::Medium| {
             catalog.sessions_on(m.id()).map(|s| s.start().started).max().unwrap_or(0)
         };
@@ -734,7 +761,72 @@ pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
             })
             .unzip();
         lib.learn(pools, full.into_iter().flatten());
+        let limits = board()
+            .libraries
+            .iter()
+            .find(|l| l.name() == lib.name())
+            .map_or_else(crate::board::HealthLimits::default, |l| l.health_limits());
+        let cleaning = catalog.cleaning_cartridges(lib.name()).map(|(b, c)| {
+            (b.to_owned(), health::CleaningKnown { uses: c.uses, retired: c.retired.is_some() })
+        });
+        let name = lib.name().to_owned();
+        lib.learn_health(limits, cleaning.collect::<Vec<_>>(), |d| {
+            catalog.drive_hard_errors(&name, u16::try_from(d).unwrap_or(u16::MAX))
+        });
     }
+}
+
+/// Reads the flags of every idle online drive of the open libraries (after a job): a drive
+/// that asks for cleaning or reports hard errors has its cartridge unloaded, which tends it;
+/// an empty drive is tended at once.
+pub fn tend_all() {
+    for lib in opened() {
+        for drive in 0..lib.drive_counts().0 {
+            let Some(mut lease) = lib.try_lease_drive(drive) else { continue };
+            if lib.loaded(&lease).is_none() {
+                lib.tend(&mut lease);
+                continue;
+            }
+            if let Ok(a) = lease.io().tape_alerts()
+                && (a.cleaning_required() || a.cleaning_requested() || a.hard_error())
+            {
+                lib.note_alerts(drive, a);
+                if let Err(e) = lib.unload(&mut lease) {
+                    tracing::warn!(target: "library", "{} drive {drive}: unloading to clean it: {e}", lib.name);
+                }
+            }
+        }
+    }
+}
+
+/// What the health checks of one library found.
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    /// The library's name in the board.
+    pub library: String,
+    /// Where its media are (`library:NAME`), as the catalog's media say.
+    pub location: String,
+    /// Its limits.
+    pub limits: crate::board::HealthLimits,
+    /// What happened, oldest first.
+    pub events: Vec<health::HealthEvent>,
+}
+
+/// What the health checks of every open library found since the last call.
+pub fn take_health_events() -> Vec<HealthReport> {
+    opened()
+        .iter()
+        .map(|l| {
+            let limits = l.lock().tending.limits;
+            HealthReport {
+                library: l.name.clone(),
+                location: l.location(),
+                limits,
+                events: l.take_health_events(),
+            }
+        })
+        .filter(|r| !r.events.is_empty())
+        .collect()
 }
 
 /// What a library's drives and robot did in this process.

@@ -19,6 +19,7 @@ pub mod compress;
 pub mod coord;
 pub mod drain;
 pub mod fetch;
+pub mod health;
 pub mod multi;
 pub mod mux;
 pub mod pool;

@@ -15,9 +15,16 @@ use crate::scsi::sense::{Sense, SenseKey};
 use crate::scsi::transport::{Completion, DataBuf, Transport, TransportError};
 
 /// The library's robot, as a SCSI medium changer.
-#[derive(Debug)]
 pub struct Changer {
     state: Arc<Mutex<LibraryState>>,
+    /// Starts cleaning cycles.
+    clock: Arc<dyn super::Clock>,
+}
+
+impl std::fmt::Debug for Changer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Changer").field("state", &self.state).finish_non_exhaustive()
+    }
 }
 
 /// Saves where every cartridge is to the store.
@@ -56,8 +63,8 @@ pub(super) fn u16_at(b: &[u8], i: usize) -> u16 {
 }
 
 impl Changer {
-    pub(super) fn new(state: Arc<Mutex<LibraryState>>) -> Changer {
-        Changer { state }
+    pub(super) fn new(state: Arc<Mutex<LibraryState>>, clock: Arc<dyn super::Clock>) -> Changer {
+        Changer { state, clock }
     }
 
     /// Each drive's counters (bytes written, repositions, time the host waited).
@@ -67,7 +74,7 @@ impl Changer {
 
     /// Another handle on the same library (for reading counters while the changer is in use).
     pub fn share(&self) -> Changer {
-        Changer { state: self.state.clone() }
+        Changer { state: self.state.clone(), clock: self.clock.clone() }
     }
 
     fn lock(&self) -> MutexGuard<'_, LibraryState> {
@@ -198,13 +205,17 @@ impl Changer {
         dest.cart = cart;
         dest.source = Some(from);
         if let Some((ElementType::DataTransfer, i)) = s.element(to)
-            && let Err(e) = s.load_drive(i)
+            && let Err(e) = s.load_drive(i, self.clock.now())
         {
             return Err(TransportError::Other(format!("{}: loading the tape: {e}", s.name)));
         }
         let map = s.map();
         if let Err(e) = s.store.save_map(&map) {
             return Err(TransportError::Other(format!("{}: saving the element map: {e}", s.name)));
+        }
+        let wear = s.wear();
+        if let Err(e) = s.store.save_wear(&wear) {
+            return Err(TransportError::Other(format!("{}: saving the drives' wear: {e}", s.name)));
         }
         Ok(Completion::good(0))
     }

@@ -112,6 +112,7 @@ impl Drive {
         d.counters.bytes += n;
         let h = d.speed.write(n, now);
         d.pay(h);
+        d.wear_by(n);
         let bytes = d.counters.bytes;
         if d.faults.offline_after.is_some_and(|a| bytes >= a) && d.offline.is_none() {
             d.offline = Some(false);
@@ -377,6 +378,12 @@ impl Drive {
             }
             op::REQUEST_SENSE => return Ok(reply(data, &Sense::new(SenseKey::NoSense, 0, 0).encode())),
             _ => {}
+        }
+        if d.cleaning.is_some() {
+            d.cleaning_progress(now);
+            if !(b[0] == op::LOG_SENSE && b[2] & 0x3F == crate::scsi::pages::TAPE_ALERT_PAGE) {
+                return Ok(d.cleaning_command(b[0], now, data.len()));
+            }
         }
         if let Some((asc, ascq)) = d.attention.take() {
             return Ok(check(Sense::new(SenseKey::UnitAttention, asc, ascq), data.len()));

@@ -38,7 +38,9 @@
 //! ELEMENT STATUS, MOVE MEDIUM and INITIALIZE ELEMENT STATUS answer NOT READY 04/03 until it
 //! is removed); a cartridge in a slot marked foreign (when blank, its first load writes a
 //! coffer label naming barcode `ZZ<barcode>` onto it; [`Changer::foreign`] lists them); a write-protected cartridge (DATA PROTECT
-//! 27/00); TapeAlert CLEAN NOW after n bytes (LOG SENSE page 0x2E). A store that fails to
+//! 27/00); TapeAlert CLEAN NOW after n bytes (LOG SENSE page 0x2E), once per opening; a
+//! drive that cleaning does not help. Cleaning (wear, cycles, worn cleaning cartridges) is
+//! described in the `cleaning` module. A store that fails to
 //! write or read answers MEDIUM ERROR 03/0C or 03/11; a cartridge file torn by a crash is cut
 //! back to its last whole object when loaded (what was written after the last filemark may
 //! be lost, as from a real drive's buffer).
@@ -50,6 +52,7 @@
 //! immediate REWIND or UNLOAD (they always wait for the buffer), speed matching.
 
 mod changer;
+mod cleaning;
 mod drive;
 mod speed;
 mod state;
@@ -182,7 +185,7 @@ pub fn open(
     let n = state.drive_count();
     let shared = Arc::new(Mutex::new(state));
     let drives = (0..n).map(|i| Drive::new(shared.clone(), i, clock.clone())).collect();
-    Ok(Opened { changer: Changer::new(shared), drives })
+    Ok(Opened { changer: Changer::new(shared, clock), drives })
 }
 
 /// A size from the board (checked when the board was parsed).
@@ -203,6 +206,7 @@ fn drive_faults(faults: &[Fault], drive: u32) -> state::DriveFaults {
             Fault::CleaningRequired { drive: d, after } if *d == drive => {
                 f.clean_after = Some(size_of(after))
             }
+            Fault::DirtyDrive { drive: d } if *d == drive => f.dirty = true,
             _ => {}
         }
     }
@@ -211,6 +215,8 @@ fn drive_faults(faults: &[Fault], drive: u32) -> state::DriveFaults {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cleaning;
 #[cfg(test)]
 mod tests_faults;
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub(super) struct DriveFaults {
     pub offline_after: Option<u64>,
     pub attention_after: Option<u64>,
     pub clean_after: Option<u64>,
+    /// Cleaning does not clear the drive's cleaning flags.
+    pub dirty: bool,
 }
 
 /// What a drive has done.
@@ -80,6 +82,12 @@ pub(super) struct DriveState {
     /// How long the command being run holds the host back, once the library is released.
     pub hold: Duration,
     pub faults: DriveFaults,
+    /// Bytes written since the last cleaning (kept in the store).
+    pub wear: u64,
+    /// Bytes after which the drive asks for routine cleaning.
+    pub clean_every: Option<u64>,
+    /// The cleaning cycle of the cleaning cartridge in the drive.
+    pub cleaning: Option<super::cleaning::Cycle>,
 }
 
 /// The whole library.
@@ -97,6 +105,10 @@ pub struct LibraryState {
     /// Cartridges of the library's set that a person took out through a mail slot (in the
     /// vault): their files stay in the store, ready to be put back.
     pub(super) outside: Vec<Cartridge>,
+    /// Uses a cleaning cartridge has.
+    pub(super) cleaning_life: u32,
+    /// How long a cleaning cycle takes.
+    pub(super) cleaning_time: Duration,
 }
 
 impl LibraryState {
@@ -144,6 +156,12 @@ impl LibraryState {
             capacity: c.capacity_bytes(),
             moves: 0,
             positioning: c.positioning,
+            cleaning_life: c.cleaning_life.unwrap_or(crate::board::DEFAULT_CLEANING_LIFE),
+            cleaning_time: Duration::from_millis(
+                c.cleaning_ms
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .unwrap_or(crate::board::DEFAULT_CLEANING_MS as u64),
+            ),
             move_failures: c
                 .faults
                 .iter()
@@ -203,9 +221,15 @@ impl LibraryState {
             )
             .reading_at(c.drive_read_rate.as_deref().map(super::size_of));
         }
+        let store_err = |source| SimError::Store { name: c.name.clone(), source };
+        let wear = s.store.load_wear().map_err(store_err)?;
+        for (i, d) in s.drives.iter_mut().enumerate() {
+            d.clean_every = c.clean_every.as_deref().map(super::size_of);
+            d.wear_by(wear.get(i).copied().unwrap_or(0));
+        }
         for i in 0..s.drives.len() {
             if s.drives[i].place.cart.is_some() {
-                s.load_drive(i).map_err(|source| SimError::Store { name: c.name.clone(), source })?;
+                s.load_drive(i, Duration::ZERO).map_err(store_err)?;
             }
         }
         Ok(s)
@@ -257,8 +281,9 @@ impl LibraryState {
             .collect()
     }
 
-    /// Drive `i` received a cartridge: load its tape, position at the start, report 28/00.
-    pub(super) fn load_drive(&mut self, i: usize) -> std::io::Result<()> {
+    /// Drive `i` received a cartridge at `now`: load its tape, position at the start, report
+    /// 28/00; a cleaning cartridge starts a cleaning cycle instead.
+    pub(super) fn load_drive(&mut self, i: usize, now: Duration) -> std::io::Result<()> {
         let barcode = self.drives[i].place.cart.as_ref().map(|k| k.barcode.clone()).unwrap_or_default();
         let mut tape = self.store.load(&barcode)?;
         if self.drives[i].place.cart.as_ref().is_some_and(|k| k.foreign) && tape.is_empty() {
@@ -275,6 +300,9 @@ impl LibraryState {
         d.threaded = true;
         d.attention = Some((0x28, 0x00));
         d.speed.stop();
+        if d.place.cart.as_ref().is_some_and(|k| k.cleaning) {
+            return self.start_cleaning(i, now);
+        }
         Ok(())
     }
 
@@ -291,7 +319,13 @@ impl LibraryState {
         d.threaded = false;
         d.pos = 0;
         d.speed.stop();
+        d.cleaning_ended();
         Ok(())
+    }
+
+    /// Each drive's bytes written since its last cleaning, for the store.
+    pub(super) fn wear(&self) -> Vec<u64> {
+        self.drives.iter().map(|d| d.wear).collect()
     }
 
     /// Early-warning threshold in bytes.

@@ -7,7 +7,9 @@
 //! the same bytes in memory): the 8-byte magic `CFRSIM01`, then objects, each a tag byte (`0`
 //! record, `1` filemark), a little-endian `u32` length and, for records, that many bytes. End
 //! of file is end of data. The element map is `map.txt`: lines `ADDRESS BARCODE` (address in
-//! hex), replaced atomically (temporary file, fsync, rename).
+//! hex), replaced atomically (temporary file, fsync, rename); `wear.txt` holds each drive's
+//! bytes written since its last cleaning, a decimal line per drive, replaced the same way. A
+//! cleaning cartridge's file holds one one-byte record per cleaning it did.
 //!
 //! Index: only the offset of each object's header (8 bytes an object) and the object numbers
 //! of the filemarks are held in memory. A record's length is the distance to the next header;
@@ -383,6 +385,10 @@ pub trait CartridgeStore: Send {
     fn door_open(&self) -> bool {
         false
     }
+    /// Each drive's bytes written since it was last cleaned, as last saved (empty if never).
+    fn load_wear(&mut self) -> io::Result<Vec<u64>>;
+    /// Saves each drive's bytes written since it was last cleaned.
+    fn save_wear(&mut self, wear: &[u64]) -> io::Result<()>;
 }
 
 /// A store in memory, for tests; clones share nothing.
@@ -390,12 +396,13 @@ pub trait CartridgeStore: Send {
 pub struct MemoryStore {
     tapes: HashMap<String, MemoryMedium>,
     map: Option<Vec<(u16, String)>>,
+    wear: Vec<u64>,
 }
 
 impl Clone for MemoryStore {
     fn clone(&self) -> Self {
         let tapes = self.tapes.iter().map(|(k, m)| (k.clone(), MemoryMedium::new(m.contents()))).collect();
-        MemoryStore { tapes, map: self.map.clone() }
+        MemoryStore { tapes, map: self.map.clone(), wear: self.wear.clone() }
     }
 }
 
@@ -425,6 +432,15 @@ impl CartridgeStore for MemoryStore {
 
     fn save_map(&mut self, map: &[(u16, String)]) -> io::Result<()> {
         self.map = Some(map.to_vec());
+        Ok(())
+    }
+
+    fn load_wear(&mut self) -> io::Result<Vec<u64>> {
+        Ok(self.wear.clone())
+    }
+
+    fn save_wear(&mut self, wear: &[u64]) -> io::Result<()> {
+        self.wear = wear.to_vec();
         Ok(())
     }
 }
@@ -491,11 +507,42 @@ impl CartridgeStore for FileStore {
 
     fn save_map(&mut self, map: &[(u16, String)]) -> io::Result<()> {
         let text: String = map.iter().map(|(a, b)| format!("{a:04x} {b}\n")).collect();
-        let tmp = self.dir.join("map.txt.tmp");
+        self.replace("map.txt", &text)
+    }
+
+    fn load_wear(&mut self) -> io::Result<Vec<u64>> {
+        let path = self.dir.join(WEAR_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        text.split_whitespace()
+            .map(|w| {
+                w.parse().map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("{}: bad count '{w}'", path.display()))
+                })
+            })
+            .collect()
+    }
+
+    fn save_wear(&mut self, wear: &[u64]) -> io::Result<()> {
+        let text: String = wear.iter().map(|n| format!("{n}\n")).collect();
+        self.replace(WEAR_FILE, &text)
+    }
+}
+
+/// The file of each drive's bytes written since its last cleaning, a line per drive.
+const WEAR_FILE: &str = "wear.txt";
+
+impl FileStore {
+    /// Replaces file `name` with `text` atomically (temporary file, fsync, rename).
+    fn replace(&self, name: &str, text: &str) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
         let mut f = fs::File::create(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        fs::rename(&tmp, self.dir.join("map.txt"))?;
+        fs::rename(&tmp, self.dir.join(name))?;
         self.sync_dir()
     }
 }

@@ -30,6 +30,12 @@ pub(super) fn config(faults: Vec<crate::board::Fault>) -> VirtualLibrary {
         faults,
         multiplex: None,
         media_wait: None,
+        cleaning_uses: None,
+        hard_error_limit: None,
+        medium_error_limit: None,
+        clean_every: None,
+        cleaning_life: None,
+        cleaning_ms: None,
     }
 }
 

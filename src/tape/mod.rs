@@ -49,6 +49,16 @@ pub trait TapeIo: Send {
     fn unload(&mut self) -> Result<(), TapeError>;
     /// Whether the drive asks for a cleaning cartridge (TapeAlert).
     fn cleaning_requested(&mut self) -> Result<bool, TapeError> {
-        Ok(false)
+        let a = self.tape_alerts()?;
+        Ok(a.cleaning_required() || a.cleaning_requested())
+    }
+    /// The drive's TapeAlert flags (none where the drive cannot report them).
+    fn tape_alerts(&mut self) -> Result<crate::scsi::pages::TapeAlert, TapeError> {
+        Ok(crate::scsi::pages::TapeAlert::default())
+    }
+    /// Whether a cleaning cycle is over: false while the drive answers NOT READY, CLEANING
+    /// CARTRIDGE INSTALLED (30/03). A drive that cannot tell is taken to be done.
+    fn cleaning_done(&mut self) -> Result<bool, TapeError> {
+        Ok(true)
     }
 }

@@ -89,6 +89,19 @@ impl TapeAlert {
         }
     }
 
+    /// The same set without `flag`.
+    pub fn without(self, flag: u8) -> TapeAlert {
+        match flag {
+            1..=64 => TapeAlert { bits: self.bits & !(1 << (flag - 1)) },
+            _ => self,
+        }
+    }
+
+    /// The flags set in either.
+    pub fn union(self, other: TapeAlert) -> TapeAlert {
+        TapeAlert { bits: self.bits | other.bits }
+    }
+
     /// Whether `flag` is set.
     pub fn is_set(&self, flag: u8) -> bool {
         matches!(flag, 1..=64) && self.bits & (1 << (flag - 1)) != 0

@@ -332,13 +332,23 @@ impl TapeIo for TapeDrive {
         Ok(())
     }
 
-    fn cleaning_requested(&mut self) -> Result<bool, TapeError> {
+    fn tape_alerts(&mut self) -> Result<TapeAlert, TapeError> {
         let mut buf = vec![0u8; 4 + 64 * 5];
         match issue(&mut *self.t, &cdb::log_sense_tape_alert(buf.len() as u16), DataBuf::In(&mut buf)) {
-            Ok(_) => {
-                Ok(TapeAlert::decode(&buf).is_ok_and(|a| a.cleaning_required() || a.cleaning_requested()))
-            }
-            Err(e) if e.is_unsupported() => Ok(false),
+            Ok(_) => TapeAlert::decode(&buf).map_err(|e| TapeError::Protocol {
+                drive: self.name.clone(),
+                detail: format!("LOG SENSE (TapeAlert): {e}"),
+            }),
+            Err(e) if e.is_unsupported() => Ok(TapeAlert::default()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    fn cleaning_done(&mut self) -> Result<bool, TapeError> {
+        match issue(&mut *self.t, &cdb::test_unit_ready(), DataBuf::None) {
+            Err(e) if e.sense().is_some_and(|s| (s.asc, s.ascq) == (0x30, 0x03)) => Ok(false),
+            // Ready, or empty once the drive ejected the cleaning cartridge: the cycle is over.
+            Ok(_) | Err(ScsiError::Check { .. }) => Ok(true),
             Err(e) => Err(self.err(e)),
         }
     }

@@ -33,6 +33,12 @@ fn library_with(capacity: &str, faults: Vec<Fault>, positioning: bool) -> Opened
         faults,
         multiplex: None,
         media_wait: None,
+        cleaning_uses: None,
+        hard_error_limit: None,
+        medium_error_limit: None,
+        clean_every: None,
+        cleaning_life: None,
+        cleaning_ms: None,
     };
     sim::open(&c, Box::new(MemoryStore::default()), Arc::new(ManualClock::default())).unwrap()
 }
