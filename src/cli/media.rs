@@ -167,7 +167,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         |t: Option<u64>| t.map_or_else(|| "-".into(), |t| coffer::jobs::calendar::format(t)[..10].to_owned());
     outln!(
         ctx,
-        "{:<12} {:<10} {:<9} {:>8} {:>10}  {:<10} {:<10} {:<10} {}",
+        "{:<12} {:<10} {:<9} {:>8} {:>10}  {:<10} {:<10} {:<10} {:>7} {}",
         "barcode",
         "pool",
         "status",
@@ -176,6 +176,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         "first",
         "last",
         "expires",
+        "errors",
         "where"
     );
     for m in &lines {
@@ -189,9 +190,13 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             (None, "") => "-".into(),
             (None, k) => k.to_owned(),
         };
+        let errors = match m.cleaning_uses {
+            Some(n) => format!("{n} uses"),
+            None => format!("{}/{}", m.read_errors, m.write_errors),
+        };
         outln!(
             ctx,
-            "{:<12} {:<10} {:<9} {:>8} {:>10}  {:<10} {:<10} {:<10} {place}",
+            "{:<12} {:<10} {:<9} {:>8} {:>10}  {:<10} {:<10} {:<10} {errors:>7} {place}",
             m.barcode,
             if m.pool.is_empty() { "-" } else { &m.pool },
             m.status,

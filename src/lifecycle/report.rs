@@ -179,6 +179,12 @@ pub struct MediumLine {
     pub offsite: Option<u64>,
     /// The library that holds it now, if one does.
     pub library: Option<String>,
+    /// MEDIUM ERROR sense seen reading it.
+    pub read_errors: u32,
+    /// MEDIUM ERROR sense seen writing it.
+    pub write_errors: u32,
+    /// A cleaning cartridge's uses counted.
+    pub cleaning_uses: Option<u32>,
 }
 
 /// Every cartridge the catalog knows and every other one `present` lists (barcode, library:
@@ -232,6 +238,9 @@ pub fn media(c: &Catalog, specs: &[PoolSpec], now: u64, present: &[(String, Stri
                 },
                 offsite: m.offsite(),
                 library: library_of(m.barcode()),
+                read_errors: m.errors().0,
+                write_errors: m.errors().1,
+                cleaning_uses: None,
             }
         })
         .collect();
@@ -240,10 +249,16 @@ pub fn media(c: &Catalog, specs: &[PoolSpec], now: u64, present: &[(String, Stri
             continue;
         }
         let cleaning = b.starts_with(crate::library::inventory::CLEANING_PREFIX);
+        let worn = c.cleaning_cartridges(lib).find(|(x, _)| x == b).map(|(_, k)| k);
+        let status = match (cleaning, worn.is_some_and(|k| k.retired.is_some())) {
+            (true, true) => "retired",
+            (true, false) => "cleaning",
+            (false, _) => "scratch",
+        };
         out.push(MediumLine {
             barcode: b.clone(),
             pool: String::new(),
-            status: if cleaning { "cleaning" } else { "scratch" },
+            status,
             sessions: 0,
             used: 0,
             first_write: None,
@@ -252,6 +267,9 @@ pub fn media(c: &Catalog, specs: &[PoolSpec], now: u64, present: &[(String, Stri
             kept: String::new(),
             offsite: None,
             library: Some(lib.clone()),
+            read_errors: 0,
+            write_errors: 0,
+            cleaning_uses: cleaning.then(|| worn.map_or(0, |k| k.uses)),
         });
     }
     out.sort_by(|a, b| a.barcode.cmp(&b.barcode));
