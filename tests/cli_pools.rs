@@ -271,3 +271,39 @@ fn a_pool_of_new_cartridges_starts_each_session_on_one_of_its_own() {
     assert_ne!(r.code, 0, "{r}");
     assert!(r.all_output().contains("no cartridge left to write for pool 'monthly'"), "{r}");
 }
+
+#[test]
+fn a_pool_with_a_set_per_week_starts_a_cartridge_each_sunday_and_appends_within_the_week() {
+    let w = World::with(
+        "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 6\n\
+         cartridges = 4\ncapacity = \"64M\"\nmedia_wait = \"0s\"\n[[pool]]\nname = \"daily\"\n\
+         allocation = \"weekly sun\"\n",
+    );
+    let src = w.env.path("src");
+    tree(&src, 1);
+    // 2027-03-01 is a Monday.
+    let nights = ["2027-03-01", "2027-03-02", "2027-03-07", "2027-03-08", "2027-03-13", "2027-03-14"];
+    let mut sessions = Vec::new();
+    for day in nights {
+        let now = format!("{day}T02:00:00Z");
+        let r = w.at(&now, &["backup", src.to_str().unwrap(), "--to", "library:vlib,pool=daily,drives=1"]);
+        r.expect_code(0);
+        sessions.push(r.json()["session"].as_u64().unwrap());
+    }
+    let r = w.at("2027-03-14T03:00:00Z", &["ls", "--media"]);
+    let mut sets: Vec<Vec<u64>> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sessions"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect())
+        .collect();
+    sets.sort();
+    // Mon and Tue share one; Sunday the 7th starts one that Monday the 8th and Saturday the
+    // 13th append to; Sunday the 14th starts the next.
+    assert_eq!(
+        sets,
+        [vec![sessions[0], sessions[1]], vec![sessions[2], sessions[3], sessions[4]], vec![sessions[5]]],
+        "{r}"
+    );
+}

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::board::{Board, Library as LibraryConfig};
 use crate::device::DeviceError;
+use crate::lifecycle::pools::Allocation;
 use crate::scsi::transport::Transport;
 use crate::tape::{TapeDrive, TapeIo};
 
@@ -304,6 +305,13 @@ impl Library {
         self.lock().known.recyclable.contains_key(barcode)
     }
 
+    /// `barcode` carries a label of `pool` made at `created` (a new media set began then).
+    pub fn note_label(&self, barcode: &str, pool: &str, created: u64) {
+        let mut g = self.lock();
+        g.known.pool.insert(barcode.to_owned(), pool.to_owned());
+        g.known.labelled.insert(barcode.to_owned(), created);
+    }
+
     /// `barcode` was labelled anew for `pool`: it is empty and writable.
     pub fn recycled(&self, barcode: &str, pool: &str) {
         let mut g = self.lock();
@@ -353,7 +361,12 @@ impl Library {
             .collect();
         let board = board();
         let range_pool = |b: &str| crate::lifecycle::pools::pool_of(&board.pools, b).map(|p| p.name.clone());
-        let append = board.pools.iter().find(|p| p.name == pool).is_none_or(|p| p.appends());
+        let allocation = board.pools.iter().find(|p| p.name == pool).map(|p| p.allocation());
+        let append = match allocation {
+            None | Some(Allocation::Append) => inventory::Appending::Any,
+            Some(Allocation::New) => inventory::Appending::Never,
+            Some(a) => inventory::Appending::Since(a.set_start(crate::clock::unix_now()).unwrap_or(0)),
+        };
         let pick = inventory::choose(&carts, &g.known, pool, loaded, &range_pool, append)?;
         g.known.claimed.insert(pick.clone());
         Some(pick)
@@ -761,6 +774,12 @@ pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
             })
             .unzip();
         lib.learn(pools, full.into_iter().flatten());
+        lib.lock().known.labelled.extend(
+            catalog
+                .media()
+                .filter(|m| m.info().location == location)
+                .map(|m| (m.barcode().to_owned(), m.info().created)),
+        );
         let limits = board()
             .libraries
             .iter()
