@@ -605,9 +605,20 @@ pub fn configure(board: Board, state: PathBuf) {
     *registry() = Some(Registry { board, state, open: HashMap::new() });
 }
 
-/// The board [`configure`] was given (the built-in one if none was).
+/// Pools made by command (kept in the catalog), as [`learn_catalog`] last saw them.
+static COMMAND_POOLS: Mutex<Vec<crate::lifecycle::pools::PoolSpec>> = Mutex::new(Vec::new());
+
+/// The board [`configure`] was given (the built-in one if none was), with the pools made by
+/// command beside the board's own.
 pub fn board() -> Board {
-    registry().as_ref().map_or_else(Board::default_board, |r| r.board.clone())
+    let mut board = registry().as_ref().map_or_else(Board::default_board, |r| r.board.clone());
+    let made = COMMAND_POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    for p in made.iter() {
+        if !board.pools.iter().any(|b| b.name == p.name) {
+            board.pools.push(p.clone());
+        }
+    }
+    board
 }
 
 /// The stand-alone drive at `path` (`/dev/nstN` through st, `/dev/sgN` by SG_IO), opened on
@@ -749,6 +760,8 @@ pub fn opened() -> Vec<Arc<Library>> {
 /// Tells every open library what the catalog knows of its cartridges (pools, which are full,
 /// which hold only expired sessions by the board's pools now).
 pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
+    *COMMAND_POOLS.lock().unwrap_or_else(|e| e.into_inner()) =
+        crate::lifecycle::pools::effective(&[], catalog);
     let pools = board().pools;
     let verdicts = crate::lifecycle::report::verdicts(catalog, &pools, crate::clock::unix_now());
     for lib in opened() {

@@ -249,6 +249,51 @@ impl PoolSpec {
     }
 }
 
+/// The pools in force: the board's, then those made by command (`coffer pool create`, kept in
+/// the catalog), each under its own name. A definition that no longer reads (it was checked
+/// when made) is left out with a warning.
+pub fn effective(board: &[PoolSpec], catalog: &crate::catalog::Catalog) -> Vec<PoolSpec> {
+    let mut all = board.to_vec();
+    for (name, definition) in catalog.pools() {
+        if all.iter().any(|p| p.name == name) {
+            continue;
+        }
+        match from_definition(name, definition) {
+            Ok(p) => all.push(p),
+            Err(e) => tracing::warn!(target: "pools", "pool '{name}' made by command does not read: {e}"),
+        }
+    }
+    all
+}
+
+/// A pool from its name and its keys in TOML.
+pub fn from_definition(name: &str, definition: &str) -> Result<PoolSpec, String> {
+    let mut table: toml::Table = toml::from_str(definition).map_err(|e| e.message().to_owned())?;
+    table.insert("name".into(), toml::Value::String(name.to_owned()));
+    table.try_into::<PoolSpec>().map_err(|e| e.message().to_owned())
+}
+
+/// A pool's keys in TOML, without its name: what `PoolDefined` keeps.
+pub fn definition(p: &PoolSpec) -> String {
+    let mut t = toml::Table::new();
+    if let Some(l) = &p.library {
+        t.insert("library".into(), l.clone().into());
+    }
+    if !p.barcodes.is_empty() {
+        t.insert("barcodes".into(), toml::Value::Array(p.barcodes.iter().cloned().map(Into::into).collect()));
+    }
+    if let Some(k) = &p.keep {
+        t.insert("keep".into(), k.clone().into());
+    }
+    if let Some(n) = p.keep_sets {
+        t.insert("keep_sets".into(), i64::from(n).into());
+    }
+    if let Some(a) = &p.allocation {
+        t.insert("allocation".into(), a.clone().into());
+    }
+    toml::to_string(&t).expect("a table of strings and numbers is TOML")
+}
+
 /// Checks the board's pools together: each alone, names once, no barcode in two pools.
 pub fn check_all(pools: &[PoolSpec], libraries: &[&str]) -> Result<(), (String, String)> {
     let mut seen = std::collections::HashSet::new();
