@@ -207,10 +207,11 @@ pub fn choose(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn el(kind: ElementType, address: u16, tag: Option<&str>) -> Element {
+    /// An element of `kind` at `address`, full with `tag` when there is one.
+    pub(crate) fn el(kind: ElementType, address: u16, tag: Option<&str>) -> Element {
         let mut e = Element::empty(kind, address);
         e.full = tag.is_some();
         e.volume_tag = tag.map(str::to_owned);
