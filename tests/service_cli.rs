@@ -1,6 +1,6 @@
 //! The box's own command line while the service runs: `ls`, `verify`, `restore`, `scan`,
-//! `journal check`, `media inventory`, `media list` and `backup` go through the control socket and answer as
-//! they do with the service stopped: the same output (less timings and counters of the
+//! `journal check`, `media inventory`, `media list` and `backup` go through the control socket
+//! and answer as they do with the service stopped: the same output (less timings and counters of the
 //! process that ran them) and the same exit codes, `--json` or not.
 
 mod common;
