@@ -347,8 +347,9 @@ impl Library {
     /// fits), or `None` when none is left.
     pub fn claim(&self, pool: &str, loaded: Option<&str>) -> Option<String> {
         let mut g = self.lock();
-        // A cartridge in another drive is in use there, or stuck in a drive taken offline; one
-        // in a mail slot is on its way out to the vault, or not imported yet.
+        // A cartridge in another drive is in use there while that drive is leased, or stuck in
+        // it while it is offline (one left in an idle online drive is fetched from it); one in
+        // a mail slot is on its way out to the vault, or not imported yet.
         let in_mail = |at: u16| {
             g.inventory.at(at).is_some_and(|e| e.kind == crate::scsi::cdb::ElementType::ImportExport)
         };
@@ -356,7 +357,10 @@ impl Library {
             .inventory
             .data_cartridges()
             .into_iter()
-            .filter(|(b, at)| Some(b.as_str()) == loaded || !g.bays.iter().any(|bay| bay.address == *at))
+            .filter(|(b, at)| {
+                Some(b.as_str()) == loaded
+                    || !g.bays.iter().any(|bay| bay.address == *at && (bay.io.is_none() || bay.offline.is_some()))
+            })
             .filter(|(_, at)| !in_mail(*at))
             .collect();
         let board = board();

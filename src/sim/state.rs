@@ -308,7 +308,11 @@ impl LibraryState {
 
     /// Makes drive `i`'s tape durable.
     pub(super) fn save_drive(&mut self, i: usize) -> std::io::Result<()> {
-        self.drives[i].tape.sync()
+        self.drives[i].tape.sync()?;
+        // The wear of what was just made durable is kept too: a run that ends without another
+        // robot move must not forget it (the drives would never ask for cleaning across runs).
+        let wear = self.wear();
+        self.store.save_wear(&wear)
     }
 
     /// Drive `i`'s cartridge leaves it: its tape is made durable and closed.
