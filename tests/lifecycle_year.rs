@@ -345,6 +345,9 @@ struct Year {
     cleaning_asked: u64,
     /// Nights that ended with a cartridge unloaded from drive 1 (see `run_night`).
     unloads: u64,
+    /// Wall time spent in backups, in the rest of the night (tree, unload, catalog read).
+    in_backups: Duration,
+    in_rest: Duration,
     fetched_back: usize,
     sent_out: usize,
     /// barcode → (medium id, bytes used) as last seen.
@@ -395,7 +398,10 @@ fn run_night(w: &World, tree: &mut Tree, year: &mut Year, day: u64) {
     if !full {
         args.push("--incremental");
     }
+    let t = Instant::now();
     let r = w.at(now, &args);
+    year.in_backups += t.elapsed();
+    let t = Instant::now();
     assert_eq!(r.code, 0, "night {day} ({}): the backup failed:\n{r}", rfc3339(now));
     year.cleaning_asked += r.stderr.matches(ASKS_FOR_CLEANING).count() as u64;
     let j = r.json();
@@ -426,6 +432,7 @@ fn run_night(w: &World, tree: &mut Tree, year: &mut Year, day: u64) {
         year.cleaning_asked += r.stderr.matches(ASKS_FOR_CLEANING).count() as u64;
     }
     year.after_night(w);
+    year.in_rest += t.elapsed();
 }
 
 #[test]
@@ -446,8 +453,12 @@ fn a_year_of_nights_keeps_what_it_must_recycles_the_rest_and_stays_bounded() {
         }
     }
     let end = night(DAYS - 1) + 3600;
+    let nights = wall.elapsed();
     let sessions_listed = check_retention(&w, &year, end);
+    let t = Instant::now();
     let restored = check_restores(&w, &year, end);
+    println!("{:<44} {:>12.1}", "time for the 365 nights, s", nights.as_secs_f64());
+    println!("{:<44} {:>12.1}", "time for the restores, s", t.elapsed().as_secs_f64());
     let cleanings = check_cleaning(&w, &year, end);
     check_journal(&year);
     let replay = Instant::now();
@@ -586,5 +597,7 @@ fn print_table(
     println!("{:<44} {:>12}", "journal bytes (journal check)", check["bytes"]);
     println!("{:<44} {:>12}", "journal records (journal check)", check["records"]);
     println!("{:<44} {:>12.3}", "replay time, s (journal check)", replay.as_secs_f64());
+    println!("{:<44} {:>12.1}", "time in backups, s", year.in_backups.as_secs_f64());
+    println!("{:<44} {:>12.1}", "time in the rest of the nights, s", year.in_rest.as_secs_f64());
     println!("{:<44} {:>12.1}", "wall time, s", wall.as_secs_f64());
 }
