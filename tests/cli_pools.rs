@@ -271,3 +271,89 @@ fn a_pool_of_new_cartridges_starts_each_session_on_one_of_its_own() {
     assert_ne!(r.code, 0, "{r}");
     assert!(r.all_output().contains("no cartridge left to write for pool 'monthly'"), "{r}");
 }
+
+#[test]
+fn a_pool_with_a_set_per_week_starts_a_cartridge_each_sunday_and_appends_within_the_week() {
+    let w = World::with(
+        "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 6\n\
+         cartridges = 4\ncapacity = \"64M\"\nmedia_wait = \"0s\"\n[[pool]]\nname = \"daily\"\n\
+         allocation = \"weekly sun\"\n",
+    );
+    let src = w.env.path("src");
+    tree(&src, 1);
+    // 2027-03-01 is a Monday.
+    let nights = ["2027-03-01", "2027-03-02", "2027-03-07", "2027-03-08", "2027-03-13", "2027-03-14"];
+    let mut sessions = Vec::new();
+    for day in nights {
+        let now = format!("{day}T02:00:00Z");
+        let r = w.at(&now, &["backup", src.to_str().unwrap(), "--to", "library:vlib,pool=daily,drives=1"]);
+        r.expect_code(0);
+        sessions.push(r.json()["session"].as_u64().unwrap());
+    }
+    let r = w.at("2027-03-14T03:00:00Z", &["ls", "--media"]);
+    let mut sets: Vec<Vec<u64>> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sessions"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect())
+        .collect();
+    sets.sort();
+    // Mon and Tue share one; Sunday the 7th starts one that Monday the 8th and Saturday the
+    // 13th append to; Sunday the 14th starts the next.
+    assert_eq!(
+        sets,
+        [vec![sessions[0], sessions[1]], vec![sessions[2], sessions[3], sessions[4]], vec![sessions[5]]],
+        "{r}"
+    );
+}
+
+#[test]
+fn pools_made_by_command_keep_their_sessions_as_told_and_bad_ones_change_nothing() {
+    let w = World::with(
+        "name = \"t\"\n[[library]]\nname = \"vlib\"\nkind = \"virtual\"\ndrives = 1\nslots = 6\n\
+         cartridges = 4\ncapacity = \"64M\"\n[[pool]]\nname = \"daily\"\nbarcodes = [\"CFR0001L8-CFR0002L8\"]\n",
+    );
+    let now = "2027-05-01T02:00:00Z";
+    let r = w
+        .at(now, &["pool", "create", "monthly", "--keep", "60d", "--allocation", "new", "--library", "vlib"]);
+    r.expect_code(0);
+    assert_eq!(r.json()["keep"], 60 * 86_400, "{r}");
+    // Refused, naming what is wrong; nothing changes.
+    let refused = [
+        (&["pool", "create", "monthly"][..], "pool 'monthly' exists"),
+        (&["pool", "create", "daily"][..], "pool 'daily' is defined in the board file"),
+        (&["pool", "modify", "daily", "--keep", "1d"][..], "pool 'daily' is defined in the board file"),
+        (&["pool", "modify", "yearly", "--keep", "1d"][..], "no pool 'yearly' made by command"),
+        (&["pool", "create", "spare", "--barcodes", "CFR0002L8-CFR0003L8"][..], "CFR0002L8"),
+        (&["pool", "create", "late", "--keep", "soon"][..], "pool 'late'.keep"),
+        (&["pool", "create", "odd", "--allocation", "fortnightly"][..], "pool 'odd'.allocation"),
+        (&["pool", "create", "far", "--library", "elsewhere"][..], "pool 'far'.library"),
+        (&["pool", "modify", "monthly", "--unset", "colour"][..], "--unset colour"),
+    ];
+    for (args, says) in refused {
+        let r = w.at(now, args);
+        assert_ne!(r.code, 0, "{args:?}: {r}");
+        assert!(r.stderr.contains(says), "{args:?}: {r}");
+    }
+    let r = w.at(now, &["pool", "list"]);
+    let names: Vec<String> =
+        r.json().as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["daily", "monthly"], "{r}");
+    // A session in the new pool is kept as it says, and as it says once changed.
+    let src = w.env.path("src");
+    tree(&src, 1);
+    let r = w.at(now, &["backup", src.to_str().unwrap(), "--to", "library:vlib,pool=monthly,drives=1"]);
+    r.expect_code(0);
+    let later = "2027-05-20T02:00:00Z";
+    let (v, _) = w.show(later, "monthly");
+    assert!(!v[0].1 && v[0].2.starts_with("kept until 2027-06-30"), "{v:?}");
+    w.at(later, &["pool", "modify", "monthly", "--keep", "7d"]).expect_code(0);
+    let (v, carts) = w.show(later, "monthly");
+    assert!(v[0].1, "expired once the pool keeps 7 days: {v:?}");
+    assert_eq!(carts, ["expired"]);
+    w.at(later, &["pool", "modify", "monthly", "--unset", "keep"]).expect_code(0);
+    let (v, _) = w.show(later, "monthly");
+    assert_eq!(v[0].2, "kept (the pool keeps everything)", "{v:?}");
+    w.at(later, &["journal", "check"]).expect_code(0);
+}

@@ -1,6 +1,6 @@
 //! The box's own command line while the service runs: `ls`, `verify`, `restore`, `scan`,
-//! `journal check`, `media inventory` and `backup` go through the control socket and answer as
-//! they do with the service stopped: the same output (less timings and counters of the
+//! `journal check`, `media inventory`, `media list` and `backup` go through the control socket
+//! and answer as they do with the service stopped: the same output (less timings and counters of the
 //! process that ran them) and the same exit codes, `--json` or not.
 
 mod common;
@@ -37,6 +37,8 @@ fn commands(out: &Path) -> Vec<Vec<String>> {
         vec!["--json", "journal", "check"],
         vec!["--json", "media", "inventory"],
         vec!["media", "inventory"],
+        vec!["--json", "media", "list"],
+        vec!["media"],
         vec!["--json", "pool", "list"],
         vec!["pool", "show", "default"],
     ]

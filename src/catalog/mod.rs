@@ -73,9 +73,9 @@ pub use record::{
     JobDeleted, JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, LogLevel, MAX_AGENT_NAME_LEN,
     MAX_AGENT_PATHS, MAX_DEFINITION_LEN, MAX_KEPT_BYTES, MAX_MESSAGE_LEN, MAX_OBJECTS_BYTES, MAX_PAYLOAD_LEN,
     MAX_RUNS, MAX_TTY_LEN, MediumAdded, MediumKind, MediumRemoved, MediumState, MediumUpdated, MediumVaulted,
-    ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, RecordBody, SessionFinished, SessionIndexed,
-    SessionKind, SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
-    agent_name_ok, kept_batches, kept_cost, object_batches, object_cost, run_batches,
+    ObjectStored, ObjectsStored, PartMoved, PartRuns, PoolDefined, Record, RecordBody, SessionFinished,
+    SessionIndexed, SessionKind, SessionMode, SessionPart, SessionPruned, SessionStarted, StoredObject,
+    StreamCut, agent_name_ok, kept_batches, kept_cost, object_batches, object_cost, run_batches,
 };
 pub use state::{Agent, AgentState, Catalog, JOB_HISTORY_KEEP, Job, LOG_KEEP, Medium, Session};
 

@@ -426,6 +426,16 @@ pub struct JobStateChanged {
     pub run_at: Option<u64>,
 }
 
+/// A media pool was made or changed by command (`coffer pool create|modify`): its whole
+/// definition, as a `[[pool]]` table of the board would say it. The newest one counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolDefined {
+    /// The pool's name.
+    pub name: String,
+    /// Its keys in TOML (`keep = "14d"` …), without the name.
+    pub definition: String,
+}
+
 /// A job was deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobDeleted {
@@ -859,6 +869,20 @@ impl RecordBody for FilesKept {
     }
 }
 
+impl RecordBody for PoolDefined {
+    const KIND: u16 = 24;
+    const VERSION: u8 = 1;
+    fn validate(&self) -> Result<(), &'static str> {
+        if !crate::board::name_ok(&self.name) {
+            return Err("pool name must be 1 to 32 letters, digits, '-' or '_'");
+        }
+        if !text_ok(&self.definition, 0, MAX_DEFINITION_LEN) {
+            return Err("pool definition over 64 KiB or holding a NUL");
+        }
+        Ok(())
+    }
+}
+
 impl RecordBody for JobSaved {
     const KIND: u16 = 48;
     const VERSION: u8 = 1;
@@ -1074,6 +1098,8 @@ records! {
     MediumErrors,
     /// Kind 23.
     DriveErrors,
+    /// Kind 24.
+    PoolDefined,
     /// Kind 32.
     SessionStarted,
     /// Kind 33.
@@ -1173,6 +1199,7 @@ impl Record {
             (CleaningRetired::KIND, 1) => body::<CleaningRetired>(payload).map_err(fail)?.into(),
             (MediumErrors::KIND, 1) => body::<MediumErrors>(payload).map_err(fail)?.into(),
             (DriveErrors::KIND, 1) => body::<DriveErrors>(payload).map_err(fail)?.into(),
+            (PoolDefined::KIND, 1) => body::<PoolDefined>(payload).map_err(fail)?.into(),
             (SessionStarted::KIND, 1) => {
                 body::<old::SessionStartedV1>(payload).map_err(fail)?.upgrade().into()
             }

@@ -10,9 +10,9 @@ use super::health::{CleaningCartridge, Health, MediumErrors};
 use super::record::{
     AgentAdded, AgentEnrolled, AgentRevoked, ConsoleLogin, FilesKept, IdsReserved, IndexPruned, JobDeleted,
     JobSaved, JobState, JobStateChanged, LaneRun, LogEntry, MediumAdded, MediumRemoved, MediumState,
-    MediumUpdated, MediumVaulted, ObjectStored, ObjectsStored, PartMoved, PartRuns, Record, SessionFinished,
-    SessionIndexed, SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject, StreamCut,
-    run_batches,
+    MediumUpdated, MediumVaulted, ObjectStored, ObjectsStored, PartMoved, PartRuns, PoolDefined, Record,
+    SessionFinished, SessionIndexed, SessionKind, SessionPart, SessionPruned, SessionStarted, StoredObject,
+    StreamCut, run_batches,
 };
 
 /// Activity log entries kept; older ones are dropped.
@@ -439,6 +439,8 @@ pub struct Catalog {
     agents: BTreeMap<String, Agent>,
     /// Cleaning cartridges and drives' hard errors.
     health: Health,
+    /// Pools made by command: name → definition (TOML keys).
+    pools: BTreeMap<String, String>,
 }
 
 impl Default for Catalog {
@@ -461,7 +463,13 @@ impl Catalog {
             console_login: None,
             agents: BTreeMap::new(),
             health: Health::default(),
+            pools: BTreeMap::new(),
         }
+    }
+
+    /// Pools made or changed by command, by name: their definitions (TOML keys).
+    pub fn pools(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.pools.iter().map(|(n, d)| (n.as_str(), d.as_str()))
     }
 
     /// Applies one record. Checks it against its rules and the state first: on error nothing
@@ -523,6 +531,10 @@ impl Catalog {
             Record::AgentAdded(b) => self.agent_added(b),
             Record::AgentEnrolled(b) => self.agent_enrolled(b),
             Record::AgentRevoked(b) => self.agent_revoked(b),
+            Record::PoolDefined(b) => {
+                self.pools.insert(b.name.clone(), b.definition.clone());
+                Ok(())
+            }
         }
     }
 
@@ -543,6 +555,9 @@ impl Catalog {
         let login = self.console_login.iter().cloned().map(Record::ConsoleLogin);
         let agents = self.agents.values().flat_map(Agent::records);
         let health = self.health.records();
+        let pools = self.pools.iter().map(|(name, definition)| {
+            Record::from(PoolDefined { name: name.clone(), definition: definition.clone() })
+        });
         media
             .chain(sessions)
             .chain(jobs)
@@ -550,6 +565,7 @@ impl Catalog {
             .chain(login)
             .chain(agents)
             .chain(health)
+            .chain(pools)
             .chain(self.ids_record())
     }
 

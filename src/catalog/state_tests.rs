@@ -437,6 +437,9 @@ fn other_step(c: &Catalog, (sel, a, b, x): Step) -> Record {
                 wrong_in_a_row,
             })
         }
+        7 if b % 3 == 2 => {
+            Record::from(PoolDefined { name: format!("p{}", a % 3), definition: format!("keep = \"{b}d\"") })
+        }
         7 if b % 3 == 1 => {
             Record::MediumVaulted(MediumVaulted { medium: medium_id, offsite: a % 2 == 0, at: x })
         }

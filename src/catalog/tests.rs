@@ -188,6 +188,8 @@ fn other_records() -> impl Strategy<Value = Record> {
             Record::MediumUpdated(MediumUpdated { medium, used, state })
         }),
         any::<[u8; 16]>().prop_map(|medium| Record::MediumRemoved(MediumRemoved { medium })),
+        ("[a-z]{1,8}", text(100))
+            .prop_map(|(name, definition)| Record::from(PoolDefined { name, definition })),
         (uuid(), any::<(bool, u64)>())
             .prop_map(|(medium, (offsite, at))| Record::MediumVaulted(MediumVaulted { medium, offsite, at })),
         (id(), "[a-z0-9-]{1,20}", text(300))
@@ -445,6 +447,7 @@ fn kinds_and_versions_are_stable() {
         (21, 1, "CleaningRetired"),
         (22, 1, "MediumErrors"),
         (23, 1, "DriveErrors"),
+        (24, 1, "PoolDefined"),
         (32, 2, "SessionStarted"),
         (33, 1, "SessionPart"),
         (34, 2, "ObjectStored"),

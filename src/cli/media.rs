@@ -227,7 +227,8 @@ fn export(
             let board = ctx.board()?;
             let catalog = held.catalog();
             let known =
-                board.pools.iter().any(|x| &x.name == p) || catalog.media().any(|m| &m.info().pool == p);
+                coffer::lifecycle::pools::effective(&board.pools, &catalog).iter().any(|x| &x.name == p)
+                    || catalog.media().any(|m| &m.info().pool == p);
             if !known {
                 bail!("no pool '{p}': the board names none so, and no cartridge is labelled for it");
             }

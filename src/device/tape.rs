@@ -293,7 +293,7 @@ impl TapeTarget {
             OnTape::Blank => {
                 let label = new_label(barcode.to_owned(), &pool, block as u32);
                 write_label(io, &label, block).map_err(fail)?;
-                lib.note_pool(barcode, &pool);
+                lib.note_label(barcode, &pool, label.created);
                 tracing::info!(target: "library", "{barcode}: labelled for pool {pool}");
                 let next = TapePos { object: 2, file: 1 };
                 self.cart = Some(Loaded { label: label.clone(), block, next, early_warning: false });
@@ -309,6 +309,7 @@ impl TapeTarget {
                 io.rewind().map_err(fail)?;
                 write_label(io, &label, block).map_err(fail)?;
                 lib.recycled(barcode, &pool);
+                lib.note_label(barcode, &pool, label.created);
                 tracing::info!(target: "library", "{barcode}: recycled for pool {pool} (it was {}'s; its sessions had all expired)", l.pool);
                 let next = TapePos { object: 2, file: 1 };
                 self.cart = Some(Loaded { label: label.clone(), block, next, early_warning: false });
@@ -322,7 +323,7 @@ impl TapeTarget {
                 label.barcode
             )));
         }
-        lib.note_pool(barcode, &label.pool);
+        lib.note_label(barcode, &label.pool, label.created);
         if label.pool != pool {
             return Ok(Prepare::Skip);
         }

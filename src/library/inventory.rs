@@ -146,28 +146,46 @@ pub struct Known {
     /// newest session's start): written again from their start, least recently written first,
     /// for any pool whose barcodes they may carry.
     pub recyclable: HashMap<String, u64>,
+    /// When each of coffer's cartridges got its current label (its media set began).
+    pub labelled: HashMap<String, u64>,
+}
+
+/// Which of the pool's cartridges with room a session may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appending {
+    /// Any.
+    Any,
+    /// None: each session starts a cartridge.
+    Never,
+    /// One labelled at or after this time (the current media set's start).
+    Since(u64),
 }
 
 /// The cartridge to write next for `pool`, from `cartridges` (barcode, element), preferring
 /// `loaded` (already in the writer's drive): first one of the pool with room, then a
 /// cartridge coffer does not know (blank, or to be checked), then one whose sessions have all
 /// expired (recycled), in barcode order. `range_pool` says which pool's barcode range a
-/// cartridge lies in: one in another pool's range is never drawn for this one. Unless
-/// `append`, a cartridge the pool wrote before is not taken (a session on a new one).
+/// cartridge lies in: one in another pool's range is never drawn for this one. `append` says
+/// which of the pool's cartridges a session may go on (else it takes a new one).
 pub fn choose(
     cartridges: &[(String, u16)],
     known: &Known,
     pool: &str,
     loaded: Option<&str>,
     range_pool: &dyn Fn(&str) -> Option<String>,
-    append: bool,
+    append: Appending,
 ) -> Option<String> {
     let recyclable = |b: &str| known.recyclable.contains_key(b);
     let free = |b: &str| {
         !known.full.contains(b) && !known.unusable.contains_key(b) && !known.claimed.contains(b)
             || recyclable(b) && !known.claimed.contains(b) && !known.unusable.contains_key(b)
     };
-    let ours = |b: &str| append && known.pool.get(b).is_some_and(|p| p == pool) && !recyclable(b);
+    let in_set = |b: &str| match append {
+        Appending::Any => true,
+        Appending::Never => false,
+        Appending::Since(t) => known.labelled.get(b).is_some_and(|&l| l >= t),
+    };
+    let ours = |b: &str| in_set(b) && known.pool.get(b).is_some_and(|p| p == pool) && !recyclable(b);
     let may_draw = |b: &str| range_pool(b).is_none_or(|p| p == pool);
     let unknown = |b: &str| !known.pool.contains_key(b) && may_draw(b);
     let expired = |b: &str| recyclable(b) && may_draw(b);
@@ -189,10 +207,11 @@ pub fn choose(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn el(kind: ElementType, address: u16, tag: Option<&str>) -> Element {
+    /// An element of `kind` at `address`, full with `tag` when there is one.
+    pub(crate) fn el(kind: ElementType, address: u16, tag: Option<&str>) -> Element {
         let mut e = Element::empty(kind, address);
         e.full = tag.is_some();
         e.volume_tag = tag.map(str::to_owned);
@@ -265,40 +284,48 @@ mod tests {
         k.full.insert("B2".into());
         k.unusable.insert("B4".into(), "write-protected".into());
         let none = |_: &str| None;
-        assert_eq!(choose(&carts, &k, "default", None, &none, true).as_deref(), Some("B3"));
-        assert_eq!(choose(&carts, &k, "default", Some("B3"), &none, true).as_deref(), Some("B3"));
+        assert_eq!(choose(&carts, &k, "default", None, &none, Appending::Any).as_deref(), Some("B3"));
+        assert_eq!(choose(&carts, &k, "default", Some("B3"), &none, Appending::Any).as_deref(), Some("B3"));
         // A loaded cartridge of another pool is not taken.
-        assert_eq!(choose(&carts, &k, "default", Some("B1"), &none, true).as_deref(), Some("B3"));
+        assert_eq!(choose(&carts, &k, "default", Some("B1"), &none, Appending::Any).as_deref(), Some("B3"));
         k.claimed.insert("B3".into());
-        assert_eq!(choose(&carts, &k, "default", None, &none, true).as_deref(), Some("B5"));
+        assert_eq!(choose(&carts, &k, "default", None, &none, Appending::Any).as_deref(), Some("B5"));
         // A blank cartridge in another pool's barcode range is not drawn.
         let weekly_b5 = |b: &str| (b == "B5").then(|| "weekly".to_owned());
-        assert_eq!(choose(&carts, &k, "default", None, &weekly_b5, true), None);
+        assert_eq!(choose(&carts, &k, "default", None, &weekly_b5, Appending::Any), None);
         k.claimed.insert("B5".into());
-        assert_eq!(choose(&carts, &k, "default", None, &none, true), None);
-        assert_eq!(choose(&carts, &k, "weekly", None, &none, true).as_deref(), Some("B1"));
+        assert_eq!(choose(&carts, &k, "default", None, &none, Appending::Any), None);
+        assert_eq!(choose(&carts, &k, "weekly", None, &none, Appending::Any).as_deref(), Some("B1"));
         // Once every session on B2 (full) and B1 expired, they are drawn last, by any pool,
         // and B1 no longer counts as weekly's to append to.
         k.recyclable.extend([("B1".to_owned(), 20), ("B2".to_owned(), 30)]);
-        assert_eq!(choose(&carts, &k, "default", None, &none, true).as_deref(), Some("B1"));
+        assert_eq!(choose(&carts, &k, "default", None, &none, Appending::Any).as_deref(), Some("B1"));
         k.recyclable.insert("B2".to_owned(), 10);
         assert_eq!(
-            choose(&carts, &k, "default", None, &none, true).as_deref(),
+            choose(&carts, &k, "default", None, &none, Appending::Any).as_deref(),
             Some("B2"),
             "least recently written first"
         );
         k.recyclable.insert("B2".to_owned(), 30);
-        assert_eq!(choose(&carts, &k, "default", None, &weekly_b5, true).as_deref(), Some("B1"));
+        assert_eq!(choose(&carts, &k, "default", None, &weekly_b5, Appending::Any).as_deref(), Some("B1"));
         let weekly_b1 = |b: &str| (b == "B1").then(|| "weekly".to_owned());
-        assert_eq!(choose(&carts, &k, "default", None, &weekly_b1, true).as_deref(), Some("B2"));
+        assert_eq!(choose(&carts, &k, "default", None, &weekly_b1, Appending::Any).as_deref(), Some("B2"));
         k.claimed.remove("B3");
         assert_eq!(
-            choose(&carts, &k, "default", None, &none, true).as_deref(),
+            choose(&carts, &k, "default", None, &none, Appending::Any).as_deref(),
             Some("B3"),
             "appending comes first"
         );
         // A pool that starts each session on a new cartridge: not B3 (written before, loaded),
         // but the expired one least recently written.
-        assert_eq!(choose(&carts, &k, "default", Some("B3"), &none, false).as_deref(), Some("B1"));
+        assert_eq!(choose(&carts, &k, "default", Some("B3"), &none, Appending::Never).as_deref(), Some("B1"));
+        // A pool with a media set per week: B3 is appended to while labelled in this set.
+        k.labelled.insert("B3".into(), 700);
+        assert_eq!(choose(&carts, &k, "default", None, &none, Appending::Since(700)).as_deref(), Some("B3"));
+        assert_eq!(
+            choose(&carts, &k, "default", None, &none, Appending::Since(701)).as_deref(),
+            Some("B1"),
+            "a cartridge of an earlier set is not appended to"
+        );
     }
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::board::{Board, Library as LibraryConfig};
 use crate::device::DeviceError;
+use crate::lifecycle::pools::Allocation;
 use crate::scsi::transport::Transport;
 use crate::tape::{TapeDrive, TapeIo};
 
@@ -304,6 +305,13 @@ impl Library {
         self.lock().known.recyclable.contains_key(barcode)
     }
 
+    /// `barcode` carries a label of `pool` made at `created` (a new media set began then).
+    pub fn note_label(&self, barcode: &str, pool: &str, created: u64) {
+        let mut g = self.lock();
+        g.known.pool.insert(barcode.to_owned(), pool.to_owned());
+        g.known.labelled.insert(barcode.to_owned(), created);
+    }
+
     /// `barcode` was labelled anew for `pool`: it is empty and writable.
     pub fn recycled(&self, barcode: &str, pool: &str) {
         let mut g = self.lock();
@@ -353,7 +361,12 @@ impl Library {
             .collect();
         let board = board();
         let range_pool = |b: &str| crate::lifecycle::pools::pool_of(&board.pools, b).map(|p| p.name.clone());
-        let append = board.pools.iter().find(|p| p.name == pool).is_none_or(|p| p.appends());
+        let allocation = board.pools.iter().find(|p| p.name == pool).map(|p| p.allocation());
+        let append = match allocation {
+            None | Some(Allocation::Append) => inventory::Appending::Any,
+            Some(Allocation::New) => inventory::Appending::Never,
+            Some(a) => inventory::Appending::Since(a.set_start(crate::clock::unix_now()).unwrap_or(0)),
+        };
         let pick = inventory::choose(&carts, &g.known, pool, loaded, &range_pool, append)?;
         g.known.claimed.insert(pick.clone());
         Some(pick)
@@ -592,9 +605,20 @@ pub fn configure(board: Board, state: PathBuf) {
     *registry() = Some(Registry { board, state, open: HashMap::new() });
 }
 
-/// The board [`configure`] was given (the built-in one if none was).
+/// Pools made by command (kept in the catalog), as [`learn_catalog`] last saw them.
+static COMMAND_POOLS: Mutex<Vec<crate::lifecycle::pools::PoolSpec>> = Mutex::new(Vec::new());
+
+/// The board [`configure`] was given (the built-in one if none was), with the pools made by
+/// command beside the board's own.
 pub fn board() -> Board {
-    registry().as_ref().map_or_else(Board::default_board, |r| r.board.clone())
+    let mut board = registry().as_ref().map_or_else(Board::default_board, |r| r.board.clone());
+    let made = COMMAND_POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    for p in made.iter() {
+        if !board.pools.iter().any(|b| b.name == p.name) {
+            board.pools.push(p.clone());
+        }
+    }
+    board
 }
 
 /// The stand-alone drive at `path` (`/dev/nstN` through st, `/dev/sgN` by SG_IO), opened on
@@ -736,6 +760,8 @@ pub fn opened() -> Vec<Arc<Library>> {
 /// Tells every open library what the catalog knows of its cartridges (pools, which are full,
 /// which hold only expired sessions by the board's pools now).
 pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
+    *COMMAND_POOLS.lock().unwrap_or_else(|e| e.into_inner()) =
+        crate::lifecycle::pools::effective(&[], catalog);
     let pools = board().pools;
     let verdicts = crate::lifecycle::report::verdicts(catalog, &pools, crate::clock::unix_now());
     for lib in opened() {
@@ -761,6 +787,12 @@ pub fn learn_catalog(catalog: &crate::catalog::Catalog) {
             })
             .unzip();
         lib.learn(pools, full.into_iter().flatten());
+        lib.lock().known.labelled.extend(
+            catalog
+                .media()
+                .filter(|m| m.info().location == location)
+                .map(|m| (m.barcode().to_owned(), m.info().created)),
+        );
         let limits = board()
             .libraries
             .iter()

@@ -8,7 +8,9 @@
 //! barcodes = ["CFR0001L8-CFR0008L8"]    # ranges or single barcodes (optional)
 //! keep = "14d"                          # seconds s, minutes m, hours h, days d, weeks w
 //! keep_sets = 2                         # the newest 2 sets of each source, whatever their age
-//! allocation = "new"                    # a cartridge of its own per session (default "append")
+//! allocation = "new"                    # a cartridge of its own per session (default "append");
+//!                                       # "daily", "weekly sun", "monthly": a new cartridge for
+//!                                       # the first session after each such time (00:00 UTC)
 //! ```
 //! A pool the board does not name (`default`, the pool of `--to library:vlib` without one)
 //! keeps everything, as before pools had retention. `scratch` is where blank cartridges are
@@ -40,6 +42,58 @@ pub struct PoolSpec {
     /// `append` (default): a session goes on the pool's last cartridge with room; `new`: each
     /// session starts on a cartridge of its own (blank or recycled).
     pub allocation: Option<String>,
+}
+
+/// How a pool puts its sessions on cartridges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// On the pool's last cartridge with room.
+    Append,
+    /// Each session on a cartridge of its own.
+    New,
+    /// A new media set at each midnight (UTC): the day's sessions share a cartridge.
+    Daily,
+    /// A new media set each week at 00:00 (UTC) of the weekday (0 Monday … 6 Sunday).
+    Weekly(u32),
+    /// A new media set on the first of each month at 00:00 (UTC).
+    Monthly,
+}
+
+impl Allocation {
+    /// Parses `append`, `new`, `daily`, `weekly DAY` (`weekly sun`), `monthly`.
+    pub fn parse(text: &str) -> Result<Allocation, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let usage = "\"append\", \"new\", \"daily\", \"weekly DAY\" (e.g. \"weekly sun\") or \"monthly\"";
+        Ok(match words.as_slice() {
+            ["append"] => Allocation::Append,
+            ["new"] => Allocation::New,
+            ["daily"] => Allocation::Daily,
+            ["weekly", day] => Allocation::Weekly(
+                crate::jobs::schedule::parse_weekday(day).map_err(|e| format!("'{text}': {e}"))?,
+            ),
+            ["monthly"] => Allocation::Monthly,
+            _ => return Err(format!("'{text}': {usage}")),
+        })
+    }
+
+    /// When the media set that `now` falls in began: a cartridge started (labelled) before it
+    /// is not appended to. `None` for `append` and `new`, which have no sets in time.
+    pub fn set_start(self, now: u64) -> Option<u64> {
+        use crate::jobs::calendar::{DAY, civil_from_days, days_from_civil, weekday};
+        let midnight = now - now % DAY;
+        match self {
+            Allocation::Append | Allocation::New => None,
+            Allocation::Daily => Some(midnight),
+            Allocation::Weekly(day) => {
+                let back = (weekday(now) + 7 - day) % 7;
+                Some(midnight - u64::from(back) * DAY)
+            }
+            Allocation::Monthly => {
+                let (y, m, _) = civil_from_days((now / DAY) as i64);
+                Some(days_from_civil(y, m, 1) as u64 * DAY)
+            }
+        }
+    }
 }
 
 /// A barcode split around its number: `CFR0001L8` is (`CFR`, 1, width 4, `L8`).
@@ -147,9 +201,11 @@ impl PoolSpec {
         self.barcodes.iter().filter_map(|b| BarcodeRange::parse(b).ok()).collect()
     }
 
-    /// Whether a session goes on the pool's cartridge with room (else on a new one).
-    pub fn appends(&self) -> bool {
-        self.allocation.as_deref() != Some("new")
+    /// How its sessions are put on cartridges (checked when the board was read).
+    pub fn allocation(&self) -> Allocation {
+        self.allocation
+            .as_deref()
+            .map_or(Allocation::Append, |a| Allocation::parse(a).unwrap_or(Allocation::Append))
     }
 
     /// Its retention (checked when the board was read).
@@ -180,11 +236,8 @@ impl PoolSpec {
         if let Some(k) = &self.keep {
             parse_duration(k).map_err(|e| (key("keep"), e))?;
         }
-        if let Some(a) = &self.allocation
-            && a != "append"
-            && a != "new"
-        {
-            return Err((key("allocation"), format!("'{a}': \"append\" or \"new\"")));
+        if let Some(a) = &self.allocation {
+            Allocation::parse(a).map_err(|e| (key("allocation"), e))?;
         }
         if self.keep_sets == Some(0) {
             return Err((key("keep_sets"), "at least 1 (leave it out to keep by age only)".into()));
@@ -194,6 +247,51 @@ impl PoolSpec {
         }
         Ok(())
     }
+}
+
+/// The pools in force: the board's, then those made by command (`coffer pool create`, kept in
+/// the catalog), each under its own name. A definition that no longer reads (it was checked
+/// when made) is left out with a warning.
+pub fn effective(board: &[PoolSpec], catalog: &crate::catalog::Catalog) -> Vec<PoolSpec> {
+    let mut all = board.to_vec();
+    for (name, definition) in catalog.pools() {
+        if all.iter().any(|p| p.name == name) {
+            continue;
+        }
+        match from_definition(name, definition) {
+            Ok(p) => all.push(p),
+            Err(e) => tracing::warn!(target: "pools", "pool '{name}' made by command does not read: {e}"),
+        }
+    }
+    all
+}
+
+/// A pool from its name and its keys in TOML.
+pub fn from_definition(name: &str, definition: &str) -> Result<PoolSpec, String> {
+    let mut table: toml::Table = toml::from_str(definition).map_err(|e| e.message().to_owned())?;
+    table.insert("name".into(), toml::Value::String(name.to_owned()));
+    table.try_into::<PoolSpec>().map_err(|e| e.message().to_owned())
+}
+
+/// A pool's keys in TOML, without its name: what `PoolDefined` keeps.
+pub fn definition(p: &PoolSpec) -> String {
+    let mut t = toml::Table::new();
+    if let Some(l) = &p.library {
+        t.insert("library".into(), l.clone().into());
+    }
+    if !p.barcodes.is_empty() {
+        t.insert("barcodes".into(), toml::Value::Array(p.barcodes.iter().cloned().map(Into::into).collect()));
+    }
+    if let Some(k) = &p.keep {
+        t.insert("keep".into(), k.clone().into());
+    }
+    if let Some(n) = p.keep_sets {
+        t.insert("keep_sets".into(), i64::from(n).into());
+    }
+    if let Some(a) = &p.allocation {
+        t.insert("allocation".into(), a.clone().into());
+    }
+    toml::to_string(&t).expect("a table of strings and numbers is TOML")
 }
 
 /// Checks the board's pools together: each alone, names once, no barcode in two pools.
@@ -291,12 +389,34 @@ mod tests {
         assert_eq!(err(&[p]).0, "pool 'daily'.keep_sets");
         assert_eq!(err(&[pool("scratch", &[])]).0, "pool 'scratch'.keep");
         let mut p = pool("daily", &[]);
-        p.allocation = Some("weekly sun".into());
+        p.allocation = Some("weekly sunnday".into());
+        assert_eq!(err(&[p.clone()]).0, "pool 'daily'.allocation");
+        p.allocation = Some("fortnightly".into());
         assert_eq!(err(&[p]).0, "pool 'daily'.allocation");
         let ok = [pool("daily", &["CFR0001L8-CFR0008L8"]), pool("weekly", &["CFR0009L8-CFR0016L8"])];
         check_all(&ok, &libs).unwrap();
         assert_eq!(pool_of(&ok, "CFR0010L8").map(|p| p.name.as_str()), Some("weekly"));
         assert_eq!(pool_of(&ok, "CFR0017L8"), None);
         assert_eq!(ok[0].policy(), Policy { keep: Some(14 * 86_400), keep_sets: None });
+    }
+
+    #[test]
+    fn a_calendar_allocation_starts_a_set_at_its_midnight() {
+        let at = |t: &str| crate::jobs::calendar::parse(t).unwrap();
+        // 2027-01-06 is a Wednesday.
+        let now = at("2027-01-06 14:30:00");
+        assert_eq!(Allocation::parse("append").unwrap().set_start(now), None);
+        assert_eq!(Allocation::parse("new").unwrap().set_start(now), None);
+        assert_eq!(Allocation::parse("daily").unwrap().set_start(now), Some(at("2027-01-06 00:00:00")));
+        let sunday = Allocation::parse("weekly sun").unwrap();
+        assert_eq!(sunday, Allocation::Weekly(6));
+        assert_eq!(sunday.set_start(now), Some(at("2027-01-03 00:00:00")));
+        assert_eq!(sunday.set_start(at("2027-01-03 00:00:00")), Some(at("2027-01-03 00:00:00")));
+        assert_eq!(
+            Allocation::parse("weekly Wednesday").unwrap().set_start(now),
+            Some(at("2027-01-06 00:00:00"))
+        );
+        assert_eq!(Allocation::parse("monthly").unwrap().set_start(now), Some(at("2027-01-01 00:00:00")));
+        assert!(Allocation::parse("weekly").unwrap_err().contains("weekly DAY"));
     }
 }

@@ -139,14 +139,7 @@ pub fn judge_arrival(c: &Catalog, barcode: &str, found: &Found) -> Arrival {
 mod tests {
     use super::*;
     use crate::catalog::{MediumAdded, MediumUpdated, MediumVaulted, Record};
-    use crate::scsi::pages::Element;
-
-    fn el(kind: ElementType, address: u16, tag: Option<&str>) -> Element {
-        let mut e = Element::empty(kind, address);
-        e.full = tag.is_some();
-        e.volume_tag = tag.map(str::to_owned);
-        e
-    }
+    use crate::library::inventory::tests::el;
 
     fn inv(mail: &[Option<&str>]) -> Inventory {
         let mut elements = vec![
