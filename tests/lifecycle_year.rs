@@ -19,9 +19,10 @@
 //!
 //! Where it differs from the issue's wording (each said again where it happens):
 //! - backups run as `coffer backup` commands, not through the service's job engine;
-//! - pool `weekly` uses `allocation = "new"`: with one weekly session a week this is what
-//!   `weekly sun` gives (a new cartridge for the first session after each Sunday 00:00);
-//!   pool `daily` appends, so its cartridges fill over a few weeks and expire as a whole;
+//! - pool `weekly` uses `allocation = "weekly sun"` (a new cartridge for the first session
+//!   after each Sunday 00:00), which with one full a week is a cartridge per full (night 0's
+//!   full, on a Friday, has one of its own too); pool `daily` appends, so its cartridges fill
+//!   over a few weeks and expire as a whole;
 //! - the monthly export sends the weekly cartridges still kept, by barcode: `media export
 //!   --pool weekly` would also send the expired ones waiting to be recycled (and the ones just
 //!   fetched back for that);
@@ -88,7 +89,7 @@ fn board_text() -> String {
          import_export = {MAIL_SLOTS}\ncartridges = 24\ncleaning = 2\ncapacity = \"16M\"\n\
          media_wait = \"0s\"\nclean_every = \"{}M\"\ncleaning_ms = 5\n\
          [[pool]]\nname = \"daily\"\nlibrary = \"vlib\"\nkeep = \"14d\"\nallocation = \"append\"\n\
-         [[pool]]\nname = \"weekly\"\nlibrary = \"vlib\"\nkeep = \"8w\"\nallocation = \"new\"\n",
+         [[pool]]\nname = \"weekly\"\nlibrary = \"vlib\"\nkeep = \"8w\"\nallocation = \"weekly sun\"\n",
         CLEAN_EVERY >> 20
     )
 }
