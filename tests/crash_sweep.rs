@@ -25,21 +25,10 @@ const KILLS: usize = 50;
 /// Objects and bytes between a writer's checkpoints during the sweep.
 const CHECKPOINT: &str = "150,4194304";
 
-/// splitmix64: a small, seedable generator, so a failing sweep replays from its seed.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// Uniform in `lo..=hi`.
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo { lo } else { lo + self.next() % (hi - lo + 1) }
+        if hi <= lo { lo } else { lo + self.next_u64() % (hi - lo + 1) }
     }
 }
 

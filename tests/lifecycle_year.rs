@@ -93,23 +93,6 @@ fn board_text() -> String {
     )
 }
 
-/// SplitMix64: small, seeded, the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// The tree being backed up: the generator's model of it (path → content seed) and the files.
 struct Tree {
     root: PathBuf,
@@ -140,7 +123,7 @@ impl Tree {
         let dir = self.rng.below(DIRS);
         let rel = format!("d{dir:02}/f{:06}.txt", self.next_name);
         self.next_name += 1;
-        let seed = self.rng.next();
+        let seed = self.rng.next_u64();
         self.write(&rel, seed, at);
         self.files.insert(rel, seed);
     }
@@ -155,7 +138,7 @@ impl Tree {
     fn change(&mut self, at: u64) {
         for _ in 0..MODIFIED_A_DAY {
             let rel = self.pick();
-            let seed = self.rng.next();
+            let seed = self.rng.next_u64();
             self.write(&rel, seed, at);
             self.files.insert(rel, seed);
         }
