@@ -359,7 +359,10 @@ impl Library {
             .into_iter()
             .filter(|(b, at)| {
                 Some(b.as_str()) == loaded
-                    || !g.bays.iter().any(|bay| bay.address == *at && (bay.io.is_none() || bay.offline.is_some()))
+                    || !g
+                        .bays
+                        .iter()
+                        .any(|bay| bay.address == *at && (bay.io.is_none() || bay.offline.is_some()))
             })
             .filter(|(_, at)| !in_mail(*at))
             .collect();
