@@ -279,7 +279,8 @@ fn export(
 /// `coffer media import`: the cartridges in the mail slots, back into their pools.
 fn import(ctx: &Ctx, lib: &Arc<Library>) -> anyhow::Result<ExitCode> {
     let mut held = ctx.hold_state()?;
-    let arrived = vault::import(lib, &held.catalog())?;
+    let done = vault::import(lib, &held.catalog())?;
+    let arrived = &done.arrived;
     let now = coffer::clock::unix_now();
     let records: Vec<Record> = arrived
         .iter()
@@ -291,7 +292,7 @@ fn import(ctx: &Ctx, lib: &Arc<Library>) -> anyhow::Result<ExitCode> {
     if ctx.json {
         super::print_json(ctx, &json!(arrived));
     } else {
-        for a in &arrived {
+        for a in arrived {
             let verb = if a.taken { "taken in" } else { "NOT taken in" };
             outln!(
                 ctx,
@@ -301,9 +302,13 @@ fn import(ctx: &Ctx, lib: &Arc<Library>) -> anyhow::Result<ExitCode> {
                 a.what
             );
         }
-        if arrived.is_empty() {
+        if arrived.is_empty() && done.stopped.is_none() {
             outln!(ctx, "the mail slots of library {} are empty", lib.name());
         }
+    }
+    // What moved is journaled above; then the failure is said.
+    if let Some(why) = &done.stopped {
+        bail!("the import stopped: {why}");
     }
     let refused = arrived.iter().filter(|a| !a.taken).count();
     Ok(if refused > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })

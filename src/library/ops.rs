@@ -177,21 +177,20 @@ pub fn apply(lib: &Arc<Library>, op: &MediaOp) -> Result<MediaReport, OpError> {
         }
         MediaOp::TakeOut { mail } => {
             let hands = hands(lib)?;
-            let inv = lib.inventory();
-            let full: Vec<usize> = inv
-                .of(crate::scsi::cdb::ElementType::ImportExport)
-                .enumerate()
-                .filter(|(i, e)| e.full && mail.is_none_or(|m| m == i + 1))
-                .map(|(i, _)| i + 1)
-                .collect();
+            // One mail slot as asked (empty: refused, saying so), or every full one.
+            let slots: Vec<usize> = match mail {
+                Some(m) => vec![*m],
+                None => lib
+                    .inventory()
+                    .of(crate::scsi::cdb::ElementType::ImportExport)
+                    .enumerate()
+                    .filter(|(_, e)| e.full)
+                    .map(|(i, _)| i + 1)
+                    .collect(),
+            };
             let mut taken = Vec::new();
-            match mail {
-                Some(m) => taken.push(hands.take_out(*m).map_err(OpError::Refused)?),
-                None => {
-                    for m in full {
-                        taken.push(hands.take_out(m).map_err(OpError::Refused)?);
-                    }
-                }
+            for m in slots {
+                taken.push(hands.take_out(m).map_err(OpError::Refused)?);
             }
             lib.refresh()?;
             if taken.is_empty() {

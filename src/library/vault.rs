@@ -74,10 +74,26 @@ pub struct Arrived {
     pub back: Option<([u8; 16], bool)>,
 }
 
+/// What an import did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Imported {
+    /// Each cartridge found in a mail slot, in mail slot order, up to where it stopped.
+    pub arrived: Vec<Arrived>,
+    /// Why the import stopped early, if it did (what `arrived` says did happen: the catalog is
+    /// told of those).
+    pub stopped: Option<String>,
+}
+
 /// Takes in the cartridges in the mail slots: each is loaded, its label read and judged
 /// against `catalog`, and put in a free storage slot, or back into its mail slot when it is not
-/// taken in. Stops, with what it did so far, when no storage slot is free.
-pub fn import(lib: &Arc<Library>, catalog: &Catalog) -> Result<Vec<Arrived>, OpError> {
+/// taken in. A failure (no free slot, a drive or robot error) stops it with what it did so far.
+pub fn import(lib: &Arc<Library>, catalog: &Catalog) -> Result<Imported, OpError> {
+    let mut out = Vec::new();
+    let stopped = take_in(lib, catalog, &mut out).err().map(|e| e.to_string());
+    Ok(Imported { arrived: out, stopped })
+}
+
+fn take_in(lib: &Arc<Library>, catalog: &Catalog, out: &mut Vec<Arrived>) -> Result<(), OpError> {
     let inv = lib.refresh()?;
     let mail: Vec<(u16, Option<String>)> = inv
         .of(ElementType::ImportExport)
@@ -86,7 +102,6 @@ pub fn import(lib: &Arc<Library>, catalog: &Catalog) -> Result<Vec<Arrived>, OpE
         .collect();
     let mail_name =
         |a: u16| inv.places().into_iter().find(|p| p.address == a).map(|p| p.element).unwrap_or_default();
-    let mut out = Vec::new();
     let mut lease = None;
     for (at, tag) in mail {
         let Some(barcode) = tag else {
@@ -148,7 +163,7 @@ pub fn import(lib: &Arc<Library>, catalog: &Catalog) -> Result<Vec<Arrived>, OpE
         let place = if taken { place_of(lib, &barcode) } else { mail_name(at) };
         out.push(Arrived { barcode, place, taken, what, back });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Where `barcode` is now, as people name places.
